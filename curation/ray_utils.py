@@ -1,0 +1,45 @@
+"""Starting or joining Ray, in one place.
+
+By default Ray starts embedded and local, bound to 127.0.0.1 (Ray otherwise binds
+to the public interface). ``address`` (or the RAY_ADDRESS environment variable)
+joins an existing cluster instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import ray
+
+logger = logging.getLogger(__name__)
+
+
+def init_ray(address: str | None = None, num_workers: int | None = None, dashboard: bool = False) -> None:
+    """Initialise Ray once per process (a no-op when it is already initialised)."""
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS")
+    # Workers import our packages from the driver's working directory.
+    env = {"env_vars": {"PYTHONPATH": os.pathsep.join(p for p in [os.getcwd(), os.environ.get("PYTHONPATH")] if p)}}
+    if address:
+        logger.info("joining Ray cluster at %s", address)
+        ray.init(address=address, log_to_driver=True, runtime_env=env)
+        return
+    # Ray resolves "127.0.0.1" to the public interface unless its single-machine
+    # mode is on; that mode is read from this variable (by this process and by the
+    # raylet and workers it starts), so set it for them and for the loaded module.
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    from ray._private import ray_constants
+
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    ray.init(
+        num_cpus=num_workers or os.cpu_count(),
+        include_dashboard=dashboard,
+        dashboard_host="127.0.0.1",
+        _node_ip_address="127.0.0.1",
+        log_to_driver=True,
+        runtime_env=env,
+        configure_logging=False,
+    )
+    logger.info("started a local Ray (%s CPUs) on 127.0.0.1", num_workers or os.cpu_count())
