@@ -1,0 +1,99 @@
+"""Small real stages used by the runner tests (importable by Ray workers as tests.stages_for_tests)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import ray
+
+from curation import io
+from curation.stage import Filter, GlobalContext, GlobalStage, Mapper, ShardContext, StageResult, split_by_reason
+
+
+class DropShort(Filter):
+    name = "drop_short"
+
+    def __init__(self, min_chars: int = 20) -> None:
+        self.min_chars = min_chars
+
+    def decide(self, table: pa.Table) -> pa.Array:
+        short = pc.less(pc.utf8_length(table.column("text")), self.min_chars)
+        return pc.if_else(short, pa.scalar("too_short"), pa.scalar(None, pa.string()))
+
+
+class Upper(Mapper):
+    name = "upper"
+
+    def transform(self, table: pa.Table):
+        i = table.column_names.index("text")
+        return table.set_column(i, "text", pc.utf8_upper(table.column("text"))), None
+
+
+class Boom(Mapper):
+    """Raises on any batch holding a document with 'BOOM' (after Upper): exercises row isolation."""
+
+    name = "boom"
+
+    def __init__(self, setup_dir: str | None = None) -> None:
+        self.setup_dir = setup_dir
+
+    def setup(self) -> None:
+        """Leaves one file per call, so a test can count set-ups per worker process."""
+        if self.setup_dir:
+            os.makedirs(self.setup_dir, exist_ok=True)
+            with open(os.path.join(self.setup_dir, f"{os.getpid()}-{time.time_ns()}"), "w"):
+                pass
+
+    def transform(self, table: pa.Table):
+        if pc.any(pc.match_substring(table.column("text"), "BOOM")).as_py():
+            raise ValueError("boom")
+        return table, None
+
+
+class Slow(Mapper):
+    """Sleeps per batch and records its worker pid (for the kill test)."""
+
+    name = "slow"
+
+    def __init__(self, seconds: float, pid_dir: str) -> None:
+        self.seconds = seconds
+        self.pid_dir = pid_dir
+
+    def transform(self, table: pa.Table):
+        os.makedirs(self.pid_dir, exist_ok=True)
+        with open(os.path.join(self.pid_dir, str(os.getpid())), "w") as f:
+            f.write(str(time.time()))
+        time.sleep(self.seconds)
+        return table, None
+
+
+@ray.remote
+def _hash_shard(path: str) -> list[tuple[str, str]]:
+    t = io.read_parquet(path, columns=["id", "text"])
+    return [(hashlib.sha1(x.encode()).hexdigest(), i) for i, x in zip(t["id"].to_pylist(), t["text"].to_pylist())]
+
+
+class ExactTextDedup(GlobalStage):
+    """Keeps the smallest id among documents with identical text (a minimal global stage)."""
+
+    name = "exact_text"
+
+    def fit(self, ctx: GlobalContext) -> dict:
+        pairs = [p for part in ray.get([_hash_shard.remote(s.path) for s in ctx.shards]) for p in part]
+        best: dict[str, str] = {}
+        for h, i in pairs:
+            if h not in best or i < best[h]:
+                best[h] = i
+        remove = sorted(i for h, i in pairs if best[h] != i)
+        path = io.join(ctx.workdir, "remove.json")
+        io.write_json_atomic(path, remove)
+        return {"remove": path, "summary": {"removed": len(remove)}}
+
+    def process(self, table: pa.Table, shard: ShardContext | None = None) -> StageResult:
+        remove = pa.array(io.read_json(self.state["remove"]), pa.string())
+        dup = pc.is_in(table.column("id"), value_set=remove)
+        return split_by_reason(table, pc.if_else(dup, pa.scalar("dup"), pa.scalar(None, pa.string())))
