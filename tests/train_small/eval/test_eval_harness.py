@@ -25,66 +25,7 @@ from train_small.eval.tasks import LM, MC, SCHEMA, TaskSpec, read_meta, resolve_
 
 EVAL_DIR = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "eval"
 
-# ----------------------------------------------------------------------------- tiny models / tokenizer
-
-ALPHA = "abcdefghijklmnopqrstuvwxyz"
-
-
-class CharTok:
-    """Character tokenizer: ' ' -> 1, 'a'..'z' -> 2..27, '\\n' -> 28, '.' -> 29, EOS 0."""
-
-    eos_id = 0
-
-    def encode(self, text: str) -> list[int]:
-        table = {" ": 1, "\n": 28, ".": 29, ":": 30}
-        return [table[c] if c in table else 2 + ALPHA.index(c) for c in text.lower() if c in table or c in ALPHA]
-
-
-V = 32
-
-
-class TableLM(torch.nn.Module):
-    """A bigram model whose next-token log-probs are a hand-set table: logits[b, t] = table[idx[b, t]]."""
-
-    def __init__(self, table: torch.Tensor) -> None:
-        super().__init__()
-        self.table = torch.nn.Parameter(table.clone())
-        self.max_seq_len = 512
-
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        return self.table[idx]
-
-
-def alphabet_table(strength: float = 8.0) -> torch.Tensor:
-    """Strongly prefers the next letter of the alphabet (z -> a) and a space after '.'; uniform-ish elsewhere."""
-    t = torch.zeros(V, V)
-    for i in range(26):
-        t[2 + i, 2 + (i + 1) % 26] = strength
-    return t
-
-
-class TinyCausal(torch.nn.Module):
-    """A random causal transformer: padding / position bugs in a batched scorer change its outputs."""
-
-    def __init__(self, vocab: int = V, d: int = 32, n_layers: int = 2, seed: int = 0) -> None:
-        super().__init__()
-        g = torch.Generator().manual_seed(seed)
-        self.emb = torch.nn.Embedding(vocab, d)
-        self.pos = torch.nn.Embedding(128, d)
-        layer = torch.nn.TransformerEncoderLayer(d, 4, 64, dropout=0.0, batch_first=True)
-        self.body = torch.nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
-        self.head = torch.nn.Linear(d, vocab)
-        with torch.no_grad():
-            for p in self.parameters():
-                p.copy_(torch.randn(p.shape, generator=g) * 0.3)
-        self.max_seq_len = 128
-        self.eval()
-
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        T = idx.shape[1]
-        mask = torch.nn.Transformer.generate_square_subsequent_mask(T)
-        h = self.emb(idx) + self.pos(torch.arange(T))[None]
-        return self.head(self.body(h, mask=mask, is_causal=True))
+from eval_tiny_models import ALPHA, CharTok, TableLM, TinyCausal, V, alphabet_table  # noqa: E402
 
 
 def reference_logprob(model: torch.nn.Module, ctx: list[int], cont: list[int]) -> tuple[float, bool]:
