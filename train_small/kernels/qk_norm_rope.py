@@ -1,0 +1,174 @@
+"""Triton fused per-head RMSNorm + RoPE for queries and keys, forward and backward.
+
+One kernel replaces OpenELM's ``q_norm``/``k_norm`` -> ``RotaryEmbedding`` -> transpose chain: it reads the
+strided ``(B, T, H, D)`` head slice straight out of the fused QKV projection, normalises each head row in fp32
+(cast back to the input dtype before the weight, as in :func:`reference.rmsnorm_ref`), applies rotate-half
+RoPE in fp32 with precomputed fp32 ``cos``/``sin`` tables, and writes ``(B, H, T, D)`` contiguous, the layout
+``scaled_dot_product_attention`` wants. The backward applies the inverse rotation, then the RMSNorm backward,
+recomputing the normalised row from ``x`` and the saved per-row ``rstd``. Weight gradients are reduced per
+program in fp32 and summed on the host (deterministic).
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+__all__ = ["qk_norm_rope_triton"]
+
+
+@triton.jit
+def _qk_fwd_kernel(
+    X, W, COS, SIN, Y, RSTD,
+    n_rows, T, H, sxb, sxt, sxh, HALF, eps,
+    ROUND_TO_W: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_H: tl.constexpr,
+):
+    rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    rmask = rows < n_rows
+    rows64 = rows.to(tl.int64)
+    b = rows64 // (T * H)
+    t = (rows64 // H) % T
+    h = rows64 % H
+    cols = tl.arange(0, BLOCK_H)
+    m2 = rmask[:, None] & (cols < HALF)[None, :]
+    xoff = (b * sxb + t * sxt + h * sxh)[:, None] + cols[None, :]
+    x1 = tl.load(X + xoff, mask=m2, other=0.0)
+    x2 = tl.load(X + xoff + HALF, mask=m2, other=0.0)
+    x1f = x1.to(tl.float32)
+    x2f = x2.to(tl.float32)
+    rstd = 1.0 / tl.sqrt((tl.sum(x1f * x1f, axis=1) + tl.sum(x2f * x2f, axis=1)) / (2 * HALF) + eps)
+    w1 = tl.load(W + cols, mask=cols < HALF, other=0.0)
+    w2 = tl.load(W + HALF + cols, mask=cols < HALF, other=0.0)
+    # Reference order: fp32 normalise -> cast to x's dtype -> multiply by the weight (in promote(x, w)).
+    y1 = (x1f * rstd[:, None]).to(x1.dtype).to(tl.float32) * w1.to(tl.float32)[None, :]
+    y2 = (x2f * rstd[:, None]).to(x1.dtype).to(tl.float32) * w2.to(tl.float32)[None, :]
+    if ROUND_TO_W:  # promote(x, w) is w's dtype (e.g. both bf16): the product is rounded there.
+        y1 = y1.to(w1.dtype).to(tl.float32)
+        y2 = y2.to(w1.dtype).to(tl.float32)
+    tc = (t * HALF)[:, None] + cols[None, :]
+    c = tl.load(COS + tc, mask=m2, other=0.0)
+    s = tl.load(SIN + tc, mask=m2, other=0.0)
+    yoff = (((b * H + h) * T + t) * (2 * HALF))[:, None] + cols[None, :]
+    tl.store(Y + yoff, (y1 * c - y2 * s).to(Y.dtype.element_ty), mask=m2)
+    tl.store(Y + yoff + HALF, (y2 * c + y1 * s).to(Y.dtype.element_ty), mask=m2)
+    tl.store(RSTD + rows64, rstd, mask=rmask)
+
+
+@triton.jit
+def _qk_bwd_kernel(
+    DO, X, W, COS, SIN, RSTD, DX, DW_PART,
+    n_rows, T, H, sxb, sxt, sxh, HALF, rows_per_prog,
+    BLOCK_M: tl.constexpr, BLOCK_H: tl.constexpr,
+):
+    pid = tl.program_id(0)
+    cols = tl.arange(0, BLOCK_H)
+    cmask = cols < HALF
+    w1 = tl.load(W + cols, mask=cmask, other=0.0).to(tl.float32)
+    w2 = tl.load(W + HALF + cols, mask=cmask, other=0.0).to(tl.float32)
+    dw1 = tl.zeros((BLOCK_H,), dtype=tl.float32)
+    dw2 = tl.zeros((BLOCK_H,), dtype=tl.float32)
+    row_start = pid * rows_per_prog
+    row_end = tl.minimum(row_start + rows_per_prog, n_rows)
+    for start in range(row_start, row_end, BLOCK_M):
+        rows = start + tl.arange(0, BLOCK_M)
+        rmask = rows < row_end
+        rows64 = rows.to(tl.int64)
+        b = rows64 // (T * H)
+        t = (rows64 // H) % T
+        h = rows64 % H
+        m2 = rmask[:, None] & cmask[None, :]
+        xoff = (b * sxb + t * sxt + h * sxh)[:, None] + cols[None, :]
+        x1 = tl.load(X + xoff, mask=m2, other=0.0)
+        n1 = x1.to(tl.float32)
+        n2 = tl.load(X + xoff + HALF, mask=m2, other=0.0).to(tl.float32)
+        rstd = tl.load(RSTD + rows64, mask=rmask, other=0.0)
+        n1 = n1 * rstd[:, None]
+        n2 = n2 * rstd[:, None]
+        tc = (t * HALF)[:, None] + cols[None, :]
+        c = tl.load(COS + tc, mask=m2, other=0.0)
+        s = tl.load(SIN + tc, mask=m2, other=0.0)
+        ooff = (((b * H + h) * T + t) * (2 * HALF))[:, None] + cols[None, :]
+        do1 = tl.load(DO + ooff, mask=m2, other=0.0).to(tl.float32)
+        do2 = tl.load(DO + ooff + HALF, mask=m2, other=0.0).to(tl.float32)
+        # Inverse (transposed) rotation gives the gradient of the normalised, weighted row.
+        dy1 = do1 * c + do2 * s
+        dy2 = do2 * c - do1 * s
+        dw1 += tl.sum(dy1 * n1.to(x1.dtype).to(tl.float32), axis=0)
+        dw2 += tl.sum(dy2 * n2.to(x1.dtype).to(tl.float32), axis=0)
+        dn1 = dy1 * w1[None, :]
+        dn2 = dy2 * w2[None, :]
+        dot = (tl.sum(dn1 * n1, axis=1) + tl.sum(dn2 * n2, axis=1)) / (2 * HALF)
+        dxoff = (rows64 * (2 * HALF))[:, None] + cols[None, :]
+        tl.store(DX + dxoff, (rstd[:, None] * (dn1 - n1 * dot[:, None])).to(DX.dtype.element_ty), mask=m2)
+        tl.store(DX + dxoff + HALF, (rstd[:, None] * (dn2 - n2 * dot[:, None])).to(DX.dtype.element_ty), mask=m2)
+    tl.store(DW_PART + pid * (2 * HALF) + cols, dw1, mask=cmask)
+    tl.store(DW_PART + pid * (2 * HALF) + HALF + cols, dw2, mask=cmask)
+
+
+def _block_m(half: int) -> int:
+    return max(1, min(64, 4096 // triton.next_power_of_2(half)))
+
+
+class _QKNormRope(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, cos, sin, eps, out_dtype):
+        bsz, seq, heads, dim = x.shape
+        if x.stride(-1) != 1:
+            x = x.contiguous()
+        half = dim // 2
+        n_rows = bsz * seq * heads
+        y = torch.empty((bsz, heads, seq, dim), dtype=out_dtype, device=x.device)
+        rstd = torch.empty(n_rows, dtype=torch.float32, device=x.device)
+        block_m = _block_m(half)
+        pdtype = torch.promote_types(x.dtype, weight.dtype)
+        _qk_fwd_kernel[(triton.cdiv(n_rows, block_m),)](
+            x, weight, cos, sin, y, rstd,
+            n_rows, seq, heads, x.stride(0), x.stride(1), x.stride(2), half, eps,
+            ROUND_TO_W=pdtype == weight.dtype and weight.dtype != torch.float32,
+            BLOCK_M=block_m, BLOCK_H=triton.next_power_of_2(half), num_warps=4,
+        )
+        ctx.save_for_backward(x, weight, cos, sin, rstd)
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, weight, cos, sin, rstd = ctx.saved_tensors
+        bsz, seq, heads, dim = x.shape
+        half = dim // 2
+        n_rows = bsz * seq * heads
+        dy = dy.contiguous()
+        dx = torch.empty((bsz, seq, heads, dim), dtype=x.dtype, device=x.device)
+        block_m = _block_m(half)
+        max_progs = torch.cuda.get_device_properties(x.device).multi_processor_count * 4 if x.is_cuda else 4
+        blocks = triton.cdiv(n_rows, block_m)
+        rows_per_prog = triton.cdiv(blocks, max(1, min(blocks, max_progs))) * block_m
+        progs = max(1, triton.cdiv(n_rows, rows_per_prog))
+        dw_part = torch.zeros((progs, dim), dtype=torch.float32, device=x.device)
+        _qk_bwd_kernel[(progs,)](
+            dy, x, weight, cos, sin, rstd, dx, dw_part,
+            n_rows, seq, heads, x.stride(0), x.stride(1), x.stride(2), half, rows_per_prog,
+            BLOCK_M=block_m, BLOCK_H=triton.next_power_of_2(half), num_warps=4,
+        )
+        return dx, dw_part.sum(0).to(weight.dtype), None, None, None, None
+
+
+def qk_norm_rope_triton(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+    eps: float = 1e-6,
+    out_dtype: torch.dtype | None = None,
+) -> torch.Tensor:
+    """Fused per-head RMSNorm + RoPE: ``x (B, T, H, D)`` (any strides, unit last stride) -> ``(B, H, T, D)``.
+
+    ``cos``/``sin`` are fp32 ``(>= T, D/2)`` tables (:func:`reference.rope_cos_sin`); ``out_dtype`` defaults to
+    ``promote(x.dtype, weight.dtype)``. Matches :func:`reference.qk_norm_rope_ref`.
+    """
+    if x.dim() != 4 or x.shape[-1] % 2 or x.shape[-1] != weight.shape[-1]:
+        raise ValueError(f"expected x (B, T, H, D) with even D matching weight, got {tuple(x.shape)}")
+    if cos.shape[0] < x.shape[1] or cos.dtype != torch.float32:
+        raise ValueError("cos/sin must be fp32 tables covering the sequence length")
+    out_dtype = out_dtype or torch.promote_types(x.dtype, weight.dtype)
+    return _QKNormRope.apply(x, weight, cos.contiguous(), sin.contiguous(), eps, out_dtype)

@@ -1,0 +1,64 @@
+"""Plain PyTorch references for the fused kernels. The CPU path of the model runs these.
+
+The numerics follow OpenELM's modules (apple/corenet ``RMSNorm`` and ``RotaryEmbedding``):
+
+* RMSNorm normalises in fp32, casts the result back to the input dtype, and only then multiplies by the
+  weight (so the output dtype is ``promote(x.dtype, weight.dtype)``);
+* RoPE is the "rotate half" form with ``inv_freq = theta ** (-arange(0, D, 2) / D)``, computed in fp32 and
+  cast back to the input dtype.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["rmsnorm_ref", "add_rmsnorm_ref", "rope_cos_sin", "apply_rope_ref", "qk_norm_rope_ref"]
+
+
+def rmsnorm_ref(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """``(x_fp32 * rsqrt(mean(x_fp32^2) + eps)).to(x.dtype) * weight`` over the last dimension."""
+    xf = x.float()
+    normed = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
+    return normed.to(x.dtype) * weight
+
+
+def add_rmsnorm_ref(
+    x: torch.Tensor, residual: torch.Tensor | None, weight: torch.Tensor, eps: float = 1e-6
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Residual add then RMSNorm: returns ``(rmsnorm(h), h)`` with ``h = x + residual`` (``x`` if None)."""
+    h = x if residual is None else x + residual
+    return rmsnorm_ref(h, weight, eps), h
+
+
+def rope_cos_sin(seq_len: int, head_dim: int, theta: float = 10000.0, device: torch.device | str | None = None):
+    """fp32 tables ``(seq_len, head_dim // 2)`` of cos and sin of ``position * inv_freq``."""
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32, device=device) / head_dim))
+    pos = torch.arange(seq_len, dtype=torch.float32, device=device)
+    angles = torch.outer(pos, inv_freq)  # (T, D/2)
+    return angles.cos(), angles.sin()
+
+
+def apply_rope_ref(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate-half RoPE on ``x (B, H, T, D)`` in fp32; ``cos``/``sin`` are ``(T, D/2)``. Returns fp32."""
+    xf = x.float()
+    x1, x2 = xf.chunk(2, dim=-1)
+    c, s = cos[None, None], sin[None, None]
+    return torch.cat((x1 * c - x2 * s, x2 * c + x1 * s), dim=-1)
+
+
+def qk_norm_rope_ref(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+    eps: float = 1e-6,
+    out_dtype: torch.dtype | None = None,
+) -> torch.Tensor:
+    """Per-head RMSNorm then RoPE: ``x (B, T, H, D)`` -> ``(B, H, T, D)`` contiguous in ``out_dtype``.
+
+    ``out_dtype`` defaults to ``promote(x.dtype, weight.dtype)``, the dtype OpenELM's modules produce.
+    """
+    normed = rmsnorm_ref(x, weight, eps)  # (B, T, H, D)
+    pdtype = normed.dtype
+    rotated = apply_rope_ref(normed.transpose(1, 2), cos[: x.shape[1]], sin[: x.shape[1]])  # (B, H, T, D) fp32
+    return rotated.to(pdtype).to(out_dtype or pdtype).contiguous()

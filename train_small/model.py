@@ -1,0 +1,220 @@
+"""OpenELM (Mehta et al. 2024, https://arxiv.org/abs/2404.14619) on one device.
+
+Decoder-only, pre-norm RMSNorm (eps 1e-6), no biases, RoPE (theta 10,000), grouped-query attention with
+RMSNorm on queries and keys, SwiGLU FFN, tied input/output embeddings, and layer-wise scaling of heads and
+FFN width (the per-layer numbers live in :class:`~train_small.configs.OpenELMConfig`). Parameter names follow
+apple/corenet's ``general_gpt`` (``token_embeddings``, ``layers.i.attn.qkv_proj``, ``ffn.proj_1``...).
+
+``cfg.use_kernels`` picks the Triton path (fused residual-add + RMSNorm, fused q/k RMSNorm + RoPE) over the
+plain PyTorch references; both compute the same function. Attention is ``F.scaled_dot_product_attention``
+(flash backend on GPU in bf16, with native GQA there).
+
+The residual stream is written as "add the previous branch, then normalise": each norm receives the
+pending branch output and adds it to the stream itself, which is what lets the GPU path fuse the two.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from train_small.configs import OpenELMConfig, count_parameters
+from train_small.kernels.reference import add_rmsnorm_ref, qk_norm_rope_ref, rope_cos_sin
+
+__all__ = ["OpenELM", "OpenELMConfig", "lm_loss", "load_from_checkpoint", "flops_per_token"]
+
+
+def _ops(use_kernels: bool):
+    """The (add_rmsnorm, qk_norm_rope) pair for the chosen path. The Triton modules load only when asked."""
+    if not use_kernels:
+        return add_rmsnorm_ref, qk_norm_rope_ref
+    from train_small.kernels.qk_norm_rope import qk_norm_rope_triton
+    from train_small.kernels.rmsnorm import add_rmsnorm_triton
+
+    return add_rmsnorm_triton, qk_norm_rope_triton
+
+
+class RMSNorm(nn.Module):
+    """Holds the weight (init 1); the computation is the functional op chosen by the config."""
+
+    def __init__(self, dim: int, eps: float) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: OpenELMConfig, i: int, qk_op) -> None:
+        super().__init__()
+        self.hd, self.nq, self.nkv = cfg.head_dim, cfg.num_query_heads[i], cfg.num_kv_heads[i]
+        assert self.nq % self.nkv == 0, "query heads must be a multiple of key/value heads"
+        self.qkv_proj = nn.Linear(cfg.model_dim, (self.nq + 2 * self.nkv) * self.hd, bias=False)
+        self.q_norm = RMSNorm(self.hd, cfg.norm_eps)
+        self.k_norm = RMSNorm(self.hd, cfg.norm_eps)
+        self.out_proj = nn.Linear(self.nq * self.hd, cfg.model_dim, bias=False)
+        self._qk = qk_op
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        bsz, seq, _ = x.shape
+        qkv = self.qkv_proj(x).view(bsz, seq, self.nq + 2 * self.nkv, self.hd)  # (B, T, Hq + 2 Hkv, D)
+        # Under autocast the projections run in bf16; emit q/k in that dtype for the attention kernel.
+        dtype = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else None
+        q = self._qk(qkv[:, :, : self.nq], self.q_norm.weight, cos, sin, self.q_norm.eps, dtype)  # (B, Hq, T, D)
+        k = self._qk(qkv[:, :, self.nq : self.nq + self.nkv], self.k_norm.weight, cos, sin, self.k_norm.eps, dtype)
+        v = qkv[:, :, self.nq + self.nkv :].transpose(1, 2)  # (B, Hkv, T, D)
+        v = v.to(q.dtype)
+        if self.nkv != self.nq:
+            if q.is_cuda and q.dtype in (torch.bfloat16, torch.float16):
+                # The flash backend reads the smaller K/V and broadcasts over the query groups.
+                y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+            else:  # other backends reject mismatched head counts: materialise the groups
+                rep = self.nq // self.nkv
+                k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)  # (B, Hq, T, D)
+                y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        y = y.transpose(1, 2).reshape(bsz, seq, self.nq * self.hd)  # (B, T, Hq * D)
+        return self.out_proj(y)  # (B, T, d)
+
+
+class FeedForward(nn.Module):
+    """SwiGLU (Shazeer 2020): ``proj_2(silu(a) * b)`` with ``[a, b] = proj_1(x)``."""
+
+    def __init__(self, cfg: OpenELMConfig, i: int) -> None:
+        super().__init__()
+        self.proj_1 = nn.Linear(cfg.model_dim, 2 * cfg.ffn_dims[i], bias=False)
+        self.proj_2 = nn.Linear(cfg.ffn_dims[i], cfg.model_dim, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, b = self.proj_1(x).chunk(2, dim=-1)  # (B, T, F) each
+        return self.proj_2(F.silu(a) * b)
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, cfg: OpenELMConfig, i: int, add_norm_op, qk_op) -> None:
+        super().__init__()
+        self.attn_norm = RMSNorm(cfg.model_dim, cfg.norm_eps)
+        self.attn = Attention(cfg, i, qk_op)
+        self.ffn_norm = RMSNorm(cfg.model_dim, cfg.norm_eps)
+        self.ffn = FeedForward(cfg, i)
+        self._add_norm = add_norm_op
+
+    def forward(self, h, pending, cos, sin):
+        """``h``: residual stream (B, T, d); ``pending``: previous branch output to add (or None)."""
+        x, h = self._add_norm(h, pending, self.attn_norm.weight, self.attn_norm.eps)
+        a = self.attn(x, cos, sin)
+        x, h = self._add_norm(h, a, self.ffn_norm.weight, self.ffn_norm.eps)
+        return h, self.ffn(x)
+
+
+class OpenELM(nn.Module):
+    def __init__(self, cfg: OpenELMConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        add_norm_op, qk_op = _ops(cfg.use_kernels)
+        self._add_norm = add_norm_op
+        self.token_embeddings = nn.Embedding(cfg.vocab_size, cfg.model_dim)
+        self.layers = nn.ModuleList(DecoderLayer(cfg, i, add_norm_op, qk_op) for i in range(cfg.num_layers))
+        self.norm = RMSNorm(cfg.model_dim, cfg.norm_eps)
+        cos, sin = rope_cos_sin(cfg.max_seq_len, cfg.head_dim, cfg.rope_theta)
+        self.register_buffer("rope_cos", cos, persistent=False)  # (T_max, D/2) fp32
+        self.register_buffer("rope_sin", sin, persistent=False)
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """OpenELM's initialisation (corenet ``GeneralGPTModel.reset_parameters``).
+
+        Linear weights ~ N(0, in_features^-1/2); embeddings ~ N(0, model_dim^-1/2); norm weights 1; the
+        residual-branch outputs (``out_proj``, ``ffn.proj_2``) ~ N(0, model_dim^-1/2 * (2L)^-1/2) (OPT scaling).
+        """
+        cfg = self.cfg
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, std=m.in_features**-0.5)
+            elif isinstance(m, nn.Embedding):
+                nn.init.normal_(m.weight, std=m.embedding_dim**-0.5)
+            elif isinstance(m, RMSNorm):
+                nn.init.ones_(m.weight)
+        out_std = cfg.model_dim**-0.5 * (2 * cfg.num_layers) ** -0.5
+        for layer in self.layers:
+            nn.init.normal_(layer.attn.out_proj.weight, std=out_std)
+            nn.init.normal_(layer.ffn.proj_2.weight, std=out_std)
+        if not self.rope_cos.is_meta:
+            cos, sin = rope_cos_sin(cfg.max_seq_len, cfg.head_dim, cfg.rope_theta, device=self.rope_cos.device)
+            self.rope_cos.copy_(cos)
+            self.rope_sin.copy_(sin)
+
+    def num_parameters(self, include_embedding: bool = True) -> int:
+        n = sum(p.numel() for p in self.parameters())
+        return n if include_embedding else n - self.token_embeddings.weight.numel()
+
+    def forward(
+        self, idx: torch.Tensor, targets: torch.Tensor | None = None
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """``idx (B, T)`` token ids -> logits ``(B, T, V)``; with ``targets (B, T)`` also the mean CE loss."""
+        bsz, seq = idx.shape
+        if seq > self.cfg.max_seq_len:
+            raise ValueError(f"sequence length {seq} exceeds max_seq_len {self.cfg.max_seq_len}")
+        cos, sin = self.rope_cos[:seq], self.rope_sin[:seq]
+        h = self.token_embeddings(idx)  # (B, T, d)
+        pending = None
+        for layer in self.layers:
+            h, pending = layer(h, pending, cos, sin)
+        x, _ = self._add_norm(h, pending, self.norm.weight, self.norm.eps)
+        logits = F.linear(x, self.token_embeddings.weight)  # tied output layer: (B, T, V)
+        if targets is None:
+            return logits
+        return logits, F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1))
+
+
+def lm_loss(
+    logits: torch.Tensor, targets: torch.Tensor, z_loss: float = 1e-4
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Cross-entropy plus the PaLM z-loss ``z_loss * mean(logsumexp(logits)^2)`` (Chowdhery et al. 2022).
+
+    Computed in fp32. Returns ``(total, ce, z)``, each a scalar tensor (``z`` unscaled by the coefficient).
+    """
+    flat = logits.float().view(-1, logits.size(-1))  # (B*T, V)
+    tgt = targets.reshape(-1)
+    lse = torch.logsumexp(flat, dim=-1)  # (B*T,)
+    ce = (lse - flat.gather(1, tgt[:, None]).squeeze(1)).mean()
+    z = lse.pow(2).mean()
+    return ce + z_loss * z, ce, z
+
+
+def flops_per_token(cfg: OpenELMConfig, seq_len: int) -> int:
+    """Training FLOPs per token: ``6 * N_matmul + 12 * sum_l(Hq_l * head_dim) * seq_len``.
+
+    ``N_matmul`` counts the weights used in matrix multiplies: all linear layers plus the tied output
+    projection ``V * d`` (the input embedding is a lookup). The attention term is PaLM's (Chowdhery et al.
+    2022, appendix B), not halved for the causal mask, as in nanoGPT/PaLM MFU conventions.
+    """
+    n_matmul = count_parameters(cfg, include_embedding=False) + cfg.vocab_size * cfg.model_dim
+    n_matmul -= cfg.model_dim * (2 * cfg.num_layers + 1) + 2 * cfg.head_dim * cfg.num_layers  # norm weights
+    attn = sum(q * cfg.head_dim for q in cfg.num_query_heads)
+    return 6 * n_matmul + 12 * attn * seq_len
+
+
+def load_from_checkpoint(
+    path: str | Path, device: str | torch.device | None = None, use_kernels: bool | None = None
+) -> tuple[OpenELM, OpenELMConfig]:
+    """Rebuild a model from a trainer checkpoint (``torch.load(weights_only=True)``); returns it in eval mode.
+
+    ``use_kernels`` overrides the saved flag; by default kernels are used only if saved *and* CUDA is available.
+    """
+    state = torch.load(Path(path), map_location="cpu", weights_only=True)
+    cfg = OpenELMConfig.from_dict(state["model_config"])
+    if use_kernels is not None:
+        cfg.use_kernels = use_kernels
+    else:
+        cfg.use_kernels = cfg.use_kernels and torch.cuda.is_available()
+    model = OpenELM(cfg)
+    model.load_state_dict(state["model"])
+    model.to(device if device is not None else "cpu")
+    model.eval()
+    return model, cfg
+
