@@ -274,8 +274,7 @@ class Score:
 
 
 def _model_max_len(model: torch.nn.Module, default: int = 2048) -> int:
-    cfg = getattr(model, "config", None)
-    for obj in (cfg, model):
+    for obj in (getattr(model, "cfg", None), getattr(model, "config", None), model):
         for name in ("max_seq_len", "max_context_length", "seq_len", "block_size", "max_position_embeddings"):
             v = getattr(obj, name, None) if obj is not None else None
             if isinstance(v, int) and v > 0:

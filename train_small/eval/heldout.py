@@ -9,7 +9,8 @@ does not depend on the tokenizer, so mixes tokenised differently stay comparable
 
 Inputs (:func:`load_texts`): a path, glob or list of them, or ``{domain: paths}``.
 ``.parquet`` (column ``text``, else ``content`` as in RefinedWeb), jsonl / json
-(``.gz``, ``.zst``; field ``text``), and ``.txt`` (one document per file). Without
+(``.gz``, ``.zst``; field ``text``), and any other UTF-8 file (``.txt``, ``.raw``) as one
+document. Without
 an explicit domain, a file's domain is its ``source`` column when it has one
 (``by_source=True``), else its file stem.
 """
@@ -101,11 +102,15 @@ def read_file(path: str, by_source: bool = True) -> dict[str, list[str]]:
         if bad:
             log.warning("%s: %d rows without a usable `text` skipped", path, bad)
         return out
-    if name.endswith(".txt") or "." not in name:
+    if name.endswith((".parquet.gz", ".arrow", ".feather")):
+        raise ValueError(f"{path}: unsupported held-out file type (parquet, jsonl[.gz|.zst], plain text)")
+    # anything else is one plain-text document (.txt, .raw, .md, no extension)
+    try:
         with _open_text(path) as f:
             x = f.read()
-        return {stem: [x]} if x else {}
-    raise ValueError(f"{path}: unsupported held-out file type (parquet, jsonl[.gz|.zst], txt)")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text, parquet or jsonl ({e})") from e
+    return {stem: [x]} if x else {}
 
 
 def load_texts(

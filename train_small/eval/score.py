@@ -1,0 +1,242 @@
+"""``score``: train the fixed-recipe proxy on a token stream, evaluate it, write one result JSON.
+
+DCLM's protocol (Li et al. 2024, arXiv:2406.11794): the recipe (model, tokens,
+schedule, seed) is fixed, so two mixes differ only in their data, and a mix's
+score is what the proxy trained on it achieves: held-out loss per domain and
+few-shot task accuracy aggregated as centered accuracy (CORE).
+
+The result JSON (``<out_dir>/result.json``) holds: the recipe (name and every
+field), the data manifest's sha256 and path, the seed, the git commit (and
+whether the tree was dirty), training's final metrics, held-out loss per domain,
+every task's metrics and the aggregates, timings, and versions. A rerun with a
+finished ``result.json`` for the same recipe, data and evaluation settings
+returns it without work; an interrupted training resumes from its checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import platform
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from train_small.eval.harness import as_tokenizer, evaluate, write_results
+from train_small.eval.heldout import heldout_loss, load_texts
+
+log = logging.getLogger(__name__)
+
+RESULT = "result.json"
+
+
+def git_info(root: str | os.PathLike | None = None) -> dict[str, Any]:
+    """The commit of the checkout this package runs from, and whether tracked files differ from it."""
+    root = str(root or Path(__file__).resolve().parents[2])
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = bool(
+            subprocess.run(
+                ["git", "status", "--porcelain", "--untracked-files=no"],
+                cwd=root, capture_output=True, text=True, timeout=10,
+            ).stdout.strip()
+        )  # fmt: skip
+        return {"git_commit": commit, "git_dirty": dirty}
+    except (OSError, subprocess.SubprocessError):
+        return {"git_commit": None, "git_dirty": None}
+
+
+def manifest_info(data_dir: str | os.PathLike) -> dict[str, Any]:
+    """sha256 of the stream's manifest.json, and the parts of it that describe the mix."""
+    p = Path(data_dir) / "manifest.json"
+    if not p.exists():
+        raise FileNotFoundError(f"{p} does not exist: not a token-stream folder")
+    raw = p.read_bytes()
+    m = json.loads(raw)
+    return {
+        "data_manifest_sha256": hashlib.sha256(raw).hexdigest(),
+        "data_dir": str(Path(data_dir).resolve()),
+        "data_num_tokens": m.get("num_tokens"),
+        "data_tokens_per_source": m.get("tokens_per_source"),
+        "data_recipe_hashes": m.get("recipe_hashes"),
+        "data_seed": m.get("seed"),
+        "tokenizer": m.get("tokenizer"),
+    }
+
+
+def tokenizer_from_manifest(data_dir: str | os.PathLike) -> str:
+    """The tokenizer model path recorded in the manifest (or ``tokenizer.model`` beside it)."""
+    m = json.loads((Path(data_dir) / "manifest.json").read_text())
+    path = (m.get("tokenizer") or {}).get("path")
+    if path and os.path.exists(path):
+        return path
+    local = Path(data_dir) / "tokenizer.model"
+    if local.exists():
+        return str(local)
+    raise FileNotFoundError(f"no tokenizer model for {data_dir} (manifest path {path!r}); pass tokenizer=")
+
+
+def _settings_key(d: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def score(
+    data_dir: str | os.PathLike,
+    recipe: Any,
+    out_dir: str | os.PathLike,
+    *,
+    seed: int | None = None,
+    eval_dir: str | os.PathLike | None = None,
+    tasks: Any = None,
+    heldout: Any = None,
+    max_examples: int | None = None,
+    num_fewshot: int | None = None,
+    max_heldout_tokens: int | None = None,
+    total_tokens: int | None = None,
+    max_steps: int | None = None,
+    device: str | torch.device | None = None,
+    tokenizer: Any = None,
+    eval_seed: int = 1234,
+    batch_tokens: int = 16384,
+    extra: dict[str, Any] | None = None,
+    force: bool = False,
+) -> dict[str, Any]:
+    """Train ``recipe`` on the stream in ``data_dir``, evaluate, and write ``out_dir/result.json``.
+
+    Args:
+        recipe: a recipe name (``tiny``, ``proxy-60m``, ...) or a ``train_small.recipes.Recipe``.
+        seed: overrides the recipe's seed (model init and data order).
+        eval_dir: an llm-foundry eval folder; None skips the few-shot tasks.
+        tasks: task selection for :func:`train_small.eval.tasks.resolve_tasks` (None: DCLM CORE).
+        heldout: held-out text for :func:`heldout.load_texts` (path, glob, list or {domain: paths});
+            None skips held-out loss.
+        max_examples / num_fewshot: cap examples per task / override shots (quick CPU runs).
+        max_heldout_tokens: cap the scored tokens per held-out domain.
+        total_tokens / max_steps: override the recipe's budget / stop early (the result records it).
+        tokenizer: a SentencePiece processor or model path; default: the one in the manifest.
+        extra: recorded as-is in the result (e.g. the ablation's mix name).
+        force: recompute even if a matching ``result.json`` exists.
+    """
+    from train_small.model import load_from_checkpoint
+    from train_small.recipes import Recipe, get_recipe
+    from train_small.train import train
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    overrides: dict[str, Any] = {}
+    if seed is not None:
+        overrides["seed"] = seed
+    if total_tokens is not None:
+        overrides["total_tokens"] = total_tokens
+    if isinstance(recipe, Recipe):
+        rec = Recipe.from_dict({**recipe.to_dict(), **overrides})
+    else:
+        rec = get_recipe(str(recipe), **overrides)
+    info = manifest_info(data_dir)
+    heldout_texts = load_texts(heldout) if heldout is not None else None
+    settings = {
+        "recipe": rec.to_dict(),
+        "data_manifest_sha256": info["data_manifest_sha256"],
+        "max_steps": max_steps,
+        "eval_dir": str(eval_dir) if eval_dir else None,
+        "tasks": tasks if isinstance(tasks, (str, type(None))) else [str(t) for t in tasks],
+        "max_examples": max_examples,
+        "num_fewshot": num_fewshot,
+        "eval_seed": eval_seed,
+        "heldout_sha256": _texts_sha(heldout_texts),
+        "max_heldout_tokens": max_heldout_tokens,
+    }
+    key = _settings_key(settings)
+    res_path = out / RESULT
+    if res_path.exists() and not force:
+        old = json.loads(res_path.read_text())
+        if old.get("settings_key") == key and old.get("finished"):
+            log.info("score: %s is complete for these settings, reused", res_path)
+            return old
+
+    t0 = time.perf_counter()
+    tr = train(rec, data_dir, out / "train", resume=True, max_steps=max_steps, device=device)
+    t_train = time.perf_counter() - t0
+    ckpt = tr.get("checkpoint")
+    if not ckpt:
+        raise RuntimeError(f"training in {out / 'train'} produced no checkpoint")
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model, cfg = load_from_checkpoint(ckpt, device=dev)
+    tok = as_tokenizer(tokenizer if tokenizer is not None else tokenizer_from_manifest(data_dir))
+
+    result: dict[str, Any] = {
+        "recipe_name": rec.name,
+        "recipe": rec.to_dict(),
+        "seed": rec.seed,
+        **info,
+        **git_info(),
+        "settings": settings,
+        "settings_key": key,
+        "train": {k: v for k, v in tr.items() if isinstance(v, (int, float, str, bool, type(None)))},
+        "num_params": tr.get("num_params"),
+        "extra": extra or {},
+    }
+    t1 = time.perf_counter()
+    if heldout_texts is not None:
+        result["heldout"] = heldout_loss(
+            model, tok, heldout_texts, seq_len=cfg.max_seq_len, max_tokens_per_domain=max_heldout_tokens
+        )
+    t_heldout = time.perf_counter() - t1
+    t2 = time.perf_counter()
+    if eval_dir is not None:
+        ev = evaluate(
+            model, tok, eval_dir, tasks, seed=eval_seed, max_examples=max_examples, num_fewshot=num_fewshot,
+            max_seq_len=cfg.max_seq_len, batch_tokens=batch_tokens,
+        )  # fmt: skip
+        result["tasks"] = ev["tasks"]
+        result["core"] = ev["core"]
+        result["categories"] = ev["categories"]
+        result["core_missing"] = ev.get("core_missing", [])
+        result["eval_settings"] = ev["settings"]
+    t_eval = time.perf_counter() - t2
+    result["timings_s"] = {"train": t_train, "heldout": t_heldout, "tasks": t_eval}
+    result["versions"] = {"torch": torch.__version__, "python": platform.python_version()}
+    result["device"] = str(dev)
+    result["finished"] = bool(tr.get("finished")) or max_steps is not None
+    write_results(result, res_path)
+    log.info("score: wrote %s", res_path)
+    return result
+
+
+def _texts_sha(texts: dict[str, list[str]] | None) -> str | None:
+    if texts is None:
+        return None
+    h = hashlib.sha256()
+    for d, docs in texts.items():
+        h.update(d.encode())
+        for x in docs:
+            h.update(hashlib.sha256(x.encode()).digest())
+    return h.hexdigest()[:16]
+
+
+def flat_metrics(result: dict[str, Any]) -> dict[str, float]:
+    """The scalar metrics of a result, flattened to ``{"heldout/<domain>/loss": ..., "task/<t>/accuracy": ...}``."""
+    out: dict[str, float] = {}
+    ho = result.get("heldout") or {}
+    for d, m in (ho.get("domains") or {}).items():
+        for k in ("loss", "bits_per_byte"):
+            out[f"heldout/{d}/{k}"] = float(m[k])
+    for k in ("mean_loss", "mean_bits_per_byte"):
+        if k in ho:
+            out[f"heldout/{k}"] = float(ho[k])
+    for t, m in (result.get("tasks") or {}).items():
+        for k in ("accuracy", "centered_accuracy", "prob_correct"):
+            if k in m:
+                out[f"task/{t}/{k}"] = float(m[k])
+    if "core" in result:
+        out["core"] = float(result["core"])
+    if "loss" in (result.get("train") or {}):
+        out["train/loss"] = float(result["train"]["loss"])
+    return out
