@@ -1,0 +1,37 @@
+"""Token streams: tokenise, pack, globally shuffle and mix curated documents into Arrow files.
+
+Public API::
+
+    from curation.tokens import train_tokenizer, build_token_stream, TokenStream, SourceSpec
+
+    model = train_tokenizer(["runs/web"], "out/tok/spm", vocab_size=32000)
+    manifest = build_token_stream([("runs/web", 0.7), ("runs/code", 0.3)], "out/tokens", model)
+    ts = TokenStream("out/tokens", seed=0, rank=0, world_size=1)
+
+Format (DESIGN.md, "Token streams"): Arrow IPC *streaming* files with one column
+``tokens: fixed_size_list<uint16|uint32>[seq_len + 1]`` plus ``manifest.json``.
+This package never imports torch.
+"""
+
+import os as _os
+
+# Ray 2.60 reads RAY_AUTH_MODE when it is imported; curation.ray_utils sets it inside
+# init_ray, which is too late once ray is imported, so set the same default here,
+# before this package imports ray (a no-op when the user set the variable).
+_os.environ.setdefault("RAY_AUTH_MODE", "token")
+
+from curation.tokens.build import build_token_stream
+from curation.tokens.mix import SourceSpec, parse_source
+from curation.tokens.stream import TokenStream
+from curation.tokens.tokenizer import TokenizerInfo, load_tokenizer, token_dtype, train_tokenizer
+
+__all__ = [
+    "SourceSpec",
+    "TokenStream",
+    "TokenizerInfo",
+    "build_token_stream",
+    "load_tokenizer",
+    "parse_source",
+    "token_dtype",
+    "train_tokenizer",
+]

@@ -1,0 +1,328 @@
+"""build_token_stream: curated parquet -> tokenised, packed, globally shuffled, mixed Arrow token streams.
+
+Three Ray passes, one task per unit of data (never per document), capped in flight:
+
+1. tokenise + pack, one task per curated shard (pack.py);
+2. scatter, one task per packed shard: choose the mix's window copies and key
+   them into K buckets (shuffle.py);
+3. shuffle, one task per bucket: order by key, write one Arrow stream file.
+
+Every choice (which windows, how many copies, their keys, K) is a function of
+the inputs, the tokenizer, ``seq_len`` and ``seed`` only, so the output files and
+``manifest.json`` are byte-identical across reruns and worker counts. Timings and
+the worker count go to ``build.json`` instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import ray
+
+from curation import io as cio
+from curation.ray_utils import init_ray
+from curation.tokens.mix import (
+    SourceSpec,
+    as_specs,
+    extra_windows,
+    resolve_source,
+    source_name,
+    target_windows,
+)
+from curation.tokens.pack import pack_tails, tokenize_shard
+from curation.tokens.shuffle import scatter_shard, shuffle_bucket, write_stream
+from curation.tokens.tokenizer import load_tokenizer
+
+logger = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+FORMAT = "curation.tokens/1"
+
+
+def _run_tasks(fn: Callable[..., Any], args: list[tuple], cap: int, what: str) -> list[Any]:
+    """Run ``fn(*a)`` for every ``a`` as Ray tasks, at most ``cap`` in flight; results in input order."""
+    remote = ray.remote(num_cpus=1, max_retries=3)(fn)
+    results: list[Any] = [None] * len(args)
+    pending: dict[Any, int] = {}
+    nxt = 0
+    while nxt < len(args) or pending:
+        while nxt < len(args) and len(pending) < cap:
+            pending[remote.remote(*args[nxt])] = nxt
+            nxt += 1
+        done, _ = ray.wait(list(pending), num_returns=1)
+        for ref in done:
+            i = pending.pop(ref)
+            try:
+                results[i] = ray.get(ref)
+            except Exception as e:
+                raise RuntimeError(f"{what} task {i} failed: {e}") from e
+    return results
+
+
+def _rm(path: str) -> None:
+    if cio.exists(path):
+        fs, p = cio.fs_path(path)
+        fs.rm(p, recursive=True)
+
+
+def _unshuffled_shard(packed: str, out: str, n: int, seq_len: int, dtype: str, full_reps: int, extra: Any) -> dict:
+    """Shuffle off: the shard's windows in order, ``full_reps`` times, then the extra copies."""
+    from curation.tokens.shuffle import _read_range
+
+    dt = np.dtype(dtype)
+    w = np.frombuffer(_read_range(packed, 0, n * (seq_len + 1) * dt.itemsize), dt).reshape(n, seq_len + 1)
+    rows = write_stream(out, [*([w] * full_reps), w[np.asarray(extra, dtype=np.int64)]], seq_len, dt)
+    return {"file": out, "windows": rows}
+
+
+def build_token_stream(
+    sources: list[tuple[str, float]] | list[str] | list[SourceSpec] | dict[str, float] | str,
+    out_dir: str,
+    tokenizer_model: str,
+    seq_len: int = 2048,
+    seed: int = 0,
+    num_workers: int | None = None,
+    *,
+    total_tokens: int | None = None,
+    shuffle: bool = True,
+    remainder: str = "pack",
+    dtype: str | None = None,
+    eos_id: int | None = None,
+    num_shards: int | None = None,
+    max_shard_bytes: int = 256 << 20,
+    text_column: str = "text",
+    batch_size: int = 1024,
+    address: str | None = None,
+    overwrite: bool = False,
+    keep_work: bool = False,
+    copy_tokenizer: bool = True,
+) -> dict[str, Any]:
+    """Tokenise, pack, mix and globally shuffle curated runs into Arrow token streams; return the manifest.
+
+    Args:
+        sources: curation run directories (``<run>/data/*.parquet``), parquet folders or globs, with weights
+            (``[(dir, w), ...]`` / ``{dir: w}``) or token budgets (``SourceSpec(dir, tokens=N)``); see mix.py.
+        out_dir: output folder: ``tokens-KKKKK-of-NNNNN.arrow`` files, ``manifest.json``, ``build.json``,
+            and a copy of the tokenizer (``tokenizer.model``) unless ``copy_tokenizer=False``.
+        tokenizer_model: a SentencePiece ``.model`` (train one with ``train_tokenizer``).
+        seq_len: tokens a model sees per sample; windows hold ``seq_len + 1`` (DCLM/OpenLM use 2048).
+        seed: decides the mix's subsample/upsample choices and the shuffle.
+        num_workers: Ray CPUs to start locally (and tasks in flight); None = all cores / the cluster's CPUs.
+        total_tokens: with weights, the stream's size (sources repeat when needed); else see mix.py.
+        shuffle: False writes windows in source/shard/document order (for inspection and tests).
+        remainder: ``"pack"`` packs the shards' tails into extra windows per source; ``"drop"`` drops them.
+        dtype: ``"uint16"``/``"uint32"`` to override the automatic choice (uint16 while the vocabulary fits).
+        eos_id: override the tokenizer's EOS id.
+        num_shards: number of output files (= shuffle buckets); default keeps each under ``max_shard_bytes``,
+            which also bounds a shuffle task's memory (about twice a bucket).
+        overwrite: replace an existing stream in ``out_dir`` (otherwise FileExistsError).
+        keep_work: keep the intermediate files in ``out_dir/_work``.
+    """
+    t_start = time.perf_counter()
+    if seq_len < 1:
+        raise ValueError(f"seq_len must be >= 1, got {seq_len}")
+    if remainder not in ("pack", "drop"):
+        raise ValueError(f"remainder must be 'pack' or 'drop', got {remainder!r}")
+    specs = as_specs(sources)
+    resolved = [resolve_source(s) for s in specs]
+    names = [source_name(s, i) for i, s in enumerate(specs)]
+
+    manifest_path = cio.join(out_dir, MANIFEST)
+    if cio.exists(manifest_path):
+        if not overwrite:
+            raise FileExistsError(f"{out_dir} already holds a token stream; pass overwrite=True")
+        old = cio.read_json(manifest_path)
+        for f in old.get("files", []):
+            _rm(cio.join(out_dir, f["name"]))
+        _rm(manifest_path)
+    cio.makedirs(out_dir)
+
+    sp, tok, model = load_tokenizer(tokenizer_model, eos_id=eos_id)
+    del sp
+    dt = np.dtype(dtype) if dtype else np.dtype(tok.dtype)
+    if dt not in (np.dtype(np.uint16), np.dtype(np.uint32)):
+        raise ValueError(f"dtype must be uint16 or uint32, got {dtype}")
+    if dt == np.uint16 and tok.vocab_size > 65536:
+        raise ValueError(f"vocabulary of {tok.vocab_size} does not fit uint16")
+    tok_json = tok.to_json()
+    if copy_tokenizer:
+        local_copy = cio.join(out_dir, "tokenizer.model")
+        cio.write_bytes_atomic(local_copy, model)
+        tok_json["source_path"] = tok.path
+        tok_json["path"] = os.path.abspath(local_copy) if cio.is_local(local_copy) else local_copy
+    window = seq_len + 1
+    wbytes = window * dt.itemsize
+
+    init_ray(address=address, num_workers=num_workers)
+    cap = num_workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+    model_ref = ray.put(model)
+    work = cio.join(out_dir, "_work")
+    _rm(work)
+    cio.makedirs(work)
+    timings: dict[str, float] = {}
+
+    # 1. tokenise + pack, one task per curated shard
+    t0 = time.perf_counter()
+    jobs, where = [], []
+    for i, r in enumerate(resolved):
+        for j, f in enumerate(r["files"]):
+            out = cio.join(work, "packed", f"{i:03d}", f"{j:06d}.bin")
+            jobs.append((f, model_ref, out, seq_len, tok.eos_id, dt.name, text_column, batch_size))
+            where.append((i, j, out))
+    packed = _run_tasks(tokenize_shard, jobs, cap, "tokenize")
+    timings["tokenize_pack_s"] = time.perf_counter() - t0
+    cpu_tokenize = sum(p["seconds"] for p in packed)
+
+    # per source: packed shards (path, windows) + the tails' shard
+    per_source: list[dict[str, Any]] = []
+    for i, (spec, r) in enumerate(zip(specs, resolved)):
+        res = [p for (si, _, _), p in zip(where, packed) if si == i]
+        outs = [o for (si, _, o) in where if si == i]
+        shards = [(o, p["windows"]) for o, p in zip(outs, res)]
+        tails = [p["tail"] for p in res]
+        tail_windows = 0
+        if remainder == "pack":
+            tw, lost = pack_tails(tails, seq_len, dt)
+            if len(tw):
+                tpath = cio.join(work, "packed", f"{i:03d}", "tails.bin")
+                cio.write_bytes_atomic(tpath, tw.tobytes())
+                shards.append((tpath, len(tw)))
+                tail_windows = len(tw)
+        else:
+            lost = int(sum(t.size for t in tails))
+        per_source.append(
+            {
+                "name": names[i],
+                "path": spec.path,
+                "recipe_hash": r["recipe_hash"],
+                "docs": sum(p["docs"] for p in res),
+                "null_docs": sum(p["null_docs"] for p in res),
+                "empty_docs": sum(p["empty_docs"] for p in res),
+                "doc_tokens": sum(p["doc_tokens"] for p in res),
+                "tail_windows": tail_windows,
+                "remainder_tokens_dropped": lost,
+                "windows_available": sum(n for _, n in shards),
+                "input_shards": [
+                    {"file": p["file"], "docs": p["docs"], "doc_tokens": p["doc_tokens"], "windows": p["windows"]}
+                    for p in res
+                ],
+                "_packed": shards,
+            }
+        )
+
+    # 2. the mix plan
+    available = [s["windows_available"] for s in per_source]
+    targets, shares = target_windows(specs, available, seq_len, total_tokens)
+    plan = []  # (source, shard, path, n, full_reps, extra)
+    for i, s in enumerate(per_source):
+        w, t = available[i], int(targets[i])
+        if t > 0 and w == 0:
+            raise ValueError(f"source {s['name']!r} holds no full window but the mix asks for {t}")
+        full_reps, rem = (t // w, t % w) if w else (0, 0)
+        extra = extra_windows(seed, i, w, rem)
+        start = 0
+        for j, (path, n) in enumerate(s["_packed"]):
+            lo, hi = np.searchsorted(extra, [start, start + n])
+            plan.append((i, j, path, n, full_reps, extra[lo:hi] - start))
+            start += n
+        total_w = sum(targets)
+        s.update(
+            {
+                "weight": None if shares is None else float(shares[i]),
+                "requested_tokens": specs[i].tokens,
+                "windows": t,
+                "tokens": t * window,
+                "share": float(t / total_w) if total_w else 0.0,
+                "full_copies": full_reps,
+                "repetitions": max(0, t - w),
+                "subsampled_out": max(0, w - t),
+            }
+        )
+
+    # 3. scatter + shuffle (or write in order)
+    total_windows = int(sum(targets))
+    t0 = time.perf_counter()
+    files: list[dict[str, Any]] = []
+    if shuffle:
+        k = num_shards or max(1, math.ceil(total_windows * wbytes / max_shard_bytes))
+        k = max(1, min(k, max(1, total_windows)))
+        jobs = [
+            (path, cio.join(work, "scatter", f"{i:03d}-{j:06d}.bin"), n, seq_len, dt.name, seed, i, j, fr, ex, k)
+            for (i, j, path, n, fr, ex) in plan
+        ]
+        jobs = [jb for jb, p in zip(jobs, plan) if p[3] and (p[4] or len(p[5]))]
+        scattered = _run_tasks(scatter_shard, jobs, cap, "scatter")
+        timings["scatter_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        bjobs = []
+        for b in range(k):
+            parts = [(jb[1], sc["items"], sc["offsets"][b], sc["offsets"][b + 1]) for jb, sc in zip(jobs, scattered)]
+            bjobs.append((b, parts, cio.join(out_dir, f"tokens-{b:05d}-of-{k:05d}.arrow"), seq_len, dt.name))
+        written = _run_tasks(shuffle_bucket, bjobs, cap, "shuffle")
+        timings["shuffle_write_s"] = time.perf_counter() - t0
+        files = [{"name": f"tokens-{w['bucket']:05d}-of-{k:05d}.arrow", "windows": w["windows"]} for w in written]
+    else:
+        k = 0
+        jobs, fnames = [], []
+        for i, j, path, n, fr, ex in plan:
+            if n and (fr or len(ex)):
+                fnames.append(f"tokens-{i:03d}-{j:06d}.arrow")
+                jobs.append((path, cio.join(out_dir, fnames[-1]), n, seq_len, dt.name, fr, ex))
+        written = _run_tasks(_unshuffled_shard, jobs, cap, "write")
+        timings["write_s"] = time.perf_counter() - t0
+        files = [{"name": fn, "windows": w["windows"]} for fn, w in zip(fnames, written)]
+    assert sum(f["windows"] for f in files) == total_windows, "window count mismatch"
+
+    for s in per_source:
+        s.pop("_packed")
+    mode = "tokens" if specs[0].tokens is not None else "weights" if specs[0].weight is not None else "all"
+    manifest = {
+        "format": FORMAT,
+        "files": files,
+        "num_windows": total_windows,
+        "num_tokens": total_windows * window,
+        "seq_len": seq_len,
+        "window": window,
+        "dtype": dt.name,
+        "eos_id": tok.eos_id,
+        "vocab_size": tok.vocab_size,
+        "tokenizer": tok_json,
+        "seed": seed,
+        "shuffle": shuffle,
+        "num_buckets": k,
+        "remainder": remainder,
+        "mix": {"mode": mode, "total_tokens": total_tokens, "sources": per_source},
+        "tokens_per_source": {s["name"]: s["tokens"] for s in per_source},
+        "recipe_hashes": [s["recipe_hash"] for s in per_source],
+    }
+    cio.write_json_atomic(manifest_path, manifest)
+    if not keep_work:
+        _rm(work)
+    timings["total_s"] = time.perf_counter() - t_start
+    doc_tokens = sum(s["doc_tokens"] for s in per_source)
+    cio.write_json_atomic(
+        cio.join(out_dir, "build.json"),
+        {
+            "workers": cap,
+            "timings": timings,
+            "tokenize_cpu_s": cpu_tokenize,
+            "doc_tokens": doc_tokens,
+            "tokens_per_s": doc_tokens / timings["total_s"] if timings["total_s"] else None,
+        },
+    )
+    logger.info(
+        "token stream: %d windows (%d tokens) from %d sources into %d files in %.1fs -> %s",
+        total_windows,
+        total_windows * window,
+        len(per_source),
+        len(files),
+        timings["total_s"],
+        out_dir,
+    )
+    return manifest

@@ -1,0 +1,100 @@
+"""Tokenise one curated shard and pack its documents into fixed windows.
+
+Packing (the GPT-2/3 and DCLM/OpenLM convention): every document is encoded and
+followed by EOS, the shard's documents are concatenated in row order, and the
+stream is cut into windows of ``seq_len + 1`` tokens (the trainer's inputs are
+``w[:-1]``, its targets ``w[1:]``). Windows cross document boundaries; no padding.
+
+Remainder: the tokens after a shard's last full window (fewer than
+``seq_len + 1``) are the shard's *tail*. The task returns it; with
+``remainder="pack"`` (the default) the driver concatenates a source's tails in
+shard order and packs them into extra windows, so only the final tail of each
+source (< ``seq_len + 1`` tokens) is lost; with ``remainder="drop"`` every tail
+is dropped. Either way the dropped tokens are counted in the manifest.
+
+Documents whose text is null or empty are skipped and counted (``null_docs``,
+``empty_docs``): they would only add a bare EOS.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from typing import Any
+
+import numpy as np
+
+from curation import io as cio
+from curation.tokens.tokenizer import processor_from_bytes
+
+
+def encode_batch(sp: Any, texts: list[str], eos_id: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """Encode texts with EOS after each; returns (flat tokens, per-document lengths including EOS)."""
+    ids = sp.encode(texts, num_threads=1)
+    lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
+    flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=dtype, count=int(lengths.sum()))
+    # np.insert with several indices inserts before each original index: after each document.
+    flat = np.insert(flat, np.cumsum(lengths), np.asarray(eos_id, dtype=dtype))
+    return flat, lengths + 1
+
+
+def tokenize_shard(
+    path: str,
+    model: bytes,
+    out_path: str,
+    seq_len: int,
+    eos_id: int,
+    dtype: str,
+    text_column: str = "text",
+    batch_size: int = 1024,
+) -> dict[str, Any]:
+    """Tokenise and pack one parquet shard; write its full windows (raw bytes) to ``out_path``.
+
+    Returns counts plus ``tail`` (the leftover tokens, a numpy array). The output
+    holds ``windows * (seq_len + 1)`` tokens in ``dtype``, row-major, in document order.
+    """
+    t0 = time.perf_counter()
+    sp = processor_from_bytes(model)
+    dt = np.dtype(dtype)
+    window = seq_len + 1
+    carry = np.empty(0, dtype=dt)
+    docs = null_docs = empty_docs = doc_tokens = windows = 0
+    with cio.atomic_open(out_path, "wb") as f:
+        try:
+            batches = cio.iter_parquet_batches(path, batch_size=batch_size, columns=[text_column])
+            for batch in batches:
+                texts = batch.column(0).to_pylist()
+                valid = [t for t in texts if t]
+                null_docs += sum(t is None for t in texts)
+                empty_docs += sum(t == "" for t in texts)
+                if not valid:
+                    continue
+                docs += len(valid)
+                flat, _ = encode_batch(sp, valid, eos_id, dt)
+                doc_tokens += flat.size
+                buf = np.concatenate([carry, flat]) if carry.size else flat
+                full = buf.size // window
+                if full:
+                    f.write(buf[: full * window].tobytes())
+                    windows += full
+                carry = buf[full * window :].copy()
+        except (KeyError, ValueError) as e:
+            raise ValueError(f"{path}: cannot read column {text_column!r}: {e}") from e
+    return {
+        "file": path,
+        "docs": docs,
+        "null_docs": null_docs,
+        "empty_docs": empty_docs,
+        "doc_tokens": doc_tokens,
+        "windows": windows,
+        "tail": carry,
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+def pack_tails(tails: list[np.ndarray], seq_len: int, dtype: np.dtype) -> tuple[np.ndarray, int]:
+    """Concatenate shard tails in order and cut full windows; returns (windows (n, seq_len+1), leftover tokens)."""
+    window = seq_len + 1
+    flat = np.concatenate([np.asarray(t, dtype=dtype) for t in tails]) if tails else np.empty(0, dtype=dtype)
+    full = flat.size // window
+    return flat[: full * window].reshape(full, window), int(flat.size - full * window)

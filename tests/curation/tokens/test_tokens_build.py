@@ -1,0 +1,243 @@
+"""build_token_stream: packing order, remainder accounting, shuffle invariants, determinism, dtypes, mixes."""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import sentencepiece as spm
+
+from curation.tokens import SourceSpec, TokenStream, build_token_stream
+
+SEQ = 63  # windows of 64 tokens: small enough for several windows per shard
+
+
+def _rows(out: str) -> np.ndarray:
+    ts = TokenStream(out)
+    return np.concatenate(ts.chunks) if ts.chunks else np.empty((0, ts.window), ts.dtype)
+
+
+def _row_counter(rows: np.ndarray) -> collections.Counter:
+    return collections.Counter(r.tobytes() for r in rows)
+
+
+def _encode_shard(sp, texts, eos) -> list[int]:
+    out: list[int] = []
+    for t in texts:
+        if t:
+            out += sp.encode(t) + [eos]
+    return out
+
+
+@pytest.fixture(scope="module")
+def unshuffled(corpus, tokenizer, ray_session, tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("plain"))
+    m = build_token_stream([corpus["web"]], out, tokenizer, seq_len=SEQ, shuffle=False, remainder="drop")
+    return out, m
+
+
+def test_unshuffled_windows_detokenise_to_the_documents_in_order(unshuffled, corpus, tokenizer):
+    out, m = unshuffled
+    sp = spm.SentencePieceProcessor(model_file=tokenizer)
+    eos = m["eos_id"]
+    ts = TokenStream(out)
+    # one file per input shard, in shard order; each holds the full windows of that shard's stream
+    assert len(ts.chunks) == len(corpus["web_texts"])
+    dropped = 0
+    for rows, texts in zip(ts.chunks, corpus["web_texts"]):
+        expected = _encode_shard(sp, texts, eos)
+        full = len(expected) // (SEQ + 1)
+        assert rows.shape == (full, SEQ + 1)
+        assert rows.reshape(-1).tolist() == expected[: full * (SEQ + 1)]
+        dropped += len(expected) - full * (SEQ + 1)
+        # detokenise: split at EOS; every complete document comes back verbatim, in order
+        flat = rows.reshape(-1).tolist()
+        cuts = [i for i, t in enumerate(flat) if t == eos]
+        docs = [sp.decode(flat[a + 1 : b]) for a, b in zip([-1, *cuts], cuts)]
+        assert docs == [t for t in texts if t][: len(docs)]
+    src = m["mix"]["sources"][0]
+    assert src["remainder_tokens_dropped"] == dropped > 0
+    assert src["empty_docs"] == 1 and src["docs"] == sum(len(t) for t in corpus["web_texts"]) - 1
+    assert src["doc_tokens"] == src["windows"] * (SEQ + 1) + dropped
+    assert m["recipe_hashes"] == ["h-web"] and src["recipe_hash"] == "h-web"
+
+
+def test_remainder_pack_keeps_all_but_one_tail(corpus, tokenizer, ray_session, tmp_path):
+    m = build_token_stream([corpus["web"]], str(tmp_path), tokenizer, seq_len=SEQ, shuffle=False)
+    sp = spm.SentencePieceProcessor(model_file=tokenizer)
+    streams = [_encode_shard(sp, t, m["eos_id"]) for t in corpus["web_texts"]]
+    w = SEQ + 1
+    tails = [s[len(s) // w * w :] for s in streams]
+    tail_stream = [t for tail in tails for t in tail]
+    src = m["mix"]["sources"][0]
+    assert src["tail_windows"] == len(tail_stream) // w >= 1
+    assert src["remainder_tokens_dropped"] == len(tail_stream) % w < w
+    rows = _rows(str(tmp_path))
+    # the last file holds the tails, concatenated in shard order
+    assert rows[-src["tail_windows"] :].reshape(-1).tolist() == tail_stream[: src["tail_windows"] * w]
+    assert sum(map(len, streams)) == rows.size + src["remainder_tokens_dropped"]
+
+
+def test_shuffle_loses_and_duplicates_no_window(unshuffled, corpus, tokenizer, ray_session, tmp_path):
+    plain_out, _ = unshuffled
+    m = build_token_stream(
+        [corpus["web"]], str(tmp_path), tokenizer, seq_len=SEQ, seed=3, remainder="drop", num_shards=3
+    )
+    plain, shuf = _rows(plain_out), _rows(str(tmp_path))
+    assert _row_counter(plain) == _row_counter(shuf)  # multiset equality
+    assert not np.array_equal(plain, shuf)  # and the order did change
+    assert [f["windows"] for f in m["files"]] == [len(c) for c in TokenStream(str(tmp_path)).chunks]
+    assert sum(f["windows"] for f in m["files"]) == len(shuf) == m["num_windows"]
+    assert len(m["files"]) == 3 and all(f["windows"] > 0 for f in m["files"])
+    # the shuffle is global: the first output file mixes windows from every input shard
+    first = TokenStream(str(tmp_path)).chunks[0]
+    origin = {r.tobytes(): s for s, c in enumerate(TokenStream(plain_out).chunks) for r in c}
+    assert {origin[r.tobytes()] for r in first} == {0, 1, 2}
+
+
+def test_identical_across_reruns_and_worker_counts(corpus, tokenizer, ray_session, tmp_path):
+    outs = []
+    for name, workers in [("a", 1), ("b", 2), ("c", 2)]:
+        out = str(tmp_path / name)
+        build_token_stream(
+            [(corpus["web"], 0.6), (corpus["code"], 0.4)],
+            out,
+            tokenizer,
+            seq_len=SEQ,
+            seed=11,
+            num_workers=workers,
+            total_tokens=40 * (SEQ + 1),
+            num_shards=2,
+        )
+        outs.append(out)
+    names = sorted(f for f in os.listdir(outs[0]) if f.endswith(".arrow"))
+    assert len(names) == 2
+    for n in names:
+        blobs = {open(os.path.join(o, n), "rb").read() for o in outs}
+        assert len(blobs) == 1, n
+    manifests = []
+    for o in outs:
+        m = json.load(open(os.path.join(o, "manifest.json")))
+        assert m["tokenizer"]["path"] == os.path.join(o, "tokenizer.model")  # the copy beside the stream
+        m["tokenizer"].pop("path")
+        manifests.append(json.dumps(m, sort_keys=True))
+    assert len(set(manifests)) == 1
+    other = str(tmp_path / "seed12")
+    build_token_stream(
+        [(corpus["web"], 0.6), (corpus["code"], 0.4)],
+        other,
+        tokenizer,
+        seq_len=SEQ,
+        seed=12,
+        total_tokens=40 * (SEQ + 1),
+        num_shards=2,
+    )
+    assert not np.array_equal(_rows(outs[0]), _rows(other))
+
+
+def test_uint32_path_holds_the_same_tokens(unshuffled, corpus, tokenizer, ray_session, tmp_path):
+    plain_out, m16 = unshuffled
+    m32 = build_token_stream(
+        [corpus["web"]], str(tmp_path), tokenizer, seq_len=SEQ, shuffle=False, remainder="drop", dtype="uint32"
+    )
+    assert m16["dtype"] == "uint16" and m32["dtype"] == "uint32"
+    f = os.path.join(str(tmp_path), m32["files"][0]["name"])
+    t = pa.ipc.open_stream(pa.memory_map(f)).schema.field("tokens").type
+    assert t == pa.list_(pa.field("item", pa.uint32(), nullable=False), SEQ + 1)
+    a, b = _rows(plain_out), _rows(str(tmp_path))
+    assert b.dtype == np.uint32 and np.array_equal(a.astype(np.uint32), b)
+
+
+def _source_of(rows: np.ndarray, web: set, code: set) -> collections.Counter:
+    c = collections.Counter()
+    for r in rows:
+        k = r.tobytes()
+        c["web" if k in web else "code" if k in code else "?"] += 1
+    return c
+
+
+@pytest.fixture(scope="module")
+def per_source_windows(corpus, tokenizer, ray_session, tmp_path_factory):
+    sets = {}
+    for name in ("web", "code"):
+        out = str(tmp_path_factory.mktemp(f"only-{name}"))
+        build_token_stream([corpus[name]], out, tokenizer, seq_len=SEQ, shuffle=False)
+        sets[name] = _rows(out)
+    return sets
+
+
+@pytest.mark.parametrize("weights", [(0.25, 0.75), (0.9, 0.1)])
+def test_weighted_mix_proportions_within_one_window(
+    weights, corpus, tokenizer, ray_session, tmp_path, per_source_windows
+):
+    web_rows, code_rows = per_source_windows["web"], per_source_windows["code"]
+    total = 3 * (len(web_rows) + len(code_rows))  # forces upsampling of both
+    m = build_token_stream(
+        [(corpus["web"], weights[0]), (corpus["code"], weights[1])],
+        str(tmp_path),
+        tokenizer,
+        seq_len=SEQ,
+        seed=5,
+        total_tokens=total * (SEQ + 1),
+    )
+    got = _source_of(_rows(str(tmp_path)), {r.tobytes() for r in web_rows}, {r.tobytes() for r in code_rows})
+    assert got["?"] == 0
+    assert got["web"] + got["code"] == total == m["num_windows"]
+    for name, w in zip(("web", "code"), weights):
+        assert abs(got[name] - w * total) <= 1  # within one window of the target
+        src = next(s for s in m["mix"]["sources"] if s["name"] == name)
+        assert src["windows"] == got[name] and m["tokens_per_source"][name] == got[name] * (SEQ + 1)
+        avail = len(web_rows) if name == "web" else len(code_rows)
+        assert src["repetitions"] == got[name] - avail and src["full_copies"] == got[name] // avail
+
+
+def test_token_budgets_upsample_by_repetition(corpus, tokenizer, ray_session, tmp_path, per_source_windows):
+    web_rows, code_rows = per_source_windows["web"], per_source_windows["code"]
+    nw, nc = len(web_rows) // 2, 2 * len(code_rows) + 3  # subsample web, repeat code 2x plus 3
+    w = SEQ + 1
+    m = build_token_stream(
+        [SourceSpec(corpus["web"], tokens=nw * w), SourceSpec(corpus["code"], tokens=nc * w)],
+        str(tmp_path),
+        tokenizer,
+        seq_len=SEQ,
+        seed=1,
+    )
+    rows = _rows(str(tmp_path))
+    counts = _row_counter(rows)
+    code_counts = collections.Counter(counts[r.tobytes()] for r in code_rows)
+    assert code_counts == {2: len(code_rows) - 3, 3: 3}  # every window twice, three of them a third time
+    assert sum(counts[r.tobytes()] for r in web_rows) == nw and max(counts[r.tobytes()] for r in web_rows) == 1
+    src = {s["name"]: s for s in m["mix"]["sources"]}
+    assert src["code"]["repetitions"] == nc - len(code_rows) and src["code"]["full_copies"] == 2
+    assert src["web"]["subsampled_out"] == len(web_rows) - nw and src["web"]["requested_tokens"] == nw * w
+    assert m["mix"]["mode"] == "tokens"
+
+
+def test_weights_without_total_use_the_scarcest_source_once(
+    corpus, tokenizer, ray_session, tmp_path, per_source_windows
+):
+    nw, nc = len(per_source_windows["web"]), len(per_source_windows["code"])
+    m = build_token_stream({corpus["web"]: 1.0, corpus["code"]: 1.0}, str(tmp_path), tokenizer, seq_len=SEQ, seed=2)
+    src = {s["name"]: s for s in m["mix"]["sources"]}
+    assert src["code"]["windows"] == min(nw, nc) == nc and src["web"]["windows"] == nc
+    assert all(s["repetitions"] == 0 for s in src.values())
+
+
+def test_errors_are_clear(corpus, tokenizer, ray_session, tmp_path):
+    out = str(tmp_path / "o")
+    build_token_stream([corpus["code"]], out, tokenizer, seq_len=SEQ)
+    with pytest.raises(FileExistsError):
+        build_token_stream([corpus["code"]], out, tokenizer, seq_len=SEQ)
+    m = build_token_stream([corpus["code"]], out, tokenizer, seq_len=SEQ, overwrite=True, num_shards=1)
+    assert sorted(f for f in os.listdir(out) if f.endswith(".arrow")) == [f["name"] for f in m["files"]]
+    with pytest.raises(FileNotFoundError):
+        build_token_stream([str(tmp_path / "missing")], str(tmp_path / "x"), tokenizer)
+    with pytest.raises(ValueError, match="every source or to none"):
+        build_token_stream([(corpus["web"], 1.0), (corpus["code"], None)], str(tmp_path / "y"), tokenizer)
+    with pytest.raises(ValueError, match="holds no full window"):
+        build_token_stream([(corpus["web"], 1.0)], str(tmp_path / "z"), tokenizer, seq_len=10**6)
+    assert json.load(open(os.path.join(out, "manifest.json")))["num_windows"] == m["num_windows"]
