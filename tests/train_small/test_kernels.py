@@ -207,9 +207,10 @@ def test_gpu_rmsnorm_openelm_shapes(dim):
     b = [_leaf(t) for t in (x, r, w)]
     (y1, h1), (y2, h2) = add_rmsnorm_triton(*a), add_rmsnorm_ref(*b)
     assert_close(y1, y2, torch.bfloat16, "y")
-    g = torch.randn_like(y2)
-    (y1 * g).sum().backward()
-    (y2 * g).sum().backward()
+    assert_close(h1, h2, torch.bfloat16, "h")
+    g, gh = torch.randn_like(y2), torch.randn_like(h2)
+    ((y1 * g).sum() + (h1 * gh).sum()).backward()
+    ((y2 * g).sum() + (h2 * gh).sum()).backward()
     for name, t1, t2 in zip(("dx", "dr", "dw"), a, b):
         assert_close(t1.grad, t2.grad, torch.bfloat16, name)
 
