@@ -1,0 +1,123 @@
+"""Heuristic filters (RefinedWeb as reproduced by DCLM, Gopher, C4, FineWeb) as
+vectorised stages, and the two recipe blocks the pipelines use:
+
+* :func:`refinedweb_stages` — DCLM's ``dclm_baseline_refinedweb.yaml`` (or, with
+  ``exclude_hq_domains=True``, ``refinedweb.yaml``) in DCLM's order;
+* :func:`c4_stages` — the local C4 rules of DCLM's ``c4.yaml``.
+
+Both take ``overrides``: a mapping from a stage's name to the keyword arguments to
+change, e.g. ``refinedweb_stages(gopher_quality={"min_doc_words": 100})``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from curation.stage import Stage
+from filters.heuristics.c4 import C4BadWords, C4Lines, C4PageLength
+from filters.heuristics.fineweb import FineWebQuality
+from filters.heuristics.gopher import GopherQuality, GopherRepetition
+from filters.heuristics.refinedweb import RefinedWebLineFilter
+from filters.heuristics.url import (
+    HQ_DOMAINS,
+    MoveURL,
+    NewlineCollapse,
+    URLDomainFilter,
+    URLRemoval,
+    URLWordsFilter,
+)
+
+__all__ = [
+    "C4BadWords", "C4Lines", "C4PageLength", "FineWebQuality", "GopherQuality", "GopherRepetition",
+    "HQ_DOMAINS", "MoveURL", "NewlineCollapse", "RefinedWebLineFilter", "URLDomainFilter", "URLRemoval",
+    "URLWordsFilter", "c4_stages", "refinedweb_stages",
+]  # fmt: skip
+
+
+def _build(specs: list[tuple[str, type, dict[str, Any]]], overrides: Mapping[str, Mapping[str, Any]]) -> list[Stage]:
+    names = [name for name, _, _ in specs]
+    unknown = set(overrides) - set(names)
+    if unknown:
+        raise ValueError(f"unknown stage(s) in overrides: {sorted(unknown)}; stages are {names}")
+    stages = []
+    for name, cls, kwargs in specs:
+        extra = overrides.get(name) or {}
+        if not isinstance(extra, Mapping):
+            raise ValueError(f"overrides[{name!r}] must be a mapping of keyword arguments")
+        stage = cls(**{**kwargs, **extra})
+        stage.name = name
+        stages.append(stage)
+    return stages
+
+
+def refinedweb_stages(
+    *,
+    exclude_hq_domains: bool = False,
+    language: bool = True,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    **stage_overrides: Mapping[str, Any],
+) -> list[Stage]:
+    """DCLM's RefinedWeb reproduction, in the order of
+    ``baselines/baselines_configs/dclm_baseline_refinedweb.yaml`` (Li et al. 2024,
+    DataComp-LM, arXiv:2406.11794, §4.2 and Appendix; rules from Penedo et al. 2023):
+
+    move_url, url_domains, [url_hq_domains], url_words, url_removal,
+    newline_collapse, langid (English, score > 0.65), gopher_quality,
+    gopher_repetition, refinedweb_lines.
+
+    ``exclude_hq_domains=True`` adds ``refinedweb.yaml``'s filter of curated
+    sources (Wikipedia, arXiv, GitHub, StackExchange, Reddit, ...). ``language=False``
+    drops the language stage (e.g. when the input is already English-only).
+    Per-stage keyword overrides go in ``overrides`` or as keyword arguments named
+    after the stage: ``refinedweb_stages(langid={"min_score": 0.5})``.
+    """
+    from filters.langid import LanguageID
+
+    merged = {**(overrides or {}), **stage_overrides}
+    specs: list[tuple[str, type, dict[str, Any]]] = [
+        ("move_url", MoveURL, {}),
+        ("url_domains", URLDomainFilter, {}),
+    ]
+    if exclude_hq_domains:
+        specs.append(
+            ("url_hq_domains", URLDomainFilter, {"blocklist_path": None, "domains": HQ_DOMAINS, "reason": "url:hq_domain"})
+        )
+    specs += [
+        ("url_words", URLWordsFilter, {}),
+        ("url_removal", URLRemoval, {}),
+        ("newline_collapse", NewlineCollapse, {"max_consecutive": 2}),
+    ]
+    if language:
+        specs.append(("langid", LanguageID, {"keep_langs": ("en",), "min_score": 0.65}))
+    specs += [
+        ("gopher_quality", GopherQuality, {"variant": "dclm"}),
+        ("gopher_repetition", GopherRepetition, {"variant": "dclm"}),
+        ("refinedweb_lines", RefinedWebLineFilter, {}),
+    ]
+    return _build(specs, merged)
+
+
+def c4_stages(
+    *,
+    language: bool = False,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    **stage_overrides: Mapping[str, Any],
+) -> list[Stage]:
+    """The local (per-document) C4 rules in the order of DCLM's ``c4.yaml``:
+    c4_page_length (<= 190,000 chars), c4_lines (line rules, lorem ipsum, ``{``,
+    >= 3 sentences), c4_bad_words; ``language=True`` appends English language ID
+    (C4 kept pages with langdetect probability >= 0.99; here ``min_score=0.99``).
+    C4's URL and paragraph deduplication are global stages (``filters/dedup``).
+    """
+    from filters.langid import LanguageID
+
+    merged = {**(overrides or {}), **stage_overrides}
+    specs: list[tuple[str, type, dict[str, Any]]] = [
+        ("c4_page_length", C4PageLength, {}),
+        ("c4_lines", C4Lines, {}),
+        ("c4_bad_words", C4BadWords, {}),
+    ]
+    if language:
+        specs.append(("langid", LanguageID, {"keep_langs": ("en",), "min_score": 0.99}))
+    return _build(specs, merged)

@@ -1,0 +1,184 @@
+"""Vectorised building blocks shared by the heuristic stages.
+
+Every helper works on a whole batch: texts are split into a flat array of
+segments (lines, words, paragraphs) plus the index of the document each segment
+belongs to (``parents``); per-document statistics are then ``np.bincount``
+reductions over ``parents``. Nothing here loops over documents in Python.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+# str.splitlines() boundaries (Python docs, "str.splitlines"): \n \r \r\n \v \f \x1c \x1d \x1e \x85 \u2028 \u2029
+SPLITLINES_PATTERN = "\r\n|[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]"
+
+
+def texts_of(table: pa.Table, column: str = "text") -> pa.Array:
+    """The text column as one contiguous large_string array (nulls become "")."""
+    col = table.column(column)
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    if arr.type != pa.large_string():
+        arr = arr.cast(pa.large_string())
+    if arr.null_count:
+        arr = pc.fill_null(arr, "")
+    return arr
+
+
+def flatten(lists: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """Flatten a list array: (values, parent document index of every value)."""
+    if isinstance(lists, pa.ChunkedArray):
+        lists = lists.combine_chunks()
+    values = pc.list_flatten(lists)
+    parents = pc.list_parent_indices(lists).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+    return values, parents
+
+
+def split(texts: pa.Array, pattern: str, *, regex: bool = False) -> tuple[pa.Array, np.ndarray]:
+    """Split every text on ``pattern``: flat segments and their parent indices.
+
+    Like ``str.split(sep)``: an empty text gives one empty segment.
+    """
+    lists = pc.split_pattern_regex(texts, pattern) if regex else pc.split_pattern(texts, pattern)
+    return flatten(lists)
+
+
+def split_whitespace(texts: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """``str.split()`` for every text (Unicode whitespace, no empty tokens)."""
+    lists = pc.utf8_split_whitespace(texts)
+    values, parents = flatten(lists)
+    nonempty = pc.greater(pc.binary_length(values), 0)
+    if pc.all(nonempty).as_py() is False:  # leading/trailing whitespace yields empty tokens
+        mask = nonempty.to_numpy(zero_copy_only=False)
+        values = values.filter(nonempty)
+        parents = parents[mask]
+    return values, parents
+
+
+def splitlines(texts: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """``str.splitlines()`` for every text: no trailing empty line, "" gives no line."""
+    values, parents = split(texts, SPLITLINES_PATTERN, regex=True)
+    # str.splitlines drops the empty piece after a final line break and returns [] for "".
+    n = len(values)
+    if n == 0:
+        return values, parents
+    is_last = np.ones(n, dtype=bool)
+    is_last[:-1] = parents[1:] != parents[:-1]
+    empty = (pc.binary_length(values).to_numpy(zero_copy_only=False) == 0)
+    drop = is_last & empty
+    if drop.any():
+        keep = ~drop
+        values = values.filter(pa.array(keep))
+        parents = parents[keep]
+    return values, parents
+
+
+def per_doc(parents: np.ndarray, n_docs: int, weights: np.ndarray | pa.Array | None = None) -> np.ndarray:
+    """Sum ``weights`` (or count segments) per document."""
+    if weights is None:
+        return np.bincount(parents, minlength=n_docs).astype(np.int64)
+    w = as_numpy(weights).astype(np.float64, copy=False)
+    return np.bincount(parents, weights=w, minlength=n_docs)
+
+
+def as_numpy(values: np.ndarray | pa.Array | pa.ChunkedArray) -> np.ndarray:
+    if isinstance(values, np.ndarray):
+        return values
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if pa.types.is_boolean(values.type):
+        return values.to_numpy(zero_copy_only=False).astype(bool)
+    return values.to_numpy(zero_copy_only=False)
+
+
+def lengths(values: pa.Array) -> np.ndarray:
+    """Characters (code points) per string, like Python's len()."""
+    return as_numpy(pc.utf8_length(values)).astype(np.int64, copy=False)
+
+
+def join_kept(
+    values: pa.Array, parents: np.ndarray, keep: np.ndarray, n_docs: int, sep: str = "\n"
+) -> pa.Array:
+    """Join the kept segments of every document with ``sep`` (large_string array)."""
+    kept_values = values.filter(pa.array(keep)) if not keep.all() else values
+    kept_parents = parents[keep]
+    counts = np.bincount(kept_parents, minlength=n_docs)
+    offsets = np.zeros(n_docs + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    kept_values = kept_values.cast(pa.large_string())
+    lists = pa.LargeListArray.from_arrays(pa.array(offsets, pa.int64()), kept_values)
+    return pc.binary_join(lists, pa.scalar(sep, pa.large_string()))
+
+
+def group_codes(values: pa.Array, parents: np.ndarray) -> np.ndarray:
+    """An int64 key per segment, equal iff same document and same string.
+
+    Uses Arrow's hash-based dictionary encoding, so it is exact (no collisions).
+    """
+    if len(values) == 0:
+        return np.zeros(0, dtype=np.int64)
+    enc = pc.dictionary_encode(values)
+    codes = as_numpy(enc.indices).astype(np.int64)
+    return parents * np.int64(len(enc.dictionary)) + codes
+
+
+def duplicate_stats(
+    keys: np.ndarray, seg_len: np.ndarray, parents: np.ndarray, n_docs: int
+) -> dict[str, np.ndarray]:
+    """Per document, from the segment keys of :func:`group_codes`:
+
+    * ``repeat_elems`` / ``repeat_chars``: segments (and their characters) that are
+      not the first occurrence of their string (datatrove ``find_duplicates``);
+    * ``dup_elems`` / ``dup_chars``: all occurrences of strings seen more than once
+      (DCLM ``repetition_filter``: count * length over strings with count > 1).
+    """
+    out = {
+        k: np.zeros(n_docs, dtype=np.float64) for k in ("repeat_elems", "repeat_chars", "dup_elems", "dup_chars")
+    }
+    if len(keys) == 0:
+        return out
+    _, first_idx, inverse, counts = np.unique(keys, return_index=True, return_inverse=True, return_counts=True)
+    is_first = np.zeros(len(keys), dtype=bool)
+    is_first[first_idx] = True
+    repeat = ~is_first
+    dup = counts[inverse] > 1
+    seg_len = seg_len.astype(np.float64)
+    out["repeat_elems"] = np.bincount(parents, weights=repeat.astype(np.float64), minlength=n_docs)
+    out["repeat_chars"] = np.bincount(parents, weights=seg_len * repeat, minlength=n_docs)
+    out["dup_elems"] = np.bincount(parents, weights=dup.astype(np.float64), minlength=n_docs)
+    out["dup_chars"] = np.bincount(parents, weights=seg_len * dup, minlength=n_docs)
+    return out
+
+
+def reasons_array(reasons: np.ndarray) -> pa.Array:
+    """An object array of str/None -> Arrow string array (null = keep)."""
+    return pa.array(reasons.tolist(), pa.string())
+
+
+class ReasonBuilder:
+    """First failing rule wins: ``set(mask, "reason")`` only fills rows still empty."""
+
+    def __init__(self, n: int) -> None:
+        self.codes = np.full(n, -1, dtype=np.int32)
+        self.names: list[str] = []
+
+    def set(self, mask: np.ndarray, reason: str) -> None:
+        mask = np.asarray(mask, dtype=bool) & (self.codes < 0)
+        if mask.any():
+            if reason not in self.names:
+                self.names.append(reason)
+            self.codes[mask] = self.names.index(reason)
+
+    @property
+    def pending(self) -> np.ndarray:
+        """Rows that no rule has dropped yet."""
+        return self.codes < 0
+
+    def build(self) -> pa.Array:
+        if not self.names:
+            return pa.nulls(len(self.codes), pa.string())
+        dictionary = pa.array(self.names, pa.string())
+        indices = pa.array(self.codes, pa.int32(), mask=self.codes < 0)
+        return pa.DictionaryArray.from_arrays(indices, dictionary).cast(pa.string())
