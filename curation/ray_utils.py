@@ -20,9 +20,9 @@ def init_ray(address: str | None = None, num_workers: int | None = None, dashboa
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS")
-    # Ray 2.60 turns token authentication on for new local clusters when the mode is
-    # unset; we keep it on, deliberately (the token lives in ~/.ray/auth_token).
-    os.environ.setdefault("RAY_AUTH_MODE", "token")
+    # Auth: we leave RAY_AUTH_MODE as the user set it. Unset, Ray 2.60 turns token
+    # authentication on for a new local cluster (token in ~/.ray/auth_token) and
+    # uses the same token file when joining; we keep that default on purpose.
     # Workers import our packages from the driver's working directory.
     env = {"env_vars": {"PYTHONPATH": os.pathsep.join(p for p in [os.getcwd(), os.environ.get("PYTHONPATH")] if p)}}
     if address:

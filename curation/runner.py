@@ -527,6 +527,8 @@ class Runner:
             logger.info("phase %d: %d shards run, %d skipped (complete), %d failed so far", phase.index,
                         len(todo), len(tasks) - len(todo), len(failed))
 
+        if not failed:
+            self._remove_stale_temporaries()
         merged = merge_shard_stats(shard_stats)
         merged["recipe_hash"] = self.recipe_hash
         merged["failed_shards"] = failed
@@ -545,7 +547,7 @@ class Runner:
 
         from curation.progress import Progress
 
-        max_in_flight = max(1, self.cfg.num_workers * 2)
+        max_in_flight = max(1, self.cfg.num_workers)
         pending: dict[Any, ShardTask] = {}
         results: list[dict] = []
         failed: list[str] = []
@@ -594,6 +596,15 @@ class Runner:
         state = g.fit(ctx)
         g.load_state(state)
         io.write_json_atomic(state_path, {"hash": phase.hash, "state": state, "seconds": time.time() - t0})
+
+    def _remove_stale_temporaries(self) -> None:
+        """Delete ``*.tmp-*`` files that killed writers left behind (they are never read)."""
+        if not io.is_local(self.out):
+            return
+        for dirpath, _, files in os.walk(self.out):
+            for f in files:
+                if ".tmp-" in f:
+                    os.remove(os.path.join(dirpath, f))
 
     def _global_summaries(self) -> list[dict[str, Any]]:
         out = []
