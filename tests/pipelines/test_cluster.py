@@ -71,7 +71,7 @@ def test_ray_job_submit_runs_the_baseline(head_node, tmp_path):
     cmd = [RAY, "job", "submit", "--address", dashboard, "--working-dir", ROOT, "--",
            sys.executable, "pipelines/baseline.py", "--output", str(out), "--demo-docs", "300",
            "--blocks", "heuristics", "--no-tokens", "--workers", "2", "--no-progress"]
-    for attempt in range(3):
+    for _ in range(3):
         r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
         if r.returncode == 0 or "Connection" not in r.stdout + r.stderr:
             break
