@@ -1,0 +1,97 @@
+"""The offline default classifier: trained in seconds, from nothing downloaded.
+
+What it is, honestly: a fastText classifier (DCLM's recipe and preprocessing) that
+separates *generated* clean expository prose (:func:`filters.quality.synthetic.clean_prose`)
+from *generated* crawl-like junk (:func:`filters.quality.synthetic.crawl_junk`: menus,
+banners, listings, spam), optionally plus text the user supplies: reference text they
+trust as more positives, documents of their raw pool as more negatives. It scores
+"reads like edited prose" against "reads like page chrome". It is **not** DCLM's
+OpenHermes-2.5 + ELI5 vs RefinedWeb classifier and will not reproduce DCLM-Baseline's
+selection; use it to run the pipeline end to end offline, then switch to a real one.
+
+Real classifiers:
+
+* DCLM's: download ``openhermes_reddit_eli5_vs_rw_v2_bigram_200k_train.bin`` yourself
+  (Hugging Face ``mlfoundations/fasttext-oh-eli5``) and pass
+  ``QualityScorer(model_path=..., label="__label__hq")``.
+* Your own: put positives (e.g. OpenHermes-2.5 / ELI5 answers, Wikipedia, textbooks,
+  the domain you want more of) and negatives (a random sample of your raw or
+  heuristically-filtered pool) in jsonl / parquet / our run-output directories and run
+  ``python -m filters.quality train --positives P --negatives N --out model.bin``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from typing import Any
+
+import pyarrow as pa
+
+from filters.quality.data import TextSource, load_texts
+from filters.quality.model import ModelFileError, check_model_file, sidecar_path
+from filters.quality.preprocess import SCHEME
+from filters.quality.synthetic import clean_prose, crawl_junk
+from filters.quality.train import train_classifier
+
+logger = logging.getLogger(__name__)
+
+GENERATOR_VERSION = "synthetic-v1"
+
+
+def default_model(
+    cache_dir: str,
+    n_docs: int = 2000,
+    seed: int = 0,
+    extra_positives: TextSource | None = None,
+    extra_negatives: TextSource | None = None,
+    **train_params: Any,
+) -> str:
+    """Build (or reuse from ``cache_dir``) the offline default model; return its path.
+
+    ``n_docs`` generated documents per class, from ``seed``. ``extra_positives`` /
+    ``extra_negatives`` add the user's own text (any :mod:`filters.quality.data`
+    source). ``train_params`` override :class:`filters.quality.train.TrainConfig`.
+    The file name carries a hash of everything that defines the model, so a changed
+    recipe trains a new file and an unchanged one is reused.
+    """
+    if n_docs < 10:
+        raise ValueError("n_docs must be >= 10")
+    pos = clean_prose(n_docs, seed)
+    neg = crawl_junk(n_docs, seed)
+    extra_files: dict[str, Any] = {}
+    if extra_positives is not None:
+        loaded = load_texts(extra_positives, train_params.get("text_field", "text"))
+        pos += loaded.texts
+        extra_files["positives"] = loaded.files
+    if extra_negatives is not None:
+        loaded = load_texts(extra_negatives, train_params.get("text_field", "text"))
+        neg += loaded.texts
+        extra_files["negatives"] = loaded.files
+    params = {"seed": seed, **train_params}
+    recipe = {
+        "generator": GENERATOR_VERSION,
+        "n_docs": n_docs,
+        "seed": seed,
+        "params": params,
+        "preprocess": SCHEME,
+        "extra": extra_files,
+    }
+    key = hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    os.makedirs(cache_dir, exist_ok=True)
+    path = os.path.join(cache_dir, f"quality-default-{key}.bin")
+    if os.path.exists(path) and os.path.exists(sidecar_path(path)):
+        try:
+            check_model_file(path)
+            return path
+        except ModelFileError as exc:
+            logger.warning("rebuilding the default quality model: %s", exc)
+    meta = train_classifier(pa.array(pos, pa.large_string()), pa.array(neg, pa.large_string()), path, **params)
+    logger.info(
+        "built the offline default quality model %s (synthetic prose vs synthetic crawl junk; held-out AUC %s)",
+        path,
+        meta["metrics"]["holdout"].get("auc"),
+    )
+    return path

@@ -1,0 +1,149 @@
+from __future__ import annotations
+
+import gzip
+import hashlib
+import itertools
+import json
+from pathlib import Path
+
+import fasttext
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from filters.quality import QualityScorer, preprocess, preprocess_batch, roc_auc, train_classifier
+from filters.quality.synthetic import clean_prose, crawl_junk
+from filters.quality.train import TrainConfig
+
+SMALL: dict = {}  # DCLM defaults: smaller bucket/dim make fastText diverge on tiny synthetic sets
+
+AWKWARD = [
+    "  Title\r\n\r\nFirst line.\nSecond\tline\x0bthird\x0cfourth  ",
+    "unicode\u2028line\u2029separators\x85next\x1cfs\x1dgs\x1ers",
+    "",
+    "\n\n\n",
+    "Mixed CASE stays Cased, punctuation stays: yes!",
+    "emoji 🤖 and combining é and 中文 text\n中文",
+]
+
+
+def _blns() -> list[str]:
+    root = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "corpora" / "edge"
+    path = root / "lm_dataformat_blns.jsonl.zst"
+    if not path.exists():
+        return []
+    import zstandard
+
+    with open(path, "rb") as f:
+        raw = zstandard.ZstdDecompressor().stream_reader(f).read()
+    texts = [json.loads(line).get("text") for line in raw.decode().splitlines() if line.strip()]
+    return [t for t in texts if isinstance(t, str)]
+
+
+@pytest.mark.parametrize("text", AWKWARD + _blns()[:200])
+def test_preprocess_is_one_fasttext_line_with_the_same_tokens(text: str) -> None:
+    out = preprocess(text)
+    # fastText ends an example at "\n"; predict() refuses it
+    assert "\n" not in out and "\r" not in out and "\u2028" not in out
+    # only line breaks change: the whitespace-separated tokens are exactly the input's
+    assert out.split() == text.split()
+    assert preprocess_batch([text]) == [out]
+    assert preprocess(text, lowercase=True) == out.lower()
+
+
+def test_train_and_score_see_identical_text(tmp_path: Path) -> None:
+    pos = clean_prose(60, seed=3) + AWKWARD[:2]
+    neg = crawl_junk(60, seed=3) + AWKWARD[4:]
+    model_path = str(tmp_path / "m.bin")
+    train_file = str(tmp_path / "train.txt")
+    train_classifier(pa.array(pos), pa.array(neg), model_path, save_training_file=train_file,
+                     holdout_fraction=0.0, **SMALL)
+    lines = Path(train_file).read_text(encoding="utf-8").split("\n")[:-1]
+    written = {ln.split(" ", 1)[1] for ln in lines}
+    assert written == {preprocess(t) for t in pos + neg if t.strip()}
+    # the stage scores raw text exactly as fastText scores the training line
+    scorer = QualityScorer(model_path)
+    raw_by_line = {preprocess(t): t for t in pos + neg}
+    ft = fasttext.load_model(model_path)
+    sample = sorted(written)[:40]
+    ours = scorer.score_texts([raw_by_line[s] for s in sample]).to_numpy()
+    for s, got in zip(sample, ours):
+        labels, probs = ft.predict(s, k=-1)
+        ref = dict(zip(labels, probs))["__label__hq"]
+        assert got == pytest.approx(min(ref, 1.0), abs=1e-6)
+
+
+def test_training_is_deterministic_with_fixed_seed_and_one_thread(tmp_path: Path) -> None:
+    pos, neg = pa.array(clean_prose(150, seed=5)), pa.array(crawl_junk(150, seed=5))
+    metas = [train_classifier(pos, neg, str(tmp_path / f"m{i}.bin"), seed=11, thread=1, **SMALL) for i in range(2)]
+    assert metas[0]["model_sha256"] == metas[1]["model_sha256"]
+    a, b = (tmp_path / "m0.bin").read_bytes(), (tmp_path / "m1.bin").read_bytes()
+    assert a == b
+    assert metas[0]["deterministic"] is True
+    assert metas[0]["data"]["positives"]["texts_sha256"] == metas[1]["data"]["positives"]["texts_sha256"]
+    other = train_classifier(pos, neg, str(tmp_path / "m2.bin"), seed=12, thread=1, **SMALL)
+    assert other["model_sha256"] != metas[0]["model_sha256"]  # the seed does reach fastText / the split
+
+
+def test_metadata_records_config_hashes_and_holdout_metrics(tmp_path: Path) -> None:
+    pos_file = tmp_path / "pos.jsonl.gz"
+    with gzip.open(pos_file, "wt") as f:
+        for t in clean_prose(80, seed=2):
+            f.write(json.dumps({"text": t}) + "\n")
+        f.write("{not json\n")
+        f.write(json.dumps({"text": None}) + "\n")
+    neg_dir = tmp_path / "run_output"
+    neg_dir.mkdir()
+    junk = crawl_junk(80, seed=2)
+    pq.write_table(pa.table({"id": [str(i) for i in range(40)], "text": junk[:40]}), neg_dir / "a.parquet")
+    pq.write_table(pa.table({"id": [str(i) for i in range(40)], "text": junk[40:]}), neg_dir / "b.parquet")
+    pq.write_table(pa.table({"id": ["x"], "reason": ["dup"]}), neg_dir / "dropped.parquet")
+    (neg_dir / "one_page.txt").write_text("Home | Login | Cart\nBuy now!!")
+    out = str(tmp_path / "model.bin")
+    meta = train_classifier(str(pos_file), str(neg_dir), out, holdout_fraction=0.25, **SMALL)
+    saved = json.loads(Path(out + ".json").read_text())
+    assert saved == json.loads(json.dumps(meta))
+    assert saved["model_sha256"] == hashlib.sha256(Path(out).read_bytes()).hexdigest()
+    pos_meta = saved["data"]["positives"]
+    assert pos_meta["files"][0]["sha256"] == hashlib.sha256(pos_file.read_bytes()).hexdigest()
+    assert pos_meta["skipped"] == {"malformed_json": 1, "missing_or_non_string_text": 1}
+    assert pos_meta["docs_used"] == 80 and pos_meta["holdout"] == 20 and pos_meta["train"] == 60
+    neg_meta = saved["data"]["negatives"]
+    assert neg_meta["docs_used"] == 81 and neg_meta["skipped"] == {"parquet_without_text_column": 1}
+    hold = saved["metrics"]["holdout"]
+    assert hold["n_pos"] == 20 and hold["n_neg"] == 20
+    assert hold["auc"] > 0.9 and hold["precision"] > 0.8 and hold["recall"] > 0.8
+    assert saved["config"]["word_ngrams"] == 2 and saved["fasttext_args"]["wordNgrams"] == 2
+    assert saved["preprocess"]["lowercase"] is False
+
+
+def test_dclm_defaults() -> None:
+    cfg = TrainConfig()
+    assert (cfg.lr, cfg.dim, cfg.epoch, cfg.word_ngrams, cfg.min_count, cfg.loss) == (0.1, 100, 5, 2, 1, "softmax")
+    assert cfg.bucket * cfg.dim * 4 < 100e6  # tens of MB, not fastText's 2M-bucket default
+
+
+@pytest.mark.parametrize(
+    "bad", [{"pos_label": "hq"}, {"neg_label": "__label__hq"}, {"holdout_fraction": 1.0}, {"dim": 0}, {"lr": 0}]
+)
+def test_bad_config_raises(bad: dict) -> None:
+    with pytest.raises(ValueError):
+        TrainConfig(**bad)
+
+
+def test_missing_training_data_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="training data not found"):
+        train_classifier(str(tmp_path / "nope.jsonl"), pa.array(["a b"] * 5), str(tmp_path / "m.bin"))
+    with pytest.raises(ValueError, match="at least 2"):
+        train_classifier(pa.array(["only one"]), pa.array(["x y"] * 5), str(tmp_path / "m.bin"))
+
+
+def test_roc_auc_matches_pairwise_definition() -> None:
+    rng = np.random.default_rng(0)
+    labels = rng.random(60) < 0.4
+    scores = np.round(rng.random(60), 1)  # many ties
+    pairs = [(p, n) for p, n in itertools.product(scores[labels], scores[~labels])]
+    expected = sum(1.0 if p > n else 0.5 if p == n else 0.0 for p, n in pairs) / len(pairs)
+    assert roc_auc(labels, scores) == pytest.approx(expected)
+    assert roc_auc(np.ones(3, bool), np.arange(3)) is None
