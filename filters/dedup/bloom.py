@@ -374,7 +374,7 @@ def _bff_gather_shard(shard: PhaseShard, shard_idx: int, wd: str, cfg: dict[str,
             "para_doc": np.repeat(np.arange(len(dec["para_count"])), dec["para_count"]),
         }
         res = apply_decisions(table, ng, dec["para_removed"], dec["doc_removed"])
-        for s, r, nb in zip(
+        for s, _r, nb in zip(
             res.dropped.column("source").to_pylist(),
             res.dropped.column("reason").to_pylist(),
             res.dropped.column("nbytes").to_pylist(),

@@ -82,25 +82,21 @@ _FUZZY_TABLE = _fuzzy_byte_table()
 
 
 def map_ascii_bytes(arr: pa.Array, table: np.ndarray) -> pa.Array:
-    """Apply a 256-entry byte table to a large_string array's data (ASCII-only changes keep UTF-8 valid)."""
+    """Apply a 256-entry byte table to a large_string array's data (ASCII-only changes keep UTF-8 valid).
+
+    Nulls become empty strings.
+    """
     arr = as_large_string(arr)
-    validity, offsets, data = arr.buffers()
-    if data is None or len(arr) == 0:
+    if arr.null_count:
+        arr = pc.fill_null(arr, "")
+    if len(arr) == 0:
         return arr
+    _, offsets, data = arr.buffers()
     off = np.frombuffer(offsets, dtype=np.int64)[arr.offset : arr.offset + len(arr) + 1]
-    raw = np.frombuffer(data, dtype=np.uint8)[off[0] : off[-1]]
+    raw = np.frombuffer(data, dtype=np.uint8)[off[0] : off[-1]] if data is not None else np.zeros(0, np.uint8)
     new = table[raw]
     new_off = (off - off[0]).astype(np.int64)
-    return (
-        pa.LargeStringArray.from_buffers(
-            len(arr), pa.py_buffer(new_off), pa.py_buffer(new), validity, arr.null_count, 0
-        )
-        if arr.offset == 0 or validity is None
-        else pa.array(
-            pa.LargeStringArray.from_buffers(len(arr), pa.py_buffer(new_off), pa.py_buffer(new)).to_pylist(),
-            pa.large_string(),
-        )
-    )
+    return pa.LargeStringArray.from_buffers(len(arr), pa.py_buffer(new_off), pa.py_buffer(new), None, 0, 0)
 
 
 def normalize_fuzzy(text: pa.Array | pa.ChunkedArray) -> pa.Array:

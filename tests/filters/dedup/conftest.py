@@ -1,0 +1,81 @@
+"""Shared fixtures of the dedup tests: a Ray session per module, shard writers, real documents."""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from curation.io import write_parquet_atomic
+from curation.schema import DOC_SCHEMA
+from curation.stage import PhaseShard
+
+DATA = Path(__file__).resolve().parents[3] / ".." / "shared" / "data"
+CORPORA = DATA / "corpora"
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    import ray
+
+    from curation.ray_utils import init_ray
+
+    init_ray(num_workers=2)
+    yield
+    ray.shutdown()
+
+
+def write_shards(folder: Path, tables: list[pa.Table], prefix: str = "shard") -> list[PhaseShard]:
+    shards = []
+    for i, t in enumerate(tables):
+        path = folder / f"{prefix}{i:03d}.parquet"
+        write_parquet_atomic(str(path), t.cast(DOC_SCHEMA) if t.schema != DOC_SCHEMA else t)
+        shards.append(PhaseShard(f"{prefix}{i:03d}", str(path), f"input/{prefix}{i:03d}.jsonl"))
+    return shards
+
+
+def docs(texts: list[str], prefix: str = "d", source: str = "test", urls: list[str | None] | None = None) -> pa.Table:
+    n = len(texts)
+    return pa.table(
+        {
+            "id": [f"{prefix}{i:05d}" for i in range(n)],
+            "text": pa.array(texts, pa.large_string()),
+            "source": [source] * n,
+            "url": urls if urls is not None else [None] * n,
+            "metadata": [None] * n,
+        },
+        schema=DOC_SCHEMA,
+    )
+
+
+def _jsonl(path: Path) -> list[dict]:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def real_documents(chunk_words: int = 150) -> list[str]:
+    """Real texts from ../shared/data: jsonl corpora, web text files, and Shakespeare cut into chunks."""
+    if not CORPORA.is_dir():
+        pytest.skip("../shared/data is absent")
+    return list(_real_documents(chunk_words))
+
+
+@functools.lru_cache(maxsize=2)
+def _real_documents(chunk_words: int) -> tuple[str, ...]:
+    texts: list[str] = []
+    for pattern in ["c4/*.json.gz", "redpajama/*.jsonl", "dedup/*.jsonl", "dolma/cc_en_head-*.jsonl.gz"]:
+        for p in sorted(CORPORA.glob(pattern)):
+            texts += [r["text"] for r in _jsonl(p) if isinstance(r.get("text"), str)]
+    for p in sorted((CORPORA / "text").glob("*/*.txt")) + sorted((CORPORA / "text" / "wikitext-103-raw").glob("*")):
+        if p.is_file():
+            texts.append(p.read_text(encoding="utf-8", errors="replace"))
+    shakespeare = CORPORA / "text" / "tinyshakespeare_input.txt"
+    if shakespeare.exists():
+        words = shakespeare.read_text(encoding="utf-8").split()
+        texts += [" ".join(words[i : i + chunk_words]) for i in range(0, len(words) - chunk_words, chunk_words)]
+    return tuple(t for t in texts if t.strip())
