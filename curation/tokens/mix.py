@@ -65,7 +65,7 @@ def parse_count(text: str) -> int:
 def parse_source(arg: str) -> SourceSpec:
     """CLI form: ``DIR`` | ``DIR:WEIGHT`` | ``DIR:=TOKENS`` (e.g. ``runs/web:0.7``, ``runs/code:=50M``)."""
     path, sep, spec = arg.rpartition(":")
-    if not sep or "/" in spec or not spec or (path.endswith(":/") or spec.startswith("//")):
+    if not sep or not spec or "/" in spec:
         return SourceSpec(arg)
     if spec.startswith("="):
         return SourceSpec(path, tokens=parse_count(spec[1:]))
@@ -103,11 +103,9 @@ def as_specs(sources: Any) -> list[SourceSpec]:
     has_w = [s.weight is not None for s in specs]
     has_t = [s.tokens is not None for s in specs]
     if any(has_w) and not all(has_w):
-        raise ValueError("give a weight to every source or to none")
+        raise ValueError("give a weight to every source or to none (weights and token budgets do not mix)")
     if any(has_t) and not all(has_t):
         raise ValueError("give a token budget to every source or to none")
-    if any(has_w) and any(has_t):
-        raise ValueError("mix weights and token budgets are exclusive")
     if any(has_w) and sum(s.weight or 0 for s in specs) <= 0:
         raise ValueError("the weights sum to zero")
     names = [source_name(s, i) for i, s in enumerate(specs)]

@@ -23,9 +23,12 @@ Zero copy. ``window(i)`` is always a view. A batch is a view when its windows
 are consecutive in one record batch (``seed=None``, except where a batch crosses
 a record-batch boundary); otherwise it is one gather into a fresh array.
 
-Resume. ``iter_batches(batch_size, start=p)`` continues at this rank's window
-position ``p`` (windows already consumed, counted across epochs with
-``loop=True``): the same seed and position give the same batches.
+Resume. A position counts the windows this rank has consumed, across epochs:
+position ``p`` is window ``p % len(self)`` of epoch ``p // len(self)``. After ``k``
+batches, ``iter_batches(batch_size, start=k * batch_size, loop=True)`` yields
+exactly what an uninterrupted run would have read next. With ``world_size=1``
+this is the rule of ``train_small.data.TokenWindows``
+(``default_rng([seed, epoch]).permutation(num_windows)``), so both readers agree.
 """
 
 from __future__ import annotations
@@ -55,7 +58,7 @@ class TokenStream:
         self.path = path
         self.manifest: dict[str, Any] = cio.read_json(os.path.join(path, MANIFEST))
         self.seq_len: int = int(self.manifest["seq_len"])
-        self.window: int = self.seq_len + 1
+        self.window_len: int = self.seq_len + 1
         self.dtype = np.dtype(self.manifest["dtype"])
         self.eos_id: int = int(self.manifest["eos_id"])
         self.vocab_size: int = int(self.manifest["vocab_size"])
@@ -86,12 +89,12 @@ class TokenStream:
     def _view(self, batch: pa.RecordBatch, fpath: str) -> np.ndarray:
         col = batch.column(0)
         t = col.type
-        if not pa.types.is_fixed_size_list(t) or t.list_size != self.window:
-            raise ValueError(f"{fpath}: column type {t}, expected fixed_size_list<{self.dtype}>[{self.window}]")
+        if not pa.types.is_fixed_size_list(t) or t.list_size != self.window_len:
+            raise ValueError(f"{fpath}: column type {t}, expected fixed_size_list<{self.dtype}>[{self.window_len}]")
         values = col.flatten().to_numpy(zero_copy_only=True)
         if values.dtype != self.dtype:
             raise ValueError(f"{fpath}: values are {values.dtype}, the manifest says {self.dtype}")
-        return values.reshape(len(col), self.window)
+        return values.reshape(len(col), self.window_len)
 
     def __len__(self) -> int:
         """Windows this rank reads per epoch."""
@@ -108,21 +111,26 @@ class TokenStream:
         if self.seed is None:
             return None
         if self._perm_epoch != epoch:
-            perm = np.random.default_rng([self.seed, epoch]).permutation(self.num_windows)
-            self._perm = perm.astype(np.uint32 if self.num_windows < 2**32 else np.int64)
+            self._perm = np.random.default_rng([self.seed, epoch]).permutation(self.num_windows)
             self._perm_epoch = epoch
         return self._perm
 
-    def global_ids(self, start: int = 0, stop: int | None = None, epoch: int = 0) -> np.ndarray:
-        """Global window indices (file order) of this rank's positions [start, stop) in ``epoch``."""
-        stop = self.per_rank if stop is None else min(stop, self.per_rank)
-        if not 0 <= start <= stop:
-            raise IndexError(f"positions [{start}, {stop}) outside [0, {self.per_rank}]")
-        lo = self.rank * self.per_rank
-        order = self._order(epoch)
-        if order is None:
-            return np.arange(lo + start, lo + stop, dtype=np.int64)
-        return order[lo + start : lo + stop].astype(np.int64)
+    def global_ids(self, start: int, n: int) -> np.ndarray:
+        """File-order indices of this rank's windows at positions ``[start, start + n)`` (epochs wrap around)."""
+        if start < 0 or n < 0:
+            raise IndexError(f"negative position or count: start={start}, n={n}")
+        if self.per_rank == 0:
+            raise IndexError(f"{self.path}: no windows for rank {self.rank} of {self.world_size}")
+        out = np.empty(n, dtype=np.int64)
+        pos, filled, lo = start, 0, self.rank * self.per_rank
+        while filled < n:
+            epoch, off = divmod(pos, self.per_rank)
+            take = min(n - filled, self.per_rank - off)
+            order = self._order(epoch)
+            a, b = lo + off, lo + off + take
+            out[filled : filled + take] = np.arange(a, b) if order is None else order[a:b]
+            filled, pos = filled + take, pos + take
+        return out
 
     # access ------------------------------------------------------------------------------------------------------
     def window_at(self, gid: int) -> np.ndarray:
@@ -132,67 +140,52 @@ class TokenStream:
         c = int(np.searchsorted(self._starts, gid, side="right") - 1)
         return self.chunks[c][gid - self._starts[c]]
 
-    def window(self, i: int, epoch: int = 0) -> np.ndarray:
-        """This rank's ``i``-th window of ``epoch``, a zero-copy view of shape (seq_len + 1,)."""
-        if not 0 <= i < self.per_rank:
-            raise IndexError(i)
-        return self.window_at(int(self.global_ids(i, i + 1, epoch)[0]))
+    def window(self, position: int) -> np.ndarray:
+        """This rank's window at ``position`` (across epochs), a zero-copy view of shape (seq_len + 1,)."""
+        return self.window_at(int(self.global_ids(position, 1)[0]))
 
-    def __getitem__(self, i: int) -> np.ndarray:
-        return self.window(i)
+    def __getitem__(self, position: int) -> np.ndarray:
+        return self.window(position)
 
     def gather(self, gids: np.ndarray) -> np.ndarray:
         """Windows by global index, shape (len(gids), seq_len + 1); a view when they are consecutive in one chunk."""
         gids = np.asarray(gids, dtype=np.int64)
         if gids.size == 0:
-            return np.empty((0, self.window), dtype=self.dtype)
+            return np.empty((0, self.window_len), dtype=self.dtype)
         c = np.searchsorted(self._starts, gids, side="right") - 1
         if c[0] == c[-1] and gids[-1] - gids[0] == gids.size - 1 and np.all(np.diff(gids) == 1):
             lo = int(gids[0] - self._starts[c[0]])
             return self.chunks[int(c[0])][lo : lo + gids.size]
-        out = np.empty((gids.size, self.window), dtype=self.dtype)
+        out = np.empty((gids.size, self.window_len), dtype=self.dtype)
         for u in np.unique(c):
             m = c == u
             out[m] = self.chunks[int(u)][gids[m] - self._starts[u]]
         return out
 
-    def batch(self, start: int, batch_size: int, epoch: int = 0) -> np.ndarray:
-        """This rank's windows at positions [start, start + batch_size) of ``epoch``."""
-        return self.gather(self.global_ids(start, start + batch_size, epoch))
+    def batch(self, start: int, n: int) -> np.ndarray:
+        """This rank's windows at positions ``[start, start + n)``, shape (n, seq_len + 1); epochs wrap around."""
+        return self.gather(self.global_ids(start, n))
 
     def iter_batches(
         self, batch_size: int, start: int = 0, *, loop: bool = False, drop_last: bool = True
     ) -> Iterator[np.ndarray]:
         """Yield (batch_size, seq_len + 1) arrays from this rank's position ``start``.
 
-        ``start`` counts windows this rank has consumed, across epochs when ``loop``
-        (epoch = start // len(self)); a batch never straddles two epochs. With
-        ``drop_last`` an epoch's last partial batch is skipped.
+        Resume a run after ``k`` batches with ``start = k * batch_size``. ``loop=True``
+        goes on forever, through epochs (a fresh permutation each epoch when seeded;
+        a batch may straddle two epochs, as train_small's reader does). Otherwise it
+        stops at the end of the epoch that holds ``start``, skipping a last partial
+        batch when ``drop_last``.
         """
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
         if self.per_rank == 0:
             return
-        epoch, pos = divmod(start, self.per_rank)
-        if not loop and epoch > 0:
-            return
-        while True:
-            while pos < self.per_rank:
-                n = min(batch_size, self.per_rank - pos)
-                if n < batch_size and drop_last:
-                    break
-                yield self.batch(pos, n, epoch)
-                pos += n
-            if not loop:
+        pos = start
+        end = (start // self.per_rank + 1) * self.per_rank
+        while loop or pos < end:
+            n = batch_size if loop else min(batch_size, end - pos)
+            if n < batch_size and drop_last:
                 return
-            epoch, pos = epoch + 1, 0
-
-    def position(self, steps: int, batch_size: int, drop_last: bool = True) -> int:
-        """The ``start`` for ``iter_batches(..., loop=True)`` after ``steps`` batches (to resume a run)."""
-        if self.per_rank == 0:
-            return 0
-        per_epoch = self.per_rank // batch_size if drop_last else -(-self.per_rank // batch_size)
-        if per_epoch == 0:
-            raise ValueError(f"batch_size {batch_size} exceeds this rank's {self.per_rank} windows")
-        epoch, step = divmod(steps, per_epoch)
-        return epoch * self.per_rank + step * batch_size
+            yield self.batch(pos, n)
+            pos += n

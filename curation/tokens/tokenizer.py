@@ -222,6 +222,11 @@ def train_tokenizer(
     try:
         spm.SentencePieceTrainer.train(sentence_iterator=iter(lines), model_writer=buf, **options)
     except RuntimeError as e:
+        if "smaller than required_chars" in str(e):
+            raise ValueError(
+                f"vocab_size={vocab_size} is below what the sample's characters, the 256 byte pieces and the "
+                f"specials need ({e}); raise vocab_size or lower character_coverage"
+            ) from e
         if "Vocabulary size" in str(e):
             raise ValueError(
                 f"the sample ({len(texts)} documents, {len(lines)} lines) cannot support vocab_size={vocab_size}: {e}. "

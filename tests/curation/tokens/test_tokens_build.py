@@ -18,7 +18,7 @@ SEQ = 63  # windows of 64 tokens: small enough for several windows per shard
 
 def _rows(out: str) -> np.ndarray:
     ts = TokenStream(out)
-    return np.concatenate(ts.chunks) if ts.chunks else np.empty((0, ts.window), ts.dtype)
+    return np.concatenate(ts.chunks) if ts.chunks else np.empty((0, ts.window_len), ts.dtype)
 
 
 def _row_counter(rows: np.ndarray) -> collections.Counter:

@@ -68,3 +68,8 @@ def test_bad_inputs(tmp_path):
         load_tokenizer(str(junk))
     with pytest.raises(FileNotFoundError, match="no parquet shards"):
         train_tokenizer([str(tmp_path / "nothing")], str(tmp_path / "t"))
+
+
+def test_too_small_vocab_is_a_clear_error(corpus, tmp_path):
+    with pytest.raises(ValueError, match="byte pieces"):
+        train_tokenizer([corpus["code"]], str(tmp_path / "t"), vocab_size=100, sample_docs=50)
