@@ -233,6 +233,7 @@ class TopFractionSelect(GlobalStage):
     def fit(self, ctx: GlobalContext) -> dict[str, Any]:
         workdir = ctx.workdir
         cio.makedirs(workdir)
+        self._check_inputs(ctx)
         key_paths = [_keys_path(workdir, i) for i in range(len(ctx.shards))]
         first = _run(
             _pass_keys,
@@ -304,6 +305,20 @@ class TopFractionSelect(GlobalStage):
         }
         self._state = state
         return state
+
+    def _check_inputs(self, ctx: GlobalContext) -> None:
+        """Fail in the driver, with a clear message, before any Ray pass."""
+        import pyarrow.parquet as pq
+
+        for shard in ctx.shards:
+            fs, p = cio.fs_path(shard.path)
+            with fs.open(p, "rb") as f:
+                names = pq.read_schema(f).names
+            missing = [c for c in ("id", "source", self.column) if c not in names]
+            if missing:
+                raise ValueError(
+                    f"{self.name}: shard {shard.shard_id} lacks column(s) {missing}; run QualityScorer before this stage"
+                )
 
     def _select(
         self, first: list[dict[str, Any]], key_paths: list[str], k: int, n_total: int, num_workers: int

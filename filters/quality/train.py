@@ -198,8 +198,9 @@ def train_classifier(
     our run outputs), lists of paths, or in-memory Arrow tables/arrays (see
     :mod:`filters.quality.data`). ``params`` are the fields of :class:`TrainConfig`
     (DCLM defaults). ``save_training_file`` keeps a copy of the exact fastText
-    training file (labels + preprocessed text) for inspection. Returns the metadata dict that is also saved as JSON, whose
-    ``"metrics"`` hold the held-out precision, recall and AUC.
+    training file (labels + preprocessed text) for inspection. Returns the metadata
+    dict that is also saved as JSON, whose ``"metrics"`` hold the held-out
+    precision, recall and AUC.
     """
     import fasttext
 
