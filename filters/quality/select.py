@@ -317,7 +317,8 @@ class TopFractionSelect(GlobalStage):
             missing = [c for c in ("id", "source", self.column) if c not in names]
             if missing:
                 raise ValueError(
-                    f"{self.name}: shard {shard.shard_id} lacks column(s) {missing}; run QualityScorer before this stage"
+                    f"{self.name}: shard {shard.shard_id} lacks column(s) {missing}; "
+                    "run QualityScorer before this stage"
                 )
 
     def _select(
