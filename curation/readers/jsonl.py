@@ -1,0 +1,271 @@
+"""JSON-lines reader (plain, gzip or zstd), and the base of the Pile / RedPajama / Dolma readers.
+
+The decompressed stream is cut into batches of lines (``streams.iter_line_batches``);
+a batch is parsed with one ``orjson.loads`` per line in a list comprehension (the
+same work as a raw zstandard + orjson read), and only a batch that holds a bad line
+goes through the slow per-line path that finds which lines are bad and why. The
+text column is built with one ``pa.array`` call per batch and its size limit is
+checked on the Arrow array.
+
+Generic field mapping: ``text_field`` (default ``text``), ``id_field`` (default
+``id``; missing ids are generated), ``url_field`` (default ``url``); a dotted name
+(``meta.url``) reaches into a nested object. Every other field goes to ``metadata``
+as JSON (null when nothing is left). Blank lines are not records; they still count
+for line numbers, which are the positions in generated ids and quarantine records.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import pyarrow as pa
+
+from curation.readers.base import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_MAX_DOC_BYTES,
+    QuarantineBuffer,
+    Reader,
+)
+from curation.readers.streams import COMPRESSIONS, iter_chunks, iter_line_chunks
+from curation.schema import DOC_SCHEMA
+
+logger = logging.getLogger(__name__)
+
+_MISSING = object()
+_BOM = b"\xef\xbb\xbf"
+DEFAULT_MAX_BATCH_BYTES = 64 << 20
+
+
+def _bad_line_reason(line: bytes, exc: Exception) -> str:
+    """``invalid_utf8`` when the bytes (or an escaped lone surrogate) cannot be UTF-8, else ``malformed_json``."""
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError:
+        return "invalid_utf8"
+    return "invalid_utf8" if "surrogate" in str(exc) else "malformed_json"
+
+
+def _text_reason(value: Any) -> str:
+    if value is _MISSING:
+        return "missing_text"
+    if value is None:
+        return "null_text"
+    return "non_string_text"
+
+
+def _pop_path(rec: dict, parts: tuple[str, ...]) -> Any:
+    """Pop ``a.b.c`` from nested dicts; ``_MISSING`` when absent."""
+    obj = rec
+    for p in parts[:-1]:
+        obj = obj.get(p)
+        if type(obj) is not dict:
+            return _MISSING
+    return obj.pop(parts[-1], _MISSING)
+
+
+class JsonlReader(Reader):
+    """Generic JSON lines with a field mapping. ``compression``: infer (from the extension), none, gzip, zstd."""
+
+    format = "jsonl"
+    default_source = "jsonl"
+
+    def __init__(
+        self,
+        source: str | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        max_doc_bytes: int = DEFAULT_MAX_DOC_BYTES,
+        text_field: str = "text",
+        id_field: str | None = "id",
+        url_field: str | None = "url",
+        compression: str = "infer",
+        max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
+    ) -> None:
+        super().__init__(source=source, batch_size=batch_size, max_doc_bytes=max_doc_bytes)
+        if compression not in COMPRESSIONS:
+            raise ValueError(f"compression must be one of {COMPRESSIONS}, got {compression!r}")
+        if not text_field:
+            raise ValueError("text_field must be a field name")
+        self.text_field = text_field
+        self.id_field = id_field
+        self.url_field = url_field
+        self.compression = compression
+        self.max_batch_bytes = max_batch_bytes
+
+    # -- per-format hooks ---------------------------------------------------------
+
+    def _file_context(self, path: str) -> dict:
+        """Per-file state handed to ``_extract`` (the id prefix, a subset name...)."""
+        return {"prefix": self.id_prefix(path)}
+
+    def _pop_text(self, rec: dict) -> Any:
+        if "." in self.text_field:
+            return _pop_path(rec, tuple(self.text_field.split(".")))
+        return rec.pop(self.text_field, _MISSING)
+
+    def _extract(self, rec: dict, lineno: int, ctx: dict) -> tuple[str, str | None, str | None]:
+        """(id, url, metadata JSON) of a record whose text was already popped."""
+        ident = None
+        if self.id_field:
+            ident = _pop_path(rec, tuple(self.id_field.split("."))) if "." in self.id_field else rec.pop(
+                self.id_field, None
+            )
+            if ident is _MISSING:
+                ident = None
+            elif ident is not None and type(ident) is not str:
+                ident = orjson.dumps(ident).decode() if isinstance(ident, (dict, list)) else str(ident)
+        url = None
+        if self.url_field:
+            parts = tuple(self.url_field.split("."))
+            url = _pop_path(rec, parts) if len(parts) > 1 else rec.pop(self.url_field, _MISSING)
+            if url is _MISSING:
+                url = None
+            elif url is not None and type(url) is not str:  # keep odd values where they were
+                rec[self.url_field] = url
+                url = None
+        return (
+            ident if ident else ctx["prefix"] + str(lineno),
+            url,
+            orjson.dumps(rec).decode() if rec else None,
+        )
+
+    def _failed_id(self, rec: Any, lineno: int, ctx: dict) -> str:
+        """Id for a record that goes to quarantine: its own id when it has one."""
+        if type(rec) is dict and self.id_field and "." not in self.id_field:
+            own = rec.get(self.id_field)
+            if own is not None and own != "":
+                return str(own)
+        return ctx["prefix"] + str(lineno)
+
+    # -- the loop -----------------------------------------------------------------
+
+    def read(self, path: str) -> Iterator[tuple[pa.Table, pa.Table]]:
+        q = QuarantineBuffer(path, self.source)
+        ctx = self._file_context(path)
+        # a line longer than this cannot hold a text under the limit (a JSON escape takes at
+        # most 6 bytes per text byte): skip it without buffering it whole
+        max_line = 6 * self.max_doc_bytes + (1 << 20)
+        acc = _Batch()
+        lineno = 0  # physical number of the next line
+        seen = 0  # records so far (documents + quarantined)
+        bs = self.batch_size
+        for item in iter_line_chunks(iter_chunks(path, self.compression), max_line):
+            if item[0] == "error":
+                _, exc, partial = item
+                if exc.reason == "empty_file":
+                    break
+                pos = lineno if exc.reason in ("truncated_stream", "corrupt_stream") else -1
+                logger.warning("%s: %s (line %d)", path, exc, pos)
+                ident = ctx["prefix"] + str(pos) if pos >= 0 else ctx["prefix"].rstrip("/")
+                q.add(pos, exc.reason, ident, partial or exc.detail.encode())
+                break
+            _, lines, big = item
+            oversize = {}
+            if big:
+                nums = [lineno + k for k, x in enumerate(lines) if x is None]
+                oversize = dict(zip(nums, big))
+            k = 0
+            while k < len(lines):
+                room = bs - len(acc.ids) - len(q)
+                if room <= 0 or acc.nbytes >= self.max_batch_bytes:
+                    seen += len(acc.ids) + len(q)
+                    yield self._table(acc), q.take()
+                    acc = _Batch()
+                    continue
+                part = lines[k : k + room]
+                self._parse(part, lineno + k, oversize, q, ctx, acc)
+                k += len(part)
+            lineno += len(lines)
+        if acc.ids or len(q):
+            seen += len(acc.ids) + len(q)
+            yield self._table(acc), q.take()
+        if seen == 0:
+            q.add(-1, "empty_file", ctx["prefix"].rstrip("/"), b"")
+            yield DOC_SCHEMA.empty_table(), q.take()
+
+    def _table(self, acc: _Batch) -> pa.Table:
+        n = len(acc.ids)
+        return pa.Table.from_arrays(
+            [
+                pa.array(acc.ids, pa.string()),
+                pa.array(acc.texts, pa.large_string()),
+                pa.array([self.source] * n, pa.string()),
+                pa.array(acc.urls, pa.string()),
+                pa.array(acc.metas, pa.string()),
+            ],
+            schema=DOC_SCHEMA,
+        )
+
+    def _parse(
+        self, lines: list, start: int, oversize: dict[int, bytes], q: QuarantineBuffer, ctx: dict, acc: _Batch
+    ) -> None:
+        """Parse ``lines`` (line ``start`` onwards) into ``acc`` and ``q``."""
+        loads = orjson.loads
+        try:
+            recs = [loads(line) for line in lines]
+            nums = None
+            kept = lines
+        except (orjson.JSONDecodeError, TypeError):
+            recs, nums, kept = [], [], []
+            for k, line in enumerate(lines):
+                n = start + k
+                if line is None:
+                    q.add(n, "doc_too_large", ctx["prefix"] + str(n), oversize.get(n))
+                    continue
+                try:
+                    rec = loads(line)
+                except orjson.JSONDecodeError as exc:
+                    if not line.strip():
+                        continue  # a blank line is not a record
+                    if not line.startswith(_BOM):
+                        q.add(n, _bad_line_reason(line, exc), ctx["prefix"] + str(n), line)
+                        continue
+                    try:
+                        rec = loads(line[3:])
+                    except orjson.JSONDecodeError as exc2:
+                        q.add(n, _bad_line_reason(line, exc2), ctx["prefix"] + str(n), line)
+                        continue
+                recs.append(rec)
+                nums.append(n)
+                kept.append(line)
+        # only a line longer than the limit can hold a text over it (decoding never grows a JSON string)
+        check_size = bool(kept) and max(map(len, kept)) > self.max_doc_bytes
+        limit = self.max_doc_bytes
+        ids, texts, urls, metas = acc.ids, acc.texts, acc.urls, acc.metas
+        extract = self._extract
+        pop_text = self._pop_text
+        nbytes = 0
+        for k, rec in enumerate(recs):
+            n = start + k if nums is None else nums[k]
+            if type(rec) is not dict:
+                q.add(n, "malformed_json", ctx["prefix"] + str(n), kept[k])
+                continue
+            text = pop_text(rec)
+            if type(text) is not str:
+                q.add(n, _text_reason(text), self._failed_id(rec, n, ctx), kept[k])
+                continue
+            ident, url, meta = extract(rec, n, ctx)
+            if check_size and len(text) * 4 > limit and len(text.encode("utf-8")) > limit:
+                q.add(n, "doc_too_large", ident, kept[k])
+                continue
+            ids.append(ident)
+            texts.append(text)
+            urls.append(url)
+            metas.append(meta)
+            nbytes += len(text)
+        acc.nbytes += nbytes
+
+
+class _Batch:
+    """Columns of the documents of the batch being built."""
+
+    __slots__ = ("ids", "texts", "urls", "metas", "nbytes")
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+        self.texts: list[str] = []
+        self.urls: list[str | None] = []
+        self.metas: list[str | None] = []
+        self.nbytes = 0

@@ -1,0 +1,117 @@
+"""RedPajama: jsonl / jsonl.gz / jsonl.zst lines ``{"text": ..., "meta": {...}}``.
+
+Together Computer 2023, RedPajama-Data-1T (subsets arxiv, book, c4, common_crawl,
+github, stackexchange, wikipedia). ``meta`` may be an object or, as in the Hugging
+Face copy, a JSON string; ``red_pajama_subset`` (HF) is honoured too. The subset goes
+to ``metadata["subset"]``: from the record (``red_pajama_subset``,
+``meta.redpajama_set_name``, ``meta.source``), else from the file name
+(``arxiv_*.jsonl``, ``c4-train.*.json.gz``...). The url comes from ``meta.url`` or a
+top-level ``url``. RedPajama-V2 / CCNet records with ``raw_content`` instead of
+``text`` are read too. Ids: the record's ``id`` / ``doc_id`` when present, else
+``redpajama/<file>/<line>``.
+"""
+
+from __future__ import annotations
+
+import re
+
+import orjson
+
+from curation.readers.base import DEFAULT_BATCH_SIZE, DEFAULT_MAX_DOC_BYTES, file_basename
+from curation.readers.jsonl import _MISSING, DEFAULT_MAX_BATCH_BYTES, JsonlReader
+
+# file-name tokens that name a RedPajama-1T subset
+SUBSETS = {
+    "arxiv": "arxiv",
+    "book": "book",
+    "books": "book",
+    "c4": "c4",
+    "cc": "common_crawl",
+    "common_crawl": "common_crawl",
+    "commoncrawl": "common_crawl",
+    "github": "github",
+    "stackexchange": "stackexchange",
+    "stack_exchange": "stackexchange",
+    "wikipedia": "wikipedia",
+    "wiki": "wikipedia",
+}
+
+
+def subset_from_path(path: str) -> str | None:
+    """The subset a path names, looking at the file name first, then its folders (nearest first)."""
+    parts = path.replace("\\", "/").split("/")
+    for part in reversed(parts):
+        low = part.lower()
+        for key in ("common_crawl", "stack_exchange"):
+            if key in low:
+                return SUBSETS[key]
+        for tok in re.split(r"[^a-z0-9]+", low):
+            if tok in SUBSETS:
+                return SUBSETS[tok]
+    return None
+
+
+class RedPajamaReader(JsonlReader):
+    format = "redpajama"
+    default_source = "redpajama"
+
+    def __init__(
+        self,
+        source: str | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        max_doc_bytes: int = DEFAULT_MAX_DOC_BYTES,
+        compression: str = "infer",
+        max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
+        subset: str | None = None,
+    ) -> None:
+        super().__init__(
+            source=source,
+            batch_size=batch_size,
+            max_doc_bytes=max_doc_bytes,
+            text_field="text",
+            id_field="id",
+            url_field="url",
+            compression=compression,
+            max_batch_bytes=max_batch_bytes,
+        )
+        self.subset = subset
+
+    def _file_context(self, path: str) -> dict:
+        return {"prefix": self.id_prefix(path), "subset": self.subset or subset_from_path(file_basename(path))
+                or subset_from_path(path)}
+
+    def _pop_text(self, rec: dict) -> object:
+        text = rec.pop("text", _MISSING)
+        if text is _MISSING and "raw_content" in rec:  # RedPajama-V2 / CCNet layout
+            text = rec.pop("raw_content")
+        return text
+
+    def _extract(self, rec: dict, lineno: int, ctx: dict) -> tuple[str, str | None, str | None]:
+        meta = rec.pop("meta", None)
+        if type(meta) is str:
+            try:
+                meta = orjson.loads(meta)
+            except orjson.JSONDecodeError:
+                pass  # keep the string as it is
+        subset = rec.pop("red_pajama_subset", None)
+        url = rec.pop("url", None)
+        ident = rec.pop("id", None)
+        if ident is None:
+            ident = rec.pop("doc_id", None)
+        if type(meta) is dict:
+            if url is None:
+                url = meta.pop("url", None)
+            subset = subset or meta.get("redpajama_set_name") or meta.get("source")
+        if url is not None and type(url) is not str:
+            rec["url"] = url
+            url = None
+        out = {**rec, **meta} if type(meta) is dict else ({**rec, "meta": meta} if meta is not None else rec)
+        out["subset"] = subset if type(subset) is str else ctx["subset"]
+        if ident is not None and type(ident) is not str:
+            ident = str(ident)
+        return ident or ctx["prefix"] + str(lineno), url, orjson.dumps(out).decode()
+
+    def _failed_id(self, rec: object, lineno: int, ctx: dict) -> str:
+        if type(rec) is dict and rec.get("id"):
+            return str(rec["id"])
+        return ctx["prefix"] + str(lineno)

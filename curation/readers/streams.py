@@ -1,0 +1,237 @@
+"""Incremental decompression and line splitting with bounded memory.
+
+A file is read in fixed-size compressed chunks and decompressed with
+``zlib.decompressobj`` (gzip, multi-member) or ``zstandard``'s ``decompressobj``
+(zstd, multi-frame), because both say whether the stream reached its end: a
+stream that stops before its end marker is *truncated*, and the lines decoded
+before the cut are still delivered. The output is split into lines
+chunk by chunk (so a consumer parses lines while they are still in the CPU
+cache); a line longer than ``max_line_bytes`` is never buffered whole (only its
+first bytes are kept for the quarantine record).
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from collections.abc import Iterator
+from typing import IO
+
+from curation.readers.base import RAW_SNIPPET_BYTES, open_binary
+
+logger = logging.getLogger(__name__)
+
+GZIP_MAGIC = b"\x1f\x8b"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+COMPRESSIONS = ("infer", "none", "gzip", "zstd")
+READ_CHUNK = 1 << 20  # compressed bytes per read
+ZSTD_CHUNK = 1 << 18  # zstd decompressobj has no output cap: keep its input small
+GZIP_MAX_OUT = 16 << 20  # cap on decompressed bytes per zlib call (gzip bombs)
+
+
+def compression_from_path(path: str) -> str:
+    p = path.lower().split("?", 1)[0]
+    if p.endswith((".gz", ".gzip")):
+        return "gzip"
+    if p.endswith((".zst", ".zstd")):
+        return "zstd"
+    return "none"
+
+
+class StreamError(Exception):
+    """The byte stream failed; ``reason`` is a quarantine reason."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+def _gzip_chunks(f: IO[bytes], first: bytes) -> Iterator[bytes]:
+    d = zlib.decompressobj(wbits=31)
+    in_member = False
+    produced = 0
+    chunk = first
+    while True:
+        if not chunk:
+            chunk = f.read(READ_CHUNK)
+            if not chunk:
+                break
+        while chunk:
+            if not in_member:
+                if not chunk.strip(b"\x00"):  # zero padding after the last member
+                    chunk = b""
+                    break
+                d = zlib.decompressobj(wbits=31)
+                in_member = True
+            try:
+                out = d.decompress(chunk, GZIP_MAX_OUT)
+                while d.unconsumed_tail and not d.eof:
+                    if out:
+                        produced += len(out)
+                        yield out
+                    out = d.decompress(d.unconsumed_tail, GZIP_MAX_OUT)
+            except zlib.error as exc:
+                raise StreamError("unreadable_file" if produced == 0 else "corrupt_stream", f"gzip: {exc}") from exc
+            if out:
+                produced += len(out)
+                yield out
+            if d.eof:
+                in_member = False
+                chunk = d.unused_data
+            else:
+                chunk = b""
+    if in_member:
+        try:
+            out = d.flush()
+        except zlib.error:  # pragma: no cover - flush of a truncated stream does not raise in CPython
+            out = b""
+        if out:
+            yield out
+        raise StreamError("truncated_stream", "gzip stream ended before its end-of-stream marker")
+
+
+def _zstd_chunks(f: IO[bytes], first: bytes) -> Iterator[bytes]:
+    import zstandard
+
+    dctx = zstandard.ZstdDecompressor()
+    d = None
+    produced = 0
+    chunk = first
+    while True:
+        if not chunk:
+            chunk = f.read(ZSTD_CHUNK)
+            if not chunk:
+                break
+        while chunk:
+            if d is None:
+                d = dctx.decompressobj()
+            try:
+                out = d.decompress(chunk)
+            except zstandard.ZstdError as exc:
+                raise StreamError("unreadable_file" if produced == 0 else "corrupt_stream", f"zstd: {exc}") from exc
+            if out:
+                produced += len(out)
+                yield out
+            if d.eof:
+                chunk = d.unused_data
+                d = None
+            else:
+                chunk = b""
+    if d is not None:
+        raise StreamError("truncated_stream", "zstd stream ended inside a frame")
+
+
+def _plain_chunks(f: IO[bytes], first: bytes) -> Iterator[bytes]:
+    if first:
+        yield first
+    while True:
+        chunk = f.read(READ_CHUNK * 4)
+        if not chunk:
+            return
+        yield chunk
+
+
+def iter_chunks(path: str, compression: str = "infer") -> Iterator[bytes]:
+    """Decompressed bytes of ``path`` in chunks. Raises ``StreamError`` (with a quarantine reason).
+
+    ``compression="infer"`` takes it from the extension; a file without a
+    compression extension whose first bytes are a gzip / zstd magic number is
+    decompressed anyway. A file that claims a compression it does not have is
+    ``unreadable_file``; an empty file raises ``StreamError("empty_file")``.
+    """
+    if compression not in COMPRESSIONS:
+        raise ValueError(f"compression must be one of {COMPRESSIONS}, got {compression!r}")
+    try:
+        f = open_binary(path)
+    except Exception as exc:  # noqa: BLE001 - any open failure is an unreadable shard
+        raise StreamError("unreadable_file", f"cannot open: {exc}") from exc
+    with f:
+        try:
+            first = f.read(READ_CHUNK)
+        except Exception as exc:  # noqa: BLE001
+            raise StreamError("unreadable_file", f"cannot read: {exc}") from exc
+        if not first:
+            raise StreamError("empty_file", "file has no bytes")
+        comp = compression_from_path(path) if compression == "infer" else compression
+        if comp == "none" and compression == "infer":
+            if first.startswith(GZIP_MAGIC):
+                comp = "gzip"
+            elif first.startswith(ZSTD_MAGIC):
+                comp = "zstd"
+            if comp != "none":
+                logger.info("%s has no compression extension but starts with a %s header", path, comp)
+        if comp == "gzip":
+            if not first.startswith(GZIP_MAGIC):
+                raise StreamError("unreadable_file", "not a gzip stream (bad magic number)")
+            yield from _gzip_chunks(f, first)
+        elif comp == "zstd":
+            if not first.startswith(ZSTD_MAGIC):
+                raise StreamError("unreadable_file", "not a zstd stream (bad magic number)")
+            yield from _zstd_chunks(f, first)
+        else:
+            yield from _plain_chunks(f, first)
+
+
+def iter_line_chunks(chunks: Iterator[bytes], max_line_bytes: int) -> Iterator[tuple]:
+    """Lines of a chunk stream. Yields ``("lines", lines, big)``: complete lines, with
+    ``None`` for a line over ``max_line_bytes`` and ``big`` the first bytes of those lines
+    in order; ends with ``("error", exc, partial)`` when the stream fails."""
+    carry: list[bytes] = []
+    carry_len = 0
+    skipping: bytes | None = None  # first bytes of an oversize line being skipped
+    try:
+        for chunk in chunks:
+            out: list[bytes | None] = []
+            big: list[bytes] = []
+            pos = 0
+            if skipping is not None or carry:
+                nl = chunk.find(b"\n")
+                if nl < 0:
+                    if skipping is None:
+                        carry.append(chunk)
+                        carry_len += len(chunk)
+                        if carry_len > max_line_bytes:
+                            skipping = b"".join(carry)[:RAW_SNIPPET_BYTES]
+                            carry, carry_len = [], 0
+                    continue
+                if skipping is not None:
+                    out.append(None)
+                    big.append(skipping)
+                    skipping = None
+                else:
+                    carry.append(chunk[:nl])
+                    if carry_len + nl > max_line_bytes:
+                        out.append(None)
+                        big.append(b"".join(carry)[:RAW_SNIPPET_BYTES])
+                    else:
+                        out.append(b"".join(carry))
+                    carry, carry_len = [], 0
+                pos = nl + 1
+            parts = (chunk[pos:] if pos else chunk).split(b"\n")
+            tail = parts.pop()
+            if len(chunk) > max_line_bytes and any(len(p) > max_line_bytes for p in parts):
+                for p in parts:
+                    if len(p) > max_line_bytes:
+                        out.append(None)
+                        big.append(p[:RAW_SNIPPET_BYTES])
+                    else:
+                        out.append(p)
+            else:
+                out.extend(parts)
+            if tail:
+                if len(tail) > max_line_bytes:
+                    skipping = tail[:RAW_SNIPPET_BYTES]
+                else:
+                    carry.append(tail)
+                    carry_len = len(tail)
+            if out:
+                yield ("lines", out, big)
+    except StreamError as exc:
+        partial = skipping if skipping is not None else b"".join(carry)[:RAW_SNIPPET_BYTES]
+        yield ("error", exc, partial)
+        return
+    if skipping is not None:
+        yield ("lines", [None], [skipping])
+    elif carry:
+        yield ("lines", [b"".join(carry)], [])
