@@ -117,9 +117,11 @@ class BloomFilter:
         return int(self.words.nbytes)
 
     def _positions(self, h: np.ndarray) -> np.ndarray:
-        s = np.uint64(self.seed)
-        h1 = fmix64(h ^ (s * np.uint64(0x9E3779B97F4A7C15) + np.uint64(1)))
-        h2 = fmix64(h ^ (s * np.uint64(0xC2B2AE3D27D4EB4F) + np.uint64(2))) | np.uint64(1)
+        s = self.seed % (1 << 64)
+        k1 = np.uint64((s * 0x9E3779B97F4A7C15 + 1) % (1 << 64))
+        k2 = np.uint64((s * 0xC2B2AE3D27D4EB4F + 2) % (1 << 64))
+        h1 = fmix64(h ^ k1)
+        h2 = fmix64(h ^ k2) | np.uint64(1)
         i = np.arange(self.num_hashes, dtype=np.uint64)
         with np.errstate(over="ignore"):
             g = h1[:, None] + i[None, :] * h2[:, None]

@@ -85,7 +85,9 @@ def test_quality_against_brute_force_jaccard(quality_corpus):
     texts, truth = quality_corpus
     assert len(texts) >= 3000
     stage = MinHashDedup()
-    sig = minhash_signatures(pa.array(texts, pa.large_string()), NGRAM, stage.num_bands * stage.rows_per_band, stage.seed)
+    sig = minhash_signatures(
+        pa.array(texts, pa.large_string()), NGRAM, stage.num_bands * stage.rows_per_band, stage.seed
+    )
     has = (sig != np.uint32(0xFFFFFFFF)).any(axis=1)
     keys = band_keys(sig, stage.num_bands, stage.rows_per_band)
     nodes = np.repeat(np.arange(len(texts), dtype=np.uint64), stage.num_bands)
@@ -101,8 +103,10 @@ def test_quality_against_brute_force_jaccard(quality_corpus):
     cand_recall = len(high & candidates) / len(high)
     precision = sum(truth.get(p, 0.0) >= stage.threshold for p in flagged) / len(flagged)
     near_precision = sum(truth.get(p, 0.0) >= stage.threshold - 0.05 for p in flagged) / len(flagged)
-    print(f"pairs J>=0.9: {len(high)}, flagged {len(flagged)}, recall {recall:.4f} (candidates {cand_recall:.4f}), "
-          f"precision@{stage.threshold} {precision:.4f}, within 0.05 {near_precision:.4f}")
+    print(
+        f"pairs J>=0.9: {len(high)}, flagged {len(flagged)}, recall {recall:.4f} (candidates {cand_recall:.4f}), "
+        f"precision@{stage.threshold} {precision:.4f}, within 0.05 {near_precision:.4f}"
+    )
     assert cand_recall >= 0.99
     assert recall >= 0.95
     assert precision >= 0.95
@@ -254,5 +258,6 @@ def test_components_match_union_find(tmp_path, num_partitions):
     sizes = sum(c["clusters"] for c in res["cluster_stats"])
     assert sizes == len(set(ref.values()))
     with pytest.raises(RuntimeError, match="no convergence"):
-        connected_components(str(tmp_path / "edges"), str(tmp_path / "cc2"), str(tmp_path / "o2"), num_partitions, 2,
-                             max_rounds=2)
+        connected_components(
+            str(tmp_path / "edges"), str(tmp_path / "cc2"), str(tmp_path / "o2"), num_partitions, 2, max_rounds=2
+        )
