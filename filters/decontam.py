@@ -337,3 +337,45 @@ def Decontaminate(  # noqa: N802 - a factory named like the stage it returns
     if mode == "flag":
         return DecontamFlag(eval_dir, n=n, tasks=tasks, min_ngram=min_ngram)
     raise ValueError(f"mode must be 'drop' or 'flag', got {mode!r}")
+
+
+# --------------------------------------------------------------------------------------- held-out split
+
+
+def _unit_hash(ids: list[str], seed: int) -> np.ndarray:
+    """A stable uniform number in [0, 1) per id (blake2b of seed and id)."""
+    out = np.empty(len(ids), dtype=np.float64)
+    salt = str(seed).encode()
+    for i, x in enumerate(ids):
+        h = hashlib.blake2b(x.encode(), digest_size=8, salt=salt[:16]).digest()
+        out[i] = int.from_bytes(h, "little") / 2.0**64
+    return out
+
+
+class HoldoutSplit(Filter):
+    """Reserve a fixed fraction of documents (by a hash of their id) for held-out evaluation.
+
+    Decontamination by construction: put ``HoldoutSplit(keep="train")`` first in every
+    training recipe and ``HoldoutSplit(keep="heldout")`` alone in the recipe that
+    extracts the held-out text (``pipelines/ablate.py``), and no mix trains on it. The
+    decision depends on (seed, id) only, never on batches or workers.
+
+    ``keep="train"`` drops the reserved documents (reason ``holdout:reserved``);
+    ``keep="heldout"`` keeps only them (reason ``holdout:train_split`` for the rest).
+    """
+
+    name = "holdout"
+    version = "1"
+
+    def __init__(self, fraction: float = 0.05, seed: int = 0, keep: str = "train") -> None:
+        if not 0.0 < fraction < 1.0:
+            raise ValueError("fraction must be in (0, 1)")
+        if keep not in ("train", "heldout"):
+            raise ValueError("keep must be 'train' or 'heldout'")
+        self.fraction, self.seed, self.keep = float(fraction), int(seed), keep
+
+    def decide(self, table: pa.Table) -> pa.Array:
+        held = _unit_hash(table.column("id").to_pylist(), self.seed) < self.fraction
+        if self.keep == "train":
+            return pa.array(np.where(held, "holdout:reserved", None).tolist(), pa.string())
+        return pa.array(np.where(held, None, "holdout:train_split").tolist(), pa.string())

@@ -67,7 +67,7 @@ import pyarrow.compute as pc  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
 from curation import io as cio  # noqa: E402
-from curation.stage import Filter  # noqa: E402
+from filters.decontam import HoldoutSplit  # noqa: E402
 
 logger = logging.getLogger("ablate")
 
@@ -120,40 +120,6 @@ DEFAULT_MIXES: dict[str, Mix] = {
 
 
 # --------------------------------------------------------------------------------------- held-out split
-
-
-def _unit_hash(ids: list[str], seed: int) -> np.ndarray:
-    """A stable uniform number in [0, 1) per id (blake2b of seed and id)."""
-    out = np.empty(len(ids), dtype=np.float64)
-    salt = str(seed).encode()
-    for i, x in enumerate(ids):
-        h = hashlib.blake2b(x.encode(), digest_size=8, salt=salt[:16]).digest()
-        out[i] = int.from_bytes(h, "little") / 2.0**64
-    return out
-
-
-class HoldoutSplit(Filter):
-    """Reserve a fixed fraction of documents (by a hash of their id) for held-out evaluation.
-
-    ``keep="train"`` drops the reserved documents (reason ``holdout:reserved``);
-    ``keep="heldout"`` keeps only them (reason ``holdout:train_split`` for the rest).
-    """
-
-    name = "holdout"
-    version = "1"
-
-    def __init__(self, fraction: float = 0.05, seed: int = 0, keep: str = "train") -> None:
-        if not 0.0 < fraction < 1.0:
-            raise ValueError("fraction must be in (0, 1)")
-        if keep not in ("train", "heldout"):
-            raise ValueError("keep must be 'train' or 'heldout'")
-        self.fraction, self.seed, self.keep = float(fraction), int(seed), keep
-
-    def decide(self, table: pa.Table) -> pa.Array:
-        held = _unit_hash(table.column("id").to_pylist(), self.seed) < self.fraction
-        if self.keep == "train":
-            return pa.array(np.where(held, "holdout:reserved", None).tolist(), pa.string())
-        return pa.array(np.where(held, None, "holdout:train_split").tolist(), pa.string())
 
 
 # --------------------------------------------------------------------------------------- steps
@@ -397,16 +363,6 @@ def _finished(out_dir: str, key: str) -> dict[str, Any] | None:
     return r if r.get("finished") and (r.get("extra") or {}).get("trial_key") == key else None
 
 
-def run_trial(spec: dict[str, Any]) -> dict[str, Any]:
-    """One mix x seed: train, evaluate, write result.json (runs inside a Ray task)."""
-    import torch
-
-    from train_small.eval.score import score
-
-    torch.set_num_threads(max(1, int(spec.pop("threads"))))
-    return score(**spec)
-
-
 def run_trials(args: argparse.Namespace, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     import ray
 
@@ -418,7 +374,9 @@ def run_trials(args: argparse.Namespace, jobs: list[dict[str, Any]]) -> list[dic
         opts = {"num_gpus": 1, "num_cpus": 1}
     else:
         opts = {"num_cpus": args.cpus_per_trial}
-    remote = ray.remote(max_retries=1)(run_trial).options(**opts)
+    from train_small.eval.score import score_trial  # importable by workers (a script's functions are not)
+
+    remote = ray.remote(max_retries=1)(score_trial).options(**opts)
     logger.info("%d trials to run (%s per trial)", len(jobs), "1 GPU" if gpus else f"{args.cpus_per_trial} CPUs")
     pending = {}
     for job in jobs:

@@ -210,6 +210,13 @@ def score(
     return result
 
 
+def score_trial(spec: dict[str, Any]) -> dict[str, Any]:
+    """``score(**spec)`` with ``spec["threads"]`` torch threads: one trial of an ablation (a Ray task body)."""
+    spec = dict(spec)
+    torch.set_num_threads(max(1, int(spec.pop("threads", 1))))
+    return score(**spec)
+
+
 def _texts_sha(texts: dict[str, list[str]] | None) -> str | None:
     if texts is None:
         return None
