@@ -97,7 +97,7 @@ def main() -> None:
     try:
         pool = os.path.join(work, "pool")
         manifest = generate_pool(pool, n_docs=n_docs, seed=0)
-        files = [os.path.join(pool, f) for f in manifest["files"]]
+        files = sorted(os.path.join(pool, f) for fmt in manifest["formats"].values() for f in fmt["files"])
         results = []
         by_fmt: dict[str, list[str]] = {}
         for f in files:

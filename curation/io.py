@@ -121,3 +121,9 @@ def iter_parquet_batches(
     with fs.open(p, "rb") as f:
         pf = pq.ParquetFile(f)
         yield from pf.iter_batches(batch_size=batch_size, columns=columns)
+
+
+def read_bytes(path: str) -> bytes:
+    fs, p = fs_path(path)
+    with fs.open(p, "rb") as f:
+        return f.read()

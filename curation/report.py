@@ -126,7 +126,7 @@ def render_markdown(stats: dict[str, Any], run: dict[str, Any]) -> str:
         for src, d in sorted(st["by_source"].items()):
             for kind in ("dropped", "quarantined"):
                 for reason, (n, b) in sorted(d[kind].items(), key=lambda kv: -kv[1][0]):
-                    ex = st["examples"].get(f"{kind}/{reason}", [])[:3]
+                    ex = st["examples"].get(f"{src}|{kind}/{reason}", [])[:3]
                     ex_s = ", ".join(f"`{e}`" for e in ex)
                     lines.append(f"| {st['name']} | {src} | {kind} | `{reason}` | {n:,} | {_fmt_bytes(b)} | {ex_s} |")
     lines += ["", "## Per source", ""]
@@ -165,3 +165,43 @@ def write_report(run_dir: str) -> str:
     io.write_bytes_atomic(path, render_markdown(stats, run).encode())
     logger.info("report written to %s", path)
     return path
+
+
+def append_tokens_section(run_dir: str, manifest: dict[str, Any]) -> None:
+    """Add the token-stream summary (tokens per mix source and per corpus source) to report.md."""
+    import pyarrow.compute as pc
+
+    path = io.join(run_dir, "report.md")
+    text = io.read_bytes(path).decode() if io.exists(path) else ""
+    marker = "\n## Token streams\n"
+    text = text.split(marker)[0].rstrip("\n") + "\n" + marker + "\n"
+    tok = manifest.get("tokenizer", {})
+    lines = [
+        f"- tokenizer: `{tok.get('path')}` (sha256 `{str(tok.get('sha256'))[:16]}...`), "
+        f"vocab {manifest.get('vocab_size')}, EOS id {manifest.get('eos_id')}, dtype {manifest.get('dtype')}",
+        f"- seq_len {manifest.get('seq_len')} (windows of seq_len + 1), seed {manifest.get('seed')}, "
+        f"{manifest.get('num_windows')} windows ({manifest.get('num_tokens'):,} tokens) "
+        f"in {len(manifest.get('files', []))} files",
+        "",
+        "| mix source | weight | documents | document tokens | tokens in windows | windows | repetitions |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    per_corpus: dict[str, int] = {}
+    for s in manifest.get("mix", {}).get("sources", []):
+        lines.append(f"| {s.get('name')} | {s.get('weight')} | {s.get('docs'):,} | {s.get('doc_tokens'):,} | "
+                     f"{s.get('tokens'):,} | {s.get('windows'):,} | {s.get('repetitions', 0)} |")
+        for sh in s.get("input_shards", []):
+            try:
+                src = io.read_parquet(sh["file"], columns=["source"]).column("source")
+            except Exception:  # noqa: BLE001 - the report must not fail on a moved file
+                continue
+            if len(src) == 0:
+                continue
+            # tokens of a shard are split over its sources in proportion to their documents
+            counts = {d["values"]: d["counts"] for d in pc.value_counts(src).to_pylist()}
+            for name, n in counts.items():
+                per_corpus[name] = per_corpus.get(name, 0) + round(sh["doc_tokens"] * n / len(src))
+    if per_corpus:
+        lines += ["", "| corpus source | document tokens |", "| --- | ---: |"]
+        lines += [f"| {k} | {v:,} |" for k, v in sorted(per_corpus.items())]
+    io.write_bytes_atomic(path, (text + "\n".join(lines) + "\n").encode())

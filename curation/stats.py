@@ -112,10 +112,12 @@ class StageCounter:
         self._examples(quarantine, "quarantined")
 
     def _examples(self, table: pa.Table, kind: str) -> None:
+        """Keep the first few ids per (source, kind, reason): keys are ``source|kind/reason``."""
         ids = table.column("id").to_pylist()
         reasons = table.column("reason").to_pylist()
-        for i, r in zip(ids, reasons):
-            lst = self.examples.setdefault(f"{kind}/{r}", [])
+        sources = table.column("source").to_pylist()
+        for i, r, s in zip(ids, reasons, sources):
+            lst = self.examples.setdefault(f"{s or 'unknown'}|{kind}/{r}", [])
             if len(lst) < MAX_EXAMPLES and i is not None:
                 lst.append(i)
 
