@@ -90,7 +90,6 @@ def main() -> None:
     repeat = args.repeat or (1 if args.quick else 3)
 
     from curation.demo import generate_pool
-
     from curation.runner import InputSpec, RunConfig, Runner
 
     work = tempfile.mkdtemp(prefix="bench_runner_")
