@@ -45,23 +45,37 @@ MANIFEST = "manifest.json"
 FORMAT = "curation.tokens/1"
 
 
-def _run_tasks(fn: Callable[..., Any], args: list[tuple], cap: int, what: str) -> list[Any]:
-    """Run ``fn(*a)`` for every ``a`` as Ray tasks, at most ``cap`` in flight; results in input order."""
-    remote = ray.remote(num_cpus=1, max_retries=3)(fn)
+def _timed(fn: Callable[..., Any], *args: Any) -> tuple[Any, float]:
+    """Run ``fn(*args)``; return its result and the CPU seconds it used (all threads of the worker)."""
+    c0 = time.process_time()
+    out = fn(*args)
+    return out, time.process_time() - c0
+
+
+def _run_tasks(
+    fn: Callable[..., Any], args: list[tuple], cap: int, what: str, cpu: dict[str, float] | None = None
+) -> list[Any]:
+    """Run ``fn(*a)`` for every ``a`` as Ray tasks, at most ``cap`` in flight; results in input order.
+
+    ``cpu[what]`` accumulates the tasks' CPU seconds (for build.json).
+    """
+    remote = ray.remote(num_cpus=1, max_retries=3)(_timed)
     results: list[Any] = [None] * len(args)
     pending: dict[Any, int] = {}
     nxt = 0
     while nxt < len(args) or pending:
         while nxt < len(args) and len(pending) < cap:
-            pending[remote.remote(*args[nxt])] = nxt
+            pending[remote.remote(fn, *args[nxt])] = nxt
             nxt += 1
         done, _ = ray.wait(list(pending), num_returns=1)
         for ref in done:
             i = pending.pop(ref)
             try:
-                results[i] = ray.get(ref)
+                results[i], cpu_s = ray.get(ref)
             except Exception as e:
                 raise RuntimeError(f"{what} task {i} failed: {e}") from e
+            if cpu is not None:
+                cpu[what] = cpu.get(what, 0.0) + cpu_s
     return results
 
 
@@ -124,7 +138,7 @@ def build_token_stream(
         overwrite: replace an existing stream in ``out_dir`` (otherwise FileExistsError).
         keep_work: keep the intermediate files in ``out_dir/_work``.
     """
-    t_start = time.perf_counter()
+    t_start, c_start = time.perf_counter(), time.process_time()
     if seq_len < 1:
         raise ValueError(f"seq_len must be >= 1, got {seq_len}")
     if remainder not in ("pack", "drop"):
@@ -166,6 +180,7 @@ def build_token_stream(
     _rm(work)
     cio.makedirs(work)
     timings: dict[str, float] = {}
+    cpu: dict[str, float] = {}
 
     # 1. tokenise + pack, one task per curated shard
     t0 = time.perf_counter()
@@ -175,9 +190,8 @@ def build_token_stream(
             out = cio.join(work, "packed", f"{i:03d}", f"{j:06d}.bin")
             jobs.append((f, model_ref, out, seq_len, tok.eos_id, dt.name, text_column, batch_size))
             where.append((i, j, out))
-    packed = _run_tasks(tokenize_shard, jobs, cap, "tokenize")
+    packed = _run_tasks(tokenize_shard, jobs, cap, "tokenize", cpu)
     timings["tokenize_pack_s"] = time.perf_counter() - t0
-    cpu_tokenize = sum(p["seconds"] for p in packed)
 
     # per source: packed shards (path, windows) + the tails' shard
     per_source: list[dict[str, Any]] = []
@@ -257,14 +271,14 @@ def build_token_stream(
             for (i, j, path, n, fr, ex) in plan
         ]
         jobs = [jb for jb, p in zip(jobs, plan) if p[3] and (p[4] or len(p[5]))]
-        scattered = _run_tasks(scatter_shard, jobs, cap, "scatter")
+        scattered = _run_tasks(scatter_shard, jobs, cap, "scatter", cpu)
         timings["scatter_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         bjobs = []
         for b in range(k):
             parts = [(jb[1], sc["items"], sc["offsets"][b], sc["offsets"][b + 1]) for jb, sc in zip(jobs, scattered)]
             bjobs.append((b, parts, cio.join(out_dir, f"tokens-{b:05d}-of-{k:05d}.arrow"), seq_len, dt.name))
-        written = _run_tasks(shuffle_bucket, bjobs, cap, "shuffle")
+        written = _run_tasks(shuffle_bucket, bjobs, cap, "shuffle", cpu)
         timings["shuffle_write_s"] = time.perf_counter() - t0
         files = [{"name": f"tokens-{w['bucket']:05d}-of-{k:05d}.arrow", "windows": w["windows"]} for w in written]
     else:
@@ -274,7 +288,7 @@ def build_token_stream(
             if n and (fr or len(ex)):
                 fnames.append(f"tokens-{i:03d}-{j:06d}.arrow")
                 jobs.append((path, cio.join(out_dir, fnames[-1]), n, seq_len, dt.name, fr, ex))
-        written = _run_tasks(_unshuffled_shard, jobs, cap, "write")
+        written = _run_tasks(_unshuffled_shard, jobs, cap, "write", cpu)
         timings["write_s"] = time.perf_counter() - t0
         files = [{"name": fn, "windows": w["windows"]} for fn, w in zip(fnames, written)]
     assert sum(f["windows"] for f in files) == total_windows, "window count mismatch"
@@ -311,7 +325,8 @@ def build_token_stream(
         {
             "workers": cap,
             "timings": timings,
-            "tokenize_cpu_s": cpu_tokenize,
+            "task_cpu_s": cpu,
+            "driver_cpu_s": time.process_time() - c_start,
             "doc_tokens": doc_tokens,
             "tokens_per_s": doc_tokens / timings["total_s"] if timings["total_s"] else None,
         },
