@@ -57,11 +57,9 @@ class Attention(nn.Module):
         self.out_proj = nn.Linear(self.nq * self.hd, cfg.model_dim, bias=False)
         self._qk = qk_op
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
         bsz, seq, _ = x.shape
         qkv = self.qkv_proj(x).view(bsz, seq, self.nq + 2 * self.nkv, self.hd)  # (B, T, Hq + 2 Hkv, D)
-        # Under autocast the projections run in bf16; emit q/k in that dtype for the attention kernel.
-        dtype = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else None
         q = self._qk(qkv[:, :, : self.nq], self.q_norm.weight, cos, sin, self.q_norm.eps, dtype)  # (B, Hq, T, D)
         k = self._qk(qkv[:, :, self.nq : self.nq + self.nkv], self.k_norm.weight, cos, sin, self.k_norm.eps, dtype)
         v = qkv[:, :, self.nq + self.nkv :].transpose(1, 2)  # (B, Hkv, T, D)
@@ -102,11 +100,13 @@ class DecoderLayer(nn.Module):
         self.ffn = FeedForward(cfg, i)
         self._add_norm = add_norm_op
 
-    def forward(self, h, pending, cos, sin):
-        """``h``: residual stream (B, T, d); ``pending``: previous branch output to add (or None)."""
-        x, h = self._add_norm(h, pending, self.attn_norm.weight, self.attn_norm.eps)
-        a = self.attn(x, cos, sin)
-        x, h = self._add_norm(h, a, self.ffn_norm.weight, self.ffn_norm.eps)
+    def forward(self, h, pending, cos, sin, dtype):
+        """``h``: residual stream (B, T, d); ``pending``: previous branch output to add (or None);
+        ``dtype``: the autocast dtype (or None): norm outputs and q/k are emitted in it, as the matmuls and
+        attention that consume them would cast to it anyway."""
+        x, h = self._add_norm(h, pending, self.attn_norm.weight, self.attn_norm.eps, dtype)
+        a = self.attn(x, cos, sin, dtype)
+        x, h = self._add_norm(h, a, self.ffn_norm.weight, self.ffn_norm.eps, dtype)
         return h, self.ffn(x)
 
 
@@ -160,11 +160,13 @@ class OpenELM(nn.Module):
         if seq > self.cfg.max_seq_len:
             raise ValueError(f"sequence length {seq} exceeds max_seq_len {self.cfg.max_seq_len}")
         cos, sin = self.rope_cos[:seq], self.rope_sin[:seq]
-        h = self.token_embeddings(idx)  # (B, T, d)
+        dev = idx.device.type
+        dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else None
+        h = self.token_embeddings(idx)  # (B, T, d), fp32 residual stream
         pending = None
         for layer in self.layers:
-            h, pending = layer(h, pending, cos, sin)
-        x, _ = self._add_norm(h, pending, self.norm.weight, self.norm.eps)
+            h, pending = layer(h, pending, cos, sin, dtype)
+        x, _ = self._add_norm(h, pending, self.norm.weight, self.norm.eps, dtype)
         logits = F.linear(x, self.token_embeddings.weight)  # tied output layer: (B, T, V)
         if targets is None:
             return logits

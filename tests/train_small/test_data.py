@@ -87,3 +87,13 @@ def test_manifest_hash_identifies_the_mix(stream, tmp_path):
     h = manifest_sha256(path)
     other = write_token_stream(tmp_path / "o", windows[:30], vocab_size=1000)
     assert h is not None and len(h) == 64 and h != manifest_sha256(other)
+
+
+def test_same_order_as_curation_token_stream(stream):
+    """The trainer's reader and curation.tokens.TokenStream agree window for window for a seed."""
+    tokens = pytest.importorskip("curation.tokens")
+    path, _ = stream
+    ts = tokens.TokenStream(str(path), seed=11)
+    ours = TokenWindows(path, seed=11)
+    assert np.array_equal(ts.batch(0, len(ts)), ours.batch(0, len(ours)))
+    assert np.array_equal(ts.batch(30, 20), ours.batch(30, 20))  # across the epoch boundary

@@ -67,6 +67,14 @@ def test_rmsnorm_mixed_dtype_promotes_like_reference():
     y1, y2 = rmsnorm_triton(x, w), rmsnorm_ref(x, w)
     assert y1.dtype == y2.dtype == torch.float32
     assert_close(y1, y2, torch.bfloat16, "y")
+    # Under autocast the model asks for the matmul dtype directly (one rounding of the fp32 product).
+    h = torch.randn(4, 37, device=DEVICE, requires_grad=True)
+    r = torch.randn(4, 37, device=DEVICE, dtype=torch.bfloat16)
+    (y3, _), (y4, _) = (f(h, r, w, 1e-6, torch.bfloat16) for f in (add_rmsnorm_triton, add_rmsnorm_ref))
+    assert y3.dtype == y4.dtype == torch.bfloat16
+    assert_close(y3, y4, torch.bfloat16, "y bf16 out")
+    y3.float().sum().backward()
+    assert h.grad.dtype == torch.float32 and torch.isfinite(h.grad).all()
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])

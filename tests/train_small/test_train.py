@@ -14,6 +14,15 @@ from train_small.recipes import RECIPES, Recipe, get_recipe
 from train_small.train import _param_groups, build_parser, main, train
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models gain nothing from intra-op threads; on a shared 2-core machine they only oversubscribe."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _losses(out_dir) -> dict[int, float]:
     rows = [json.loads(ln) for ln in (out_dir / "metrics.jsonl").read_text().splitlines()]
     return {r["step"]: r["total_loss"] for r in rows}

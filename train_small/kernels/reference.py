@@ -15,19 +15,29 @@ import torch
 __all__ = ["rmsnorm_ref", "add_rmsnorm_ref", "rope_cos_sin", "apply_rope_ref", "qk_norm_rope_ref"]
 
 
-def rmsnorm_ref(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """``(x_fp32 * rsqrt(mean(x_fp32^2) + eps)).to(x.dtype) * weight`` over the last dimension."""
+def rmsnorm_ref(
+    x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6, out_dtype: torch.dtype | None = None
+) -> torch.Tensor:
+    """``(x_fp32 * rsqrt(mean(x_fp32^2) + eps)).to(x.dtype) * weight`` over the last dimension.
+
+    ``out_dtype`` (e.g. the autocast dtype, which the next matmul would cast to anyway) casts the result.
+    """
     xf = x.float()
     normed = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
-    return normed.to(x.dtype) * weight
+    y = normed.to(x.dtype) * weight
+    return y if out_dtype is None else y.to(out_dtype)
 
 
 def add_rmsnorm_ref(
-    x: torch.Tensor, residual: torch.Tensor | None, weight: torch.Tensor, eps: float = 1e-6
+    x: torch.Tensor,
+    residual: torch.Tensor | None,
+    weight: torch.Tensor,
+    eps: float = 1e-6,
+    out_dtype: torch.dtype | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Residual add then RMSNorm: returns ``(rmsnorm(h), h)`` with ``h = x + residual`` (``x`` if None)."""
     h = x if residual is None else x + residual
-    return rmsnorm_ref(h, weight, eps), h
+    return rmsnorm_ref(h, weight, eps, out_dtype), h
 
 
 def rope_cos_sin(seq_len: int, head_dim: int, theta: float = 10000.0, device: torch.device | str | None = None):

@@ -89,12 +89,13 @@ def _max_programs(device: torch.device) -> int:
     return 4  # TRITON_INTERPRET=1 on CPU: few programs keep the interpreter fast.
 
 
-def _fwd(x2: torch.Tensor, res2: torch.Tensor | None, weight: torch.Tensor, eps: float):
+def _fwd(x2: torch.Tensor, res2: torch.Tensor | None, weight: torch.Tensor, eps: float, out_dtype=None):
     m, n = x2.shape
-    out_dtype = torch.promote_types(x2.dtype, weight.dtype)
     h = None
     if res2 is not None:
         h = torch.empty((m, n), dtype=torch.promote_types(x2.dtype, res2.dtype), device=x2.device)
+    if out_dtype is None:
+        out_dtype = torch.promote_types(h.dtype if h is not None else x2.dtype, weight.dtype)
     y = torch.empty((m, n), dtype=out_dtype, device=x2.device)
     rstd = torch.empty(m, dtype=torch.float32, device=x2.device)
     block, warps = _settings(n)
@@ -124,10 +125,10 @@ def _bwd(dy2, x2, weight, rstd, dh2=None):
 
 class _RMSNorm(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, eps: float, out_dtype) -> torch.Tensor:
         shape = x.shape
         x2 = x.reshape(-1, shape[-1]).contiguous()
-        y, _, rstd = _fwd(x2, None, weight.contiguous(), eps)
+        y, _, rstd = _fwd(x2, None, weight.contiguous(), eps, out_dtype)
         ctx.save_for_backward(x2, weight, rstd)
         return y.view(shape)
 
@@ -135,16 +136,16 @@ class _RMSNorm(torch.autograd.Function):
     def backward(ctx, dy: torch.Tensor):
         x2, weight, rstd = ctx.saved_tensors
         dx, dw = _bwd(dy.reshape(x2.shape).contiguous(), x2, weight.contiguous(), rstd)
-        return dx.view(dy.shape), dw, None
+        return dx.view(dy.shape), dw, None, None
 
 
 class _AddRMSNorm(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: torch.Tensor, res: torch.Tensor, weight: torch.Tensor, eps: float):
+    def forward(ctx, x: torch.Tensor, res: torch.Tensor, weight: torch.Tensor, eps: float, out_dtype):
         shape = x.shape
         x2 = x.reshape(-1, shape[-1]).contiguous()
         r2 = res.reshape(-1, shape[-1]).contiguous()
-        y, h, rstd = _fwd(x2, r2, weight.contiguous(), eps)
+        y, h, rstd = _fwd(x2, r2, weight.contiguous(), eps, out_dtype)
         ctx.save_for_backward(h, weight, rstd)
         ctx.dtypes = (x.dtype, res.dtype)
         return y.view(shape), h.view(shape)
@@ -156,20 +157,30 @@ class _AddRMSNorm(torch.autograd.Function):
         # dx of the norm plus the gradient flowing into h from later layers, written in h's dtype.
         dsum, dw = _bwd(dy.reshape(h2.shape).contiguous(), h2, weight.contiguous(), rstd, dh2)
         dsum = dsum.view(dy.shape)
-        return dsum.to(ctx.dtypes[0]), dsum.to(ctx.dtypes[1]), dw, None
+        return dsum.to(ctx.dtypes[0]), dsum.to(ctx.dtypes[1]), dw, None, None
 
 
-def rmsnorm_triton(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """Fused RMSNorm over the last dimension (forward + backward in Triton)."""
-    return _RMSNorm.apply(x, weight, eps)
+def rmsnorm_triton(
+    x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6, out_dtype: torch.dtype | None = None
+) -> torch.Tensor:
+    """Fused RMSNorm over the last dimension (forward + backward in Triton); matches ``rmsnorm_ref``.
+
+    ``out_dtype`` defaults to ``promote(x.dtype, weight.dtype)``; under autocast the model passes the autocast
+    dtype, which saves writing an fp32 row that the next matmul would cast anyway.
+    """
+    return _RMSNorm.apply(x, weight, eps, out_dtype)
 
 
 def add_rmsnorm_triton(
-    x: torch.Tensor, residual: torch.Tensor | None, weight: torch.Tensor, eps: float = 1e-6
+    x: torch.Tensor,
+    residual: torch.Tensor | None,
+    weight: torch.Tensor,
+    eps: float = 1e-6,
+    out_dtype: torch.dtype | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Fused ``h = x + residual; y = rmsnorm(h)``; returns ``(y, h)``. ``residual=None`` is a plain RMSNorm."""
     if residual is None:
-        return _RMSNorm.apply(x, weight, eps), x
+        return _RMSNorm.apply(x, weight, eps, out_dtype), x
     if residual.shape != x.shape:
         raise ValueError(f"residual shape {tuple(residual.shape)} != x shape {tuple(x.shape)}")
-    return _AddRMSNorm.apply(x, residual, weight, eps)
+    return _AddRMSNorm.apply(x, residual, weight, eps, out_dtype)

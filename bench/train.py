@@ -1,0 +1,143 @@
+#!/usr/bin/env python
+"""Training throughput and MFU of the OpenELM-270M config at sequence 2048: fused path vs reference path.
+
+    python bench/train.py                 # 270M, micro-batch 16 x 2048, 20 timed steps per path (+ torch.compile)
+    python bench/train.py --quick         # 8 timed steps, eager only
+
+Questions and targets (issue 7, on an H100, bf16 autocast):
+1. tokens/s of the fused path (Triton add+RMSNorm, q/k RMSNorm+RoPE; flash SDPA) vs the reference path
+   (plain PyTorch norms and RoPE; same SDPA): ratio >= 1.5;
+2. MFU of the fused path: >= 45%, reported as ratio MFU / 0.45 (target 1.0).
+Each timed step is one optimizer step of the trainer's work: forward under bf16 autocast, CE + z-loss,
+backward, clip to 1.0, fused AdamW. Tokens are random ids (the data loader is not the question).
+MFU = tokens/s * flops_per_token / peak, with ``train_small.model.flops_per_token`` (6 N_matmul + 12 L_attn T)
+and the datasheet dense bf16 peak (``train_small.train.peak_flops``; H100 SXM 989.5 TFLOP/s).
+Without CUDA the script prints a message and writes a JSON that records that nothing was measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import torch  # noqa: E402
+
+from train_small.configs import get_config  # noqa: E402
+from train_small.model import OpenELM, flops_per_token, lm_loss  # noqa: E402
+from train_small.train import MFU_FORMULA, _param_groups, peak_flops  # noqa: E402
+
+MFU_TARGET = 0.45
+
+
+def commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    except Exception:  # noqa: BLE001
+        return "unknown"
+
+
+def machine() -> str:
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name()}, torch {torch.__version__}"
+    return f"{platform.machine()} CPU, {os.cpu_count()} cores, no CUDA, torch {torch.__version__}"
+
+
+def run(model_name: str, use_kernels: bool, compile_: bool, micro: int, seq: int, steps: int, warmup: int) -> dict:
+    torch.manual_seed(0)
+    cfg = get_config(model_name, use_kernels=use_kernels, max_seq_len=seq)
+    model = OpenELM(cfg).cuda()
+    opt = torch.optim.AdamW(_param_groups(model, 0.1), lr=1e-4, betas=(0.9, 0.95), eps=1e-8, fused=True)
+    fwd = torch.compile(model) if compile_ else model
+    batch = torch.randint(0, cfg.vocab_size, (micro, seq + 1), device="cuda")
+    x, y = batch[:, :-1], batch[:, 1:]
+    torch.cuda.reset_peak_memory_stats()
+    t0 = 0.0
+    for i in range(warmup + steps):
+        if i == warmup:
+            torch.cuda.synchronize()
+            t0 = time.perf_counter()
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            logits = fwd(x)
+        loss = lm_loss(logits, y, 1e-4)[0]
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    torch.cuda.synchronize()
+    dt = time.perf_counter() - t0
+    tps = steps * micro * seq / dt
+    peak = peak_flops(torch.device("cuda"))
+    out = {"tokens_per_s": tps, "mfu": tps * flops_per_token(cfg, seq) / peak if peak else None,
+           "peak_mem_gb": torch.cuda.max_memory_allocated() / 2**30, "loss": float(loss)}
+    del model, opt, fwd
+    torch.cuda.empty_cache()
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="fewer steps, eager only")
+    ap.add_argument("--model", default="openelm-270m", help="model config name (train_small.configs)")
+    ap.add_argument("--micro-batch", type=int, default=16, help="sequences per step")
+    ap.add_argument("--seq-len", type=int, default=2048, help="sequence length")
+    ap.add_argument("--out", default="bench/results/train.json", help="JSON output path")
+    args = ap.parse_args()
+    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
+    command = "python bench/train.py" + (" --quick" if args.quick else "")
+    inp = f"{args.model}, {args.micro_batch} x {args.seq_len} tokens per step, bf16 autocast, random ids"
+    if not torch.cuda.is_available():
+        msg = "no CUDA GPU: training throughput and MFU were not measured (the CPU path is the reference path)"
+        print(msg)
+        result = [
+            {"name": "train_tokens_per_s_fused_vs_reference", "metric": "tokens/s", "ours": None, "reference": None,
+             "reference_name": "reference path (PyTorch norms/RoPE)", "ratio": None, "target": 1.5},
+            {"name": "train_mfu_fused", "metric": "MFU", "ours": None, "reference": MFU_TARGET,
+             "reference_name": "issue target MFU", "ratio": None, "target": 1.0},
+        ]
+        for r in result:
+            r.update(input=inp, machine=machine(), command=command, commit=commit(), note=msg)
+        with open(args.out, "w") as f:
+            json.dump(result, f, indent=2)
+        return 0
+    steps, warmup = (8, 3) if args.quick else (20, 5)
+    variants = [("fused", True, False), ("reference", False, False)]
+    if not args.quick:
+        variants += [("fused+compile", True, True), ("reference+compile", False, True)]
+    res = {}
+    for name, kernels, comp in variants:
+        res[name] = run(args.model, kernels, comp, args.micro_batch, args.seq_len, steps, warmup)
+        r = res[name]
+        mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "n/a"
+        print(f"{name:20s} {r['tokens_per_s']:12.0f} tok/s  MFU {mfu:>6s}  peak {r['peak_mem_gb']:.1f} GiB")
+    best = max(("fused", "fused+compile"), key=lambda k: res.get(k, {"tokens_per_s": 0})["tokens_per_s"])
+    common = {"input": inp, "machine": machine(), "command": command, "commit": commit()}
+    results = [
+        {"name": "train_tokens_per_s_fused_vs_reference", "metric": "tokens/s", "ours": res["fused"]["tokens_per_s"],
+         "reference": res["reference"]["tokens_per_s"], "reference_name": "reference path (PyTorch norms/RoPE)",
+         "ratio": res["fused"]["tokens_per_s"] / res["reference"]["tokens_per_s"], "target": 1.5, **common},
+        {"name": f"train_mfu_{best}", "metric": "MFU", "ours": res[best]["mfu"], "reference": MFU_TARGET,
+         "reference_name": "issue target MFU", "ratio": (res[best]["mfu"] or 0) / MFU_TARGET, "target": 1.0,
+         "mfu_formula": MFU_FORMULA, **common},
+    ]
+    if "reference+compile" in res:
+        results.append({
+            "name": "train_tokens_per_s_fused_compile_vs_reference_compile", "metric": "tokens/s",
+            "ours": res["fused+compile"]["tokens_per_s"], "reference": res["reference+compile"]["tokens_per_s"],
+            "reference_name": "reference path under torch.compile",
+            "ratio": res["fused+compile"]["tokens_per_s"] / res["reference+compile"]["tokens_per_s"], "target": None,
+            **common})
+    with open(args.out, "w") as f:
+        json.dump(results, f, indent=2)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
