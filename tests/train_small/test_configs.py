@@ -14,7 +14,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from train_small.configs import CONFIGS, OpenELMConfig, count_parameters, get_config, layerwise_multipliers, make_divisible
+from train_small.configs import (
+    CONFIGS,
+    OpenELMConfig,
+    count_parameters,
+    get_config,
+    layerwise_multipliers,
+    make_divisible,
+)
 from train_small.model import OpenELM
 
 PUBLISHED = {
