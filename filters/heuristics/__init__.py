@@ -80,9 +80,8 @@ def refinedweb_stages(
         ("url_domains", URLDomainFilter, {}),
     ]
     if exclude_hq_domains:
-        specs.append(
-            ("url_hq_domains", URLDomainFilter, {"blocklist_path": None, "domains": HQ_DOMAINS, "reason": "url:hq_domain"})
-        )
+        hq = {"blocklist_path": None, "domains": HQ_DOMAINS, "reason": "url:hq_domain"}
+        specs.append(("url_hq_domains", URLDomainFilter, hq))
     specs += [
         ("url_words", URLWordsFilter, {}),
         ("url_removal", URLRemoval, {}),

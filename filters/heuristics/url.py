@@ -179,6 +179,8 @@ class URLWordsFilter(Filter):
     * soft: at least ``soft_threshold`` (2) distinct soft words as whole words.
 
     Each list defaults to a small file in ``filters/data``; pass a path or ``[]``.
+    ``case_sensitive_words=True`` matches hard/soft words against the URL as
+    written (datatrove's ``URLFilter`` behaviour) instead of lowercased (DCLM).
     """
 
     name = "url_words"
@@ -194,6 +196,7 @@ class URLWordsFilter(Filter):
         soft_words_path: str | Path | None = DEFAULT_SOFT,
         strict_remove_chars: str = "-.",
         soft_threshold: int | None = 2,
+        case_sensitive_words: bool = False,
         name: str | None = None,
     ) -> None:
         if soft_threshold is not None and (not isinstance(soft_threshold, int) or soft_threshold < 1):
@@ -209,6 +212,7 @@ class URLWordsFilter(Filter):
         self.soft_words_path = str(soft_words_path) if soft_words_path is not None else None
         self.strict_remove_chars = strict_remove_chars
         self.soft_threshold = soft_threshold
+        self.case_sensitive_words = case_sensitive_words
         if name is not None:
             self.name = name
         self._lists: dict[str, list[str]] | None = None
@@ -243,7 +247,11 @@ class URLWordsFilter(Filter):
             rb.set(valid & A.as_numpy(pc.match_substring_regex(squashed, pattern)), "url:strict_word")
         hard, soft = self._lists["hard"], self._lists["soft"]
         if hard or (soft and self.soft_threshold is not None):
-            toks, tp = A.split(urls, "[^a-z0-9]+", regex=True)
+            if self.case_sensitive_words:  # datatrove: URL words keep their case, lists are lowercase
+                raw = pc.fill_null(_url_column(table).cast(pa.string()), "")
+                toks, tp = A.split(raw, "[^a-zA-Z0-9]+", regex=True)
+            else:
+                toks, tp = A.split(urls, "[^a-z0-9]+", regex=True)
             if hard:
                 hit = A.as_numpy(pc.is_in(toks, value_set=pa.array(hard, pa.string())))
                 rb.set(valid & (np.bincount(tp[hit], minlength=n) > 0), "url:hard_word")
@@ -311,5 +319,5 @@ class NewlineCollapse(Mapper):
     def transform(self, table: pa.Table) -> tuple[pa.Table, None]:
         texts = A.texts_of(table)
         k = self.max_consecutive
-        texts = pc.replace_substring_regex(texts, "\n{%d,}" % (k + 1), "\n" * k)
+        texts = pc.replace_substring_regex(texts, f"\n{{{k + 1},}}", "\n" * k)
         return table.set_column(table.column_names.index("text"), table.schema.field("text"), texts), None

@@ -76,7 +76,8 @@ def warc_pages(path: Path) -> list[tuple[str, str]]:
         if len(parts) < 3:
             continue
         head, body = parts[1], parts[2]
-        cs = re.search(rb"charset=[\"']?([-\w]+)", head, re.I) or re.search(rb"charset=[\"']?([-\w]+)", body[:4000], re.I)
+        charset = rb"charset=[\"']?([-\w]+)"
+        cs = re.search(charset, head, re.I) or re.search(charset, body[:4000], re.I)
         enc = cs.group(1).decode() if cs else "utf-8"
         try:
             markup = body.decode(enc, errors="replace")

@@ -25,13 +25,16 @@ _VOCAB = (
 ).split()
 
 
-def _sentences(seed_texts: list[str] | None, rng: random.Random, k: int) -> list[str]:
-    if seed_texts:
-        pool = []
-        for t in seed_texts:
-            pool.extend(s.strip() for s in re.split(r"(?<=[.!?])\s+", t) if 20 < len(s.strip()) < 300)
-        if pool:
-            return [rng.choice(pool) for _ in range(k)]
+def _pool(seed_texts: list[str] | None) -> list[str]:
+    pool: list[str] = []
+    for t in seed_texts or ():
+        pool.extend(s.strip() for s in re.split(r"(?<=[.!?])\s+", t) if 20 < len(s.strip()) < 300)
+    return pool
+
+
+def _sentences(pool: list[str], rng: random.Random, k: int) -> list[str]:
+    if pool:
+        return [rng.choice(pool) for _ in range(k)]
     out = []
     for _ in range(k):
         words = [rng.choice(_VOCAB) for _ in range(rng.randint(5, 20))]
@@ -39,9 +42,9 @@ def _sentences(seed_texts: list[str] | None, rng: random.Random, k: int) -> list
     return out
 
 
-def _doc(rng: random.Random, seed_texts: list[str] | None) -> str:
+def _doc(rng: random.Random, pool: list[str]) -> str:
     n_lines = rng.randint(3, 40)
-    lines = _sentences(seed_texts, rng, n_lines)
+    lines = _sentences(pool, rng, n_lines)
     kind = rng.choice(
         ["plain", "dup_lines", "dup_paras", "ngram_rep", "bullets", "ellipsis", "hashes", "upper", "numeric",
          "counter", "boiler", "brace", "lorem", "short", "nonalpha", "stopless", "shortlines", "javascript",
@@ -80,7 +83,8 @@ def _doc(rng: random.Random, seed_texts: list[str] | None) -> str:
             lines.insert(i, str(rng.randint(0, 10**6)))
     elif kind == "counter":
         for i in rng.sample(range(n_lines), min(k, n_lines)):
-            lines.insert(i, f"{rng.randint(1, 999)}{rng.choice(['', 'K', 'k'])} {rng.choice(['likes', 'shares', 'views'])}")
+            unit = rng.choice(["likes", "shares", "views"])
+            lines.insert(i, f"{rng.randint(1, 999)}{rng.choice(['', 'K', 'k'])} {unit}")
     elif kind == "boiler":
         for _ in range(k):
             lines.insert(rng.randrange(len(lines) + 1), rng.choice(
@@ -111,8 +115,24 @@ def _doc(rng: random.Random, seed_texts: list[str] | None) -> str:
     return "\n".join(lines)
 
 
+_HOSTS = ("example.com", "www.example.org", "news.example.co.uk", "blog.pornhub.com", "xvideos.com",
+          "shop.test-site.net", "WWW.Mixed-Case.COM", "192.168.1.20", "casino-royale.biz", "en.wikipedia.org")
+_URL_WORDS = ("about", "news", "sex", "free", "hot", "teen", "girls", "cam", "live", "porn", "p-o-r-n", "xxx",
+              "Hot", "Live", "Cams", "webcam", "dating", "blog", "story", "2024", "sexcam", "strip")
+
+
+def _url(rng: random.Random) -> str | None:
+    if rng.random() < 0.05:
+        return None
+    path = "/".join(rng.choice(_URL_WORDS + tuple(_VOCAB)) for _ in range(rng.randint(0, 4)))
+    sep = rng.choice(["-", "_", ".", "/"])
+    tail = sep.join(rng.choice(_URL_WORDS) for _ in range(rng.randint(0, 3)))
+    return f"{rng.choice(['http', 'https'])}://{rng.choice(_HOSTS)}/{path}/{tail}?id={rng.randint(0, 99)}"
+
+
 def synthetic_docs(n: int = 600, seed: int = 0, seed_texts: list[str] | None = None) -> pa.Table:
     rng = random.Random(seed)
-    texts = [_doc(rng, seed_texts) for _ in range(n)]
-    urls = [f"https://example{i % 7}.com/page/{i}" for i in range(n)]
+    pool = _pool(seed_texts)
+    texts = [_doc(rng, pool) for _ in range(n)]
+    urls = [_url(rng) for _ in range(n)]
     return docs_table([f"syn/{seed}/{i}" for i in range(n)], texts, "synthetic", urls)
