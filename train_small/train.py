@@ -38,7 +38,7 @@ from typing import Any
 import torch
 
 from train_small.configs import OpenELMConfig, get_config
-from train_small.data import TokenWindows, manifest_sha256, to_batch
+from train_small.data import TokenStream, manifest_sha256, open_token_stream, to_batch
 from train_small.model import OpenELM, flops_per_token, lm_loss
 from train_small.recipes import RECIPES, Recipe, get_recipe
 
@@ -101,7 +101,7 @@ def _param_groups(model: OpenELM, weight_decay: float) -> list[dict[str, Any]]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def _build(recipe: Recipe, data: TokenWindows, device: torch.device) -> tuple[OpenELM, OpenELMConfig]:
+def _build(recipe: Recipe, data: TokenStream, device: torch.device) -> tuple[OpenELM, OpenELMConfig]:
     use_kernels = recipe.use_kernels if recipe.use_kernels is not None else device.type == "cuda"
     if use_kernels and device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
         raise ValueError("use_kernels needs CUDA (or TRITON_INTERPRET=1 for a slow CPU check)")
@@ -135,7 +135,7 @@ def train(
     out = Path(out_dir)
     ckpt_dir = out / "ckpt"
     ckpt_dir.mkdir(parents=True, exist_ok=True)
-    data = TokenWindows(data_dir, seed=recipe.seed)
+    data = open_token_stream(data_dir, seed=recipe.seed)
     if data.seq_len < recipe.seq_len:
         raise ValueError(f"data windows hold {data.seq_len} tokens, the recipe needs {recipe.seq_len}")
     if data.seq_len > recipe.seq_len:
