@@ -17,7 +17,9 @@ for line numbers, which are the positions in generated ids and quarantine record
 from __future__ import annotations
 
 import logging
+from bisect import bisect_right
 from collections.abc import Iterator
+from itertools import accumulate
 from typing import Any
 
 import orjson
@@ -166,17 +168,21 @@ class JsonlReader(Reader):
             if big:
                 nums = [lineno + k for k, x in enumerate(lines) if x is None]
                 oversize = dict(zip(nums, big))
+            cum = list(accumulate(map(len, lines) if not big else (len(x) if x is not None else 0 for x in lines)))
             k = 0
             while k < len(lines):
                 room = bs - len(acc.ids) - len(q)
-                if room <= 0 or acc.nbytes >= self.max_batch_bytes:
+                budget = self.max_batch_bytes - acc.nbytes
+                if room <= 0 or budget <= 0:
                     seen += len(acc.ids) + len(q)
                     yield self._table(acc), q.take()
                     acc = _Batch()
                     continue
-                part = lines[k : k + room]
-                self._parse(part, lineno + k, oversize, q, ctx, acc)
-                k += len(part)
+                base = cum[k - 1] if k else 0
+                m = max(1, min(room, bisect_right(cum, base + budget, k, min(len(lines), k + room)) - k))
+                self._parse(lines[k : k + m], lineno + k, oversize, q, ctx, acc)
+                acc.nbytes += cum[k + m - 1] - base
+                k += m
             lineno += len(lines)
         if acc.ids or len(q):
             seen += len(acc.ids) + len(q)
@@ -236,7 +242,6 @@ class JsonlReader(Reader):
         ids, texts, urls, metas = acc.ids, acc.texts, acc.urls, acc.metas
         extract = self._extract
         pop_text = self._pop_text
-        nbytes = 0
         for k, rec in enumerate(recs):
             n = start + k if nums is None else nums[k]
             if type(rec) is not dict:
@@ -254,8 +259,6 @@ class JsonlReader(Reader):
             texts.append(text)
             urls.append(url)
             metas.append(meta)
-            nbytes += len(text)
-        acc.nbytes += nbytes
 
 
 class _Batch:

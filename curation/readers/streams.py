@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import zlib
 from collections.abc import Iterator
-from typing import IO
+from typing import IO, Any
 
 from curation.readers.base import RAW_SNIPPET_BYTES, open_binary
 
@@ -25,7 +25,8 @@ GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 COMPRESSIONS = ("infer", "none", "gzip", "zstd")
 READ_CHUNK = 1 << 20  # compressed bytes per read
-ZSTD_CHUNK = 1 << 18  # zstd decompressobj has no output cap: keep its input small
+ZSTD_CHUNK = 1 << 17  # largest compressed slice per zstd call
+ZSTD_TARGET_OUT = 4 << 20  # decompressed bytes aimed at per zstd call
 GZIP_MAX_OUT = 16 << 20  # cap on decompressed bytes per zlib call (gzip bombs)
 
 
@@ -47,77 +48,93 @@ class StreamError(Exception):
         self.detail = detail
 
 
+def _salvage(d: Any, data: bytes) -> bytes:
+    """Output of ``d`` on ``data`` up to the point where it fails (fed in small steps)."""
+    out = []
+    for k in range(0, len(data), 512):
+        step = d.copy()
+        try:
+            out.append(d.decompress(data[k : k + 512]))
+        except zlib.error:
+            for b in range(k, min(k + 512, len(data))):  # byte by byte through the failing step
+                try:
+                    out.append(step.decompress(data[b : b + 1]))
+                except zlib.error:
+                    break
+            break
+    return b"".join(out)
+
+
 def _gzip_chunks(f: IO[bytes], first: bytes) -> Iterator[bytes]:
     d = zlib.decompressobj(wbits=31)
     in_member = False
     produced = 0
-    chunk = first
+    data = first
     while True:
-        if not chunk:
-            chunk = f.read(READ_CHUNK)
-            if not chunk:
+        if not data:
+            data = f.read(READ_CHUNK)
+            if not data:
                 break
-        while chunk:
-            if not in_member:
-                if not chunk.strip(b"\x00"):  # zero padding after the last member
-                    chunk = b""
-                    break
-                d = zlib.decompressobj(wbits=31)
-                in_member = True
-            try:
-                out = d.decompress(chunk, GZIP_MAX_OUT)
-                while d.unconsumed_tail and not d.eof:
-                    if out:
-                        produced += len(out)
-                        yield out
-                    out = d.decompress(d.unconsumed_tail, GZIP_MAX_OUT)
-            except zlib.error as exc:
-                raise StreamError("unreadable_file" if produced == 0 else "corrupt_stream", f"gzip: {exc}") from exc
-            if out:
-                produced += len(out)
-                yield out
-            if d.eof:
-                in_member = False
-                chunk = d.unused_data
-            else:
-                chunk = b""
-    if in_member:
+        if not in_member:
+            if not data.strip(b"\x00"):  # zero padding after the last member
+                data = b""
+                continue
+            d = zlib.decompressobj(wbits=31)
+            in_member = True
+        backup = d.copy()  # to recover the output of a call that fails (a bad CRC at the end of a member)
         try:
-            out = d.flush()
-        except zlib.error:  # pragma: no cover - flush of a truncated stream does not raise in CPython
-            out = b""
+            out = d.decompress(data, GZIP_MAX_OUT)
+        except zlib.error as exc:
+            good = _salvage(backup, data)
+            if good:
+                produced += len(good)
+                yield good
+            raise StreamError("unreadable_file" if produced == 0 else "corrupt_stream", f"gzip: {exc}") from exc
         if out:
+            produced += len(out)
             yield out
+        if d.eof:
+            in_member = False
+            data = d.unused_data
+        else:
+            data = d.unconsumed_tail
+    if in_member:
         raise StreamError("truncated_stream", "gzip stream ended before its end-of-stream marker")
 
 
 def _zstd_chunks(f: IO[bytes], first: bytes) -> Iterator[bytes]:
+    """zstd frames one after another. ``decompressobj`` has no output cap, so the input is fed in
+    slices sized from the compression ratio seen so far (about ``ZSTD_TARGET_OUT`` bytes out per call)."""
     import zstandard
 
     dctx = zstandard.ZstdDecompressor()
     d = None
     produced = 0
-    chunk = first
+    pending = memoryview(first)
+    step = 4096  # grows (or shrinks) with the ratio observed
     while True:
-        if not chunk:
-            chunk = f.read(ZSTD_CHUNK)
-            if not chunk:
+        if not pending:
+            more = f.read(READ_CHUNK)
+            if not more:
                 break
-        while chunk:
+            pending = memoryview(more)
+        piece, pending = pending[:step], pending[step:]
+        while piece:
             if d is None:
                 d = dctx.decompressobj()
             try:
-                out = d.decompress(chunk)
+                out = d.decompress(piece)
             except zstandard.ZstdError as exc:
                 raise StreamError("unreadable_file" if produced == 0 else "corrupt_stream", f"zstd: {exc}") from exc
             if out:
                 produced += len(out)
+                step = max(1024, min(ZSTD_CHUNK, int(ZSTD_TARGET_OUT * len(piece) / len(out))))
                 yield out
             if d.eof:
-                chunk = d.unused_data
+                piece = memoryview(d.unused_data)
                 d = None
             else:
-                chunk = b""
+                piece = b""
     if d is not None:
         raise StreamError("truncated_stream", "zstd stream ended inside a frame")
 

@@ -1,0 +1,223 @@
+"""Format detection, field mappings, RefinedWeb / generic parquet fixtures, id stability, fsspec URLs,
+bounded batches and memory, and the vectorised metadata JSON encoder."""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import tracemalloc
+
+import fsspec
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import zstandard
+
+from curation.readers import FORMATS, detect_format, get_reader
+from curation.readers.arrow_json import json_encode
+from curation.schema import DOC_SCHEMA
+
+
+def read_all(path: str, **kw):
+    reader = get_reader(path, **kw)
+    batches = list(reader.read(path))
+    docs = pa.concat_tables([DOC_SCHEMA.empty_table()] + [d for d, _ in batches])
+    quar = pa.concat_tables([q for _, q in batches])
+    return docs, quar, batches, reader
+
+
+@pytest.mark.parametrize("path,fmt", [
+    ("/data/falcon-refinedweb/data/train-00000-of-05379.parquet", "refinedweb"),
+    ("hf://datasets/tiiuae/falcon-refinedweb/data/x.parquet", "refinedweb"),
+    ("s3://bucket/refinedweb_part_0.parquet", "refinedweb"),
+    ("/data/some/table.parquet", "parquet"),
+    ("/data/the_pile/train/00.jsonl.zst", "pile"),
+    ("gs://b/pile/val.jsonl.zst", "pile"),
+    ("/data/compile/out.jsonl", "jsonl"),  # "pile" inside a word is not a hint
+    ("/data/dolma/v1_6/documents/cc_en_head-0000.json.gz", "dolma"),
+    ("/data/dolma-sample.jsonl.zst", "dolma"),
+    ("/data/RedPajama-Data-1T/arxiv/arxiv_023827cd.jsonl", "redpajama"),
+    ("/data/redpajama/book/book.jsonl.gz", "redpajama"),
+    ("/data/c4/en/c4-train.00000-of-01024.json.gz", "redpajama"),
+    ("/data/mine/records.ndjson", "jsonl"),
+    ("/data/mine/records.jsonl.zstd", "jsonl"),
+])
+def test_detect_format(path, fmt):
+    assert detect_format(path) == fmt
+    assert fmt in FORMATS
+
+
+def test_detect_format_unknown_raises():
+    with pytest.raises(ValueError, match="format"):
+        detect_format("/data/notes.txt")
+    with pytest.raises(ValueError, match="unknown format"):
+        get_reader("/data/x.jsonl", format="warc")
+
+
+def test_format_override_and_config():
+    r = get_reader("/data/pile/00.jsonl.zst", format="jsonl", source="mine", text_field="body", batch_size=7)
+    cfg = r.config()
+    assert cfg["format"] == "jsonl" and cfg["source"] == "mine" and cfg["text_field"] == "body"
+    assert cfg["batch_size"] == 7
+    orjson.dumps(cfg)  # usable in a recipe hash
+    assert get_reader("/x/pile/a.jsonl.zst").config() != get_reader("/x/pile/a.jsonl.zst", max_doc_bytes=10).config()
+    with pytest.raises(ValueError):
+        get_reader("/x/a.jsonl", batch_size=0)
+
+
+def _refinedweb_table(n: int) -> pa.Table:
+    return pa.table({
+        "content": [f"page {i} about \"quotes\" and \\backslashes\\\nsecond line" for i in range(n)],
+        "url": [f"https://example.com/{i}" for i in range(n)],
+        "timestamp": pa.array([dt.datetime(2023, 1, 1) + dt.timedelta(hours=i) for i in range(n)], pa.timestamp("s")),
+        "dump": ["CC-MAIN-2023-06"] * n,
+        "segment": ["1674764494826.88"] * n,
+        "image_urls": [[[f"https://example.com/{i}.jpg", "alt \"text\""]] if i % 3 else [] for i in range(n)],
+    })
+
+
+def test_refinedweb_fixture(tmp_path):
+    path = str(tmp_path / "refinedweb-00000.parquet")
+    table = _refinedweb_table(1000)
+    pq.write_table(table, path, row_group_size=300)
+    docs, quar, batches, _ = read_all(path, batch_size=128)
+    assert quar.num_rows == 0
+    assert all(d.num_rows <= 128 for d, _ in batches)
+    assert docs.column("text").to_pylist() == table.column("content").to_pylist()
+    assert docs.column("url").to_pylist() == table.column("url").to_pylist()
+    assert docs.column("id").to_pylist() == [f"refinedweb/refinedweb-00000.parquet/{i}" for i in range(1000)]
+    assert set(docs.column("source").to_pylist()) == {"refinedweb"}
+    for i, m in enumerate(docs.column("metadata").to_pylist()):
+        meta = orjson.loads(m)
+        assert set(meta) == {"timestamp", "dump", "segment", "image_urls"}
+        assert meta["image_urls"] == table.column("image_urls")[i].as_py()
+        assert meta["dump"] == "CC-MAIN-2023-06"
+        want = (dt.datetime(2023, 1, 1) + dt.timedelta(hours=i)).strftime("%Y-%m-%d %H:%M:%S")
+        assert meta["timestamp"][:19] == want
+
+
+def test_generic_parquet_mapping(tmp_path):
+    path = str(tmp_path / "mine.parquet")
+    pq.write_table(pa.table({"body": ["a", "b"], "doc": [10, 11], "link": ["u1", None], "score": [0.5, None]}), path)
+    docs, quar, _, _ = read_all(path, source="mine", text_field="body", id_field="doc", url_field="link")
+    assert quar.num_rows == 0
+    assert docs.to_pylist() == [
+        {"id": "10", "text": "a", "source": "mine", "url": "u1", "metadata": '{"score":0.5}'},
+        {"id": "11", "text": "b", "source": "mine", "url": None, "metadata": '{"score":null}'},
+    ]
+
+
+def test_generic_jsonl_mapping_dotted_fields(tmp_path):
+    path = tmp_path / "nested.jsonl.gz"
+    recs = [{"doc": {"body": f"text {i}", "uid": f"u{i}"}, "links": {"url": f"https://x/{i}"}, "x": i}
+            for i in range(5)]
+    path.write_bytes(gzip.compress(b"\n".join(orjson.dumps(r) for r in recs), mtime=0))
+    docs, quar, _, _ = read_all(str(path), source="nested", text_field="doc.body", id_field="doc.uid",
+                                url_field="links.url")
+    assert quar.num_rows == 0
+    assert docs.column("id").to_pylist() == [f"u{i}" for i in range(5)]
+    assert docs.column("url").to_pylist() == [f"https://x/{i}" for i in range(5)]
+    assert orjson.loads(docs.column("metadata")[2].as_py()) == {"doc": {}, "links": {}, "x": 2}
+
+
+def test_redpajama_meta_as_string_and_v2_layout(tmp_path):
+    path = tmp_path / "redpajama-sample.jsonl"
+    lines = [
+        orjson.dumps({"text": "hf copy", "meta": orjson.dumps({"url": "https://a", "language": "en"}).decode(),
+                      "red_pajama_subset": "wikipedia"}),
+        orjson.dumps({"raw_content": "v2 layout", "url": "https://b", "doc_id": "rp2/0001"}),
+    ]
+    path.write_bytes(b"\n".join(lines))
+    docs, quar, _, _ = read_all(str(path))
+    assert quar.num_rows == 0
+    rows = docs.to_pylist()
+    assert rows[0]["text"] == "hf copy" and rows[0]["url"] == "https://a"
+    assert orjson.loads(rows[0]["metadata"]) == {"language": "en", "subset": "wikipedia"}
+    assert rows[1]["text"] == "v2 layout" and rows[1]["id"] == "rp2/0001" and rows[1]["url"] == "https://b"
+
+
+def test_ids_stable_across_reads_and_batch_sizes(tmp_path):
+    path = tmp_path / "pile" / "07.jsonl.zst"
+    path.parent.mkdir()
+    raw = b"\n".join(orjson.dumps({"text": f"t{i}", "meta": {"pile_set_name": "Pile-CC"}}) for i in range(3000))
+    path.write_bytes(zstandard.ZstdCompressor().compress(raw))
+    a = read_all(str(path))[0]
+    b = read_all(str(path))[0]
+    c = read_all(str(path), batch_size=17)[0]
+    assert a.equals(b) and a.equals(c)
+    ids = a.column("id").to_pylist()
+    assert len(set(ids)) == 3000 and ids[5] == "pile/07.jsonl.zst/5"
+
+
+def test_batches_bounded_by_rows_and_bytes(tmp_path):
+    path = tmp_path / "many.jsonl"
+    path.write_bytes(b"\n".join(orjson.dumps({"text": "w" * 1000, "i": i}) for i in range(5000)))
+    _, _, batches, _ = read_all(str(path), batch_size=300)
+    sizes = [d.num_rows for d, _ in batches]
+    assert max(sizes) == 300 and sum(sizes) == 5000
+    _, _, batches, _ = read_all(str(path), batch_size=100_000, max_batch_bytes=200_000)
+    sizes = [d.num_rows for d, _ in batches]
+    assert sum(sizes) == 5000 and len(sizes) >= 20 and max(sizes) <= 201
+
+
+def test_streaming_memory_is_bounded(tmp_path):
+    """An 80 MB (decompressed, ratio ~700) zstd file read in batches holds a few MB of Python objects."""
+    path = tmp_path / "big.jsonl.zst"
+    cctx = zstandard.ZstdCompressor(level=1)
+    with open(path, "wb") as f, cctx.stream_writer(f) as w:
+        for i in range(40_000):
+            w.write(orjson.dumps({"text": f"{i} " + "abcdefgh " * 220}) + b"\n")
+    reader = get_reader(str(path), batch_size=256)
+    small = tmp_path / "small.jsonl.zst"
+    small.write_bytes(zstandard.ZstdCompressor().compress(b'{"text": "warm up lazy imports"}\n'))
+    list(reader.read(str(small)))
+    tracemalloc.start()
+    n = 0
+    for d, _ in reader.read(str(path)):
+        n += d.num_rows
+        del d
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert n == 40_000
+    assert peak < 25e6, f"peak Python memory {peak / 1e6:.1f} MB for an 80 MB file"
+
+
+def test_fsspec_url(tmp_path):
+    fs = fsspec.filesystem("memory")
+    with fs.open("/bucket/pile/remote.jsonl.zst", "wb") as f:
+        f.write(zstandard.ZstdCompressor().compress(b'{"text": "remote", "meta": {"pile_set_name": "X"}}\n'))
+    pq.write_table(_refinedweb_table(3), str(tmp_path / "t.parquet"))
+    with fs.open("/bucket/refinedweb/r.parquet", "wb") as f:
+        f.write((tmp_path / "t.parquet").read_bytes())
+    docs, quar, _, _ = read_all("memory://bucket/pile/remote.jsonl.zst")
+    assert docs.column("text").to_pylist() == ["remote"] and quar.num_rows == 0
+    assert docs.column("id").to_pylist() == ["pile/remote.jsonl.zst/0"]
+    docs, quar, _, _ = read_all("memory://bucket/refinedweb/r.parquet")
+    assert docs.num_rows == 3 and quar.num_rows == 0
+    local, _, _, _ = read_all(str(tmp_path / "t.parquet"), format="refinedweb")
+    assert docs.column("text").equals(local.column("text"))
+
+
+def test_json_encode_matches_python():
+    rows = [
+        {"s": 'q"uo\\te\n\t\x01\x1f é 😀', "i": -3, "f": 1.25, "b": True, "l": [[1, None], [], None],
+         "st": {"a": "x", "n": None}, "ts": dt.datetime(2020, 5, 17, 1, 2, 3), "d": dt.date(2021, 2, 3)},
+        {"s": None, "i": None, "f": float("inf"), "b": None, "l": None, "st": None, "ts": None, "d": None},
+        {"s": "", "i": 2**40, "f": -0.0, "b": False, "l": [[7]], "st": {"a": None, "n": 5}, "ts": None, "d": None},
+    ]
+    table = pa.Table.from_pylist(rows)
+    arr = pa.StructArray.from_arrays([c.combine_chunks() for c in table.columns], table.column_names)
+    for sl in (arr, arr.slice(1), arr.slice(1, 1)):
+        enc = json_encode(sl).to_pylist()
+        for got, want in zip(enc, sl.to_pylist()):
+            parsed = orjson.loads(got)
+            want = dict(want)
+            want["f"] = None if want["f"] == float("inf") else want["f"]
+            assert parsed["ts"] == (None if want["ts"] is None else str(pa.scalar(want["ts"], pa.timestamp("us"))
+                                                                        .cast(pa.large_string())))
+            assert parsed["d"] == (None if want["d"] is None else want["d"].isoformat())
+            for k in ("s", "i", "f", "b", "l", "st"):
+                assert parsed[k] == want[k], k
+    dict_arr = pa.array(["a", "b", "a", None]).dictionary_encode()
+    assert json_encode(dict_arr).to_pylist() == ['"a"', '"b"', '"a"', "null"]
