@@ -75,6 +75,12 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--text-column", default="text", help="column holding the document text (text)")
     b.add_argument("--overwrite", action="store_true", help="replace an existing stream in --out")
     b.add_argument("--keep-work", action="store_true", help="keep intermediate files in OUT/_work")
+    b.add_argument(
+        "--on-error",
+        choices=["skip", "raise"],
+        default="skip",
+        help="an unreadable curated shard: skip it and list it in the manifest (default) or stop the build",
+    )
 
     t = sub.add_parser("train-tokenizer", help="train a SentencePiece BPE tokenizer on curated runs")
     t.add_argument("--runs", nargs="+", required=True, metavar="DIR", help="curation runs, parquet folders or globs")
@@ -150,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         address=args.address,
         overwrite=args.overwrite,
         keep_work=args.keep_work,
+        on_error=args.on_error,
     )
     print(
         json.dumps(
@@ -159,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
                 "tokens": manifest["num_tokens"],
                 "files": len(manifest["files"]),
                 "tokens_per_source": manifest["tokens_per_source"],
+                "skipped_shards": manifest["skipped_shards"],
             },
             indent=1,
         )

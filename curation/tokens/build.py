@@ -95,6 +95,16 @@ def _unshuffled_shard(packed: str, out: str, n: int, seq_len: int, dtype: str, f
     return {"file": out, "windows": rows}
 
 
+def _tokenize_or_skip(on_error: str, path: str, *args: Any) -> dict[str, Any]:
+    """tokenize_shard, or (``on_error="skip"``) a record of why the shard could not be read."""
+    try:
+        return tokenize_shard(path, *args)
+    except Exception as e:
+        if on_error != "skip":
+            raise ValueError(f"{path}: {type(e).__name__}: {e}") from e
+        return {"file": path, "error": f"{type(e).__name__}: {e}"[:2000]}
+
+
 def build_token_stream(
     sources: list[tuple[str, float]] | list[str] | list[SourceSpec] | dict[str, float] | str,
     out_dir: str,
@@ -116,6 +126,7 @@ def build_token_stream(
     overwrite: bool = False,
     keep_work: bool = False,
     copy_tokenizer: bool = True,
+    on_error: str = "skip",
 ) -> dict[str, Any]:
     """Tokenise, pack, mix and globally shuffle curated runs into Arrow token streams; return the manifest.
 
@@ -137,10 +148,15 @@ def build_token_stream(
             which also bounds a shuffle task's memory (about twice a bucket).
         overwrite: replace an existing stream in ``out_dir`` (otherwise FileExistsError).
         keep_work: keep the intermediate files in ``out_dir/_work``.
+        on_error: a curated shard that cannot be read or tokenised (corrupt parquet, no text column, non-string
+            text) is skipped, logged and listed under ``skipped_shards`` of its source in the manifest (``"skip"``,
+            the default: one bad shard does not stop a build), or stops the build (``"raise"``).
     """
     t_start, c_start = time.perf_counter(), time.process_time()
     if seq_len < 1:
         raise ValueError(f"seq_len must be >= 1, got {seq_len}")
+    if on_error not in ("skip", "raise"):
+        raise ValueError(f"on_error must be 'skip' or 'raise', got {on_error!r}")
     if remainder not in ("pack", "drop"):
         raise ValueError(f"remainder must be 'pack' or 'drop', got {remainder!r}")
     specs = as_specs(sources)
@@ -190,14 +206,17 @@ def build_token_stream(
             out = cio.join(work, "packed", f"{i:03d}", f"{j:06d}.bin")
             jobs.append((f, model_ref, out, seq_len, tok.eos_id, dt.name, text_column, batch_size))
             where.append((i, j, out))
-    packed = _run_tasks(tokenize_shard, jobs, cap, "tokenize", cpu)
+    packed = _run_tasks(_tokenize_or_skip, [(on_error, *j) for j in jobs], cap, "tokenize", cpu)
+    skipped = [{**p, "source": si} for (si, _, _), p in zip(where, packed) if "error" in p]
+    for p in skipped:
+        logger.warning("token stream: skipped shard %s: %s", p["file"], p["error"])
     timings["tokenize_pack_s"] = time.perf_counter() - t0
 
     # per source: packed shards (path, windows) + the tails' shard
     per_source: list[dict[str, Any]] = []
     for i, (spec, r) in enumerate(zip(specs, resolved)):
-        res = [p for (si, _, _), p in zip(where, packed) if si == i]
-        outs = [o for (si, _, o) in where if si == i]
+        res = [p for (si, _, _), p in zip(where, packed) if si == i and "error" not in p]
+        outs = [o for (si, _, o), p in zip(where, packed) if si == i and "error" not in p]
         shards = [(o, p["windows"]) for o, p in zip(outs, res)]
         tails = [p["tail"] for p in res]
         tail_windows = 0
@@ -222,6 +241,7 @@ def build_token_stream(
                 "tail_windows": tail_windows,
                 "remainder_tokens_dropped": lost,
                 "windows_available": sum(n for _, n in shards),
+                "skipped_shards": [{"file": p["file"], "error": p["error"]} for p in skipped if p["source"] == i],
                 "input_shards": [
                     {"file": p["file"], "docs": p["docs"], "doc_tokens": p["doc_tokens"], "windows": p["windows"]}
                     for p in res
@@ -314,6 +334,7 @@ def build_token_stream(
         "mix": {"mode": mode, "total_tokens": total_tokens, "sources": per_source},
         "tokens_per_source": {s["name"]: s["tokens"] for s in per_source},
         "recipe_hashes": [s["recipe_hash"] for s in per_source],
+        "skipped_shards": sum(len(s["skipped_shards"]) for s in per_source),
     }
     cio.write_json_atomic(manifest_path, manifest)
     if not keep_work:

@@ -59,27 +59,24 @@ def tokenize_shard(
     window = seq_len + 1
     carry = np.empty(0, dtype=dt)
     docs = null_docs = empty_docs = doc_tokens = windows = 0
+    check_text_column(path, text_column)
     with cio.atomic_open(out_path, "wb") as f:
-        try:
-            batches = cio.iter_parquet_batches(path, batch_size=batch_size, columns=[text_column])
-            for batch in batches:
-                texts = batch.column(0).to_pylist()
-                valid = [t for t in texts if t]
-                null_docs += sum(t is None for t in texts)
-                empty_docs += sum(t == "" for t in texts)
-                if not valid:
-                    continue
-                docs += len(valid)
-                flat, _ = encode_batch(sp, valid, eos_id, dt)
-                doc_tokens += flat.size
-                buf = np.concatenate([carry, flat]) if carry.size else flat
-                full = buf.size // window
-                if full:
-                    f.write(buf[: full * window].tobytes())
-                    windows += full
-                carry = buf[full * window :].copy()
-        except (KeyError, ValueError) as e:
-            raise ValueError(f"{path}: cannot read column {text_column!r}: {e}") from e
+        for batch in cio.iter_parquet_batches(path, batch_size=batch_size, columns=[text_column]):
+            texts = batch.column(0).to_pylist()
+            valid = [t for t in texts if t]
+            null_docs += sum(t is None for t in texts)
+            empty_docs += sum(t == "" for t in texts)
+            if not valid:
+                continue
+            docs += len(valid)
+            flat, _ = encode_batch(sp, valid, eos_id, dt)
+            doc_tokens += flat.size
+            buf = np.concatenate([carry, flat]) if carry.size else flat
+            full = buf.size // window
+            if full:
+                f.write(buf[: full * window].tobytes())
+                windows += full
+            carry = buf[full * window :].copy()
     return {
         "file": path,
         "docs": docs,
@@ -90,6 +87,21 @@ def tokenize_shard(
         "tail": carry,
         "seconds": time.perf_counter() - t0,
     }
+
+
+def check_text_column(path: str, text_column: str) -> None:
+    """Raise ValueError unless ``path`` is a parquet file with a string column ``text_column``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    fs, p = cio.fs_path(path)
+    with fs.open(p, "rb") as fh:
+        schema = pq.ParquetFile(fh).schema_arrow
+    if text_column not in schema.names:
+        raise ValueError(f"{path}: no column {text_column!r} (columns: {', '.join(schema.names)})")
+    t = schema.field(text_column).type
+    if not (pa.types.is_string(t) or pa.types.is_large_string(t)):
+        raise ValueError(f"{path}: column {text_column!r} has type {t}, expected a string")
 
 
 def pack_tails(tails: list[np.ndarray], seq_len: int, dtype: np.dtype) -> tuple[np.ndarray, int]:
