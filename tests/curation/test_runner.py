@@ -98,7 +98,7 @@ def digests(run_dir) -> dict[str, str]:
     return {f: hashlib.sha256(open(os.path.join(data, f), "rb").read()).hexdigest() for f in sorted(os.listdir(data))}
 
 
-def test_accounting_quarantine_and_global_phase(tmp_path, ray_local):
+def test_accounting_quarantine_and_global_phase(tmp_path, ray_local, capsys):
     good = write_inputs(tmp_path)
     kept, dropped, quarantined = expected_outcome(good)
     out = tmp_path / "run"
@@ -138,6 +138,20 @@ def test_accounting_quarantine_and_global_phase(tmp_path, ray_local):
     for png in ("funnel.png", "lengths.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert stats["global"][0]["summary"]["removed"] == sum(r == "dup" for r in dropped.values())
+
+    # the command line reads the same run
+    from curation.cli import main as curate
+
+    capsys.readouterr()
+    assert curate(["stats", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert "exact_text" in table and f"{len(kept):,}" in table
+    assert curate(["quarantine", str(out), "--reason", "malformed_json"]) == 0
+    listing = capsys.readouterr().out
+    assert listing.startswith("4 quarantine records") and "part-0.jsonl" in listing
+    assert curate(["dropped", str(out), "--reason", "dup", "--limit", "1000"]) == 0
+    listing = capsys.readouterr().out
+    assert all(i in listing for i, r in dropped.items() if r == "dup")
 
 
 def test_one_and_two_workers_byte_identical_and_resume(tmp_path, ray_local):
