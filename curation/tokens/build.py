@@ -73,6 +73,8 @@ def _run_tasks(
             try:
                 results[i], cpu_s = ray.get(ref)
             except Exception as e:
+                for other in pending:
+                    ray.cancel(other)
                 raise RuntimeError(f"{what} task {i} failed: {e}") from e
             if cpu is not None:
                 cpu[what] = cpu.get(what, 0.0) + cpu_s

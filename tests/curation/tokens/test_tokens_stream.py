@@ -55,14 +55,6 @@ def test_seeded_order_matches_the_documented_rule_and_changes_each_epoch(stream)
     assert np.array_equal(TokenStream(stream, seed=7).batch(5, 9), ts.batch(5, 9))  # deterministic
 
 
-def test_parity_with_train_small_reader(stream):
-    data = pytest.importorskip("train_small.data")
-    ours, theirs = TokenStream(stream, seed=3), data.TokenWindows(stream, seed=3)
-    n = ours.num_windows
-    for start, k in [(0, 8), (n - 5, 10), (2 * n + 1, 7)]:
-        assert np.array_equal(ours.batch(start, k), theirs.batch(start, k))
-
-
 def test_resume_at_a_position_continues_the_same_sequence(stream):
     ts = TokenStream(stream, seed=1)
     bs = 6
