@@ -206,17 +206,15 @@ def load_from_checkpoint(
 ) -> tuple[OpenELM, OpenELMConfig]:
     """Rebuild a model from a trainer checkpoint (``torch.load(weights_only=True)``); returns it in eval mode.
 
-    ``use_kernels`` overrides the saved flag; by default kernels are used only if saved *and* CUDA is available.
+    ``use_kernels`` overrides the saved flag; by default kernels are used only if saved *and* ``device`` is CUDA.
     """
     state = torch.load(Path(path), map_location="cpu", weights_only=True)
     cfg = OpenELMConfig.from_dict(state["model_config"])
-    if use_kernels is not None:
-        cfg.use_kernels = use_kernels
-    else:
-        cfg.use_kernels = cfg.use_kernels and torch.cuda.is_available()
+    dev = torch.device(device if device is not None else "cpu")
+    cfg.use_kernels = (cfg.use_kernels and dev.type == "cuda") if use_kernels is None else use_kernels
     model = OpenELM(cfg)
     model.load_state_dict(state["model"])
-    model.to(device if device is not None else "cpu")
+    model.to(dev)
     model.eval()
     return model, cfg
 

@@ -150,3 +150,30 @@ def test_cli_runs(learnable_stream, tmp_path, capsys):
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
     assert out["step"] == 3 and out["total_steps"] == 6
+
+
+@pytest.mark.slow
+def test_torch_compile_matches_eager(learnable_stream, tmp_path):
+    """The optional torch.compile path (inductor; needs a C++ compiler on CPU) trains to the same losses."""
+    r = dataclasses.replace(get_recipe("tiny"), total_tokens=4 * 8 * 64)
+    train(r, learnable_stream, tmp_path / "eager", device="cpu", tensorboard=False)
+    train(dataclasses.replace(r, compile=True), learnable_stream, tmp_path / "comp", device="cpu", tensorboard=False)
+    a, b = _losses(tmp_path / "eager"), _losses(tmp_path / "comp")
+    assert all(a[k] == pytest.approx(b[k], rel=1e-3) for k in a)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_gpu_fused_path_trains_like_reference_path(learnable_stream, tmp_path):
+    """On CUDA (bf16 autocast): the Triton path and the reference path give the same losses within bf16 noise."""
+    r = dataclasses.replace(get_recipe("tiny"), total_tokens=20 * 8 * 64)
+    fused = train(dataclasses.replace(r, use_kernels=True), learnable_stream, tmp_path / "f", device="cuda",
+                  tensorboard=False)
+    ref = train(dataclasses.replace(r, use_kernels=False), learnable_stream, tmp_path / "r", device="cuda",
+                tensorboard=False)
+    a, b = _losses(tmp_path / "f"), _losses(tmp_path / "r")
+    assert a[1] == pytest.approx(b[1], rel=2e-2)
+    assert fused["loss"] == pytest.approx(ref["loss"], rel=0.1, abs=0.05)
+    assert fused["loss"] < 0.5 * a[1]
+    meta = json.loads((tmp_path / "f" / "run.json").read_text())
+    assert meta["model_config"]["use_kernels"] is True
