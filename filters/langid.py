@@ -36,6 +36,7 @@ is slightly more permissive with it; ``min_score`` is a parameter.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -50,6 +51,21 @@ from curation.stage import Mapper
 logger = logging.getLogger(__name__)
 
 BACKENDS = ("py3langid", "fasttext")
+
+
+@functools.lru_cache(maxsize=4)
+def _load_model(backend: str, model_path: str | None) -> Any:
+    """Load a model once per process (read-only; py3langid's takes ~3 s to decompress)."""
+    if backend == "py3langid":
+        from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+        model = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+    else:
+        import fasttext
+
+        model = fasttext.load_model(model_path)
+    logger.debug("loaded language-ID model %s %s", backend, model_path or "")
+    return model
 
 
 class LanguageID(Mapper):
@@ -104,17 +120,8 @@ class LanguageID(Mapper):
         return state
 
     def setup(self) -> None:
-        if self._model is not None:
-            return
-        if self.backend == "py3langid":
-            from py3langid.langid import MODEL_FILE, LanguageIdentifier
-
-            self._model = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
-        else:
-            import fasttext
-
-            self._model = fasttext.load_model(self.model_path)
-        logger.debug("%s: loaded %s", self.name, self.backend)
+        if self._model is None:
+            self._model = _load_model(self.backend, self.model_path)
 
     def predict(self, texts: list[str]) -> tuple[list[str], np.ndarray]:
         """(language, score) for each text."""
