@@ -97,6 +97,30 @@ def _unshuffled_shard(packed: str, out: str, n: int, seq_len: int, dtype: str, f
     return {"file": out, "windows": rows}
 
 
+def _merge_by_source(parts: list[dict[str, dict[str, int]]]) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for part in parts:
+        for src, c in part.items():
+            acc = out.setdefault(src, {"docs": 0, "doc_tokens": 0})
+            acc["docs"] += c["docs"]
+            acc["doc_tokens"] += c["doc_tokens"]
+    return dict(sorted(out.items()))
+
+
+def _stream_tokens_by_corpus_source(per_source: list[dict[str, Any]]) -> dict[str, int]:
+    """Tokens in the stream per corpus source (the documents' ``source`` column), an estimate.
+
+    Windows cross document boundaries, so a mix source's stream tokens are split
+    over its corpus sources in proportion to their document tokens.
+    """
+    out: dict[str, float] = {}
+    for s in per_source:
+        total = sum(c["doc_tokens"] for c in s["by_corpus_source"].values())
+        for src, c in s["by_corpus_source"].items():
+            out[src] = out.get(src, 0.0) + (s["tokens"] * c["doc_tokens"] / total if total else 0.0)
+    return {k: round(v) for k, v in sorted(out.items())}
+
+
 def _tokenize_or_skip(on_error: str, path: str, *args: Any) -> dict[str, Any]:
     """tokenize_shard, or (``on_error="skip"``) a record of why the shard could not be read."""
     try:
@@ -244,8 +268,15 @@ def build_token_stream(
                 "remainder_tokens_dropped": lost,
                 "windows_available": sum(n for _, n in shards),
                 "skipped_shards": [{"file": p["file"], "error": p["error"]} for p in skipped if p["source"] == i],
+                "by_corpus_source": _merge_by_source([p["by_source"] for p in res]),
                 "input_shards": [
-                    {"file": p["file"], "docs": p["docs"], "doc_tokens": p["doc_tokens"], "windows": p["windows"]}
+                    {
+                        "file": p["file"],
+                        "docs": p["docs"],
+                        "doc_tokens": p["doc_tokens"],
+                        "windows": p["windows"],
+                        "by_corpus_source": p["by_source"],
+                    }
                     for p in res
                 ],
                 "_packed": shards,
@@ -335,6 +366,8 @@ def build_token_stream(
         "remainder": remainder,
         "mix": {"mode": mode, "total_tokens": total_tokens, "sources": per_source},
         "tokens_per_source": {s["name"]: s["tokens"] for s in per_source},
+        "doc_tokens_by_corpus_source": _merge_by_source([s["by_corpus_source"] for s in per_source]),
+        "stream_tokens_by_corpus_source_est": _stream_tokens_by_corpus_source(per_source),
         "recipe_hashes": [s["recipe_hash"] for s in per_source],
         "skipped_shards": sum(len(s["skipped_shards"]) for s in per_source),
     }

@@ -59,18 +59,27 @@ def tokenize_shard(
     window = seq_len + 1
     carry = np.empty(0, dtype=dt)
     docs = null_docs = empty_docs = doc_tokens = windows = 0
-    check_text_column(path, text_column)
+    by_source: dict[str, list[int]] = {}  # corpus source (the ``source`` column) -> [documents, tokens]
+    schema = check_text_column(path, text_column)
+    columns = [text_column] + (["source"] if "source" in schema.names and text_column != "source" else [])
     with cio.atomic_open(out_path, "wb") as f:
-        for batch in cio.iter_parquet_batches(path, batch_size=batch_size, columns=[text_column]):
+        for batch in cio.iter_parquet_batches(path, batch_size=batch_size, columns=columns):
             texts = batch.column(0).to_pylist()
-            valid = [t for t in texts if t]
+            keep = [bool(t) for t in texts]
+            valid = [t for t, k in zip(texts, keep) if k]
             null_docs += sum(t is None for t in texts)
             empty_docs += sum(t == "" for t in texts)
             if not valid:
                 continue
             docs += len(valid)
-            flat, _ = encode_batch(sp, valid, eos_id, dt)
+            flat, lengths = encode_batch(sp, valid, eos_id, dt)
             doc_tokens += flat.size
+            if len(columns) > 1:
+                sources = [s for s, k in zip(batch.column(1).to_pylist(), keep) if k]
+                for src, n in zip(sources, lengths.tolist()):
+                    acc = by_source.setdefault(str(src), [0, 0])
+                    acc[0] += 1
+                    acc[1] += n
             buf = np.concatenate([carry, flat]) if carry.size else flat
             full = buf.size // window
             if full:
@@ -83,14 +92,15 @@ def tokenize_shard(
         "null_docs": null_docs,
         "empty_docs": empty_docs,
         "doc_tokens": doc_tokens,
+        "by_source": {k: {"docs": v[0], "doc_tokens": v[1]} for k, v in sorted(by_source.items())},
         "windows": windows,
         "tail": carry,
         "seconds": time.perf_counter() - t0,
     }
 
 
-def check_text_column(path: str, text_column: str) -> None:
-    """Raise ValueError unless ``path`` is a parquet file with a string column ``text_column``."""
+def check_text_column(path: str, text_column: str) -> Any:
+    """The file's Arrow schema; ValueError unless ``path`` is a parquet file with a string column ``text_column``."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -102,6 +112,7 @@ def check_text_column(path: str, text_column: str) -> None:
     t = schema.field(text_column).type
     if not (pa.types.is_string(t) or pa.types.is_large_string(t)):
         raise ValueError(f"{path}: column {text_column!r} has type {t}, expected a string")
+    return schema
 
 
 def pack_tails(tails: list[np.ndarray], seq_len: int, dtype: np.dtype) -> tuple[np.ndarray, int]:

@@ -296,3 +296,30 @@ def test_real_documents_come_back_verbatim(tokenizer, ray_session, tmp_path):
     docs = [sp.decode(flat[a + 1 : b]) for a, b in zip([-1, *cuts], cuts)]
     assert len(docs) >= len(texts) - 1 and docs == texts[: len(docs)]
     assert m["recipe_hashes"] == [None]  # no run.json: recorded as null
+
+
+def test_tokens_are_counted_per_corpus_source(tokenizer, ray_session, tmp_path):
+    """A run mixing corpus sources (the documents' ``source`` column) reports document tokens per source."""
+    import random
+
+    from curation.io import write_parquet_atomic
+    from curation.schema import docs_table
+    from tests.curation.tokens.conftest import make_docs
+
+    rng = random.Random(3)
+    texts = make_docs(rng, 80)
+    sources = [rng.choice(["refinedweb", "pile", "arxiv"]) for _ in texts]
+    write_parquet_atomic(
+        str(tmp_path / "run" / "data" / "a.parquet"), docs_table([str(i) for i in range(80)], texts, sources)
+    )
+    m = build_token_stream([str(tmp_path / "run")], str(tmp_path / "o"), tokenizer, seq_len=SEQ)
+    sp = spm.SentencePieceProcessor(model_file=tokenizer)
+    expected: dict[str, list[int]] = {}
+    for t, s in zip(texts, sources):
+        e = expected.setdefault(s, [0, 0])
+        e[0] += 1
+        e[1] += len(sp.encode(t)) + 1
+    got = m["doc_tokens_by_corpus_source"]
+    assert got == {s: {"docs": d, "doc_tokens": n} for s, (d, n) in sorted(expected.items())}
+    est = m["stream_tokens_by_corpus_source_est"]
+    assert abs(sum(est.values()) - m["num_tokens"]) <= len(est)  # the estimate splits the stream's tokens
