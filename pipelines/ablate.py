@@ -160,26 +160,24 @@ def resolve_inputs(args: argparse.Namespace) -> tuple[list, str | None]:
     from curation.demo import generate_pool
 
     demo = args.demo_dir or os.path.join(args.output, "demo_pool")
-    if not cio.exists(os.path.join(demo, "manifest.json")):
+    if not cio.exists(os.path.join(demo, "pool.json")):
         logger.info("writing the demo pool (%d docs) to %s", args.demo_docs, demo)
         generate_pool(demo, n_docs=args.demo_docs, seed=args.seed)
-    manifest = cio.read_json(os.path.join(demo, "manifest.json"))
-    return [InputSpec(os.path.join(demo, f)) for f in manifest["files"]], demo
+    manifest = cio.read_json(os.path.join(demo, "pool.json"))
+    files = sorted(os.path.join(demo, f) for fmt in manifest["formats"].values() for f in fmt["files"])
+    return [InputSpec(p) for p in files], demo
 
 
 def _demo_clean_ids(demo: str) -> set[str] | None:
-    """Ids of the demo pool's documents labelled clean, when the generator records labels."""
-    manifest = cio.read_json(os.path.join(demo, "manifest.json"))
-    labels = manifest.get("labels")
-    if isinstance(labels, str):  # a side file {id: kind} or jsonl of {id, kind}
-        p = os.path.join(demo, labels)
-        if p.endswith(".parquet"):
-            t = pq.read_table(p)
-            return {i for i, k in zip(t.column("id").to_pylist(), t.column("kind").to_pylist()) if k == "clean"}
-        labels = cio.read_json(p)
-    if isinstance(labels, dict):
-        return {i for i, k in labels.items() if k == "clean"}
-    return None
+    """Ids of the demo pool's clean documents (truth categories ``clean``/``long``) that are neither
+    duplicates nor the original of a planted duplicate (so no copy of them can sit in the training split)."""
+    path = os.path.join(demo, "truth.parquet")
+    if not os.path.exists(path):
+        return None
+    t = pq.read_table(path, columns=["id", "category", "dup_of"])
+    ids, cats, dup_of = (t.column(c).to_pylist() for c in ("id", "category", "dup_of"))
+    originals = {d for d in dup_of if d}
+    return {i for i, c, d in zip(ids, cats, dup_of) if c in ("clean", "long") and not d and i not in originals}
 
 
 def _is_clean_meta(meta: str | None) -> bool | None:
@@ -211,7 +209,9 @@ def build_heldout(args: argparse.Namespace, inputs: list, demo: str | None) -> d
     if not res.ok:
         raise RuntimeError(f"held-out extraction failed on shards {res.failed_shards}")
     files = sorted(str(p) for p in Path(run_dir, "data").glob("*.parquet"))
-    table = pa.concat_tables([pq.read_table(f, columns=["id", "text", "source", "metadata"]) for f in files])
+    table = pa.concat_tables(
+        [pq.read_table(f, columns=["id", "text", "source", "metadata"]) for f in files], promote_options="permissive"
+    )
     clean_ids = _demo_clean_ids(demo) if demo else None
     if clean_ids is not None:
         mask = [i in clean_ids for i in table.column("id").to_pylist()]
@@ -285,7 +285,13 @@ def tokenizer_for(args: argparse.Namespace, raw_run: str) -> str:
 def _split_by_source(run_dir: str, out_dir: str) -> dict[str, str]:
     """Write the run's documents into one parquet folder per source; {source: folder}."""
     files = sorted(Path(run_dir, "data").glob("*.parquet"))
-    t = pa.concat_tables([pq.read_table(f) for f in files]) if files else None
+    t = (
+        pa.concat_tables(
+            [pq.read_table(f, columns=["id", "text", "source"]) for f in files], promote_options="permissive"
+        )
+        if files
+        else None
+    )
     if t is None or t.num_rows == 0:
         raise RuntimeError(f"{run_dir} holds no documents")
     out: dict[str, str] = {}
@@ -330,7 +336,7 @@ def _natural_tokens(run_dir: str, tok: str) -> int:
 
     sp = spm.SentencePieceProcessor(model_file=tok)
     files = sorted(Path(run_dir, "data").glob("*.parquet"))
-    t = pa.concat_tables([pq.read_table(f, columns=["text"]) for f in files])
+    t = pa.concat_tables([pq.read_table(f, columns=["text"]) for f in files], promote_options="permissive")
     texts = t.column("text").to_pylist()
     sample = texts[:: max(1, len(texts) // 200)]
     bpt = sum(len(x.encode()) for x in sample) / max(1, sum(len(sp.encode(x)) + 1 for x in sample))

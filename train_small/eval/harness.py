@@ -299,8 +299,7 @@ def _fit(req: Request, max_len: int) -> tuple[list[int], int]:
     Returns the token list and the number of continuation tokens kept.
     """
     cont = req.continuation
-    if len(cont) > max_len:  # a continuation longer than the window: score its head
-        log.warning("continuation of %d tokens cut to the model window %d", len(cont), max_len)
+    if len(cont) > max_len:  # a continuation longer than the window: score its head (counted by the caller)
         cont = cont[:max_len]
     ctx = req.context[-(max_len + 1 - len(cont)) :] if req.context else []
     if not ctx:
@@ -335,6 +334,10 @@ def score_requests(
         device = p.device if p is not None else torch.device("cpu")
     device = torch.device(device)
     fitted = [_fit(r, max_len) for r in requests]
+    n_cut = sum(len(r.continuation) > max_len for r in requests)
+    if n_cut:
+        log.warning("%d of %d continuations longer than the model window %d: scored on their head",
+                    n_cut, len(requests), max_len)  # fmt: skip
     order = sorted(range(len(fitted)), key=lambda i: -len(fitted[i][0]))
     results: list[Score | None] = [None] * len(requests)
     pos = 0
