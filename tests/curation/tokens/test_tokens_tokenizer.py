@@ -73,3 +73,34 @@ def test_bad_inputs(tmp_path):
 def test_too_small_vocab_is_a_clear_error(corpus, tmp_path):
     with pytest.raises(ValueError, match="byte pieces"):
         train_tokenizer([corpus["code"]], str(tmp_path / "t"), vocab_size=100, sample_docs=50)
+
+
+def test_large_vocabulary_uses_uint32_end_to_end(tokenizer, corpus, ray_session, tmp_path):
+    """A real >65,536-piece model (user-defined pieces appended): ids above 65535 survive the uint32 stream."""
+    from sentencepiece import sentencepiece_model_pb2 as pb
+
+    from curation.io import write_parquet_atomic
+    from curation.schema import docs_table
+    from curation.tokens import TokenStream, build_token_stream
+
+    m = pb.ModelProto()
+    m.ParseFromString(open(tokenizer, "rb").read())
+    base = len(m.pieces)
+    for i in range(70_000 - base):
+        p = m.pieces.add()
+        p.piece, p.score, p.type = f"<extra{i}>", 0.0, pb.ModelProto.SentencePiece.USER_DEFINED
+    big = tmp_path / "big.model"
+    big.write_bytes(m.SerializeToString())
+    sp, info, _ = load_tokenizer(str(big))
+    assert info.vocab_size == 70_000 and info.dtype == "uint32"
+    texts = [f"hello <extra{70_000 - base - 1}> world <extra{i * 1000}>" for i in range(60)]
+    write_parquet_atomic(
+        str(tmp_path / "run" / "data" / "0.parquet"), docs_table([str(i) for i in range(60)], texts, "x")
+    )
+    out = str(tmp_path / "o")
+    man = build_token_stream([str(tmp_path / "run")], out, str(big), seq_len=15, shuffle=False, remainder="drop")
+    assert man["dtype"] == "uint32"
+    flat = np.concatenate(TokenStream(out).chunks).reshape(-1)
+    assert flat.dtype == np.uint32 and flat.max() == 69_999  # the top id, above the uint16 range
+    expected = [t for x in texts for t in sp.encode(x) + [info.eos_id]]
+    assert flat.tolist() == expected[: flat.size]
