@@ -323,3 +323,14 @@ def test_tokens_are_counted_per_corpus_source(tokenizer, ray_session, tmp_path):
     assert got == {s: {"docs": d, "doc_tokens": n} for s, (d, n) in sorted(expected.items())}
     est = m["stream_tokens_by_corpus_source_est"]
     assert abs(sum(est.values()) - m["num_tokens"]) <= len(est)  # the estimate splits the stream's tokens
+
+
+def test_bucket_count_follows_the_memory_bound(unshuffled, corpus, tokenizer, ray_session, tmp_path):
+    plain_out, plain = unshuffled
+    wbytes = (SEQ + 1) * 2
+    m = build_token_stream(
+        [corpus["web"]], str(tmp_path), tokenizer, seq_len=SEQ, seed=8, remainder="drop", max_shard_bytes=10 * wbytes
+    )
+    n = plain["num_windows"]
+    assert m["num_buckets"] == len(m["files"]) == -(-n // 10)  # ceil(total bytes / bound)
+    assert _row_counter(_rows(str(tmp_path))) == _row_counter(_rows(plain_out))
