@@ -22,19 +22,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from train_small.configs import OpenELMConfig, count_parameters
-from train_small.kernels.reference import add_rmsnorm_ref, qk_norm_rope_ref, rope_cos_sin
+from train_small.kernels.reference import add_rmsnorm_ref, qkv_norm_rope_ref, rope_cos_sin
 
 __all__ = ["OpenELM", "OpenELMConfig", "lm_loss", "load_from_checkpoint", "flops_per_token"]
 
 
 def _ops(use_kernels: bool):
-    """The (add_rmsnorm, qk_norm_rope) pair for the chosen path. The Triton modules load only when asked."""
+    """The (add_rmsnorm, qkv_norm_rope) pair for the chosen path. The Triton modules load only when asked."""
     if not use_kernels:
-        return add_rmsnorm_ref, qk_norm_rope_ref
-    from train_small.kernels.qk_norm_rope import qk_norm_rope_triton
+        return add_rmsnorm_ref, qkv_norm_rope_ref
+    from train_small.kernels.qk_norm_rope import qkv_norm_rope_triton
     from train_small.kernels.rmsnorm import add_rmsnorm_triton
 
-    return add_rmsnorm_triton, qk_norm_rope_triton
+    return add_rmsnorm_triton, qkv_norm_rope_triton
 
 
 class RMSNorm(nn.Module):
@@ -47,7 +47,7 @@ class RMSNorm(nn.Module):
 
 
 class Attention(nn.Module):
-    def __init__(self, cfg: OpenELMConfig, i: int, qk_op) -> None:
+    def __init__(self, cfg: OpenELMConfig, i: int, qkv_op) -> None:
         super().__init__()
         self.hd, self.nq, self.nkv = cfg.head_dim, cfg.num_query_heads[i], cfg.num_kv_heads[i]
         assert self.nq % self.nkv == 0, "query heads must be a multiple of key/value heads"
@@ -55,15 +55,14 @@ class Attention(nn.Module):
         self.q_norm = RMSNorm(self.hd, cfg.norm_eps)
         self.k_norm = RMSNorm(self.hd, cfg.norm_eps)
         self.out_proj = nn.Linear(self.nq * self.hd, cfg.model_dim, bias=False)
-        self._qk = qk_op
+        self._qkv = qkv_op
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
         bsz, seq, _ = x.shape
         qkv = self.qkv_proj(x).view(bsz, seq, self.nq + 2 * self.nkv, self.hd)  # (B, T, Hq + 2 Hkv, D)
-        q = self._qk(qkv[:, :, : self.nq], self.q_norm.weight, cos, sin, self.q_norm.eps, dtype)  # (B, Hq, T, D)
-        k = self._qk(qkv[:, :, self.nq : self.nq + self.nkv], self.k_norm.weight, cos, sin, self.k_norm.eps, dtype)
-        v = qkv[:, :, self.nq + self.nkv :].transpose(1, 2)  # (B, Hkv, T, D)
-        v = v.to(q.dtype)
+        # q: (B, Hq, T, D); k, v: (B, Hkv, T, D). RMSNorm + RoPE on q and k.
+        q, k, v = self._qkv(qkv, self.nq, self.nkv, self.q_norm.weight, self.k_norm.weight, cos, sin,
+                            self.q_norm.eps, dtype)
         if self.nkv != self.nq:
             if q.is_cuda and q.dtype in (torch.bfloat16, torch.float16):
                 # The flash backend reads the smaller K/V and broadcasts over the query groups.
@@ -92,10 +91,10 @@ class FeedForward(nn.Module):
 
 
 class DecoderLayer(nn.Module):
-    def __init__(self, cfg: OpenELMConfig, i: int, add_norm_op, qk_op) -> None:
+    def __init__(self, cfg: OpenELMConfig, i: int, add_norm_op, qkv_op) -> None:
         super().__init__()
         self.attn_norm = RMSNorm(cfg.model_dim, cfg.norm_eps)
-        self.attn = Attention(cfg, i, qk_op)
+        self.attn = Attention(cfg, i, qkv_op)
         self.ffn_norm = RMSNorm(cfg.model_dim, cfg.norm_eps)
         self.ffn = FeedForward(cfg, i)
         self._add_norm = add_norm_op
@@ -114,10 +113,10 @@ class OpenELM(nn.Module):
     def __init__(self, cfg: OpenELMConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        add_norm_op, qk_op = _ops(cfg.use_kernels)
+        add_norm_op, qkv_op = _ops(cfg.use_kernels)
         self._add_norm = add_norm_op
         self.token_embeddings = nn.Embedding(cfg.vocab_size, cfg.model_dim)
-        self.layers = nn.ModuleList(DecoderLayer(cfg, i, add_norm_op, qk_op) for i in range(cfg.num_layers))
+        self.layers = nn.ModuleList(DecoderLayer(cfg, i, add_norm_op, qkv_op) for i in range(cfg.num_layers))
         self.norm = RMSNorm(cfg.model_dim, cfg.norm_eps)
         cos, sin = rope_cos_sin(cfg.max_seq_len, cfg.head_dim, cfg.rope_theta)
         self.register_buffer("rope_cos", cos, persistent=False)  # (T_max, D/2) fp32

@@ -16,11 +16,12 @@ import torch
 
 triton = pytest.importorskip("triton")
 
-from train_small.kernels.qk_norm_rope import qk_norm_rope_triton  # noqa: E402
+from train_small.kernels.qk_norm_rope import qk_norm_rope_triton, qkv_norm_rope_triton  # noqa: E402
 from train_small.kernels.reference import (  # noqa: E402
     add_rmsnorm_ref,
     apply_rope_ref,
     qk_norm_rope_ref,
+    qkv_norm_rope_ref,
     rmsnorm_ref,
     rope_cos_sin,
 )
@@ -134,6 +135,39 @@ def test_qk_norm_rope_matches_reference(dtype, bsz, seq, hq, hkv, hd):
     for name, t1, t2 in zip(("dqkv", "dwq", "dwk"), *leaves):
         assert_close(t1.grad, t2.grad, dtype, name)
     assert leaves[0][0].grad[:, :, hq + hkv :].abs().max() == 0
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("use_v", [True, False])
+def test_qkv_split_norm_rope_matches_reference(dtype, use_v):
+    """The model's op: one fused QKV tensor in, q/k normalised + rotated and v out; one dqkv buffer back
+    (including when v, or k, receives no gradient)."""
+    torch.manual_seed(7)
+    bsz, seq, hq, hkv, hd = 2, 9, 6, 2, 16
+    cos, sin = rope_cos_sin(seq, hd, device=DEVICE)
+    qkv = torch.randn(bsz, seq, hq + 2 * hkv, hd, device=DEVICE, dtype=dtype)
+    wq = 1 + 0.2 * torch.randn(hd, device=DEVICE)
+    wk = 1 + 0.2 * torch.randn(hd, device=DEVICE)
+    grads = [torch.randn(bsz, h, seq, hd, device=DEVICE) for h in (hq, hkv, hkv)]
+    leaves, outs = [], []
+    for fn in (qkv_norm_rope_triton, qkv_norm_rope_ref):
+        p = [_leaf(t) for t in (qkv, wq, wk)]
+        q, k, v = fn(p[0], hq, hkv, p[1], p[2], cos, sin, 1e-6, dtype)
+        assert q.dtype == k.dtype == v.dtype == dtype
+        assert q.shape == (bsz, hq, seq, hd) and k.shape == v.shape == (bsz, hkv, seq, hd)
+        loss = (q.float() * grads[0]).sum() + ((v.float() * grads[2]).sum() if use_v else 0)
+        if use_v:
+            loss = loss + (k.float() * grads[1]).sum()
+        loss.backward()
+        leaves.append(p)
+        outs.append((q, k, v))
+    for name, a, b in zip("qkv", *outs):
+        assert_close(a, b, dtype, name)
+    for name, t1, t2 in zip(("dqkv", "dwq", "dwk"), *leaves):
+        if t2.grad is None:
+            assert t1.grad is None or t1.grad.abs().max() == 0, name
+        else:
+            assert_close(t1.grad, t2.grad, dtype, name)
 
 
 def test_qk_norm_rope_out_dtype():

@@ -15,7 +15,7 @@ import torch
 import triton
 import triton.language as tl
 
-__all__ = ["qk_norm_rope_triton"]
+__all__ = ["qk_norm_rope_triton", "qkv_norm_rope_triton"]
 
 
 @triton.jit
@@ -58,7 +58,7 @@ def _qk_fwd_kernel(
 @triton.jit
 def _qk_bwd_kernel(
     DO, X, W, COS, SIN, RSTD, DX, DW_PART,
-    n_rows, T, H, sxb, sxt, sxh, HALF, rows_per_prog,
+    n_rows, T, H, sxb, sxt, sxh, sdb, sdt, sdh, HALF, rows_per_prog,
     BLOCK_M: tl.constexpr, BLOCK_H: tl.constexpr,
 ):
     pid = tl.program_id(0)
@@ -99,7 +99,7 @@ def _qk_bwd_kernel(
         dn1 = dy1 * w1[None, :]
         dn2 = dy2 * w2[None, :]
         dot = (tl.sum(dn1 * n1, axis=1) + tl.sum(dn2 * n2, axis=1)) / (2 * HALF)
-        dxoff = (rows64 * (2 * HALF))[:, None] + cols[None, :]
+        dxoff = (b * sdb + t * sdt + h * sdh)[:, None] + cols[None, :]
         tl.store(DX + dxoff, (rstd[:, None] * (dn1 - n1 * dot[:, None])).to(DX.dtype.element_ty), mask=m2)
         tl.store(DX + dxoff + HALF, (rstd[:, None] * (dn2 - n2 * dot[:, None])).to(DX.dtype.element_ty), mask=m2)
     tl.store(DW_PART + pid * (2 * HALF) + cols, dw1, mask=cmask)
@@ -110,47 +110,130 @@ def _block_m(half: int) -> int:
     return max(1, min(64, 4096 // triton.next_power_of_2(half)))
 
 
+def _forward(x, weight, cos, sin, eps, out_dtype):
+    """``x (B, T, H, D)`` strided view -> ``(y (B, H, T, D) contiguous, rstd (B*T*H,) fp32)``."""
+    bsz, seq, heads, dim = x.shape
+    half = dim // 2
+    n_rows = bsz * seq * heads
+    y = torch.empty((bsz, heads, seq, dim), dtype=out_dtype, device=x.device)
+    rstd = torch.empty(n_rows, dtype=torch.float32, device=x.device)
+    block_m = _block_m(half)
+    pdtype = torch.promote_types(x.dtype, weight.dtype)
+    _qk_fwd_kernel[(triton.cdiv(n_rows, block_m),)](
+        x, weight, cos, sin, y, rstd,
+        n_rows, seq, heads, x.stride(0), x.stride(1), x.stride(2), half, eps,
+        ROUND_TO_W=pdtype == weight.dtype and weight.dtype != torch.float32,
+        BLOCK_M=block_m, BLOCK_H=triton.next_power_of_2(half), num_warps=4,
+    )
+    return y, rstd
+
+
+def _backward(dy, x, weight, cos, sin, rstd, dx):
+    """Writes the input gradient into ``dx`` (a ``(B, T, H, D)`` view, any strides); returns the weight gradient."""
+    bsz, seq, heads, dim = x.shape
+    half = dim // 2
+    n_rows = bsz * seq * heads
+    dy = dy.contiguous()
+    block_m = _block_m(half)
+    max_progs = torch.cuda.get_device_properties(x.device).multi_processor_count * 4 if x.is_cuda else 4
+    blocks = triton.cdiv(n_rows, block_m)
+    rows_per_prog = triton.cdiv(blocks, max(1, min(blocks, max_progs))) * block_m
+    progs = max(1, triton.cdiv(n_rows, rows_per_prog))
+    dw_part = torch.zeros((progs, dim), dtype=torch.float32, device=x.device)
+    _qk_bwd_kernel[(progs,)](
+        dy, x, weight, cos, sin, rstd, dx, dw_part,
+        n_rows, seq, heads, x.stride(0), x.stride(1), x.stride(2), dx.stride(0), dx.stride(1), dx.stride(2),
+        half, rows_per_prog, BLOCK_M=block_m, BLOCK_H=triton.next_power_of_2(half), num_warps=4,
+    )
+    return dw_part.sum(0).to(weight.dtype)
+
+
 class _QKNormRope(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, cos, sin, eps, out_dtype):
-        bsz, seq, heads, dim = x.shape
         if x.stride(-1) != 1:
             x = x.contiguous()
-        half = dim // 2
-        n_rows = bsz * seq * heads
-        y = torch.empty((bsz, heads, seq, dim), dtype=out_dtype, device=x.device)
-        rstd = torch.empty(n_rows, dtype=torch.float32, device=x.device)
-        block_m = _block_m(half)
-        pdtype = torch.promote_types(x.dtype, weight.dtype)
-        _qk_fwd_kernel[(triton.cdiv(n_rows, block_m),)](
-            x, weight, cos, sin, y, rstd,
-            n_rows, seq, heads, x.stride(0), x.stride(1), x.stride(2), half, eps,
-            ROUND_TO_W=pdtype == weight.dtype and weight.dtype != torch.float32,
-            BLOCK_M=block_m, BLOCK_H=triton.next_power_of_2(half), num_warps=4,
-        )
+        y, rstd = _forward(x, weight, cos, sin, eps, out_dtype)
         ctx.save_for_backward(x, weight, cos, sin, rstd)
         return y
 
     @staticmethod
     def backward(ctx, dy):
         x, weight, cos, sin, rstd = ctx.saved_tensors
-        bsz, seq, heads, dim = x.shape
-        half = dim // 2
-        n_rows = bsz * seq * heads
-        dy = dy.contiguous()
-        dx = torch.empty((bsz, seq, heads, dim), dtype=x.dtype, device=x.device)
-        block_m = _block_m(half)
-        max_progs = torch.cuda.get_device_properties(x.device).multi_processor_count * 4 if x.is_cuda else 4
-        blocks = triton.cdiv(n_rows, block_m)
-        rows_per_prog = triton.cdiv(blocks, max(1, min(blocks, max_progs))) * block_m
-        progs = max(1, triton.cdiv(n_rows, rows_per_prog))
-        dw_part = torch.zeros((progs, dim), dtype=torch.float32, device=x.device)
-        _qk_bwd_kernel[(progs,)](
-            dy, x, weight, cos, sin, rstd, dx, dw_part,
-            n_rows, seq, heads, x.stride(0), x.stride(1), x.stride(2), half, rows_per_prog,
-            BLOCK_M=block_m, BLOCK_H=triton.next_power_of_2(half), num_warps=4,
-        )
-        return dx, dw_part.sum(0).to(weight.dtype), None, None, None, None
+        dx = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+        dw = _backward(dy, x, weight, cos, sin, rstd, dx)
+        return dx, dw, None, None, None, None
+
+
+class _QKVNormRope(torch.autograd.Function):
+    """Split a fused QKV projection into q, k (normalised + rotated) and v, all ``(B, H, T, D)`` contiguous.
+
+    The backward writes dq, dk and dv straight into one ``dqkv`` buffer, instead of autograd's zero-filled
+    full-size gradient per slice.
+    """
+
+    @staticmethod
+    def forward(ctx, qkv, wq, wk, cos, sin, nq, nkv, eps, out_dtype):
+        q_in, k_in, v_in = qkv[:, :, :nq], qkv[:, :, nq : nq + nkv], qkv[:, :, nq + nkv :]
+        q, rq = _forward(q_in, wq, cos, sin, eps, out_dtype)
+        k, rk = _forward(k_in, wk, cos, sin, eps, out_dtype)
+        v = torch.empty(k.shape, dtype=out_dtype, device=qkv.device)
+        v.copy_(v_in.transpose(1, 2))
+        ctx.save_for_backward(qkv, wq, wk, cos, sin, rq, rk)
+        ctx.split = (nq, nkv)
+        ctx.set_materialize_grads(False)
+        return q, k, v
+
+    @staticmethod
+    def backward(ctx, dq, dk, dv):
+        qkv, wq, wk, cos, sin, rq, rk = ctx.saved_tensors
+        nq, nkv = ctx.split
+        dqkv = torch.empty_like(qkv)
+        parts = ((0, nq, dq, wq, rq), (nq, nq + nkv, dk, wk, rk))
+        dws = []
+        for lo, hi, d, w, r in parts:
+            if d is None:
+                dqkv[:, :, lo:hi].zero_()
+                dws.append(None)
+            else:
+                dws.append(_backward(d, qkv[:, :, lo:hi], w, cos, sin, r, dqkv[:, :, lo:hi]))
+        if dv is None:
+            dqkv[:, :, nq + nkv :].zero_()
+        else:
+            dqkv[:, :, nq + nkv :].copy_(dv.transpose(1, 2))
+        return dqkv, dws[0], dws[1], None, None, None, None, None, None
+
+
+def qkv_norm_rope_triton(
+    qkv: torch.Tensor,
+    num_q_heads: int,
+    num_kv_heads: int,
+    q_weight: torch.Tensor,
+    k_weight: torch.Tensor,
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+    eps: float = 1e-6,
+    out_dtype: torch.dtype | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``qkv (B, T, Hq + 2 Hkv, D)`` -> ``q (B, Hq, T, D)``, ``k, v (B, Hkv, T, D)``: q/k RMSNorm + RoPE fused.
+
+    Matches :func:`reference.qkv_norm_rope_ref`. ``out_dtype`` defaults to ``promote(qkv.dtype, q_weight.dtype)``.
+    """
+    if qkv.dim() != 4 or qkv.shape[2] != num_q_heads + 2 * num_kv_heads:
+        raise ValueError(f"qkv shape {tuple(qkv.shape)} does not hold {num_q_heads} + 2 x {num_kv_heads} heads")
+    _check(qkv, q_weight, cos)
+    if qkv.stride(-1) != 1:
+        qkv = qkv.contiguous()
+    out_dtype = out_dtype or torch.promote_types(qkv.dtype, q_weight.dtype)
+    return _QKVNormRope.apply(qkv, q_weight, k_weight, cos.contiguous(), sin.contiguous(), num_q_heads,
+                              num_kv_heads, eps, out_dtype)
+
+
+def _check(x: torch.Tensor, weight: torch.Tensor, cos: torch.Tensor) -> None:
+    if x.dim() != 4 or x.shape[-1] % 2 or x.shape[-1] != weight.shape[-1]:
+        raise ValueError(f"expected x (B, T, H, D) with even D matching weight, got {tuple(x.shape)}")
+    if cos.shape[0] < x.shape[1] or cos.dtype != torch.float32:
+        raise ValueError("cos/sin must be fp32 tables covering the sequence length")
 
 
 def qk_norm_rope_triton(
@@ -166,9 +249,6 @@ def qk_norm_rope_triton(
     ``cos``/``sin`` are fp32 ``(>= T, D/2)`` tables (:func:`reference.rope_cos_sin`); ``out_dtype`` defaults to
     ``promote(x.dtype, weight.dtype)``. Matches :func:`reference.qk_norm_rope_ref`.
     """
-    if x.dim() != 4 or x.shape[-1] % 2 or x.shape[-1] != weight.shape[-1]:
-        raise ValueError(f"expected x (B, T, H, D) with even D matching weight, got {tuple(x.shape)}")
-    if cos.shape[0] < x.shape[1] or cos.dtype != torch.float32:
-        raise ValueError("cos/sin must be fp32 tables covering the sequence length")
+    _check(x, weight, cos)
     out_dtype = out_dtype or torch.promote_types(x.dtype, weight.dtype)
     return _QKNormRope.apply(x, weight, cos.contiguous(), sin.contiguous(), eps, out_dtype)

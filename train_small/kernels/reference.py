@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["rmsnorm_ref", "add_rmsnorm_ref", "rope_cos_sin", "apply_rope_ref", "qk_norm_rope_ref"]
+__all__ = ["rmsnorm_ref", "add_rmsnorm_ref", "rope_cos_sin", "apply_rope_ref", "qk_norm_rope_ref", "qkv_norm_rope_ref"]
 
 
 def rmsnorm_ref(
@@ -72,3 +72,23 @@ def qk_norm_rope_ref(
     pdtype = normed.dtype
     rotated = apply_rope_ref(normed.transpose(1, 2), cos[: x.shape[1]], sin[: x.shape[1]])  # (B, H, T, D) fp32
     return rotated.to(pdtype).to(out_dtype or pdtype).contiguous()
+
+
+def qkv_norm_rope_ref(
+    qkv: torch.Tensor,
+    num_q_heads: int,
+    num_kv_heads: int,
+    q_weight: torch.Tensor,
+    k_weight: torch.Tensor,
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+    eps: float = 1e-6,
+    out_dtype: torch.dtype | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Split ``qkv (B, T, Hq + 2 Hkv, D)`` into ``q (B, Hq, T, D)`` and ``k, v (B, Hkv, T, D)``; q and k get
+    per-head RMSNorm + RoPE (:func:`qk_norm_rope_ref`); all three come out in the same dtype."""
+    nq, nkv = num_q_heads, num_kv_heads
+    q = qk_norm_rope_ref(qkv[:, :, :nq], q_weight, cos, sin, eps, out_dtype)
+    k = qk_norm_rope_ref(qkv[:, :, nq : nq + nkv], k_weight, cos, sin, eps, out_dtype)
+    v = qkv[:, :, nq + nkv :].transpose(1, 2).to(q.dtype)
+    return q, k, v
