@@ -7,7 +7,8 @@
 Questions and targets (issue 7, on an H100):
 1. RMSNorm forward + backward, our Triton kernel vs the eager reference: ratio >= 3;
 2. the same vs ``torch.compile`` of the reference: ratio >= 1.5;
-3. reported alongside: fused residual-add + RMSNorm and fused q/k RMSNorm + RoPE against the same two baselines.
+3. reported alongside: fused residual-add + RMSNorm and the QKV split with q/k RMSNorm + RoPE (the model's ops)
+   against the same two baselines.
 Times are medians of ``triton.testing.do_bench`` over forward + backward (gradients w.r.t. every input).
 Without CUDA the script prints a message and writes a JSON that records that nothing was measured.
 """
@@ -42,8 +43,8 @@ def machine() -> str:
 
 
 def _cases(quick: bool):
-    from train_small.kernels.qk_norm_rope import qk_norm_rope_triton
-    from train_small.kernels.reference import add_rmsnorm_ref, qk_norm_rope_ref, rmsnorm_ref, rope_cos_sin
+    from train_small.kernels.qk_norm_rope import qkv_norm_rope_triton
+    from train_small.kernels.reference import add_rmsnorm_ref, qkv_norm_rope_ref, rmsnorm_ref, rope_cos_sin
     from train_small.kernels.rmsnorm import add_rmsnorm_triton, rmsnorm_triton
 
     tokens = 8 * 2048
@@ -71,17 +72,18 @@ def _cases(quick: bool):
 
         def make_qk(hq=hq, hkv=hkv, hd=hd):
             qkv = torch.randn(8, 2048, hq + 2 * hkv, hd, device="cuda", dtype=bf16, requires_grad=True)
-            w = torch.ones(hd, device="cuda", requires_grad=True)
-            return (qkv, w)
+            wq = torch.ones(hd, device="cuda", requires_grad=True)
+            wk = torch.ones(hd, device="cuda", requires_grad=True)
+            return (qkv, wq, wk)
 
-        def fused(qkv, w, hq=hq, cos=cos, sin=sin):
-            return qk_norm_rope_triton(qkv[:, :, :hq], w, cos, sin, 1e-6, torch.bfloat16)
+        def fused(qkv, wq, wk, hq=hq, hkv=hkv, cos=cos, sin=sin):
+            return qkv_norm_rope_triton(qkv, hq, hkv, wq, wk, cos, sin, 1e-6, torch.bfloat16)
 
-        def ref(qkv, w, hq=hq, cos=cos, sin=sin):
-            return qk_norm_rope_ref(qkv[:, :, :hq], w, cos, sin, 1e-6, torch.bfloat16)
+        def ref(qkv, wq, wk, hq=hq, hkv=hkv, cos=cos, sin=sin):
+            return qkv_norm_rope_ref(qkv, hq, hkv, wq, wk, cos, sin, 1e-6, torch.bfloat16)
 
-        yield (f"qk_norm_rope Hq={hq} D={hd}", f"q slice of qkv (8, 2048, {hq + 2 * hkv}, {hd}) bf16", make_qk,
-               fused, ref)
+        yield (f"qkv_norm_rope Hq={hq} Hkv={hkv} D={hd}", f"qkv (8, 2048, {hq + 2 * hkv}, {hd}) bf16 -> q, k, v",
+               make_qk, fused, ref)
 
 
 def _time_fwd_bwd(fn, inputs, rep: int) -> float:
