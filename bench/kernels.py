@@ -94,7 +94,7 @@ def _time_fwd_bwd(fn, inputs, rep: int) -> float:
         outs = out if isinstance(out, tuple) else (out,)
         torch.autograd.backward([o for o in outs], [torch.ones_like(o) for o in outs])
 
-    return do_bench(step, rep=rep, grad_to_none=list(inputs))
+    return do_bench(step, rep=rep, grad_to_none=list(inputs), return_mode="median")
 
 
 def main() -> int:
