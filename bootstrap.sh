@@ -16,5 +16,7 @@ if ! "$VENV/bin/python" -c "import torch" >/dev/null 2>&1; then
   "$VENV/bin/pip" install -q "torch==2.13.0"
 fi
 "$VENV/bin/pip" install -q -e ".[test]"
-export PATH="$PWD/$VENV/bin:$PATH"
+VENV_BIN=$(cd "$VENV/bin" && pwd)
+export PATH="$VENV_BIN:$PATH"
+export VIRTUAL_ENV=$(dirname "$VENV_BIN")
 exec "$@"
