@@ -41,6 +41,8 @@ REMOVAL_SCHEMA = pa.schema(
 
 # --------------------------------------------------------------------------- Ray
 
+_REMOTES: dict[Callable[..., Any], Any] = {}  # one Ray remote function per task function (exported once)
+
 
 def run_tasks(fn: Callable[..., Any], args: Sequence[tuple], num_workers: int, num_returns: int = 1) -> list[Any]:
     """Run ``fn(*a)`` for every ``a`` as Ray tasks, at most ``num_workers`` in flight; results in input order.
@@ -51,7 +53,9 @@ def run_tasks(fn: Callable[..., Any], args: Sequence[tuple], num_workers: int, n
 
     if not ray.is_initialized():
         return [fn(*a) for a in args]
-    remote = ray.remote(num_cpus=1, max_retries=3)(fn)
+    remote = _REMOTES.get(fn)
+    if remote is None:
+        remote = _REMOTES[fn] = ray.remote(num_cpus=1, max_retries=3)(fn)
     results: list[Any] = [None] * len(args)
     pending: dict[Any, int] = {}
     it = iter(enumerate(args))
