@@ -56,6 +56,12 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
         help="fraction of each class held out for precision/recall/AUC",
     )
     p.add_argument("--max-docs-per-class", type=int, default=None, help="seeded sample of at most this many")
+    p.add_argument(
+        "--chunk-words",
+        type=int,
+        default=None,
+        help="split training documents into examples of at most N words (helps with few, long docs)",
+    )
     p.add_argument("--balance", action="store_true", help="downsample the larger class to the smaller's size")
     p.add_argument("--lowercase", action="store_true", help="lowercase text in training and scoring")
 
@@ -109,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
             holdout_fraction=args.holdout_fraction,
             max_docs_per_class=args.max_docs_per_class,
             balance=args.balance,
+            chunk_words=args.chunk_words,
             lowercase=args.lowercase,
         )
         print(

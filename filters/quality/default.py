@@ -1,10 +1,15 @@
 """The offline default classifier: trained in seconds, from nothing downloaded.
 
 What it is, honestly: a fastText classifier (DCLM's recipe and preprocessing) that
-separates *generated* clean expository prose (:func:`filters.quality.synthetic.clean_prose`)
-from *generated* crawl-like junk (:func:`filters.quality.synthetic.crawl_junk`: menus,
-banners, listings, spam), optionally plus text the user supplies: reference text they
-trust as more positives, documents of their raw pool as more negatives. It scores
+separates *generated* clean prose from *generated* crawl-like junk, optionally plus
+text the user supplies (reference text they trust as more positives, documents of
+their raw pool as more negatives). Positives: half from the demo pool's prose grammar
+(:func:`curation.demo.clean_prose`, ~1,600 words, 44 templates, 12 topics), half from
+:func:`filters.quality.synthetic.clean_prose`. Negatives: half the junk kinds of the
+demo pool (:func:`curation.demo.make_doc` documents of the boilerplate, spam, short,
+lorem, code, repeated, bullets and non-English categories; never its clean or
+duplicate ones), half :func:`filters.quality.synthetic.crawl_junk` (menus, banners,
+listings, keyword stuffing, comment spam, link farms). It scores
 "reads like edited prose" against "reads like page chrome". It is **not** DCLM's
 OpenHermes-2.5 + ELI5 vs RefinedWeb classifier and will not reproduce DCLM-Baseline's
 selection; use it to run the pipeline end to end offline, then switch to a real one.
@@ -38,7 +43,31 @@ from filters.quality.train import train_classifier
 
 logger = logging.getLogger(__name__)
 
-GENERATOR_VERSION = "synthetic-v1"
+GENERATOR_VERSION = "demo+synthetic-v1"
+_DEMO_JUNK = ("boilerplate", "spam", "short", "lorem", "code", "repeated", "bullets", "non_english")
+
+
+def _demo_docs(n: int, seed: int) -> tuple[list[str], list[str]] | None:
+    """``n`` prose and ``n`` junk documents from :mod:`curation.demo`, or None without it."""
+    try:
+        from curation import demo
+    except ImportError:
+        return None
+    import random
+
+    pos = []
+    for i in range(n):
+        rng = random.Random(seed * 1_000_003 + i)
+        pos.append(demo.clean_prose(rng, rng.randint(60, 600)))
+    neg: list[str] = []
+    index = 0
+    pool_seed = seed + 104_729  # not the seed of a demo pool the user may be curating
+    while len(neg) < n and index < 200 * n:
+        doc = demo.make_doc(pool_seed, index, 1 << 30)
+        if doc.category in _DEMO_JUNK:
+            neg.append(doc.text)
+        index += 1
+    return pos, neg
 
 
 def default_model(
@@ -59,8 +88,14 @@ def default_model(
     """
     if n_docs < 10:
         raise ValueError("n_docs must be >= 10")
-    pos = clean_prose(n_docs, seed)
-    neg = crawl_junk(n_docs, seed)
+    half = n_docs // 2
+    demo = _demo_docs(half, seed)
+    generator = GENERATOR_VERSION if demo is not None else "synthetic-v1"
+    if demo is None:
+        half = 0
+        demo = ([], [])
+    pos = demo[0] + clean_prose(n_docs - half, seed)
+    neg = demo[1] + crawl_junk(n_docs - half, seed)
     extra_files: dict[str, Any] = {}
     if extra_positives is not None:
         loaded = load_texts(extra_positives, train_params.get("text_field", "text"))
@@ -72,7 +107,7 @@ def default_model(
         extra_files["negatives"] = loaded.files
     params = {"seed": seed, **train_params}
     recipe = {
-        "generator": GENERATOR_VERSION,
+        "generator": generator,
         "n_docs": n_docs,
         "seed": seed,
         "params": params,

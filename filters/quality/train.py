@@ -69,6 +69,11 @@ class TrainConfig:
     thread: int = 1
     holdout_fraction: float = 0.1
     max_docs_per_class: int | None = None
+    # split each *training* document into examples of at most this many words (None: whole
+    # documents, as DCLM). fastText averages the vectors of every token of an example, so a
+    # 10,000-word document is one weak SGD step; with few long documents, chunks learn far
+    # better. Held-out evaluation and scoring always use whole documents.
+    chunk_words: int | None = None
     balance: bool = False  # downsample the larger class to the smaller one's size
     lowercase: bool = False
     text_field: str = "text"
@@ -90,6 +95,8 @@ class TrainConfig:
         if self.bucket == 0 and (self.word_ngrams > 1 or self.maxn > 0):
             # fastText hashes n-grams modulo bucket: 0 crashes the process (SIGFPE)
             raise ValueError("bucket must be >= 1 when word_ngrams > 1 or maxn > 0")
+        if self.chunk_words is not None and self.chunk_words < 1:
+            raise ValueError("chunk_words must be >= 1")
         if self.max_docs_per_class is not None and self.max_docs_per_class < 1:
             raise ValueError("max_docs_per_class must be >= 1")
 
@@ -177,6 +184,13 @@ def _prepare(loaded: LoadedTexts, cfg: TrainConfig, rng: np.random.Generator, ca
     return kept
 
 
+def _chunks(text: str, chunk_words: int | None) -> list[str]:
+    if chunk_words is None:
+        return [text]
+    words = text.split(" ")
+    return [" ".join(words[i : i + chunk_words]) for i in range(0, len(words), chunk_words)]
+
+
 def _split(n: int, fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     perm = rng.permutation(n)
     n_test = int(round(n * fraction))
@@ -220,7 +234,8 @@ def train_classifier(
 
     pos_train, pos_test = _split(len(pos), cfg.holdout_fraction, rng)
     neg_train, neg_test = _split(len(neg), cfg.holdout_fraction, rng)
-    lines = [f"{cfg.pos_label} {pos[i]}" for i in pos_train] + [f"{cfg.neg_label} {neg[i]}" for i in neg_train]
+    lines = [f"{cfg.pos_label} {c}" for i in pos_train for c in _chunks(pos[i], cfg.chunk_words)]
+    lines += [f"{cfg.neg_label} {c}" for i in neg_train for c in _chunks(neg[i], cfg.chunk_words)]
     lines = [lines[i] for i in rng.permutation(len(lines))]
 
     out_path = os.fspath(out_path)

@@ -13,7 +13,5 @@ SMALL: dict = {}  # DCLM defaults: smaller bucket/dim make fastText diverge on t
 def small_model(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A small classifier trained on the synthetic generators (session-wide)."""
     path = str(tmp_path_factory.mktemp("quality_model") / "model.bin")
-    train_classifier(
-        pa.array(clean_prose(300, seed=1)), pa.array(crawl_junk(300, seed=1)), path, seed=1, **SMALL
-    )
+    train_classifier(pa.array(clean_prose(300, seed=1)), pa.array(crawl_junk(300, seed=1)), path, seed=1, **SMALL)
     return path

@@ -114,8 +114,9 @@ def test_top_fraction_is_independent_of_candidate_budget_and_workers(ray_local, 
     results = []
     for max_candidates, workers in [(1 << 20, 2), (3, 1), (50, 2)]:
         stage = TopFractionSelect(0.25, max_candidates=max_candidates)
-        stage.fit(GlobalContext(shards=shards, workdir=str(tmp_path / f"w{max_candidates}"), num_workers=workers,
-                                seed=1))
+        stage.fit(
+            GlobalContext(shards=shards, workdir=str(tmp_path / f"w{max_candidates}"), num_workers=workers, seed=1)
+        )
         results.append(sorted(_apply(stage, shards)[0]))
     assert results[0] == results[1] == results[2]
     # a different seed breaks the ties differently but keeps the same count
@@ -147,8 +148,9 @@ def test_top_fraction_rejects_bad_settings_and_missing_scores(ray_local, tmp_pat
     pq.write_table(docs_table(["a", "b"], ["x", "y"], "s"), path)
     stage = TopFractionSelect(0.5)
     with pytest.raises(Exception, match="QualityScorer"):
-        stage.fit(GlobalContext(shards=[PhaseShard("x", str(path), str(path))], workdir=str(tmp_path / "w"),
-                                num_workers=1))
+        stage.fit(
+            GlobalContext(shards=[PhaseShard("x", str(path), str(path))], workdir=str(tmp_path / "w"), num_workers=1)
+        )
     with pytest.raises(RuntimeError, match="before fit"):
         TopFractionSelect(0.5).process(_scored([0.1]))
 

@@ -57,8 +57,9 @@ def test_train_and_score_see_identical_text(tmp_path: Path) -> None:
     neg = crawl_junk(60, seed=3) + AWKWARD[4:]
     model_path = str(tmp_path / "m.bin")
     train_file = str(tmp_path / "train.txt")
-    train_classifier(pa.array(pos), pa.array(neg), model_path, save_training_file=train_file,
-                     holdout_fraction=0.0, **SMALL)
+    train_classifier(
+        pa.array(pos), pa.array(neg), model_path, save_training_file=train_file, holdout_fraction=0.0, **SMALL
+    )
     lines = Path(train_file).read_text(encoding="utf-8").split("\n")[:-1]
     written = {ln.split(" ", 1)[1] for ln in lines}
     assert written == {preprocess(t) for t in pos + neg if t.strip()}

@@ -1,0 +1,184 @@
+"""Does the quality-scoring stage cost anything over plain fastText? Documents/s per core.
+
+Ours: ``filters.quality.QualityScorer.process`` on Arrow batches of 2,048 documents (the
+runner's batch size): preprocessing, one batched ``predict`` (fastText's
+``multilinePredict``), the float32 column appended.
+Reference: a plain Python loop of ``model.predict(text)`` per document, with DCLM's own
+normalisation (``" ".join(text.strip().splitlines())``, k=1, ``1 - p`` when the top label
+is not the high-quality one), as DCLM's enricher scores a page.
+
+Same model (the offline default: dim 100, word bigrams, 100k buckets), same documents
+(the real samples of ../shared/data/corpora, repeated to the requested count; generated
+text when they are absent), one process on one core, best of ``--repeats`` interleaved
+runs. Also checks that both give the same scores and reports the worker memory.
+
+    python bench/quality.py            # full: 20,000 documents, 5 repeats
+    python bench/quality.py --quick    # < 60 s
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from curation.schema import docs_table  # noqa: E402
+from filters.quality import QualityScorer, default_model, rss_bytes  # noqa: E402
+from filters.quality.data import load_texts  # noqa: E402
+from filters.quality.synthetic import clean_prose, crawl_junk  # noqa: E402
+
+CORPORA = ROOT / ".." / "shared" / "data" / "corpora"
+BATCH = 2048
+
+
+def documents(n: int) -> tuple[list[str], str]:
+    files = sorted(
+        glob.glob(str(CORPORA / "c4" / "*.json.gz"))
+        + glob.glob(str(CORPORA / "dolma" / "cc_en_head-*.jsonl.gz"))
+        + glob.glob(str(CORPORA / "redpajama" / "*.jsonl"))
+    )
+    if files:
+        base = load_texts(files).texts
+        what = f"{len(base)} real documents (c4, dolma cc, redpajama samples) repeated"
+    else:
+        base = clean_prose(200, 0) + crawl_junk(200, 0)
+        what = "400 generated documents repeated"
+    docs = [base[i % len(base)] for i in range(n)]
+    mb = sum(len(d.encode()) for d in docs) / 1e6
+    return docs, f"{n} documents, {mb:.1f} MB: {what}"
+
+
+def run_ours(scorer: QualityScorer, tables: list[pa.Table]) -> tuple[float, np.ndarray]:
+    t0 = time.perf_counter()
+    out = [scorer.process(t).kept.column("quality_score") for t in tables]
+    dt = time.perf_counter() - t0
+    return dt, np.concatenate([c.to_numpy() for c in out])
+
+
+def run_reference(model, texts: list[str], label: str) -> tuple[float, np.ndarray]:
+    scores = np.empty(len(texts), dtype=np.float32)
+    t0 = time.perf_counter()
+    for i, text in enumerate(texts):
+        labels, probs = model.predict(" ".join(text.strip().splitlines()))
+        p = float(probs[0])
+        scores[i] = p if labels[0] == label else 1.0 - p
+    dt = time.perf_counter() - t0
+    return dt, scores
+
+
+def machine() -> str:
+    cpu = platform.processor() or "cpu"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return (
+        f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, python {platform.python_version()}"
+    )
+
+
+def git_commit() -> str | None:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="small run (< 60 s)")
+    ap.add_argument("--docs", type=int, default=None, help="documents to score (default 20000, quick 3000)")
+    ap.add_argument("--repeats", type=int, default=None, help="interleaved repeats (default 5, quick 2)")
+    ap.add_argument("--model", default=None, help="a fastText .bin to use instead of the offline default")
+    ap.add_argument("--label", default="__label__hq")
+    ap.add_argument("--cache-dir", default=None, help="where the default model is built (default: a temp dir)")
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "quality.json"))
+    args = ap.parse_args(argv)
+    n = args.docs or (3000 if args.quick else 20000)
+    repeats = args.repeats or (2 if args.quick else 5)
+
+    with tempfile.TemporaryDirectory(prefix="bench-quality-") as tmp:
+        model_path = args.model or default_model(args.cache_dir or tmp, n_docs=600 if args.quick else 2000)
+        texts, input_desc = documents(n)
+        tables = [
+            docs_table([f"d{i}" for i in range(s, min(s + BATCH, n))], texts[s : s + BATCH], "bench")
+            for s in range(0, n, BATCH)
+        ]
+        rss0 = rss_bytes()
+        scorer = QualityScorer(model_path, label=args.label)
+        scorer.setup()
+        mem = scorer.memory_report()
+        import fasttext
+
+        ref_model = fasttext.load_model(model_path)  # the reference's own copy, outside our cache
+        ours_t, ref_t = [], []
+        ours_scores = ref_scores = None
+        for _ in range(repeats):
+            dt, ours_scores = run_ours(scorer, tables)
+            ours_t.append(dt)
+            dt, ref_scores = run_reference(ref_model, texts, args.label)
+            ref_t.append(dt)
+        max_diff = float(np.max(np.abs(ours_scores - ref_scores)))
+
+    ours_dps, ref_dps = n / min(ours_t), n / min(ref_t)
+    ratio = ours_dps / ref_dps
+    print(f"input: {input_desc}; model {os.path.basename(model_path)} ({mem['model_file_bytes'] / 1e6:.1f} MB)")
+    print(f"{'':36s} {'docs/s/core':>12s} {'best s':>8s}")
+    print(f"{'ours: QualityScorer.process':36s} {ours_dps:12.0f} {min(ours_t):8.3f}")
+    print(f"{'reference: fasttext.predict loop':36s} {ref_dps:12.0f} {min(ref_t):8.3f}")
+    print(f"ratio {ratio:.3f} (target >= 0.9); max |score difference| {max_diff:.2e}")
+    print(
+        f"worker RSS after loading the model: {mem['rss_bytes'] / 2**20:.0f} MiB "
+        f"(+{(mem['rss_after_load_bytes'] - mem['rss_before_load_bytes']) / 2**20:.0f} MiB for the model; "
+        f"process RSS before the stage {rss0 / 2**20:.0f} MiB)"
+    )
+    record = {
+        "name": "quality_scoring_throughput",
+        "metric": "documents/s per core (one process, one thread)",
+        "ours": round(ours_dps, 1),
+        "reference": round(ref_dps, 1),
+        "reference_name": "plain fasttext predict() loop with DCLM's line-joining, one document at a time",
+        "ratio": round(ratio, 4),
+        "target": 0.9,
+        "input": input_desc,
+        "machine": machine(),
+        "command": "python bench/quality.py" + (" --quick" if args.quick else ""),
+        "commit": git_commit(),
+        "details": {
+            "repeats": repeats,
+            "ours_seconds": [round(t, 4) for t in ours_t],
+            "reference_seconds": [round(t, 4) for t in ref_t],
+            "max_abs_score_difference": max_diff,
+            "model_file_bytes": mem["model_file_bytes"],
+            "worker_rss_bytes_after_load": mem["rss_bytes"],
+            "model_rss_delta_bytes": mem["rss_after_load_bytes"] - mem["rss_before_load_bytes"],
+        },
+    }
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(record, f, indent=1)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
