@@ -361,6 +361,12 @@ def trial_key(mix: Mix, seed: int, stream: str, args: argparse.Namespace, heldou
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def _train_key(stream: str, seed: int, args: argparse.Namespace) -> str:
+    manifest = hashlib.sha256(Path(stream, "manifest.json").read_bytes()).hexdigest()
+    payload = [manifest, seed, args.recipe, args.total_tokens, args.max_steps]
+    return hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:8]
+
+
 def _finished(out_dir: str, key: str) -> dict[str, Any] | None:
     p = Path(out_dir, "result.json")
     if not p.exists():
@@ -620,7 +626,9 @@ def main(argv: list[str] | None = None) -> int:
     jobs, results = [], []
     for m in mixes:
         for s in range(args.seeds):
-            out = os.path.join(args.output, "trials", m.name, f"seed{s}")
+            # the folder is named by what training depends on, so a new budget never resumes an old run
+            tkey = _train_key(streams[m.name], s, args)
+            out = os.path.join(args.output, "trials", m.name, f"seed{s}-{tkey}")
             key = trial_key(m, s, streams[m.name], args, heldout)
             done = _finished(out, key)
             if done is not None:

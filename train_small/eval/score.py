@@ -194,6 +194,7 @@ def score(
         ev = evaluate(
             model, tok, eval_dir, tasks, seed=eval_seed, max_examples=max_examples, num_fewshot=num_fewshot,
             max_seq_len=cfg.max_seq_len, batch_tokens=batch_tokens,
+            autocast_dtype=torch.bfloat16 if dev.type == "cuda" else None,
         )  # fmt: skip
         result["tasks"] = ev["tasks"]
         result["core"] = ev["core"]
