@@ -75,7 +75,7 @@ def run(model_name: str, use_kernels: bool, compile_: bool, micro: int, seq: int
     tps = steps * micro * seq / dt
     peak = peak_flops(torch.device("cuda"))
     out = {"tokens_per_s": tps, "mfu": tps * flops_per_token(cfg, seq) / peak if peak else None,
-           "peak_mem_gb": torch.cuda.max_memory_allocated() / 2**30, "loss": float(loss)}
+           "peak_mem_gb": torch.cuda.max_memory_allocated() / 2**30, "loss": loss.item()}
     del model, opt, fwd
     torch.cuda.empty_cache()
     return out
