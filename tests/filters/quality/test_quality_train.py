@@ -148,3 +148,55 @@ def test_roc_auc_matches_pairwise_definition() -> None:
     expected = sum(1.0 if p > n else 0.5 if p == n else 0.0 for p, n in pairs) / len(pairs)
     assert roc_auc(labels, scores) == pytest.approx(expected)
     assert roc_auc(np.ones(3, bool), np.arange(3)) is None
+
+
+def test_cli_train(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from filters.quality.__main__ import main
+
+    pos, neg = tmp_path / "pos.jsonl", tmp_path / "neg.jsonl"
+    pos.write_text("".join(json.dumps({"body": t}) + "\n" for t in clean_prose(60, seed=8)))
+    neg.write_text("".join(json.dumps({"body": t}) + "\n" for t in crawl_junk(60, seed=8)))
+    out = tmp_path / "cli.bin"
+    assert (
+        main(
+            [
+                "train",
+                "--positives",
+                str(pos),
+                "--negatives",
+                str(neg),
+                "--out",
+                str(out),
+                "--text-field",
+                "body",
+                "--seed",
+                "3",
+                "--holdout-fraction",
+                "0.2",
+            ]
+        )
+        == 0
+    )
+    printed = json.loads(capsys.readouterr().out)
+    meta = json.loads(Path(str(out) + ".json").read_text())
+    assert printed["sha256"] == meta["model_sha256"] == hashlib.sha256(out.read_bytes()).hexdigest()
+    assert meta["config"]["seed"] == 3 and meta["data"]["positives"]["holdout"] == 12
+
+
+def test_default_model_is_cached_by_recipe_and_ranks_demo_prose_above_demo_junk(tmp_path: Path) -> None:
+    from curation import demo
+    from filters.quality import default_model
+
+    path = default_model(str(tmp_path), n_docs=300)
+    mtime = Path(path).stat().st_mtime_ns
+    assert default_model(str(tmp_path), n_docs=300) == path and Path(path).stat().st_mtime_ns == mtime
+    assert default_model(str(tmp_path), n_docs=300, seed=1) != path
+    meta = json.loads(Path(path + ".json").read_text())
+    assert meta["metrics"]["holdout"]["auc"] > 0.95
+    # a demo pool the user would curate (another seed than the model's generator)
+    docs = [demo.make_doc(123, i, 400) for i in range(400)]
+    clean = [d.text for d in docs if d.category == "clean"]
+    junk = [d.text for d in docs if d.category in ("boilerplate", "spam", "lorem", "code")]
+    scorer = QualityScorer(path)
+    labels = np.r_[np.ones(len(clean), bool), np.zeros(len(junk), bool)]
+    assert roc_auc(labels, scorer.score_texts(clean + junk).to_numpy()) > 0.9
