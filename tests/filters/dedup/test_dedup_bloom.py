@@ -86,13 +86,35 @@ def words(prefix: str, n: int) -> str:
 # --------------------------------------------------------------------------- the filter
 
 
-def test_sizing_matches_the_closed_form():
+def _fp_by_simulation(bits_per_item: float, k: int, n_words: int = 4096) -> float:
+    """Monte-Carlo false-positive rate of a 64-bit-blocked filter (independent of the code under test)."""
+    rng = np.random.default_rng(1)
+    n = int(n_words * 64 / bits_per_item)
+    words = [0] * n_words
+    for _ in range(n):
+        w = int(rng.integers(n_words))
+        for b in rng.integers(0, 64, size=k):
+            words[w] |= 1 << int(b)
+    hits = 0
+    trials = 40_000
+    for _ in range(trials):
+        w = int(rng.integers(n_words))
+        m = 0
+        for b in rng.integers(0, 64, size=k):
+            m |= 1 << int(b)
+        hits += (words[w] & m) == m
+    return hits / trials
+
+
+def test_sizing_meets_the_target_rate():
     bits, k = bloom_size(1_000_000, 0.01)
-    assert abs(bits / 1_000_000 - (-math.log(0.01) / math.log(2) ** 2)) < 0.001  # 9.585 bits per item
-    assert k == 7
-    assert false_positive_rate(bits, k, 1_000_000) <= 0.0101
-    assert false_positive_rate(bits, k, 2_000_000) > 0.05  # overfilling degrades fast
+    assert 11.5 < bits / 1_000_000 < 12.5 and k == 6  # vs 9.59 bits, k=7 for a classic filter
+    assert false_positive_rate(bits, k, 1_000_000) <= 0.01
+    assert false_positive_rate(bits, k, 2_000_000) > 0.04  # overfilling degrades fast
+    simulated = _fp_by_simulation(bits / 1_000_000, k)
+    assert abs(simulated - 0.01) < 0.003, simulated  # the analytic rate matches a simulation
     assert bloom_size(10, 0.5)[0] == 64  # at least one word
+    assert bloom_size(2_000_000, 0.01)[0] >= 2 * bits - 64  # linear in the expected count
     with pytest.raises(ValueError):
         bloom_size(0, 0.01)
     with pytest.raises(ValueError):
@@ -111,7 +133,6 @@ def test_filter_has_no_false_negatives_and_the_target_fp_rate():
     fresh = rng.integers(0, 2**63, size=n, dtype=np.uint64) | np.uint64(1 << 63)
     fp = f.contains(fresh).mean()
     assert 0.006 < fp < 0.014, fp
-    assert abs(f.fill_ratio() - 0.5) < 0.02  # an optimally sized filter ends half full
 
 
 # --------------------------------------------------------------------------- rules on crafted inputs
@@ -152,7 +173,7 @@ def test_results_do_not_depend_on_batch_size_and_match_the_sequential_reference(
     texts = tables.column("text").to_pylist()
     ids = tables.column("id").to_pylist()
     whole = run_shard_stage(BloomDedupShard(fp_rate=1e-7), tables, batch_rows=400)
-    small = run_shard_stage(BloomDedupShard(fp_rate=1e-7), tables, batch_rows=7)
+    small = run_shard_stage(BloomDedupShard(fp_rate=1e-7), tables, batch_rows=37)
     assert whole == small
     ref_all = dict(zip(ids, reference_bff(texts, insert="all")))
     assert whole == ref_all

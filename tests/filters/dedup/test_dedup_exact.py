@@ -17,11 +17,22 @@ from .conftest import docs, write_shards
 
 
 def test_normalisation():
-    t = normalize_exact(pa.array(["Hello   World\n", "hello world", " HELLO\tWORLD ", "hello worlds"], pa.large_string()))
+    t = normalize_exact(
+        pa.array(["Hello   World\n", "hello world", " HELLO\tWORLD ", "hello worlds"], pa.large_string())
+    )
     v = t.to_pylist()
     assert v[0] == v[1] == v[2] != v[3]
     u = normalize_url(
-        pa.array(["https://www.Example.com/a/", "http://example.com/a#frag", "example.com/a", "", None, "https://x.org/A?q=1"])
+        pa.array(
+            [
+                "https://www.Example.com/a/",
+                "http://example.com/a#frag",
+                "example.com/a",
+                "",
+                None,
+                "https://x.org/A?q=1",
+            ]
+        )
     ).to_pylist()
     assert u[0] == u[1] == u[2] == "example.com/a"
     assert u[3] is None and u[4] is None
