@@ -189,6 +189,8 @@ def build_token_stream(
     resolved = [resolve_source(s) for s in specs]
     names = [source_name(s, i) for i, s in enumerate(specs)]
 
+    if cio.is_local(out_dir):
+        out_dir = os.path.abspath(out_dir)  # Ray workers may not share the driver's working directory
     manifest_path = cio.join(out_dir, MANIFEST)
     if cio.exists(manifest_path):
         if not overwrite:
@@ -198,6 +200,10 @@ def build_token_stream(
             _rm(cio.join(out_dir, f["name"]))
         _rm(manifest_path)
     cio.makedirs(out_dir)
+    # stream files without a manifest are the leftovers of an interrupted build: ours by name, remove them
+    fs, root = cio.fs_path(out_dir)
+    for stale in fs.glob(root.rstrip("/") + "/tokens-*.arrow*"):
+        fs.rm(stale)
 
     sp, tok, model = load_tokenizer(tokenizer_model, eos_id=eos_id)
     del sp

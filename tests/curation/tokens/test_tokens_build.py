@@ -334,3 +334,15 @@ def test_bucket_count_follows_the_memory_bound(unshuffled, corpus, tokenizer, ra
     n = plain["num_windows"]
     assert m["num_buckets"] == len(m["files"]) == -(-n // 10)  # ceil(total bytes / bound)
     assert _row_counter(_rows(str(tmp_path))) == _row_counter(_rows(plain_out))
+
+
+def test_leftovers_of_an_interrupted_build_are_removed(corpus, tokenizer, ray_session, tmp_path, monkeypatch):
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "tokens-00007-of-00009.arrow").write_bytes(b"half a file")
+    (out / "tokens-00000-of-00001.arrow.tmp-1234abcd").write_bytes(b"tmp")
+    (out / "notes.txt").write_text("the user's")
+    monkeypatch.chdir(tmp_path)
+    m = build_token_stream([corpus["code"]], "o", tokenizer, seq_len=SEQ, num_shards=1)  # a relative out_dir
+    assert sorted(os.listdir(out)) == sorted(["notes.txt", "manifest.json", "build.json", "tokenizer.model"]
+                                             + [f["name"] for f in m["files"]])  # fmt: skip
