@@ -47,19 +47,22 @@ def split(texts: pa.Array, pattern: str, *, regex: bool = False) -> tuple[pa.Arr
 
 def split_whitespace(texts: pa.Array) -> tuple[pa.Array, np.ndarray]:
     """``str.split()`` for every text (Unicode whitespace, no empty tokens)."""
-    lists = pc.utf8_split_whitespace(texts)
-    values, parents = flatten(lists)
-    nonempty = pc.greater(pc.binary_length(values), 0)
-    if pc.all(nonempty).as_py() is False:  # leading/trailing whitespace yields empty tokens
-        mask = nonempty.to_numpy(zero_copy_only=False)
-        values = values.filter(nonempty)
+    # Arrow yields empty tokens for leading/trailing whitespace; trimmed texts only
+    # yield one, for a text that is empty or all whitespace.
+    trimmed = pc.utf8_trim_whitespace(texts)
+    values, parents = flatten(pc.utf8_split_whitespace(trimmed))
+    empty_docs = np.nonzero(as_numpy(pc.equal(pc.binary_length(trimmed), 0)))[0]
+    if len(empty_docs):
+        mask = ~np.isin(parents, empty_docs)
+        values = values.filter(pa.array(mask))
         parents = parents[mask]
     return values, parents
 
 
 def splitlines(texts: pa.Array) -> tuple[pa.Array, np.ndarray]:
     """``str.splitlines()`` for every text: no trailing empty line, "" gives no line."""
-    values, parents = split(texts, SPLITLINES_PATTERN, regex=True)
+    special = pc.any(pc.match_substring_regex(texts, "[\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")).as_py()
+    values, parents = split(texts, SPLITLINES_PATTERN, regex=True) if special else split(texts, "\n")
     # str.splitlines drops the empty piece after a final line break and returns [] for "".
     n = len(values)
     if n == 0:

@@ -31,6 +31,12 @@ TERMINAL_PUNCTUATION = (
 )  # fmt: skip
 
 
+def _ends_with_any(suffixes: Sequence[str]) -> str:
+    """An RE2 pattern matching strings that end with one of ``suffixes``."""
+    alts = sorted({"".join(f"\\x{{{ord(c):x}}}" for c in s) for s in suffixes}, key=lambda a: (-len(a), a))
+    return "(?:" + "|".join(alts) + ")$"
+
+
 class FineWebQuality(Filter):
     name = "fineweb_quality"
 
@@ -74,9 +80,7 @@ class FineWebQuality(Filter):
         rb.set(n_lines == 0, "fineweb:empty")
         with np.errstate(invalid="ignore", divide="ignore"):
             if self.line_punct_thr is not None:
-                ends = np.zeros(len(lines), dtype=bool)
-                for c in self.stop_chars:
-                    ends |= A.as_numpy(pc.ends_with(lines, c))
+                ends = A.as_numpy(pc.match_substring_regex(lines, _ends_with_any(self.stop_chars)))
                 ratio = A.per_doc(lp, n, ends) / n_lines
                 bad = ratio < self.line_punct_thr
                 if self.line_punct_exclude_zero:

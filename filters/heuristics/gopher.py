@@ -292,9 +292,19 @@ class _NGrams:
         self.key = _dense(parents * self.ndict + codes)
 
     def advance(self) -> None:
-        """Extend keys from n-grams to (n+1)-grams (valid where the window fits)."""
+        """Extend keys from n-grams to (n+1)-grams.
+
+        An (n+1)-gram can only repeat if the n-gram it starts with repeats, so
+        positions whose n-gram occurs once are pruned (key -1, "occurs once"), as
+        are windows that run past the document end. Most of a page's n-grams are
+        unique, so the arrays shrink quickly with n.
+        """
         n = self.n + 1
-        idx = np.nonzero(self.remaining >= n)[0]
+        live = self.key >= 0
+        counts = np.bincount(self.key[live]) if live.any() else np.zeros(0, np.int64)
+        keep = live & (self.remaining >= n)
+        keep[keep] = counts[self.key[keep]] > 1
+        idx = np.nonzero(keep)[0]
         new = np.full(len(self.codes), -1, dtype=np.int64)
         if len(idx):
             new[idx] = _dense(self.key[idx] * self.ndict + self.codes[idx + n - 1])
@@ -444,6 +454,9 @@ class GopherRepetition(Filter):
                 g.advance()
             valid = np.nonzero(g.key >= 0)[0]
             if len(valid) == 0:
+                if kind == "top" and self.variant == "datatrove":
+                    value = self._first_window_value(g, k, n_docs, np.zeros(n_docs, dtype=bool))
+                    self._mark(reasons, value, denom, frac, f"top_{k}_gram")
                 continue
             ids = g.key[valid]  # dense ids, document-major (ids of one document are contiguous)
             counts = np.bincount(ids)
@@ -456,11 +469,25 @@ class GopherRepetition(Filter):
             else:
                 value = self._dup_value(g, valid, ids, counts, k, n_docs, denom, frac, wp)
                 label = f"dup_{k}_gram"
-            pending = np.array([r is None for r in reasons], dtype=bool)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                hit = (value / denom > frac) & pending
-            reasons[hit] = "gopher_rep:" + label
+            self._mark(reasons, value, denom, frac, label)
         return reasons.tolist()
+
+    @staticmethod
+    def _mark(reasons: np.ndarray, value: np.ndarray, denom: np.ndarray, frac: float, label: str) -> None:
+        pending = np.array([r is None for r in reasons], dtype=bool)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            hit = (value / denom > frac) & pending
+        reasons[hit] = "gopher_rep:" + label
+
+    @staticmethod
+    def _first_window_value(g: _NGrams, k: int, n_docs: int, has_repeat: np.ndarray) -> np.ndarray:
+        """datatrove, no repeated k-gram: Counter.most_common(1) is the first k-gram (count 1)."""
+        value = np.zeros(n_docs, dtype=np.float64)
+        docs = np.nonzero(~has_repeat & (g.doc_len >= k))[0]
+        if len(docs):
+            starts = g.doc_start[docs]
+            value[docs] = g.cum[starts + k] - g.cum[starts] + (k - 1)
+        return value
 
     def _top_value(self, g: _NGrams, first_pos, udoc, counts, k, n_docs) -> np.ndarray:
         value = np.zeros(n_docs, dtype=np.float64)
@@ -470,10 +497,15 @@ class GopherRepetition(Filter):
         maxc = np.maximum.reduceat(counts, starts)
         tied = counts == np.repeat(maxc, np.diff(np.r_[starts, len(udoc)]))
         if self.variant == "datatrove":
-            # Counter.most_common(1): highest count, ties -> first inserted; len(" ".join(ngram))
+            # Counter.most_common(1): highest count, ties -> first inserted; len(" ".join(ngram)).
+            # Only repeated n-grams survive pruning; documents without one use their first n-gram.
             big = np.iinfo(np.int64).max
             pos = np.minimum.reduceat(np.where(tied, first_pos, big), starts)  # earliest among the ties
-            value[docs] = (g.window_chars(pos) + (k - 1)) * counts[g.key[pos]]
+            rep = maxc > 1
+            value[docs[rep]] = (g.window_chars(pos[rep]) + (k - 1)) * maxc[rep]
+            has_repeat = np.zeros(n_docs, dtype=bool)
+            has_repeat[docs[rep]] = True
+            value += GopherRepetition._first_window_value(g, k, n_docs, has_repeat)
         else:
             # DCLM: most common count (> 1), the longest n-gram (in word chars) among the ties
             longest = np.maximum.reduceat(np.where(tied, chars, 0.0), starts)
@@ -482,11 +514,13 @@ class GopherRepetition(Filter):
 
     def _dup_value(self, g, valid, ids, counts, k, n_docs, denom, frac, wp) -> np.ndarray:
         # words covered by any n-gram occurring more than once (vectorised)
-        rep = valid[counts[ids] > 1]
-        w = len(g.codes)
-        diff = np.bincount(rep, minlength=w + 1) - np.bincount(rep + k, minlength=w + 1)
-        covered = np.cumsum(diff[:-1]) > 0
-        covered_chars = np.bincount(wp, weights=g.wlen * covered, minlength=n_docs).astype(np.float64)
+        rep = valid[counts[ids] > 1]  # ascending start positions of repeated n-grams
+        # characters of the union of the windows [j, j + k): clip each window at the next start
+        ends = rep + k
+        if len(rep) > 1:
+            ends[:-1] = np.minimum(ends[:-1], rep[1:])
+        covered_chars = np.bincount(wp[rep], weights=(g.cum[ends] - g.cum[rep]).astype(np.float64),
+                                    minlength=n_docs)
         if self.variant == "dclm":
             return covered_chars
         # datatrove's greedy scan counts disjoint repeated windows, so it is <= covered_chars:
@@ -502,7 +536,9 @@ class GopherRepetition(Filter):
             total, i, m = 0, 0, len(keys)
             while i < m:
                 key = keys[i]
-                if key in seen:
+                if key < 0:  # an n-gram that occurs once in the document
+                    i += 1
+                elif key in seen:
                     total += int(cum[s + i + k] - cum[s + i])
                     i += k
                 else:
