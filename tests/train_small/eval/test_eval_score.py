@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-SHARED = Path(__file__).resolve().parents[3] / ".." / "shared" / "data"
+ROOT = Path(__file__).resolve().parents[3]
+SHARED = ROOT / ".." / "shared" / "data"
 EVAL_DIR = SHARED / "eval"
 TEXT_DIR = SHARED / "corpora" / "text"
 
@@ -80,3 +81,22 @@ def test_score_writes_complete_result_and_is_deterministic(stream):
     # another seed trains another model
     c = _score(stream, "c", seed=1)
     assert c["heldout"]["domains"]["wiki"]["loss"] != wiki["loss"]
+
+
+def test_score_cli_default_heldout_is_fresh_clean_prose(stream):
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("score_cli_under_test", ROOT / "pipelines" / "score.py")
+    cli = importlib.util.module_from_spec(spec)
+    sys.modules["score_cli_under_test"] = cli
+    spec.loader.exec_module(cli)
+    out = stream / "cli"
+    assert cli.run(["--data", str(stream / "tokens"), "--out", str(out), "--max-steps", "3"]) == 0
+    res = json.loads((out / "result.json").read_text())
+    dom = res["heldout"]["domains"]["demo_clean"]
+    assert dom["docs"] == cli.DEFAULT_HELDOUT_DOCS and dom["tokens"] > 10_000
+    assert res["train"]["step"] == 3 and "tasks" not in res  # no --eval-dir: no tasks
+    first = (out / "heldout_default" / "demo_clean.jsonl").read_bytes()
+    assert cli.default_heldout(str(stream / "cli2")) and (stream / "cli2" / "heldout_default" / "demo_clean.jsonl"
+                                                          ).read_bytes() == first  # fmt: skip
