@@ -132,6 +132,8 @@ def write_stream(path: str, windows_iter: Any, seq_len: int, dtype: np.dtype) ->
                 if len(w):
                     writer.write_batch(windows_batch(w, schema))
                     rows += len(w)
+            if rows == 0:  # one empty batch: HF datasets cannot open a stream without any
+                writer.write_batch(windows_batch(np.empty((0, seq_len + 1), dtype=dtype), schema))
     return rows
 
 

@@ -109,3 +109,14 @@ def test_inconsistent_streams_are_refused(stream, tmp_path):
         TokenStream(str(bad))
     with pytest.raises(ValueError, match="rank"):
         TokenStream(stream, rank=2, world_size=2)
+
+
+def test_an_empty_bucket_file_still_opens(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    from curation.tokens.shuffle import write_stream
+
+    path = str(tmp_path / "tokens-00000-of-00001.arrow")
+    assert write_stream(path, iter([]), SEQ, np.dtype(np.uint32)) == 0
+    ds = datasets.Dataset.from_file(path)
+    assert ds.num_rows == 0 and ds.features["tokens"].length == SEQ + 1
+    assert pa.ipc.open_stream(pa.memory_map(path)).read_all().num_rows == 0
