@@ -59,6 +59,14 @@ def split_whitespace(texts: pa.Array) -> tuple[pa.Array, np.ndarray]:
     return values, parents
 
 
+def word_counts(strings: pa.Array) -> np.ndarray:
+    """``len(s.split())`` for every string (Arrow's split yields empty edge tokens: trimmed first)."""
+    trimmed = pc.utf8_trim_whitespace(strings)
+    counts = as_numpy(pc.list_value_length(pc.utf8_split_whitespace(trimmed))).astype(np.int64)
+    counts[as_numpy(pc.equal(pc.binary_length(trimmed), 0))] = 0
+    return counts
+
+
 def splitlines(texts: pa.Array) -> tuple[pa.Array, np.ndarray]:
     """``str.splitlines()`` for every text: no trailing empty line, "" gives no line."""
     special = pc.any(pc.match_substring_regex(texts, "[\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")).as_py()

@@ -112,7 +112,7 @@ class RefinedWebLineFilter(Mapper):
         if self.remove_counters:
             keep &= ~A.as_numpy(pc.match_substring_regex(pc.utf8_lower(lines), COUNTER_RE))
         if self.min_line_words is not None:
-            n_words = A.as_numpy(pc.list_value_length(pc.utf8_split_whitespace(lines)))
+            n_words = A.word_counts(lines)
             keep &= ~nonempty | (n_words >= self.min_line_words)
         for phrase, where in self.boilerplate:
             body = _escape_re2(phrase)
@@ -120,7 +120,7 @@ class RefinedWebLineFilter(Mapper):
             new = pc.replace_substring_regex(lines, pattern[where], "")
             changed = A.as_numpy(pc.not_equal(new, lines))
             if self.boilerplate_max_words is not None:
-                n_words = A.as_numpy(pc.list_value_length(pc.utf8_split_whitespace(lines)))
+                n_words = A.word_counts(lines)
                 changed &= n_words <= self.boilerplate_max_words
             if not changed.any():
                 continue
