@@ -23,6 +23,12 @@ def init_ray(address: str | None = None, num_workers: int | None = None, dashboa
     # Auth: we leave RAY_AUTH_MODE as the user set it. Unset, Ray 2.60 turns token
     # authentication on for a new local cluster (token in ~/.ray/auth_token) and
     # uses the same token file when joining; we keep that default on purpose.
+    # Ray's C++ side reads the mode once, when ray is imported: if the variable was
+    # set after that (by a caller), refresh it so the driver and the servers agree.
+    if os.environ.get("RAY_AUTH_MODE"):
+        from ray._raylet import Config
+
+        Config.initialize("")
     # Workers import our packages from the driver's working directory.
     env = {"env_vars": {"PYTHONPATH": os.pathsep.join(p for p in [os.getcwd(), os.environ.get("PYTHONPATH")] if p)}}
     if address:

@@ -216,7 +216,10 @@ def test_kill_worker_and_driver_then_rerun_equals_clean_run(tmp_path):
     pids = tmp_path / "pids"
     script = tmp_path / "driver.py"
     script.write_text(DRIVER.format(root=ROOT, inp=str(inp), secs=0.25, pids=str(pids)))
-    env = {**os.environ, "PYTHONPATH": ROOT}
+    # the drivers' embedded Ray lives under its own temp dir, so that the processes a
+    # killed driver leaves behind can be found and stopped at the end
+    ray_tmp = f"/tmp/ray_kill_{os.getpid()}"
+    env = {**os.environ, "PYTHONPATH": ROOT, "RAY_TMPDIR": ray_tmp}
 
     def start(out):
         return subprocess.Popen([sys.executable, str(script), str(out)], env=env, cwd=ROOT,
@@ -265,3 +268,10 @@ def test_kill_worker_and_driver_then_rerun_equals_clean_run(tmp_path):
     assert digests(crashed) == digests(clean)
     leftovers = [f for f in os.listdir(crashed / "data") if ".tmp-" in f]
     assert leftovers == []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if ray_tmp.encode() in f.read():
+                    os.kill(int(pid), signal.SIGKILL)
+        except OSError:
+            pass
