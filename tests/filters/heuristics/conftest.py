@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import json
 import re
 
 import pyarrow as pa
 import pytest
 
+from curation.schema import docs_table
 from tests.filters.heuristics.realdata import available, load_real_docs
 from tests.filters.heuristics.synthetic import synthetic_docs
 
@@ -33,6 +35,11 @@ def _demo_pool() -> pa.Table | None:
         demo = importlib.import_module("curation.demo")
     except ImportError:
         return None
+    if hasattr(demo, "make_doc"):  # curation/demo.py: every document is a pure function of (seed, index)
+        n = 1500
+        docs = [demo.make_doc(0, i, n) for i in range(n)]
+        meta = [json.dumps({"category": d.category, "lang": d.lang}) for d in docs]
+        return docs_table([f"demo/{i}" for i in range(n)], [d.text for d in docs], "demo", None, meta)
     for fname in ("demo_docs", "make_demo_docs", "demo_table", "generate_docs"):
         fn = getattr(demo, fname, None)
         if fn is None:

@@ -92,3 +92,20 @@ def test_fineweb_bounds():
     long = "x" * 31
     assert reasons(g, "\n".join(["short."] * 67 + [long] * 33), "\n".join(["short."] * 68 + [long] * 32)) == [
         None, "fineweb:short_line_ratio"]  # fmt: skip
+
+
+def test_demo_pool_categories(demo_pool):  # noqa: ANN001
+    """The demo pool's planted categories end up where a DCLM-style chain should put them."""
+    import json
+    from collections import Counter
+
+    kept, _ = run(refinedweb_stages() + c4_stages(), demo_pool)
+    kept_ids = set(kept.column("id").to_pylist())
+    cats = [json.loads(m)["category"] for m in demo_pool.column("metadata").to_pylist()]
+    total, survived = Counter(cats), Counter(c for c, i in zip(cats, demo_pool.column("id").to_pylist())
+                                             if i in kept_ids)  # fmt: skip
+    rate = {c: survived[c] / total[c] for c in total}
+    assert rate["clean"] >= 0.8, rate
+    for c in ("boilerplate", "spam", "short", "non_english", "lorem", "code", "repeated", "bullets"):
+        if total[c] >= 5:
+            assert rate[c] <= 0.1, (c, rate)
