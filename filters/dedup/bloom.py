@@ -500,8 +500,12 @@ class BloomDedup(GlobalStage):
         self._cache: tuple[str, dict[str, tuple[str, list[int]]]] | None = None
 
     def _cfg(self) -> dict[str, Any]:
-        return {"ngram_size": self.ngram_size, "min_ngram_size": self.min_ngram_size, "batch_size": self.batch_size,
-                "num_actors": self.num_actors}
+        return {
+            "ngram_size": self.ngram_size,
+            "min_ngram_size": self.min_ngram_size,
+            "batch_size": self.batch_size,
+            "num_actors": self.num_actors,
+        }
 
     def fit(self, ctx: GlobalContext) -> dict[str, Any]:
         import ray

@@ -3,8 +3,9 @@
 Map (one task per shard): hash every document's key (text after
 :func:`~filters.dedup.hashing.normalize_exact`, or URL after
 :func:`~filters.dedup.hashing.normalize_url`) to 128 bits (two independent
-64-bit SipHashes; a collision among 10**12 documents has probability ~1e-15) and
-write ``(h1, h2, node)`` to one file per hash-range partition.
+64-bit hashes; a collision among 10**12 documents has probability ~1e-15) and
+write ``(h1, h2, node)`` to one file per hash-range partition. The text key is
+hashed as its word sequence (:func:`text_key_hashes`), which needs no regex pass.
 Reduce (one task per partition): sort, keep the smallest node of every group of
 equal hashes (the first copy in corpus order, see :mod:`filters.dedup.common`),
 list the others for removal. A last task per shard gathers its removal list.
@@ -26,6 +27,7 @@ import math
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from curation import io
@@ -47,11 +49,29 @@ from .common import (
     workdir_of,
     write_removals,
 )
-from .hashing import hash_strings, normalize_exact, normalize_url
+from .hashing import as_large_string, hash_strings, normalize_url, range_hashes, split_words
 
 logger = logging.getLogger(__name__)
 
 TOP_CLUSTERS = 10
+
+
+def text_key_hashes(text: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """Two independent 64-bit hashes of each document's word sequence after NFC + lower case.
+
+    Equal for two documents exactly when :func:`~filters.dedup.hashing.normalize_exact`
+    gives equal strings (same words, whitespace ignored), barring a 128-bit collision.
+    Each distinct word is hashed once per batch; the sequence hash is a prefix-sum polynomial.
+    """
+    norm = pc.utf8_lower(pc.utf8_normalize(as_large_string(text), "NFC"))
+    offsets, words = split_words(norm)
+    enc = pc.dictionary_encode(words)
+    codes = enc.indices.to_numpy(zero_copy_only=False)
+    out = []
+    for k in ("exact-dedup-k-01", "exact-dedup-k-02"):
+        wh = hash_strings(enc.dictionary, k)[codes] if len(codes) else np.zeros(0, np.uint64)
+        out.append(range_hashes(wh, offsets[:-1], offsets[1:]))
+    return out[0], out[1]
 
 
 def _map_exact(
@@ -61,15 +81,19 @@ def _map_exact(
     row = 0
     for batch in io.iter_parquet_batches(shard.path, batch_size=batch_size, columns=[key]):
         col = batch.column(0)
-        norm = normalize_exact(col) if key == "text" else normalize_url(col)
-        valid = pc.is_valid(norm).to_numpy(zero_copy_only=False)
-        nodes = node_ids(shard_idx, row, len(norm))
-        row += len(norm)
-        if not valid.all():
-            norm = norm.filter(pc.is_valid(norm))
-            nodes = nodes[valid]
-        h1s.append(hash_strings(norm, "exact-dedup-k-01"))
-        h2s.append(hash_strings(norm, "exact-dedup-k-02"))
+        nodes = node_ids(shard_idx, row, len(col))
+        row += len(col)
+        if key == "text":
+            h1, h2 = text_key_hashes(col)
+        else:
+            norm = normalize_url(col)
+            valid = pc.is_valid(norm).to_numpy(zero_copy_only=False)
+            if not valid.all():
+                norm = norm.filter(pc.is_valid(norm))
+                nodes = nodes[valid]
+            h1, h2 = hash_strings(norm, "exact-dedup-k-01"), hash_strings(norm, "exact-dedup-k-02")
+        h1s.append(h1)
+        h2s.append(h2)
         ns.append(nodes)
     h1 = np.concatenate(h1s) if h1s else np.zeros(0, np.uint64)
     h2 = np.concatenate(h2s) if h2s else np.zeros(0, np.uint64)

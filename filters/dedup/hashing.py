@@ -55,7 +55,7 @@ def as_large_string(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
 
 
 def normalize_exact(text: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """Exact-dedup normalisation: NFC, lower case, runs of whitespace -> one space, trimmed.
+    """Exact-dedup normalisation: NFC, lower case, runs of (Unicode) whitespace -> one space, trimmed.
 
     Two documents are exact duplicates when these strings are equal: copies that
     differ only in case or layout (re-wrapped lines, trailing spaces) collapse.
@@ -63,7 +63,7 @@ def normalize_exact(text: pa.Array | pa.ChunkedArray) -> pa.Array:
     t = as_large_string(text)
     t = pc.utf8_normalize(t, "NFC")
     t = pc.utf8_lower(t)
-    t = pc.replace_substring_regex(t, r"\s+", " ")
+    t = pc.replace_substring_regex(t, r"[\s\v\x{85}\p{Z}]+", " ")
     return pc.utf8_trim_whitespace(t)
 
 

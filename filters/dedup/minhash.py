@@ -523,7 +523,8 @@ class MinHashDedup(RemovalListStage):
         )
         plots = []
         if self.measure_curve and shards:
-            sample = io.read_parquet(shards[0].path, columns=["text"]).column("text").slice(0, 200).to_pylist()
+            first = next(io.iter_parquet_batches(shards[0].path, batch_size=200, columns=["text"]), None)
+            sample = first.column(0).to_pylist() if first is not None else []
             curve = measure_s_curve(
                 sample,
                 self.ngram_size,

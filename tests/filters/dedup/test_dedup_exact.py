@@ -9,7 +9,7 @@ import pytest
 
 from curation.io import read_parquet
 from curation.stage import GlobalContext, ShardContext
-from filters.dedup.exact import ExactDedup
+from filters.dedup.exact import ExactDedup, text_key_hashes
 from filters.dedup.hashing import normalize_exact, normalize_url
 from filters.dedup.synthetic import generate_shard
 
@@ -37,6 +37,28 @@ def test_normalisation():
     assert u[0] == u[1] == u[2] == "example.com/a"
     assert u[3] is None and u[4] is None
     assert u[5] == "x.org/a?q=1"
+
+
+def test_text_key_hashes_agree_with_the_normalised_string():
+    texts = [
+        "Hello   World\n",
+        "hello world",
+        " HELLO\tWORLD ",
+        "hello\u00a0world",
+        "hello worlds",
+        "",
+        "   ",
+        "ÉCOLE été",
+        "e\u0301cole e\u0301te\u0301",
+        "world hello",
+        "hello world hello world",
+    ]
+    texts += generate_shard(0, 200, seed=1, exact_frac=0.2, near_frac=0.1).column("text").to_pylist()
+    h1, h2 = text_key_hashes(pa.array(texts, pa.large_string()))
+    norm = normalize_exact(pa.array(texts, pa.large_string())).to_pylist()
+    for i in range(len(texts)):
+        for j in range(i + 1, len(texts)):
+            assert (norm[i] == norm[j]) == (h1[i] == h1[j]) == (h2[i] == h2[j]), (texts[i][:40], texts[j][:40])
 
 
 def _fit(stage, shards, tmp_path, name, workers):
