@@ -226,8 +226,9 @@ class TopFractionSelect(GlobalStage):
             raise ValueError("max_candidates must be >= 1")
         self.fraction = float(fraction)
         self.column = column
-        self.max_candidates = int(max_candidates)
-        self.plot = plot
+        # neither changes which documents are kept (tested), so they stay out of the recipe hash
+        self._max_candidates = int(max_candidates)
+        self._plot = plot
 
     # -- fit -----------------------------------------------------------------------------------
     def fit(self, ctx: GlobalContext) -> dict[str, Any]:
@@ -283,7 +284,7 @@ class TopFractionSelect(GlobalStage):
             "by_source": by_source,
         }
         plots = []
-        if self.plot and names:
+        if self._plot and names:
             plots.append(_plot(hists, threshold, self.fraction, cio.join(workdir, "quality_score_hist.png")))
         logger.info(
             "top fraction %.4f of %d docs: keep %d, threshold score %s, %d passes",
@@ -331,7 +332,7 @@ class TopFractionSelect(GlobalStage):
         candidates = n_total
         passes = 0
         for d in range(_N_DIGITS):
-            if candidates <= self.max_candidates:
+            if candidates <= self._max_candidates:
                 break
             if d > 0:
                 hist = np.sum(_run(_pass_hist, [(kp, prefix, d) for kp in key_paths], num_workers), axis=0)
