@@ -5,9 +5,10 @@ A *text source* is any of:
 * a path (local or fsspec URL) to a ``.jsonl`` / ``.json`` file (optionally ``.gz``,
   ``.zst``, ``.bz2``, ``.xz``), a ``.parquet`` file, or a ``.txt`` file (the whole
   file is one document);
-* a directory, read recursively: our run outputs (directories of parquet files with
-  a ``text`` column) work as they are; parquet files without the text column
-  (dropped-row records, stats) are skipped and listed;
+* a directory, read recursively (bare ``.json`` files in it are taken for metadata
+  and ignored): our run outputs work as they are — the root of a run (it holds
+  ``run.json``) means its final ``data/`` parquet files; parquet files without the
+  text column (dropped-row records) are skipped and listed;
 * a list of such paths;
 * an in-memory ``pyarrow.Table`` with a text column, or a ``pyarrow.Array`` /
   ``ChunkedArray`` of strings.
@@ -63,7 +64,11 @@ def _is_data_file(path: str) -> bool:
 def _list_files(spec: str) -> list[str]:
     fs, p = cio.fs_path(spec)
     if fs.isdir(p):
-        files = [f for f in cio.expand(spec) if _is_data_file(f)]
+        if fs.exists(p.rstrip("/") + "/run.json") and fs.isdir(p.rstrip("/") + "/data"):
+            # the root of one of our runs: only its final documents (not phases/, dropped/, stats/)
+            spec = cio.join(spec, "data")
+        # bare .json files inside a directory are metadata (stats, manifests), not documents
+        files = [f for f in cio.expand(spec) if _is_data_file(f) and not f.endswith(".json")]
         if not files:
             raise ValueError(f"no jsonl/parquet/txt files under {spec}")
         return files

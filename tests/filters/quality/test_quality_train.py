@@ -200,3 +200,22 @@ def test_default_model_is_cached_by_recipe_and_ranks_demo_prose_above_demo_junk(
     scorer = QualityScorer(path)
     labels = np.r_[np.ones(len(clean), bool), np.zeros(len(junk), bool)]
     assert roc_auc(labels, scorer.score_texts(clean + junk).to_numpy()) > 0.9
+
+
+def test_a_run_directory_means_its_final_documents(tmp_path: Path) -> None:
+    from filters.quality.data import load_texts
+
+    run = tmp_path / "run"
+    for sub in ("data", "phases/p0", "dropped/p0", "stats/p0"):
+        (run / sub).mkdir(parents=True)
+    (run / "run.json").write_text(json.dumps({"recipe": "x"}))
+    pq.write_table(pa.table({"id": ["a", "b"], "text": ["kept one", "kept two"]}), run / "data" / "s0.parquet")
+    pq.write_table(
+        pa.table({"id": ["a", "b", "c"], "text": ["kept one", "kept two", "gone"]}),
+        run / "phases" / "p0" / "s0.parquet",
+    )
+    pq.write_table(pa.table({"id": ["c"], "reason": ["dup"]}), run / "dropped" / "p0" / "s0.parquet")
+    (run / "stats" / "p0" / "s0.json").write_text(json.dumps({"in": 3}, indent=1))
+    loaded = load_texts(str(run))
+    assert loaded.texts == ["kept one", "kept two"] and loaded.skipped == {}
+    assert sorted(load_texts(str(run / "phases")).texts) == ["gone", "kept one", "kept two"]
