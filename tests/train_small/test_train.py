@@ -177,3 +177,26 @@ def test_gpu_fused_path_trains_like_reference_path(learnable_stream, tmp_path):
     assert fused["loss"] < 0.5 * a[1]
     meta = json.loads((tmp_path / "f" / "run.json").read_text())
     assert meta["model_config"]["use_kernels"] is True
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the GPU test above covers the kernel path on CUDA")
+def test_kernel_path_in_the_trainer_matches_reference_path_on_cpu(learnable_stream, tmp_path):
+    """End to end through the trainer (accumulation, clipping, AdamW) with the Triton kernels run by Triton's
+    interpreter (TRITON_INTERPRET=1, set by conftest): fp32 losses agree with the reference path. ~2.5 min."""
+    import os
+
+    assert os.environ.get("TRITON_INTERPRET") == "1"
+    r = dataclasses.replace(get_recipe("tiny"), total_tokens=3 * 8 * 64)
+    train(dataclasses.replace(r, use_kernels=True), learnable_stream, tmp_path / "k", device="cpu", tensorboard=False)
+    train(dataclasses.replace(r, use_kernels=False), learnable_stream, tmp_path / "r", device="cpu", tensorboard=False)
+    a, b = _losses(tmp_path / "k"), _losses(tmp_path / "r")
+    assert a.keys() == b.keys() and all(a[k] == pytest.approx(b[k], rel=1e-5) for k in a)
+
+
+def test_module_entry_point_help():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "train_small", "--help"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "--recipe" in out.stdout and "--data" in out.stdout
