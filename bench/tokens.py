@@ -192,8 +192,10 @@ def main() -> None:
         else:
             parts = [texts[i::procs] for i in range(procs)]
             t0 = time.perf_counter()
-            with multiprocessing.get_context("fork").Pool(procs) as pool:
-                res = pool.starmap(raw_sentencepiece, [(model, p) for p in parts])
+            pool = multiprocessing.get_context("fork").Pool(procs)
+            res = pool.starmap(raw_sentencepiece, [(model, p) for p in parts])
+            pool.close()  # close + join, not terminate: no SIGTERM to the workers
+            pool.join()
             wall_s = (time.perf_counter() - t0) * procs
             cpu_s, n = sum(r[1] for r in res), sum(r[2] for r in res)
         print(
