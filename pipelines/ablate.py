@@ -85,23 +85,30 @@ class Mix:
     blocks: tuple[str, ...]  # from pipelines/baseline.py BLOCKS, in order; () = the raw pool
     weights: tuple[tuple[str, float], ...] | str | None = None  # ((source, w), ...), "uniform", or natural
     description: str = ""
+    recipe_args: tuple[str, ...] = ()  # extra pipelines/baseline.py flags for this mix's curation
 
     @property
     def curation_key(self) -> str:
-        return "raw" if not self.blocks else "+".join(self.blocks)
+        key = "raw" if not self.blocks else "+".join(self.blocks)
+        if self.recipe_args:
+            key += "~" + hashlib.sha256(json.dumps(list(self.recipe_args)).encode()).hexdigest()[:8]
+        return key
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["weights"] = dict(self.weights) if isinstance(self.weights, tuple) else self.weights
+        d["recipe_args"] = list(self.recipe_args)
         return d
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Mix:
         w = d.get("weights")
         w = tuple(sorted((str(k), float(v)) for k, v in w.items())) if isinstance(w, dict) else w
-        return cls(d["name"], tuple(d.get("blocks", ())), w, d.get("description", ""))
+        args = tuple(str(a) for a in d.get("recipe_args", ()))
+        return cls(d["name"], tuple(d.get("blocks", ())), w, d.get("description", ""), args)
 
 
+#: mixes run by default (the ablation ladder of the DCLM paper, plus a source re-weighting)
 DEFAULT_MIXES: dict[str, Mix] = {
     m.name: m
     for m in [
@@ -119,6 +126,20 @@ DEFAULT_MIXES: dict[str, Mix] = {
 }
 
 
+#: further named mixes (``--mixes`` accepts any of KNOWN_MIXES)
+KNOWN_MIXES: dict[str, Mix] = DEFAULT_MIXES | {
+    m.name: m
+    for m in [
+        Mix(
+            "baseline-top30",
+            ("heuristics", "dedup", "quality"),
+            description="the baseline keeping the top 30% by quality (10% of a small pool is very little text)",
+            recipe_args=("--quality-top-fraction", "0.3"),
+        ),
+    ]
+}
+
+
 # --------------------------------------------------------------------------------------- held-out split
 
 
@@ -131,12 +152,15 @@ def _baseline():
     return baseline
 
 
-def curation_stages(blocks: tuple[str, ...], run_dir: str, args: argparse.Namespace) -> list:
-    """The stages of pipelines/baseline.py for ``blocks``, with its defaults."""
+def curation_stages(
+    blocks: tuple[str, ...], run_dir: str, args: argparse.Namespace, recipe_args: tuple[str, ...] = ()
+) -> list:
+    """The stages of pipelines/baseline.py for ``blocks``, with its defaults (then --baseline-arg, then the mix's)."""
     if not blocks:
         return []
     b = _baseline()
-    bargs = b.build_parser().parse_args(["-o", run_dir, "--blocks", ",".join(blocks)] + list(args.baseline_args))
+    flags = ["-o", run_dir, "--blocks", ",".join(blocks)] + list(args.baseline_args) + list(recipe_args)
+    bargs = b.build_parser().parse_args(flags)
     return b.build_recipe(bargs)
 
 
@@ -255,11 +279,11 @@ def curate(args: argparse.Namespace, mixes: list[Mix], inputs: list) -> dict[str
 
     runs: dict[str, str] = {}
     keys = ["raw"] + [m.curation_key for m in mixes]
-    blocks_of = {"raw": ()} | {m.curation_key: m.blocks for m in mixes}
+    spec_of = {"raw": ((), ())} | {m.curation_key: (m.blocks, m.recipe_args) for m in mixes}
     for key in dict.fromkeys(keys):
-        run_dir = os.path.join(args.output, "curated", key.replace("+", "_"))
+        run_dir = os.path.join(args.output, "curated", key.replace("+", "_").replace("~", "-"))
         stages = [HoldoutSplit(args.heldout_fraction, args.seed, keep="train")]
-        stages += curation_stages(blocks_of[key], run_dir, args)
+        stages += curation_stages(spec_of[key][0], run_dir, args, spec_of[key][1])
         t0 = time.perf_counter()
         res = Runner(stages, inputs, run_config(args, run_dir)).run()
         if not res.ok:
@@ -532,12 +556,16 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--demo-dir", default=None, help="demo pool folder (default: <output>/demo_pool)")
     d.add_argument("--demo-docs", type=int, default=2000, help="documents in the demo pool")
     m = p.add_argument_group("mixes")
-    m.add_argument("--mixes", default=",".join(DEFAULT_MIXES), help=f"comma list of mixes from {list(DEFAULT_MIXES)}")
+    m.add_argument(
+        "--mixes",
+        default=",".join(DEFAULT_MIXES),
+        help=f"comma list of mixes from {list(KNOWN_MIXES)} (default: the first {len(DEFAULT_MIXES)})",
+    )
     m.add_argument(
         "--mix-file",
         default=None,
-        help="JSON list of mixes [{name, blocks: [...], weights: {source: w} | 'uniform'}], "
-        "added to --mixes (use --mixes '' for only these)",
+        help="JSON list of mixes [{name, blocks: [...], weights: {source: w} | 'uniform', recipe_args: "
+        "[pipelines/baseline.py flags]}], added to --mixes (use --mixes '' for only these)",
     )
     m.add_argument(
         "--baseline-arg",
@@ -583,9 +611,9 @@ def build_parser() -> argparse.ArgumentParser:
 def select_mixes(args: argparse.Namespace) -> list[Mix]:
     mixes = []
     for name in [x for x in args.mixes.split(",") if x]:
-        if name not in DEFAULT_MIXES:
-            raise SystemExit(f"error: unknown mix {name!r}; known: {list(DEFAULT_MIXES)} (or use --mix-file)")
-        mixes.append(DEFAULT_MIXES[name])
+        if name not in KNOWN_MIXES:
+            raise SystemExit(f"error: unknown mix {name!r}; known: {list(KNOWN_MIXES)} (or use --mix-file)")
+        mixes.append(KNOWN_MIXES[name])
     if args.mix_file:
         mixes += [Mix.from_json(d) for d in json.loads(Path(args.mix_file).read_text())]
     names = [m.name for m in mixes]

@@ -80,9 +80,10 @@ def test_leaderboard_ranks_by_clean_loss_and_tests_against_seed_spread(tmp_path)
 
 def test_mix_file_round_trip():
     ab = _ablate()
-    m = ab.Mix("web-heavy", ("heuristics",), (("c4", 3.0), ("pile", 1.0)), "more web")
+    m = ab.Mix("web-heavy", ("heuristics",), (("c4", 3.0), ("pile", 1.0)), "more web", ("--c4",))
     again = ab.Mix.from_json(json.loads(json.dumps(m.to_json())))
-    assert again == m and again.curation_key == "heuristics"
+    assert again == m and again.curation_key.startswith("heuristics~")  # recipe flags get their own run
+    assert ab.Mix("h", ("heuristics",)).curation_key == "heuristics"
     assert ab.Mix("r", ()).curation_key == "raw"
 
 
