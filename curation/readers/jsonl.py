@@ -220,6 +220,7 @@ class JsonlReader(Reader):
                 if line is None:
                     q.add(n, "doc_too_large", ctx["prefix"] + str(n), oversize.get(n))
                     continue
+                line = bytes(line)
                 try:
                     rec = loads(line)
                 except orjson.JSONDecodeError as exc:

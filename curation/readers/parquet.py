@@ -84,7 +84,8 @@ class ParquetReader(Reader):
         prefix = self.id_prefix(path)
         file_id = prefix.rstrip("/")
         try:
-            f = open_binary(path)
+            # a local file goes to Arrow's native reader (no Python file object in the read path)
+            f = pa.OSFile(_local(path), "rb") if _local(path) is not None else open_binary(path)
         except Exception as exc:  # noqa: BLE001 - an unreadable shard is quarantined, not raised
             q.add(-1, "unreadable_file", file_id, f"cannot open: {exc}")
             yield DOC_SCHEMA.empty_table(), q.take()
@@ -215,6 +216,14 @@ def _binary_to_text(col: pa.Array) -> tuple[pa.Array, pa.Array | None]:
                 out.append("")
                 bad.append(True)
         return pa.array(out, _LS), pa.array(bad, pa.bool_())
+
+
+def _local(path: str) -> str | None:
+    if "://" not in path:
+        return path
+    if path.startswith("file://"):
+        return path[len("file://"):]
+    return None
 
 
 def _is_empty(f: object) -> bool:

@@ -93,19 +93,25 @@ class RedPajamaReader(JsonlReader):
                 meta = orjson.loads(meta)
             except orjson.JSONDecodeError:
                 pass  # keep the string as it is
-        subset = rec.pop("red_pajama_subset", None)
-        url = rec.pop("url", None)
-        ident = rec.pop("id", None)
-        if ident is None:
-            ident = rec.pop("doc_id", None)
+        if rec:  # fields beside text and meta (C4: url, timestamp; HF: red_pajama_subset)
+            subset = rec.pop("red_pajama_subset", None)
+            url = rec.pop("url", None)
+            ident = rec.pop("id", None)
+            if ident is None:
+                ident = rec.pop("doc_id", None)
+        else:
+            subset = url = ident = None
         if type(meta) is dict:
             if url is None:
                 url = meta.pop("url", None)
-            subset = subset or meta.get("redpajama_set_name") or meta.get("source")
+            if subset is None:
+                subset = meta.get("redpajama_set_name") or meta.get("source")
+            out = {**rec, **meta} if rec else meta
+        else:
+            out = {**rec, "meta": meta} if meta is not None else rec
         if url is not None and type(url) is not str:
-            rec["url"] = url
+            out["url"] = url
             url = None
-        out = {**rec, **meta} if type(meta) is dict else ({**rec, "meta": meta} if meta is not None else rec)
         out["subset"] = subset if type(subset) is str else ctx["subset"]
         if ident is not None and type(ident) is not str:
             ident = str(ident)
