@@ -790,6 +790,22 @@ def _write_shard(out_dir: str, seed: int, n_docs: int, shards: list[_Shard], sha
     os.replace(tmp, path)
 
 
+_SHARD_NAME = re.compile(r"^(refinedweb|pile|redpajama|dolma)-[a-z0-9_-]*\d{5}\.(parquet|jsonl|jsonl\.zst|jsonl\.gz)"
+                         r"(\.tmp)?$")
+
+
+def _remove_stale(out_dir: str, keep: set[str]) -> None:
+    """Delete shard files of an earlier, different pool in ``out_dir`` (so a reader glob sees this pool only)."""
+    for fmt in FORMAT_SHARES:
+        folder = os.path.join(out_dir, fmt)
+        if not os.path.isdir(folder):
+            continue
+        for name in sorted(os.listdir(folder)):
+            if _SHARD_NAME.match(name) and f"{fmt}/{name}" not in keep:
+                logger.info("removing stale demo shard %s/%s", fmt, name)
+                os.remove(os.path.join(folder, name))
+
+
 def generate_pool(
     out_dir: str,
     n_docs: int = 2000,
@@ -808,6 +824,7 @@ def generate_pool(
         raise ValueError("max_shard_docs must be at least 1")
     os.makedirs(out_dir, exist_ok=True)
     shards = _layout(n_docs, max_shard_docs)
+    _remove_stale(out_dir, {s.relpath for s in shards})
     counts: dict[str, int] = {}
     bar = None
     if progress:
@@ -858,7 +875,8 @@ def main(argv: list[str] | None = None) -> int:
         "Pile (jsonl.zst), RedPajama (jsonl) and Dolma (jsonl.gz) formats, with truth.jsonl/.parquet "
         "listing every document's planted category (clean, duplicates, boilerplate, spam, ...).",
     )
-    parser.add_argument("--out", required=True, help="output folder (created; files in it are overwritten)")
+    parser.add_argument("--out", required=True, help="output folder (created; an earlier pool's files in it are "
+                        "overwritten or removed)")
     parser.add_argument("--docs", type=int, default=2000, help="number of documents (default 2000)")
     parser.add_argument("--seed", type=int, default=0, help="random seed; same seed and size give identical bytes "
                         "(default 0)")

@@ -223,6 +223,15 @@ def test_clean_prose_api():
         clean_prose(random.Random(0), 10, topic="no-such-topic")
 
 
+def test_regenerating_smaller_pool_removes_stale_shards(tmp_path):
+    out = tmp_path / "again"
+    generate_pool(str(out), n_docs=400, seed=1, max_shard_docs=30)
+    m = generate_pool(str(out), n_docs=100, seed=1)
+    listed = {rel for spec in m["formats"].values() for rel in spec["files"]}
+    on_disk = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file() and p.parent != out}
+    assert on_disk == listed
+
+
 def test_small_pool_and_shard_cap(tmp_path):
     m = generate_pool(str(tmp_path / "tiny"), n_docs=5, seed=1)
     assert sum(f["docs"] for f in m["formats"].values()) == 5
