@@ -32,7 +32,7 @@ from curation.tokens.mix import (
     as_specs,
     extra_windows,
     resolve_source,
-    source_name,
+    source_names,
     target_windows,
 )
 from curation.tokens.pack import pack_tails, tokenize_shard
@@ -187,7 +187,7 @@ def build_token_stream(
         raise ValueError(f"remainder must be 'pack' or 'drop', got {remainder!r}")
     specs = as_specs(sources)
     resolved = [resolve_source(s) for s in specs]
-    names = [source_name(s, i) for i, s in enumerate(specs)]
+    names = source_names(specs)
 
     if cio.is_local(out_dir):
         out_dir = os.path.abspath(out_dir)  # Ray workers may not share the driver's working directory

@@ -108,9 +108,9 @@ def as_specs(sources: Any) -> list[SourceSpec]:
         raise ValueError("give a token budget to every source or to none")
     if any(has_w) and sum(s.weight or 0 for s in specs) <= 0:
         raise ValueError("the weights sum to zero")
-    names = [source_name(s, i) for i, s in enumerate(specs)]
-    if len(set(names)) != len(names):
-        raise ValueError(f"two sources share a name: {names}; name them with SourceSpec(name=...)")
+    explicit = [s.name for s in specs if s.name]
+    if len(set(explicit)) != len(explicit):
+        raise ValueError(f"two sources share a name: {explicit}")
     return specs
 
 
@@ -119,6 +119,12 @@ def source_name(spec: SourceSpec, index: int) -> str:
         return spec.name
     base = spec.path.rstrip("/").rsplit("/", 1)[-1]
     return base if base and "*" not in base else f"source{index}"
+
+
+def source_names(specs: list[SourceSpec]) -> list[str]:
+    """Names for the manifest: the given name, else the folder's name; repeated names get ``-<index>``."""
+    names = [source_name(s, i) for i, s in enumerate(specs)]
+    return [n if names.count(n) == 1 or s.name else f"{n}-{i}" for i, (n, s) in enumerate(zip(names, specs))]
 
 
 def resolve_source(spec: SourceSpec) -> dict[str, Any]:

@@ -11,7 +11,15 @@ import numpy as np
 import pytest
 
 from curation.tokens.__main__ import _parser, main
-from curation.tokens.mix import SourceSpec, as_specs, largest_remainder, parse_count, parse_source, target_windows
+from curation.tokens.mix import (
+    SourceSpec,
+    as_specs,
+    largest_remainder,
+    parse_count,
+    parse_source,
+    source_names,
+    target_windows,
+)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
@@ -75,7 +83,8 @@ def test_source_parsing():
     with pytest.raises(ValueError, match="do not mix"):
         as_specs([SourceSpec("a", weight=1), SourceSpec("b", tokens=5)])
     with pytest.raises(ValueError, match="share a name"):
-        as_specs([("x/run", 1), ("y/run", 1)])
+        as_specs([SourceSpec("x/run", name="a"), SourceSpec("y/run", name="a")])
+    assert source_names(as_specs(["x/run", "y/run", "z/web", "*.parquet"])) == ["run-0", "run-1", "web", "source3"]
 
 
 @pytest.mark.parametrize("total", [0, 1, 7, 1000, 12345])
