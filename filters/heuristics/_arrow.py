@@ -59,12 +59,52 @@ def split_whitespace(texts: pa.Array) -> tuple[pa.Array, np.ndarray]:
     return values, parents
 
 
+# str.isspace() characters, for RE2 (whose \s is ASCII only)
+
+
+_ASCII_WS = np.zeros(256, dtype=bool)
+_ASCII_WS[[0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x1C, 0x1D, 0x1E, 0x1F, 0x20]] = True
+_NON_ASCII_WS = "[\\x{85}\\x{a0}\\x{1680}\\x{2000}-\\x{200a}\\x{2028}\\x{2029}\\x{202f}\\x{205f}\\x{3000}]"
+
+
 def word_counts(strings: pa.Array) -> np.ndarray:
-    """``len(s.split())`` for every string (Arrow's split yields empty edge tokens: trimmed first)."""
-    trimmed = pc.utf8_trim_whitespace(strings)
-    counts = as_numpy(pc.list_value_length(pc.utf8_split_whitespace(trimmed))).astype(np.int64)
-    counts[as_numpy(pc.equal(pc.binary_length(trimmed), 0))] = 0
+    """``len(s.split())`` for every string.
+
+    Counts word starts (a non-space byte after a space byte or at the start) on the
+    UTF-8 bytes with numpy; strings holding a non-ASCII space (rare) take a regex path.
+    """
+    if isinstance(strings, pa.ChunkedArray):
+        strings = strings.combine_chunks()
+    n = len(strings)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    if strings.type != pa.large_string():
+        strings = strings.cast(pa.large_string())
+    if strings.null_count:
+        strings = pc.fill_null(strings, "")
+    offsets = np.frombuffer(strings.buffers()[1], dtype=np.int64, count=n + 1, offset=strings.offset * 8)
+    data = np.frombuffer(strings.buffers()[2], dtype=np.uint8) if strings.buffers()[2] is not None else None
+    counts = np.zeros(n, dtype=np.int64)
+    if data is not None and offsets[-1] > offsets[0]:
+        b = data[offsets[0] : offsets[-1]]
+        ws = _ASCII_WS[b]
+        start = ~ws
+        start[1:] &= ws[:-1]
+        rel = offsets - offsets[0]
+        start[rel[:-1][rel[:-1] < len(b)]] = ~ws[rel[:-1][rel[:-1] < len(b)]]  # a string's first byte
+        csum = np.zeros(len(b) + 1, dtype=np.int64)
+        np.cumsum(start, out=csum[1:])
+        counts = csum[rel[1:]] - csum[rel[:-1]]
+    odd = np.nonzero(as_numpy(pc.match_substring_regex(strings, _NON_ASCII_WS)))[0]
+    for i in odd:  # non-ASCII whitespace: exact Python semantics
+        counts[i] = len(strings[int(i)].as_py().split())
     return counts
+
+
+def ends_with_any(suffixes) -> str:  # noqa: ANN001
+    """An RE2 pattern matching strings that end with one of ``suffixes``."""
+    alts = sorted({"".join(f"\\x{{{ord(c):x}}}" for c in s) for s in suffixes}, key=lambda a: (-len(a), a))
+    return "(?:" + "|".join(alts) + ")$"
 
 
 def splitlines(texts: pa.Array) -> tuple[pa.Array, np.ndarray]:
@@ -160,6 +200,24 @@ def duplicate_stats(
     out["repeat_chars"] = np.bincount(parents, weights=seg_len * repeat, minlength=n_docs)
     out["dup_elems"] = np.bincount(parents, weights=dup.astype(np.float64), minlength=n_docs)
     out["dup_chars"] = np.bincount(parents, weights=seg_len * dup, minlength=n_docs)
+    return out
+
+
+def has_match(values: pa.Array, pattern: str, ascii_yes: str | None = None, ascii_no: str | None = None) -> np.ndarray:
+    """``match_substring_regex`` with cheap ASCII pre-checks: strings matching
+    ``ascii_yes`` are True and strings matching ``ascii_no`` are False without running
+    the (slower, Unicode-class) ``pattern``."""
+    out = np.zeros(len(values), dtype=bool)
+    todo = np.ones(len(values), dtype=bool)
+    if ascii_yes is not None:
+        yes = as_numpy(pc.match_substring_regex(values, ascii_yes))
+        out |= yes
+        todo &= ~yes
+    if ascii_no is not None:
+        todo &= ~as_numpy(pc.match_substring_regex(values, ascii_no))
+    idx = np.nonzero(todo)[0]
+    if len(idx):
+        out[idx] = as_numpy(pc.match_substring_regex(values.filter(pa.array(todo)), pattern))
     return out
 
 

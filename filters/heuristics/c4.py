@@ -114,41 +114,52 @@ class C4Lines(Mapper):
         n = len(texts)
         lines, lp = A.split(texts, "\n")
         lines = pc.utf8_trim_whitespace(lines)
-        keep = A.as_numpy(pc.greater(pc.binary_length(lines), 0))
-        words = pc.utf8_split_whitespace(lines)
-        n_words = A.as_numpy(pc.list_value_length(words)).astype(np.int64)
+        nbytes = A.as_numpy(pc.binary_length(lines))
+        keep = nbytes > 0
         if self.max_word_length is not None:
-            flat, fp = A.flatten(words)
-            too_long = A.lengths(flat) > self.max_word_length
-            keep &= np.bincount(fp[too_long], minlength=len(lines)) == 0
+            # only a line with more bytes than the limit can hold a word over it
+            cand = np.nonzero(nbytes > self.max_word_length)[0]
+            if len(cand):
+                flat, fp = A.flatten(pc.utf8_split_whitespace(lines.take(pa.array(cand))))
+                too_long = A.lengths(flat) > self.max_word_length
+                keep[cand[np.bincount(fp[too_long], minlength=len(cand)) > 0]] = False
+        # Each rule below looks only at the lines still kept (most web lines fail the
+        # punctuation rule), so later rules cost little.
+        idx = np.nonzero(keep)[0]
+        sub = lines.filter(pa.array(keep))
+        ok = np.ones(len(idx), dtype=bool)
         if self.remove_citations:
-            lines = pc.replace_substring_regex(lines, CITATION_RE, "")
+            has = A.as_numpy(pc.match_substring(sub, "["))
+            cleaned = pc.replace_substring_regex(sub, CITATION_RE, "") if has.any() else sub
+        else:
+            cleaned = sub
         if self.end_marks is not None:
-            ends = np.zeros(len(lines), dtype=bool)
-            for mark in self.end_marks:
-                ends |= A.as_numpy(pc.ends_with(lines, mark))
-            keep &= ends
+            ok &= A.as_numpy(pc.match_substring_regex(cleaned, A.ends_with_any(self.end_marks)))
         if self.drop_ellipsis_lines:
-            keep &= ~(A.as_numpy(pc.ends_with(lines, "...")) | A.as_numpy(pc.ends_with(lines, "…")))
-        if self.min_words_per_line is not None:
-            keep &= n_words >= self.min_words_per_line
-        lower = pc.utf8_lower(lines)
+            ok &= ~A.as_numpy(pc.match_substring_regex(cleaned, A.ends_with_any(("...", "\u2026"))))
+        if self.min_words_per_line is not None:  # words of the line before citation removal (TFDS)
+            ok &= A.word_counts(sub) >= self.min_words_per_line
+        idx, cleaned = idx[ok], cleaned.filter(pa.array(ok))
+        lower = pc.utf8_lower(cleaned)
+        sp = lp[idx]
         rb = A.ReasonBuilder(n)
+        ok = np.ones(len(idx), dtype=bool)
         if self.filter_lorem_ipsum:
-            hit = keep & A.as_numpy(pc.match_substring(lower, "lorem ipsum"))
-            rb.set(np.bincount(lp[hit], minlength=n) > 0, "c4:lorem_ipsum")
+            hit = A.as_numpy(pc.match_substring(lower, "lorem ipsum"))
+            rb.set(np.bincount(sp[hit], minlength=n) > 0, "c4:lorem_ipsum")
         if self.filter_javascript:
-            keep &= ~A.as_numpy(pc.match_substring(lower, "javascript"))
+            ok &= ~A.as_numpy(pc.match_substring(lower, "javascript"))
         if self.filter_curly_bracket:
-            hit = keep & A.as_numpy(pc.match_substring(lines, "{"))
-            rb.set(np.bincount(lp[hit], minlength=n) > 0, "c4:curly_bracket")
-        for phrase in self.policy_phrases:
-            keep &= ~A.as_numpy(pc.match_substring(lower, phrase))
+            hit = ok & A.as_numpy(pc.match_substring(cleaned, "{"))
+            rb.set(np.bincount(sp[hit], minlength=n) > 0, "c4:curly_bracket")
+        if self.policy_phrases:
+            policy = "|".join(re.escape(p) for p in self.policy_phrases)
+            ok &= ~A.as_numpy(pc.match_substring_regex(lower, policy))
         if self.min_sentences is not None:
-            inner = A.as_numpy(pc.count_substring_regex(lines, SENTENCE_BOUNDARY_RE)).astype(np.int64)
-            sentences = np.bincount(lp, weights=(1 + inner) * keep, minlength=n)
+            inner = A.as_numpy(pc.count_substring_regex(cleaned, SENTENCE_BOUNDARY_RE)).astype(np.int64)
+            sentences = np.bincount(sp, weights=(1 + inner) * ok, minlength=n)
             rb.set(sentences < self.min_sentences, "c4:too_few_sentences")
-        new_text = A.join_kept(lines, lp, keep, n, "\n")
+        new_text = A.join_kept(cleaned, sp, ok, n, "\n")
         rb.set(A.as_numpy(pc.equal(pc.binary_length(new_text), 0)), "c4:empty")
         out = table.set_column(table.column_names.index("text"), table.schema.field("text"), new_text)
         return out, rb.build()
