@@ -1,11 +1,15 @@
 """JSON-lines reader (plain, gzip or zstd), and the base of the Pile / RedPajama / Dolma readers.
 
-The decompressed stream is cut into batches of lines (``streams.iter_line_batches``);
-a batch is parsed with one ``orjson.loads`` per line in a list comprehension (the
-same work as a raw zstandard + orjson read), and only a batch that holds a bad line
-goes through the slow per-line path that finds which lines are bad and why. The
-text column is built with one ``pa.array`` call per batch and its size limit is
-checked on the Arrow array.
+The decompressed stream arrives in pieces of about 256 KiB (``streams.iter_chunks``)
+that are split into lines (``streams.iter_line_chunks``: zero-copy memoryviews when
+lines are long) and parsed at once, while the piece is still in the CPU cache, with
+one ``orjson.loads`` per line in a list comprehension (the same work as a raw
+zstandard + orjson read). Only a piece that holds a bad line goes through the slow
+per-line path that finds which lines are bad and why. Documents accumulate until the
+batch holds ``batch_size`` records or ``max_batch_bytes`` bytes of lines; each column
+is then built with one ``pa.array`` call. Only a line longer than ``max_doc_bytes``
+can hold a text over the limit (decoding never grows a JSON string), so the UTF-8
+size check runs on those lines only.
 
 Generic field mapping: ``text_field`` (default ``text``), ``id_field`` (default
 ``id``; missing ids are generated), ``url_field`` (default ``url``); a dotted name

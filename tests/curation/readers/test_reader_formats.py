@@ -221,3 +221,24 @@ def test_json_encode_matches_python():
                 assert parsed[k] == want[k], k
     dict_arr = pa.array(["a", "b", "a", None]).dictionary_encode()
     assert json_encode(dict_arr).to_pylist() == ['"a"', '"b"', '"a"', "null"]
+
+
+@pytest.mark.parametrize("ext", [".jsonl", ".jsonl.gz", ".jsonl.zst"])
+def test_lines_of_every_length_across_piece_boundaries(tmp_path, ext):
+    """Short and long lines (memoryview and split paths, lines spanning 256 KiB pieces) parse exactly."""
+    rng = __import__("random").Random(5)
+    texts = []
+    for i in range(600):
+        size = rng.choice([5, 80, 700, 5_000, 60_000, 300_000]) if i % 50 else 10
+        texts.append(f"{i}:" + "".join(rng.choice("abcdé \\\"\n") for _ in range(min(size, 200))) * (size // 200 + 1))
+    raw = b"\n".join(orjson.dumps({"text": t, "n": i}) for i, t in enumerate(texts)) + b"\n"
+    path = tmp_path / f"mixed{ext}"
+    if ext.endswith(".gz"):
+        raw = gzip.compress(raw, mtime=0)
+    elif ext.endswith(".zst"):
+        raw = zstandard.ZstdCompressor().compress(raw)
+    path.write_bytes(raw)
+    docs, quar, _, _ = read_all(str(path), batch_size=64)
+    assert quar.num_rows == 0
+    assert docs.column("text").to_pylist() == texts
+    assert [orjson.loads(m)["n"] for m in docs.column("metadata").to_pylist()] == list(range(600))
