@@ -76,6 +76,11 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--overwrite", action="store_true", help="replace an existing stream in --out")
     b.add_argument("--keep-work", action="store_true", help="keep intermediate files in OUT/_work")
     b.add_argument(
+        "--no-resume",
+        action="store_true",
+        help="pack every shard again instead of reusing what an interrupted build left in OUT/_work",
+    )
+    b.add_argument(
         "--on-error",
         choices=["skip", "raise"],
         default="skip",
@@ -157,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         overwrite=args.overwrite,
         keep_work=args.keep_work,
         on_error=args.on_error,
+        resume=not args.no_resume,
     )
     print(
         json.dumps(

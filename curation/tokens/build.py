@@ -121,10 +121,51 @@ def _stream_tokens_by_corpus_source(per_source: list[dict[str, Any]]) -> dict[st
     return {k: round(v) for k, v in sorted(out.items())}
 
 
-def _tokenize_or_skip(on_error: str, path: str, *args: Any) -> dict[str, Any]:
-    """tokenize_shard, or (``on_error="skip"``) a record of why the shard could not be read."""
+def _pack_key(path: str, tokenizer_sha: str, seq_len: int, eos_id: int, dtype: str, text_column: str) -> dict:
+    """What a packed shard depends on: the input file (path, size, mtime) and the packing settings."""
+    fs, p = cio.fs_path(path)
+    info = fs.info(p)
+    mtime = info.get("mtime") or info.get("LastModified") or info.get("updated")
+    return {
+        "file": path,
+        "size": info.get("size"),
+        "mtime": str(mtime),
+        "tokenizer_sha256": tokenizer_sha,
+        "seq_len": seq_len,
+        "eos_id": eos_id,
+        "dtype": dtype,
+        "text_column": text_column,
+    }
+
+
+def _load_done(packed_path: str, key: dict) -> dict[str, Any] | None:
+    """The task result saved beside a packed shard, if it was made from the same key and is complete."""
+    marker = packed_path + ".done.json"
+    if not (cio.exists(marker) and cio.exists(packed_path)):
+        return None
     try:
-        return tokenize_shard(path, *args)
+        done = cio.read_json(marker)
+    except Exception:  # a damaged marker: pack again
+        return None
+    if done.get("key") != key:
+        return None
+    res = done["result"]
+    res["tail"] = np.asarray(res["tail"], dtype=np.dtype(key["dtype"]))
+    return res
+
+
+def _save_done(packed_path: str, key: dict, result: dict[str, Any]) -> None:
+    res = {k: v for k, v in result.items() if k not in ("tail", "seconds")}
+    res["tail"] = np.asarray(result["tail"]).tolist()
+    cio.write_json_atomic(packed_path + ".done.json", {"key": key, "result": res})
+
+
+def _tokenize_or_skip(on_error: str, key: dict, path: str, model: bytes, out: str, *args: Any) -> dict[str, Any]:
+    """tokenize_shard (plus its completion marker, for resume), or (``on_error="skip"``) why it failed."""
+    try:
+        result = tokenize_shard(path, model, out, *args)
+        _save_done(out, key, result)
+        return result
     except Exception as e:
         if on_error != "skip":
             raise ValueError(f"{path}: {type(e).__name__}: {e}") from e
@@ -153,6 +194,7 @@ def build_token_stream(
     keep_work: bool = False,
     copy_tokenizer: bool = True,
     on_error: str = "skip",
+    resume: bool = True,
 ) -> dict[str, Any]:
     """Tokenise, pack, mix and globally shuffle curated runs into Arrow token streams; return the manifest.
 
@@ -173,7 +215,10 @@ def build_token_stream(
         num_shards: number of output files (= shuffle buckets); default keeps each under ``max_shard_bytes``,
             which also bounds a shuffle task's memory (about twice a bucket).
         overwrite: replace an existing stream in ``out_dir`` (otherwise FileExistsError).
-        keep_work: keep the intermediate files in ``out_dir/_work``.
+        keep_work: keep the intermediate files in ``out_dir/_work`` (they are removed after a successful build).
+        resume: reuse the packed shards that an interrupted build left in ``out_dir/_work`` when their input file
+            (path, size, mtime), tokenizer, seq_len, EOS, dtype and text column are unchanged (the output is the
+            same as a clean build's); False packs everything again.
         on_error: a curated shard that cannot be read or tokenised (corrupt parquet, no text column, non-string
             text) is skipped, logged and listed under ``skipped_shards`` of its source in the manifest (``"skip"``,
             the default: one bad shard does not stop a build), or stops the build (``"raise"``).
@@ -225,7 +270,9 @@ def build_token_stream(
     cap = num_workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
     model_ref = ray.put(model)
     work = cio.join(out_dir, "_work")
-    _rm(work)
+    if not resume:
+        _rm(work)
+    _rm(cio.join(work, "scatter"))
     cio.makedirs(work)
     timings: dict[str, float] = {}
     cpu: dict[str, float] = {}
@@ -238,7 +285,16 @@ def build_token_stream(
             out = cio.join(work, "packed", f"{i:03d}", f"{j:06d}.bin")
             jobs.append((f, model_ref, out, seq_len, tok.eos_id, dt.name, text_column, batch_size))
             where.append((i, j, out))
-    packed = _run_tasks(_tokenize_or_skip, [(on_error, *j) for j in jobs], cap, "tokenize", cpu)
+    # resume: a shard packed by an interrupted build with the same inputs and settings is reused
+    keys = [_pack_key(j[0], tok.sha256, seq_len, tok.eos_id, dt.name, text_column) for j in jobs]
+    packed: list[Any] = [_load_done(w[2], k) if resume else None for w, k in zip(where, keys)]
+    todo = [i for i, p in enumerate(packed) if p is None]
+    fresh = _run_tasks(_tokenize_or_skip, [(on_error, keys[i], *jobs[i]) for i in todo], cap, "tokenize", cpu)
+    for i, p in zip(todo, fresh):
+        packed[i] = p
+    reused = len(jobs) - len(todo)
+    if reused:
+        logger.info("token stream: reused %d packed shards of an interrupted build", reused)
     skipped = [{**p, "source": si} for (si, _, _), p in zip(where, packed) if "error" in p]
     for p in skipped:
         logger.warning("token stream: skipped shard %s: %s", p["file"], p["error"])
@@ -386,6 +442,7 @@ def build_token_stream(
         cio.join(out_dir, "build.json"),
         {
             "workers": cap,
+            "reused_packed_shards": reused,
             "timings": timings,
             "task_cpu_s": cpu,
             "driver_cpu_s": time.process_time() - c_start,

@@ -346,3 +346,24 @@ def test_leftovers_of_an_interrupted_build_are_removed(corpus, tokenizer, ray_se
     m = build_token_stream([corpus["code"]], "o", tokenizer, seq_len=SEQ, num_shards=1)  # a relative out_dir
     assert sorted(os.listdir(out)) == sorted(["notes.txt", "manifest.json", "build.json", "tokenizer.model"]
                                              + [f["name"] for f in m["files"]])  # fmt: skip
+
+
+def test_an_interrupted_build_resumes_from_its_packed_shards(corpus, tokenizer, ray_session, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(corpus["web"], run)
+    out = str(tmp_path / "o")
+    kw = dict(seq_len=SEQ, seed=2, num_shards=2)
+    clean = build_token_stream([str(run)], out, tokenizer, keep_work=True, **kw)  # work kept, as after a crash
+    blobs = {f["name"]: open(os.path.join(out, f["name"]), "rb").read() for f in clean["files"]}
+    again = build_token_stream([str(run)], out, tokenizer, overwrite=True, keep_work=True, **kw)
+    assert json.load(open(os.path.join(out, "build.json")))["reused_packed_shards"] == 3
+    assert again == clean and all(open(os.path.join(out, n), "rb").read() == b for n, b in blobs.items())
+    # a changed input shard is packed again; the others are reused
+    os.utime(run / "data" / "00001.parquet", ns=(1, 1))
+    build_token_stream([str(run)], out, tokenizer, overwrite=True, **kw)
+    assert json.load(open(os.path.join(out, "build.json")))["reused_packed_shards"] == 2
+    assert not os.path.exists(os.path.join(out, "_work"))  # removed after a successful build
+    build_token_stream([str(run)], out, tokenizer, overwrite=True, **kw)
+    assert json.load(open(os.path.join(out, "build.json")))["reused_packed_shards"] == 0
