@@ -23,7 +23,9 @@ def _any(mask: pa.Array) -> bool:
 
 
 def _escape(arr: pa.Array) -> pa.Array:
-    """JSON string-body escaping of a (large_)string array."""
+    """JSON string-body escaping of a (large_)string array (one scan when nothing needs escaping)."""
+    if not _any(pc.match_substring_regex(arr, r'[\\"\x00-\x1f]')):
+        return arr
     if _any(pc.match_substring(arr, "\\")):
         arr = pc.replace_substring(arr, "\\", "\\\\")
     if _any(pc.match_substring(arr, '"')):
