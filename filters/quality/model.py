@@ -129,7 +129,6 @@ def load_model(model_path: str, sha256: str | None = None) -> Any:
             return model
         rss_before = rss_bytes()
         try:
-            # fastText's loader prints a warning for every .bin on stderr; it is harmless
             model = fasttext.load_model(model_path)
         except (ValueError, MemoryError, RuntimeError) as exc:
             raise ModelFileError(f"fastText could not load {model_path}: {exc}") from exc
