@@ -261,3 +261,17 @@ def test_components_match_union_find(tmp_path, num_partitions):
         connected_components(
             str(tmp_path / "edges"), str(tmp_path / "cc2"), str(tmp_path / "o2"), num_partitions, 2, max_rounds=2
         )
+
+
+def test_candidate_pairs_small_and_large_buckets():
+    # bucket A: 5 members -> all 10 pairs; bucket B: 40 members -> star from the minimum + chain (connected)
+    key = np.array([7] * 5 + [9] * 40 + [11], dtype=np.uint64)  # a singleton bucket gives nothing
+    node = np.array(list(range(100, 105)) + list(range(240, 200, -1)) + [5], dtype=np.uint64)
+    u, v = _candidate_pairs(key, node)
+    pairs = set(zip(u.tolist(), v.tolist()))
+    assert {(a, b) for a in range(100, 105) for b in range(a + 1, 105)} <= pairs
+    big = {(a, b) for a, b in pairs if a >= 201}
+    assert all(a < b for a, b in pairs)
+    assert {(201, b) for b in range(202, 241)} <= big  # star from the bucket minimum
+    assert len(big) < 2 * 40  # linear, not quadratic, in the bucket size
+    assert not any(5 in p for p in pairs)
