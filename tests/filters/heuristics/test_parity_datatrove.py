@@ -100,6 +100,7 @@ def test_c4_quality_parity(corpus):  # noqa: ANN001
 def test_url_filter_parity(corpus, monkeypatch):  # noqa: ANN001
     pytest.importorskip("tldextract")
     pytest.importorskip("ahocorasick")
+    pytest.importorskip("fasteners")  # datatrove's URLFilter declares it
     import tldextract
 
     from filters.heuristics.url import DEFAULT_DOMAINS, DEFAULT_HARD, DEFAULT_SOFT, DEFAULT_STRICT, read_list
