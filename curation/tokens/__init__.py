@@ -13,13 +13,6 @@ Format (DESIGN.md, "Token streams"): Arrow IPC *streaming* files with one column
 This package never imports torch.
 """
 
-import os as _os
-
-# Ray 2.60 reads RAY_AUTH_MODE when it is imported; curation.ray_utils sets it inside
-# init_ray, which is too late once ray is imported, so set the same default here,
-# before this package imports ray (a no-op when the user set the variable).
-_os.environ.setdefault("RAY_AUTH_MODE", "token")
-
 from curation.tokens.build import build_token_stream
 from curation.tokens.mix import SourceSpec, parse_source
 from curation.tokens.stream import TokenStream

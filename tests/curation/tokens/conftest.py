@@ -5,12 +5,10 @@ from __future__ import annotations
 import os
 import random
 
-os.environ.setdefault("RAY_AUTH_MODE", "token")  # before ray is imported (see curation/tokens/__init__.py)
+import pytest
 
-import pytest  # noqa: E402
-
-from curation.io import write_json_atomic, write_parquet_atomic  # noqa: E402
-from curation.schema import docs_table  # noqa: E402
+from curation.io import write_json_atomic, write_parquet_atomic
+from curation.schema import docs_table
 
 WORDS = (
     "the of and to in data model token stream window shuffle mix curated web page text 2024 3.14 "
