@@ -67,7 +67,7 @@ import pyarrow.compute as pc  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
 from curation import io as cio  # noqa: E402
-from filters.decontam import HoldoutSplit  # noqa: E402
+from filters.decontam import Decontaminate, HoldoutSplit  # noqa: E402
 
 logger = logging.getLogger("ablate")
 
@@ -283,6 +283,8 @@ def curate(args: argparse.Namespace, mixes: list[Mix], inputs: list) -> dict[str
     for key in dict.fromkeys(keys):
         run_dir = os.path.join(args.output, "curated", key.replace("+", "_").replace("~", "-"))
         stages = [HoldoutSplit(args.heldout_fraction, args.seed, keep="train")]
+        if args.decontam:
+            stages.append(Decontaminate(args.eval_dir, n=args.decontam_n))
         stages += curation_stages(spec_of[key][0], run_dir, args, spec_of[key][1])
         t0 = time.perf_counter()
         res = Runner(stages, inputs, run_config(args, run_dir)).run()
@@ -576,6 +578,13 @@ def build_parser() -> argparse.ArgumentParser:
         "e.g. --baseline-arg=--quality-top-fraction=0.3",
     )
     m.add_argument(
+        "--decontam",
+        action="store_true",
+        help="drop training documents sharing word n-grams with every task of --eval-dir, in every mix "
+        "(filters.decontam; counts under decontam:ngram_overlap in each run's report)",
+    )
+    m.add_argument("--decontam-n", type=int, default=13, help="n-gram size for --decontam")
+    m.add_argument(
         "--heldout-fraction",
         type=float,
         default=0.05,
@@ -637,6 +646,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.vocab_size is None:
         args.vocab_size = 1024 if recipe.name == "tiny" else 32000
     mixes = select_mixes(args)
+    if args.decontam and not args.eval_dir:
+        raise SystemExit("error: --decontam needs --eval-dir")
     os.makedirs(args.output, exist_ok=True)
     t0 = time.perf_counter()
     inputs, demo = resolve_inputs(args)
