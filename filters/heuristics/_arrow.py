@@ -203,24 +203,6 @@ def duplicate_stats(
     return out
 
 
-def has_match(values: pa.Array, pattern: str, ascii_yes: str | None = None, ascii_no: str | None = None) -> np.ndarray:
-    """``match_substring_regex`` with cheap ASCII pre-checks: strings matching
-    ``ascii_yes`` are True and strings matching ``ascii_no`` are False without running
-    the (slower, Unicode-class) ``pattern``."""
-    out = np.zeros(len(values), dtype=bool)
-    todo = np.ones(len(values), dtype=bool)
-    if ascii_yes is not None:
-        yes = as_numpy(pc.match_substring_regex(values, ascii_yes))
-        out |= yes
-        todo &= ~yes
-    if ascii_no is not None:
-        todo &= ~as_numpy(pc.match_substring_regex(values, ascii_no))
-    idx = np.nonzero(todo)[0]
-    if len(idx):
-        out[idx] = as_numpy(pc.match_substring_regex(values.filter(pa.array(todo)), pattern))
-    return out
-
-
 def reasons_array(reasons: np.ndarray) -> pa.Array:
     """An object array of str/None -> Arrow string array (null = keep)."""
     return pa.array(reasons.tolist(), pa.string())

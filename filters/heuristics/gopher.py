@@ -145,9 +145,9 @@ class GopherQuality(Filter):
 
         # page length
         if dclm:
-            counted = A.has_match(words, _ALNUM_START, ascii_yes="^[A-Za-z0-9]", ascii_no="^[\x00-\x7f]")
-        else:  # a word with an ASCII letter or digit is not symbol-only
-            counted = ~A.has_match(words, _SYMBOL_ONLY, ascii_no="[A-Za-z0-9]")
+            counted = A.as_numpy(pc.match_substring_regex(words, _ALNUM_START))
+        else:
+            counted = ~A.as_numpy(pc.match_substring_regex(words, _SYMBOL_ONLY))
         n_counted = A.per_doc(wp, n, counted)
         if self.min_doc_words is not None:
             rb.set(n_counted < self.min_doc_words, p + "short_doc")
@@ -214,7 +214,7 @@ class GopherQuality(Filter):
 
         # words without any letter
         if self.max_non_alpha_words_ratio is not None:
-            alpha = A.per_doc(wp, n, A.has_match(words, _HAS_LETTER, ascii_yes="[A-Za-z]", ascii_no="^[\x00-\x7f]*$"))
+            alpha = A.per_doc(wp, n, A.as_numpy(pc.match_substring_regex(words, _HAS_LETTER)))
             with np.errstate(invalid="ignore", divide="ignore"):
                 if dclm:
                     rb.set((n_words - alpha) / n_words > self.max_non_alpha_words_ratio, p + "non_alpha_words")
