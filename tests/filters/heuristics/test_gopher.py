@@ -188,3 +188,22 @@ def test_stages_pickle_and_are_deterministic(real_docs):  # noqa: ANN001
         half = real_docs.num_rows // 2
         c = stage.decide(real_docs.slice(0, half)).to_pylist() + stage.decide(real_docs.slice(half)).to_pylist()
         assert a == c
+
+
+def _ngram_doc(n: int, r: int, u: int) -> str:
+    # an n-gram of 2-letter words repeated r times, separated by distinct 5-letter words:
+    # top n-gram fraction (DCLM, word characters) = 2n*r / (2n*r + 5u)
+    gram = " ".join(f"{chr(97 + i)}{chr(97 + i)}" for i in range(n))
+    uniq = [f"w{i:03d}x" for i in range(u)]
+    per = -(-u // r)
+    parts = []
+    for i in range(r):
+        parts.append(gram)
+        parts.extend(uniq[i * per : (i + 1) * per])
+    return " ".join(parts)
+
+
+@pytest.mark.parametrize("n,frac,r,u_at", [(2, 0.20, 5, 16), (3, 0.18, 15, 82), (4, 0.16, 5, 42)])
+def test_top_ngram_published_thresholds(n, frac, r, u_at):  # noqa: ANN001
+    f = rep(top_n_grams=((n, frac),))
+    assert reasons(f, _ngram_doc(n, r, u_at), _ngram_doc(n, r, u_at - 1)) == [None, f"gopher_rep:top_{n}_gram"]
