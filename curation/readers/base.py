@@ -72,14 +72,18 @@ class Reader:
         source: str | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
         max_doc_bytes: int = DEFAULT_MAX_DOC_BYTES,
+        id_parents: int = 0,
     ) -> None:
         if batch_size <= 0:
             raise ValueError("batch_size must be positive")
         if max_doc_bytes <= 0:
             raise ValueError("max_doc_bytes must be positive")
+        if id_parents < 0:
+            raise ValueError("id_parents must be >= 0")
         self.source = source or self.default_source
         self.batch_size = batch_size
         self.max_doc_bytes = max_doc_bytes
+        self.id_parents = id_parents
 
     def read(self, path: str) -> Iterator[tuple[pa.Table, pa.Table]]:
         raise NotImplementedError
@@ -94,8 +98,15 @@ class Reader:
     # helpers shared by the formats ------------------------------------------------
 
     def id_prefix(self, path: str) -> str:
-        """Prefix of generated ids: ``<source>/<file basename>/`` (the row index follows)."""
-        return f"{self.source}/{file_basename(path)}/"
+        """Prefix of generated ids: ``<source>/<file basename>/`` (the row index follows).
+
+        ``id_parents=k`` puts the file's ``k`` nearest folder names before the basename
+        (``c4/en/c4-train.00000-of-01024.json.gz/7``), for corpora that reuse file names
+        in different folders; ids never depend on where the corpus is mounted."""
+        bare = path.split("?", 1)[0].split("://", 1)[-1].replace("\\", "/")
+        parts = [p for p in bare.split("/") if p]
+        name = "/".join(parts[-1 - self.id_parents :]) if parts else path
+        return f"{self.source}/{name}/"
 
 
 def file_basename(path: str) -> str:

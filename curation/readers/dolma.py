@@ -28,6 +28,7 @@ class DolmaReader(JsonlReader):
         source: str | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
         max_doc_bytes: int = DEFAULT_MAX_DOC_BYTES,
+        id_parents: int = 0,
         compression: str = "infer",
         max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
     ) -> None:
@@ -35,6 +36,7 @@ class DolmaReader(JsonlReader):
             source=source,
             batch_size=batch_size,
             max_doc_bytes=max_doc_bytes,
+            id_parents=id_parents,
             text_field="text",
             id_field="id",
             url_field=None,

@@ -88,8 +88,9 @@ class JsonlReader(Reader):
         url_field: str | None = "url",
         compression: str = "infer",
         max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
+        id_parents: int = 0,
     ) -> None:
-        super().__init__(source=source, batch_size=batch_size, max_doc_bytes=max_doc_bytes)
+        super().__init__(source=source, batch_size=batch_size, max_doc_bytes=max_doc_bytes, id_parents=id_parents)
         if compression not in COMPRESSIONS:
             raise ValueError(f"compression must be one of {COMPRESSIONS}, got {compression!r}")
         if not text_field:

@@ -69,8 +69,9 @@ class ParquetReader(Reader):
         url_field: str | None = "url",
         metadata_fields: list[str] | None = None,
         use_threads: bool = True,
+        id_parents: int = 0,
     ) -> None:
-        super().__init__(source=source, batch_size=batch_size, max_doc_bytes=max_doc_bytes)
+        super().__init__(source=source, batch_size=batch_size, max_doc_bytes=max_doc_bytes, id_parents=id_parents)
         if not text_field:
             raise ValueError("text_field must be a column name")
         self.text_field = text_field
@@ -251,11 +252,13 @@ class RefinedWebReader(ParquetReader):
         batch_size: int = DEFAULT_BATCH_SIZE,
         max_doc_bytes: int = DEFAULT_MAX_DOC_BYTES,
         use_threads: bool = True,
+        id_parents: int = 0,
     ) -> None:
         super().__init__(
             source=source,
             batch_size=batch_size,
             max_doc_bytes=max_doc_bytes,
+            id_parents=id_parents,
             text_field="content",
             id_field=None,
             url_field="url",

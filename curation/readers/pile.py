@@ -34,6 +34,7 @@ class PileReader(JsonlReader):
         source: str | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
         max_doc_bytes: int = DEFAULT_MAX_DOC_BYTES,
+        id_parents: int = 0,
         compression: str = "infer",
         max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
     ) -> None:
@@ -41,6 +42,7 @@ class PileReader(JsonlReader):
             source=source,
             batch_size=batch_size,
             max_doc_bytes=max_doc_bytes,
+            id_parents=id_parents,
             text_field="text",
             id_field=None,
             url_field=None,

@@ -150,6 +150,24 @@ def test_ids_stable_across_reads_and_batch_sizes(tmp_path):
     assert len(set(ids)) == 3000 and ids[5] == "pile/07.jsonl.zst/5"
 
 
+def test_id_parents_separates_reused_file_names(tmp_path):
+    paths = []
+    for sub in ("en", "en.noblocklist"):
+        (tmp_path / "c4" / sub).mkdir(parents=True)
+        p = tmp_path / "c4" / sub / "c4-train.00000-of-01024.json.gz"
+        p.write_bytes(gzip.compress(b'{"text": "a"}\n{"text": "b"}\n', mtime=0))
+        paths.append(str(p))
+    plain = [read_all(p)[0].column("id").to_pylist() for p in paths]
+    assert plain[0] == plain[1] == ["redpajama/c4-train.00000-of-01024.json.gz/0",
+                                    "redpajama/c4-train.00000-of-01024.json.gz/1"]
+    deep = [read_all(p, id_parents=1)[0].column("id").to_pylist() for p in paths]
+    assert deep[0] == ["redpajama/en/c4-train.00000-of-01024.json.gz/0",
+                       "redpajama/en/c4-train.00000-of-01024.json.gz/1"]
+    assert deep[1][0] == "redpajama/en.noblocklist/c4-train.00000-of-01024.json.gz/0"
+    s3 = "s3://bucket/x.parquet"
+    assert get_reader(s3, id_parents=3).id_prefix(s3) == "parquet/bucket/x.parquet/"
+
+
 def test_batches_bounded_by_rows_and_bytes(tmp_path):
     path = tmp_path / "many.jsonl"
     path.write_bytes(b"\n".join(orjson.dumps({"text": "w" * 1000, "i": i}) for i in range(5000)))
