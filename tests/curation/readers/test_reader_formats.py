@@ -260,3 +260,15 @@ def test_lines_of_every_length_across_piece_boundaries(tmp_path, ext):
     assert quar.num_rows == 0
     assert docs.column("text").to_pylist() == texts
     assert [orjson.loads(m)["n"] for m in docs.column("metadata").to_pylist()] == list(range(600))
+
+
+def test_inspect_cli(tmp_path, capsys):
+    from curation.readers.__main__ import main
+
+    path = tmp_path / "pile" / "x.jsonl.zst"
+    path.parent.mkdir()
+    path.write_bytes(zstandard.ZstdCompressor().compress(b'{"text": "hello"}\n{"text": null}\n{"bad\n'))
+    assert main([str(tmp_path / "pile"), "--show", "1", "--show-quarantine", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "format=pile docs=1 quarantined: malformed_json=1, null_text=1" in out
+    assert '"text": "hello"' in out and '"reason": "null_text"' in out
