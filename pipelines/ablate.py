@@ -333,8 +333,10 @@ def token_stream(args: argparse.Namespace, mix: Mix, run_dir: str, tok: str, seq
     from curation.tokens import build_token_stream
 
     out = os.path.join(args.output, "tokens", mix.name)
-    key = json.dumps({"mix": mix.to_json(), "run": run_dir, "tok": _sha_file(tok), "seq_len": seq_len,
-                      "seed": args.seed, "total": args.stream_tokens}, sort_keys=True)  # fmt: skip
+    # what the stream depends on: the curated files (a recomputed curation rebuilds it), weights, tokenizer
+    data = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in Path(run_dir, "data").glob("*.parquet"))
+    key = json.dumps({"weights": mix.to_json()["weights"], "run": run_dir, "data": data, "tok": _sha_file(tok),
+                      "seq_len": seq_len, "seed": args.seed, "total": args.stream_tokens}, sort_keys=True)  # fmt: skip
     stamp = os.path.join(args.output, "tokens", f"{mix.name}.key.json")
     if os.path.exists(os.path.join(out, "manifest.json")) and os.path.exists(stamp):
         if Path(stamp).read_text() == key:
@@ -379,7 +381,8 @@ def _sha_file(p: str) -> str:
 def trial_key(mix: Mix, seed: int, stream: str, args: argparse.Namespace, heldout: Any) -> str:
     manifest = Path(stream, "manifest.json").read_bytes()
     payload = {
-        "mix": mix.to_json(), "seed": seed, "manifest": hashlib.sha256(manifest).hexdigest(),
+        "mix": [mix.name, mix.curation_key, mix.to_json()["weights"]], "seed": seed,
+        "manifest": hashlib.sha256(manifest).hexdigest(),
         "recipe": args.recipe, "total_tokens": args.total_tokens, "max_steps": args.max_steps,
         "eval": [args.eval_dir, args.tasks, args.max_examples, args.num_fewshot, args.eval_seed],
         "heldout": heldout, "max_heldout_tokens": args.max_heldout_tokens,
