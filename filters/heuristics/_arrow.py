@@ -92,9 +92,8 @@ def word_counts(strings: pa.Array) -> np.ndarray:
         start[1:] &= ws[:-1]
         rel = offsets - offsets[0]
         start[rel[:-1][rel[:-1] < len(b)]] = ~ws[rel[:-1][rel[:-1] < len(b)]]  # a string's first byte
-        csum = np.zeros(len(b) + 1, dtype=np.int64)
-        np.cumsum(start, out=csum[1:])
-        counts = csum[rel[1:]] - csum[rel[:-1]]
+        pos = np.flatnonzero(start)  # word starts (few compared with bytes)
+        counts = np.diff(np.searchsorted(pos, rel)).astype(np.int64)
     odd = np.nonzero(as_numpy(pc.match_substring_regex(strings, _NON_ASCII_WS)))[0]
     for i in odd:  # non-ASCII whitespace: exact Python semantics
         counts[i] = len(strings[int(i)].as_py().split())

@@ -95,8 +95,7 @@ class FineWebQuality(Filter):
                 chars = A.lengths(texts) - A.as_numpy(pc.count_substring(texts, "\n"))
                 rb.set(dup / chars > self.char_duplicates_ratio, "fineweb:char_dup_ratio")
             if self.new_line_ratio is not None:
-                _, wp = A.split_whitespace(texts)
-                n_words = A.per_doc(wp, n)
+                n_words = A.word_counts(texts)
                 newlines = A.as_numpy(pc.count_substring(texts, "\n"))
                 rb.set(newlines / n_words > self.new_line_ratio, "fineweb:list_ratio")
         return rb.build()
