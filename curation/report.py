@@ -169,8 +169,6 @@ def write_report(run_dir: str) -> str:
 
 def append_tokens_section(run_dir: str, manifest: dict[str, Any]) -> None:
     """Add the token-stream summary (tokens per mix source and per corpus source) to report.md."""
-    import pyarrow.compute as pc
-
     path = io.join(run_dir, "report.md")
     text = io.read_bytes(path).decode() if io.exists(path) else ""
     marker = "\n## Token streams\n"
@@ -186,22 +184,12 @@ def append_tokens_section(run_dir: str, manifest: dict[str, Any]) -> None:
         "| mix source | weight | documents | document tokens | tokens in windows | windows | repetitions |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    per_corpus: dict[str, int] = {}
     for s in manifest.get("mix", {}).get("sources", []):
         lines.append(f"| {s.get('name')} | {s.get('weight')} | {s.get('docs'):,} | {s.get('doc_tokens'):,} | "
                      f"{s.get('tokens'):,} | {s.get('windows'):,} | {s.get('repetitions', 0)} |")
-        for sh in s.get("input_shards", []):
-            try:
-                src = io.read_parquet(sh["file"], columns=["source"]).column("source")
-            except Exception:  # noqa: BLE001 - the report must not fail on a moved file
-                continue
-            if len(src) == 0:
-                continue
-            # tokens of a shard are split over its sources in proportion to their documents
-            counts = {d["values"]: d["counts"] for d in pc.value_counts(src).to_pylist()}
-            for name, n in counts.items():
-                per_corpus[name] = per_corpus.get(name, 0) + round(sh["doc_tokens"] * n / len(src))
+    # exact per value of the documents' `source` column (counted by the tokenizer pass)
+    per_corpus = manifest.get("doc_tokens_by_corpus_source") or {}
     if per_corpus:
-        lines += ["", "| corpus source | document tokens |", "| --- | ---: |"]
-        lines += [f"| {k} | {v:,} |" for k, v in sorted(per_corpus.items())]
+        lines += ["", "| corpus source | documents | document tokens (with EOS) |", "| --- | ---: | ---: |"]
+        lines += [f"| {k} | {v['docs']:,} | {v['doc_tokens']:,} |" for k, v in sorted(per_corpus.items())]
     io.write_bytes_atomic(path, (text + "\n".join(lines) + "\n").encode())

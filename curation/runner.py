@@ -283,6 +283,19 @@ def _read_batches(task: ShardTask) -> Iterator[tuple[pa.Table, pa.Table]]:
         yield DOC_SCHEMA.empty_table(), q
 
 
+def canonical_schema(schema: pa.Schema) -> pa.Schema:
+    """The document columns exactly as DOC_SCHEMA declares them (types and nullability),
+    every added column nullable, no schema metadata: so that every shard of a run has
+    the same schema whichever stage rebuilt which column."""
+    fields = []
+    for f in schema:
+        if f.name in DOC_SCHEMA.names:
+            fields.append(DOC_SCHEMA.field(f.name))
+        else:
+            fields.append(pa.field(f.name, f.type, nullable=True))
+    return pa.schema(fields)
+
+
 class _ParquetSink:
     """Streams tables into one parquet file under a temporary name; ``close`` renames it."""
 
@@ -295,7 +308,7 @@ class _ParquetSink:
 
     def write(self, table: pa.Table) -> None:
         if self._writer is None:
-            self.schema = self.schema or table.schema
+            self.schema = self.schema or canonical_schema(table.schema)
             self._cm = io.atomic_open(self.path, "wb")
             f = self._cm.__enter__()
             opts = dict(io.PARQUET_OPTIONS)
@@ -524,6 +537,7 @@ class Runner:
                 shard_stats.extend(results)
                 failed.extend(bad)
                 processed += len(todo) - len(bad)
+            self._harmonise_empty_outputs(tasks)
             logger.info("phase %d: %d shards run, %d skipped (complete), %d failed so far", phase.index,
                         len(todo), len(tasks) - len(todo), len(failed))
 
@@ -596,6 +610,29 @@ class Runner:
         state = g.fit(ctx)
         g.load_state(state)
         io.write_json_atomic(state_path, {"hash": phase.hash, "state": state, "seconds": time.time() - t0})
+
+    def _harmonise_empty_outputs(self, tasks: list[ShardTask]) -> None:
+        """Give shards that kept no document the same columns as the others.
+
+        A shard whose rows were all dropped before a stage that adds columns (``lang``,
+        ``quality_score``) would otherwise carry fewer columns than its siblings, and a
+        reader of the whole output (pyarrow.dataset, HF datasets) would reject the mix.
+        """
+        schemas: dict[str, pa.Schema] = {}
+        rows: dict[str, int] = {}
+        for t in tasks:
+            if io.exists(t.output_path):
+                with io.fs_path(t.output_path)[0].open(io.fs_path(t.output_path)[1], "rb") as f:
+                    meta = pq.ParquetFile(f).metadata
+                    schemas[t.output_path] = meta.schema.to_arrow_schema()
+                    rows[t.output_path] = meta.num_rows
+        full = [schemas[p] for p in sorted(schemas) if rows[p] > 0]
+        if not full:
+            return
+        ref = full[0]
+        for p, sch in sorted(schemas.items()):
+            if rows[p] == 0 and not sch.equals(ref):
+                io.write_parquet_atomic(p, ref.empty_table())
 
     def _remove_stale_temporaries(self) -> None:
         """Delete ``*.tmp-*`` files that killed writers left behind (they are never read)."""
