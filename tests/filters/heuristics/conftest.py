@@ -26,7 +26,7 @@ def real_docs() -> pa.Table:
 @pytest.fixture(scope="session")
 def synthetic() -> pa.Table:
     seed_texts = load_real_docs().column("text").to_pylist()[:60] if available() else None
-    return synthetic_docs(1200, seed=7, seed_texts=seed_texts)
+    return synthetic_docs(800, seed=7, seed_texts=seed_texts)
 
 
 def _demo_pool() -> pa.Table | None:
@@ -36,7 +36,7 @@ def _demo_pool() -> pa.Table | None:
     except ImportError:
         return None
     if hasattr(demo, "make_doc"):  # curation/demo.py: every document is a pure function of (seed, index)
-        n = 1500
+        n = 1000
         docs = [demo.make_doc(0, i, n) for i in range(n)]
         meta = [json.dumps({"category": d.category, "lang": d.lang}) for d in docs]
         return docs_table([f"demo/{i}" for i in range(n)], [d.text for d in docs], "demo", None, meta)
