@@ -14,6 +14,7 @@ import pyarrow.compute as pc
 
 # str.splitlines() boundaries (Python docs, "str.splitlines"): \n \r \r\n \v \f \x1c \x1d \x1e \x85 \u2028 \u2029
 SPLITLINES_PATTERN = "\r\n|[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]"
+SPLITLINES_SPECIAL = "[\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]"  # line breaks other than \n
 
 
 def texts_of(table: pa.Table, column: str = "text") -> pa.Array:
@@ -108,7 +109,7 @@ def ends_with_any(suffixes) -> str:  # noqa: ANN001
 
 def splitlines(texts: pa.Array) -> tuple[pa.Array, np.ndarray]:
     """``str.splitlines()`` for every text: no trailing empty line, "" gives no line."""
-    special = pc.any(pc.match_substring_regex(texts, "[\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")).as_py()
+    special = pc.any(pc.match_substring_regex(texts, SPLITLINES_SPECIAL)).as_py()
     values, parents = split(texts, SPLITLINES_PATTERN, regex=True) if special else split(texts, "\n")
     # str.splitlines drops the empty piece after a final line break and returns [] for "".
     n = len(values)

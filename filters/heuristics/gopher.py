@@ -177,40 +177,22 @@ class GopherQuality(Filter):
                     rb.set(hashes / n_words > self.max_symbol_word_ratio, p + "hash_ratio")
                     rb.set(ell / n_words > self.max_symbol_word_ratio, p + "ellipsis_ratio")
 
-        # bullet / ellipsis lines
+        # bullet / ellipsis lines, counted with multi-line regexes on the whole texts
+        # (no line arrays); datatrove's str.splitlines() also splits at \r, \x0b,
+        # \u2028..., so batches holding those take the line-array path.
         if self.max_bullet_lines_ratio is not None or self.max_ellipsis_lines_ratio is not None:
-            if dclm:
-                lines, lp = A.split(texts, "\n")
-                lines = pc.utf8_trim_whitespace(lines)
-                nonempty = A.as_numpy(pc.greater(pc.binary_length(lines), 0))
-                lines, lp = lines.filter(pa.array(nonempty)), lp[nonempty]
-                starts, ends = lines, lines
-                bullets, ellipses = ("●", "•", "*", "-"), ("...", ". . .", "…")
-            else:
-                lines, lp = A.splitlines(texts)
-                starts, ends = pc.utf8_ltrim_whitespace(lines), pc.utf8_rtrim_whitespace(lines)
-                bullets, ellipses = ("•", "-"), ("...", "…")
-            n_lines = A.per_doc(lp, n).astype(np.float64)
-            if self.max_bullet_lines_ratio is not None:
-                hit = np.zeros(len(lines), dtype=bool)
-                for b in bullets:
-                    hit |= A.as_numpy(pc.starts_with(starts, b))
-                n_hit = A.per_doc(lp, n, hit)
-                if dclm:  # DCLM: count > ratio * n_lines
-                    rb.set(n_hit > self.max_bullet_lines_ratio * n_lines, p + "bullet_lines")
-                else:
-                    with np.errstate(invalid="ignore", divide="ignore"):
-                        rb.set(n_hit / n_lines > self.max_bullet_lines_ratio, p + "bullet_lines")
-            if self.max_ellipsis_lines_ratio is not None:
-                hit = np.zeros(len(lines), dtype=bool)
-                for e in ellipses:
-                    hit |= A.as_numpy(pc.ends_with(ends, e))
-                n_hit = A.per_doc(lp, n, hit)
-                if dclm:
-                    rb.set(n_hit > self.max_ellipsis_lines_ratio * n_lines, p + "ellipsis_lines")
-                else:
-                    with np.errstate(invalid="ignore", divide="ignore"):
-                        rb.set(n_hit / n_lines > self.max_ellipsis_lines_ratio, p + "ellipsis_lines")
+            n_lines, n_bullet, n_ellipsis = self._line_counts(texts, dclm)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                if self.max_bullet_lines_ratio is not None:
+                    if dclm:  # DCLM: count > ratio * n_lines
+                        rb.set(n_bullet > self.max_bullet_lines_ratio * n_lines, p + "bullet_lines")
+                    else:
+                        rb.set(n_bullet / n_lines > self.max_bullet_lines_ratio, p + "bullet_lines")
+                if self.max_ellipsis_lines_ratio is not None:
+                    if dclm:
+                        rb.set(n_ellipsis > self.max_ellipsis_lines_ratio * n_lines, p + "ellipsis_lines")
+                    else:
+                        rb.set(n_ellipsis / n_lines > self.max_ellipsis_lines_ratio, p + "ellipsis_lines")
 
         # words without any letter
         if self.max_non_alpha_words_ratio is not None:
@@ -238,6 +220,51 @@ class GopherQuality(Filter):
             rb.set(count < self.min_stop_words, p + "few_stop_words")
         return rb.build()
 
+
+    @staticmethod
+    def _line_counts(texts: pa.Array, dclm: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(lines, lines starting with a bullet, lines ending with an ellipsis) per text.
+
+        DCLM: lines are ``text.split("\n")``, stripped, non-empty; bullets ``● • * -``
+        and endings ``...``, ``. . .``, ``…``. datatrove: ``text.splitlines()``,
+        bullets ``• -`` after lstrip, endings ``...``, ``…`` before rstrip.
+        """
+        ws = _WS_NO_NL
+        # Arrow counts matches by searching again from the end of the previous one, where
+        # RE2's ^ would match anew: line starts are spelled as "\n" on "\n" + text instead.
+        nl, empty = pa.scalar("\n", pa.large_string()), pa.scalar("", pa.large_string())
+        nl_texts = pc.binary_join_element_wise(nl, texts, empty)
+
+        def count(pattern: str, on: pa.Array = nl_texts) -> np.ndarray:
+            return A.as_numpy(pc.count_substring_regex(on, pattern)).astype(np.float64)
+
+        if dclm:
+            n_lines = count(f"\\n{ws}*[^{ws[1:-1]}\\n]")
+            n_bullet = count(f"\\n{ws}*[●•*\\-]")
+            n_ellipsis = count(f"(?:\\.\\.\\.|\\. \\. \\.|…){ws}*(?:\\n|\\z)")
+            return n_lines, n_bullet, n_ellipsis
+        special = pc.any(pc.match_substring_regex(texts, A.SPLITLINES_SPECIAL)).as_py()
+        if special:
+            lines, lp = A.splitlines(texts)
+            n = len(texts)
+            starts, ends = pc.utf8_ltrim_whitespace(lines), pc.utf8_rtrim_whitespace(lines)
+            bullet = A.as_numpy(pc.starts_with(starts, "•")) | A.as_numpy(pc.starts_with(starts, "-"))
+            ell = A.as_numpy(pc.ends_with(ends, "...")) | A.as_numpy(pc.ends_with(ends, "…"))
+            return (A.per_doc(lp, n).astype(np.float64), A.per_doc(lp, n, bullet), A.per_doc(lp, n, ell))
+        breaks = A.as_numpy(pc.count_substring(texts, "\n"))
+        length = A.as_numpy(pc.binary_length(texts))
+        trailing = A.as_numpy(pc.ends_with(texts, "\n"))
+        n_lines = np.where(length == 0, 0.0, breaks + 1 - trailing)
+        n_bullet = count(f"\\n{ws}*[•\\-]")
+        n_ellipsis = count(f"(?:\\.\\.\\.|…){ws}*(?:\\n|\\z)")
+        return n_lines, n_bullet, n_ellipsis
+
+
+#: str.isspace() characters except "\n", as an RE2 class
+_WS_NO_NL = (
+    "[\\t\\x0b\\x0c\\r\\x1c-\\x1f \\x{85}\\x{a0}\\x{1680}\\x{2000}-\\x{200a}"
+    "\\x{2028}\\x{2029}\\x{202f}\\x{205f}\\x{3000}]"
+)
 
 # --------------------------------------------------------------------------- repetition
 

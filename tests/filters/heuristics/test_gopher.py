@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 
+import numpy as np
 import pytest
 
 from filters.heuristics import GopherQuality, GopherRepetition
@@ -207,3 +208,28 @@ def _ngram_doc(n: int, r: int, u: int) -> str:
 def test_top_ngram_published_thresholds(n, frac, r, u_at):  # noqa: ANN001
     f = rep(top_n_grams=((n, frac),))
     assert reasons(f, _ngram_doc(n, r, u_at), _ngram_doc(n, r, u_at - 1)) == [None, f"gopher_rep:top_{n}_gram"]
+
+
+@pytest.mark.parametrize("dclm", [True, False])
+def test_line_counts_match_python(dclm):  # noqa: ANN001
+    """The regex line counts equal DCLM's split("\\n")+strip and datatrove's splitlines() on random text."""
+    import random
+
+    import pyarrow as pa
+
+    rng = random.Random(3)
+    pieces = ["a", "-", "•", "*", "●", " ", "\n", "...", "…", ". . .", "\t", "\xa0", "x", "\r\n", "\u2028"]
+    texts = ["".join(rng.choice(pieces) for _ in range(rng.randint(0, 30))) for _ in range(2000)]
+    for batch in (texts, [t for t in texts if "\r" not in t and "\u2028" not in t]):  # both datatrove paths
+        got = np.stack(GopherQuality._line_counts(pa.array(batch, pa.large_string()), dclm)).T.tolist()
+        exp = []
+        for x in batch:
+            if dclm:
+                lines = [p for ln in x.split("\n") if (p := ln.strip())]
+                exp.append([len(lines), sum(ln.startswith(("●", "•", "*", "-")) for ln in lines),
+                            sum(ln.endswith(("...", ". . .", "…")) for ln in lines)])  # fmt: skip
+            else:
+                lines = x.splitlines()
+                exp.append([len(lines), sum(ln.lstrip().startswith(("•", "-")) for ln in lines),
+                            sum(ln.rstrip().endswith(("...", "…")) for ln in lines)])  # fmt: skip
+        assert got == exp
