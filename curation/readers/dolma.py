@@ -13,10 +13,14 @@ reader's source, ``dolma`` by default).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import orjson
 
 from curation.readers.base import DEFAULT_BATCH_SIZE, DEFAULT_MAX_DOC_BYTES
-from curation.readers.jsonl import DEFAULT_MAX_BATCH_BYTES, JsonlReader
+from curation.readers.jsonl import _STR_OR_NONE, DEFAULT_MAX_BATCH_BYTES, JsonlReader, _Batch, dumps_many
+
+_HTTP = ("http://", "https://")
 
 
 class DolmaReader(JsonlReader):
@@ -54,6 +58,19 @@ class DolmaReader(JsonlReader):
             url = meta.get("url")
             if type(url) is not str:
                 url = None
-        if url is None and ident and ident.startswith(("http://", "https://")):
+        if url is None and ident and ident.startswith(_HTTP):
             url = ident
         return ident or ctx["prefix"] + str(lineno), url, orjson.dumps(rec).decode() if rec else None
+
+    def _extract_many(self, recs: list[dict], nums: Sequence[int], ctx: dict, acc: _Batch) -> None:
+        ids = [r.pop("id", None) for r in recs]
+        if not set(map(type, ids)) <= _STR_OR_NONE:
+            ids = [i if i is None or type(i) is str else str(i) for i in ids]
+        urls = [m.get("url") if type(m) is dict else None for m in [r.get("metadata") for r in recs]]
+        if not set(map(type, urls)) <= _STR_OR_NONE:
+            urls = [u if type(u) is str else None for u in urls]
+        urls = [u if u is not None or not i or not i.startswith(_HTTP) else i for u, i in zip(urls, ids)]
+        prefix = ctx["prefix"]
+        acc.ids.extend([i or prefix + str(n) for i, n in zip(ids, nums)])
+        acc.urls.extend(urls)
+        acc.metas.extend(dumps_many(recs))

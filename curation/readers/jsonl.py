@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 from bisect import bisect_right
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from itertools import accumulate
 from typing import Any
 
@@ -77,6 +77,8 @@ class JsonlReader(Reader):
 
     format = "jsonl"
     default_source = "jsonl"
+    # build a piece's columns with the batched hooks (False: record by record, the reference path)
+    _batched = True
 
     def __init__(
         self,
@@ -242,10 +244,37 @@ class JsonlReader(Reader):
                 recs.append(rec)
                 nums.append(n)
                 kept.append(line)
+        if not recs:
+            return
         # only a line longer than the limit can hold a text over it (decoding never grows a JSON string)
-        check_size = bool(kept) and max(map(len, kept)) > self.max_doc_bytes
+        check_size = max(map(len, kept)) > self.max_doc_bytes
+        texts = None
+        if self._batched and set(map(type, recs)) == _ONLY_DICT:
+            texts = self._pop_texts(recs)
+            if not check_size and set(map(type, texts)) == _ONLY_STR:
+                # the common case: every record is a document; columns are built a piece at a time
+                self._extract_many(recs, range(start, start + len(recs)) if nums is None else nums, ctx, acc)
+                acc.texts.extend(texts)
+                return
+        self._parse_records(recs, texts, nums, start, kept, check_size, q, ctx, acc)
+
+    def _parse_records(
+        self,
+        recs: list,
+        texts: list | None,
+        nums: list[int] | None,
+        start: int,
+        kept: list,
+        check_size: bool,
+        q: QuarantineBuffer,
+        ctx: dict,
+        acc: _Batch,
+    ) -> None:
+        """The record-by-record path (a piece with a bad record or a line over ``max_doc_bytes``);
+        ``texts`` are the texts already popped from ``recs`` (None: not popped yet)."""
         limit = self.max_doc_bytes
-        ids, texts, urls, metas = acc.ids, acc.texts, acc.urls, acc.metas
+        ids, urls, metas = acc.ids, acc.urls, acc.metas
+        out_texts = acc.texts
         extract = self._extract
         pop_text = self._pop_text
         for k, rec in enumerate(recs):
@@ -253,7 +282,7 @@ class JsonlReader(Reader):
             if type(rec) is not dict:
                 q.add(n, "malformed_json", ctx["prefix"] + str(n), kept[k])
                 continue
-            text = pop_text(rec)
+            text = pop_text(rec) if texts is None else texts[k]
             if type(text) is not str:
                 q.add(n, _text_reason(text), self._failed_id(rec, n, ctx), kept[k])
                 continue
@@ -262,9 +291,95 @@ class JsonlReader(Reader):
                 q.add(n, "doc_too_large", ident, kept[k])
                 continue
             ids.append(ident)
-            texts.append(text)
+            out_texts.append(text)
             urls.append(url)
             metas.append(meta)
+
+    # -- batched hooks (the same results as the per-record hooks, a piece at a time) ---------
+
+    def _pop_texts(self, recs: list[dict]) -> list:
+        """``_pop_text`` of every record."""
+        if "." in self.text_field or type(self)._pop_text is not JsonlReader._pop_text:
+            return [self._pop_text(r) for r in recs]
+        field = self.text_field
+        return [r.pop(field, _MISSING) for r in recs]
+
+    def _extract_many(self, recs: list[dict], nums: Sequence[int], ctx: dict, acc: _Batch) -> None:
+        """``_extract`` of every record (texts already popped), appended to ``acc``. A subclass that
+        overrides ``_extract`` overrides this too (or gets the record-by-record ``_extract_each``)."""
+        if (
+            type(self)._extract is not JsonlReader._extract
+            or (self.id_field and "." in self.id_field)
+            or (self.url_field and "." in self.url_field)
+        ):
+            self._extract_each(recs, nums, ctx, acc)
+            return
+        n = len(recs)
+        idf, urlf = self.id_field, self.url_field
+        ids = [r.pop(idf, None) for r in recs] if idf else [None] * n
+        if not set(map(type, ids)) <= _STR_OR_NONE:
+            ids = [_id_str(i) for i in ids]
+        if urlf:
+            urls = [r.pop(urlf, None) for r in recs]
+            if not set(map(type, urls)) <= _STR_OR_NONE:
+                for k, url in enumerate(urls):
+                    if url is not None and type(url) is not str:  # keep odd values where they were
+                        recs[k][urlf] = url
+                        urls[k] = None
+        else:
+            urls = [None] * n
+        prefix = ctx["prefix"]
+        acc.ids.extend([i if i else prefix + str(m) for i, m in zip(ids, nums)])
+        acc.urls.extend(urls)
+        acc.metas.extend(dumps_many(recs))
+
+    def _extract_each(self, recs: list[dict], nums: Sequence[int], ctx: dict, acc: _Batch) -> None:
+        """``_extract`` record by record (the reference the batched hooks must match)."""
+        extract = self._extract
+        ids, urls, metas = acc.ids, acc.urls, acc.metas
+        for rec, n in zip(recs, nums):
+            ident, url, meta = extract(rec, n, ctx)
+            ids.append(ident)
+            urls.append(url)
+            metas.append(meta)
+
+
+def _id_str(ident: Any) -> str | None:
+    """An id value as ``_extract`` stores it: strings as they are, objects as JSON, the rest via ``str``."""
+    if ident is None or type(ident) is str:
+        return ident
+    return orjson.dumps(ident).decode() if isinstance(ident, (dict, list)) else str(ident)
+
+
+_ONLY_DICT = {dict}
+_ONLY_STR = {str}
+_STR_OR_NONE = {str, type(None)}
+_SEP = orjson.Fragment(b"\x00") if hasattr(orjson, "Fragment") else None
+
+
+def dumps_many(objs: list[dict | None]) -> list[bytes | None]:
+    """``orjson.dumps(o) if o else None`` for every dict (or None), as UTF-8 bytes, with one ``orjson.dumps`` call.
+
+    The objects are serialised as one list with a NUL byte between them (a raw NUL never
+    occurs in orjson's output: control characters in strings are escaped), then split.
+    Falls back to one call per object on any encoding error (so errors and limits are
+    exactly those of the per-object calls)."""
+    n = len(objs)
+    if n == 0:
+        return []
+    if _SEP is None or n == 1:
+        return [orjson.dumps(o) if o else None for o in objs]
+    inter = [_SEP] * (2 * n - 1)
+    inter[::2] = objs
+    try:
+        out = orjson.dumps(inter)[1:-1].split(b",\x00,")
+    except orjson.JSONEncodeError:
+        return [orjson.dumps(o) if o else None for o in objs]
+    if len(out) != n:  # cannot happen (no raw NUL in orjson output); stay exact anyway
+        return [orjson.dumps(o) if o else None for o in objs]
+    if b"{}" in out or b"null" in out:
+        return [p if o else None for p, o in zip(out, objs)]
+    return out
 
 
 class _Batch:
@@ -276,5 +391,5 @@ class _Batch:
         self.ids: list[str] = []
         self.texts: list[str] = []
         self.urls: list[str | None] = []
-        self.metas: list[str | None] = []
+        self.metas: list[str | bytes | None] = []  # JSON text (bytes from the batched path)
         self.nbytes = 0

@@ -8,10 +8,12 @@ top-level field.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import orjson
 
 from curation.readers.base import DEFAULT_BATCH_SIZE, DEFAULT_MAX_DOC_BYTES
-from curation.readers.jsonl import DEFAULT_MAX_BATCH_BYTES, JsonlReader
+from curation.readers.jsonl import _ONLY_DICT, DEFAULT_MAX_BATCH_BYTES, JsonlReader, _Batch, dumps_many
 
 
 def merge_meta(rec: dict, meta: object) -> dict | None:
@@ -53,6 +55,15 @@ class PileReader(JsonlReader):
     def _extract(self, rec: dict, lineno: int, ctx: dict) -> tuple[str, str | None, str | None]:
         meta = merge_meta(rec, rec.pop("meta", None))
         return ctx["prefix"] + str(lineno), None, orjson.dumps(meta).decode() if meta else None
+
+    def _extract_many(self, recs: list[dict], nums: Sequence[int], ctx: dict, acc: _Batch) -> None:
+        metas = [r.pop("meta", None) for r in recs]
+        if any(recs) or set(map(type, metas)) != _ONLY_DICT:  # other top-level fields, or odd metas
+            metas = [merge_meta(r, m) for r, m in zip(recs, metas)]
+        prefix = ctx["prefix"]
+        acc.ids.extend([prefix + str(n) for n in nums])
+        acc.urls.extend([None] * len(recs))
+        acc.metas.extend(dumps_many(metas))
 
     def _failed_id(self, rec: object, lineno: int, ctx: dict) -> str:
         return ctx["prefix"] + str(lineno)

@@ -14,11 +14,20 @@ top-level ``url``. RedPajama-V2 / CCNet records with ``raw_content`` instead of
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 import orjson
 
 from curation.readers.base import DEFAULT_BATCH_SIZE, DEFAULT_MAX_DOC_BYTES, file_basename
-from curation.readers.jsonl import _MISSING, DEFAULT_MAX_BATCH_BYTES, JsonlReader
+from curation.readers.jsonl import (
+    _MISSING,
+    _ONLY_DICT,
+    _STR_OR_NONE,
+    DEFAULT_MAX_BATCH_BYTES,
+    JsonlReader,
+    _Batch,
+    dumps_many,
+)
 
 # file-name tokens that name a RedPajama-1T subset
 SUBSETS = {
@@ -88,8 +97,19 @@ class RedPajamaReader(JsonlReader):
             text = rec.pop("raw_content")
         return text
 
+    def _pop_texts(self, recs: list[dict]) -> list:
+        texts = [r.pop("text", _MISSING) for r in recs]
+        if _MISSING in texts:
+            for k, rec in enumerate(recs):
+                if texts[k] is _MISSING and "raw_content" in rec:
+                    texts[k] = rec.pop("raw_content")
+        return texts
+
     def _extract(self, rec: dict, lineno: int, ctx: dict) -> tuple[str, str | None, str | None]:
-        meta = rec.pop("meta", None)
+        return self._extract_meta(rec, rec.pop("meta", None), lineno, ctx)
+
+    def _extract_meta(self, rec: dict, meta: object, lineno: int, ctx: dict) -> tuple[str, str | None, str | None]:
+        """``_extract`` of a record whose ``meta`` was already popped."""
         if type(meta) is str:
             try:
                 meta = orjson.loads(meta)
@@ -118,6 +138,32 @@ class RedPajamaReader(JsonlReader):
         if ident is not None and type(ident) is not str:
             ident = str(ident)
         return ident or ctx["prefix"] + str(lineno), url, orjson.dumps(out).decode()
+
+    def _extract_many(self, recs: list[dict], nums: Sequence[int], ctx: dict, acc: _Batch) -> None:
+        metas = [r.pop("meta", None) for r in recs]
+        if any(recs) or set(map(type, metas)) != _ONLY_DICT:  # other top-level fields, or a meta string
+            extract = self._extract_meta
+            for rec, meta, n in zip(recs, metas, nums):
+                ident, url, out = extract(rec, meta, n, ctx)
+                acc.ids.append(ident)
+                acc.urls.append(url)
+                acc.metas.append(out)
+            return
+        # {"text", "meta": {...}}: the same steps as _extract_meta, a column at a time
+        urls = [m.pop("url", None) for m in metas]
+        if not set(map(type, urls)) <= _STR_OR_NONE:
+            for k, url in enumerate(urls):
+                if url is not None and type(url) is not str:
+                    metas[k]["url"] = url
+                    urls[k] = None
+        default = ctx["subset"]
+        for m in metas:
+            subset = m.get("redpajama_set_name") or m.get("source")
+            m["subset"] = subset if type(subset) is str else default
+        prefix = ctx["prefix"]
+        acc.ids.extend([prefix + str(n) for n in nums])
+        acc.urls.extend(urls)
+        acc.metas.extend(dumps_many(metas))
 
     def _failed_id(self, rec: object, lineno: int, ctx: dict) -> str:
         if type(rec) is dict and rec.get("id"):
