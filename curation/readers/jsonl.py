@@ -203,7 +203,7 @@ class JsonlReader(Reader):
         return pa.Table.from_arrays(
             [
                 pa.array(acc.ids, pa.string()),
-                pa.array(acc.texts, pa.large_string()),
+                acc.text_array(),
                 pa.array([self.source] * n, pa.string()),
                 pa.array(acc.urls, pa.string()),
                 pa.array(acc.metas, pa.string()),
@@ -254,9 +254,10 @@ class JsonlReader(Reader):
             if not check_size and set(map(type, texts)) == _ONLY_STR:
                 # the common case: every record is a document; columns are built a piece at a time
                 self._extract_many(recs, range(start, start + len(recs)) if nums is None else nums, ctx, acc)
-                acc.texts.extend(texts)
+                acc.add_texts(texts)
                 return
         self._parse_records(recs, texts, nums, start, kept, check_size, q, ctx, acc)
+        acc.add_texts([])
 
     def _parse_records(
         self,
@@ -385,11 +386,28 @@ def dumps_many(objs: list[dict | None]) -> list[bytes | None]:
 class _Batch:
     """Columns of the documents of the batch being built."""
 
-    __slots__ = ("ids", "texts", "urls", "metas", "nbytes")
+    __slots__ = ("ids", "texts", "text_chunks", "urls", "metas", "nbytes")
 
     def __init__(self) -> None:
         self.ids: list[str] = []
-        self.texts: list[str] = []
+        self.texts: list[str] = []  # texts not yet in text_chunks
+        self.text_chunks: list[pa.Array] = []
         self.urls: list[str | None] = []
         self.metas: list[str | bytes | None] = []  # JSON text (bytes from the batched path)
         self.nbytes = 0
+
+    def add_texts(self, texts: list[str]) -> None:
+        """Append ``texts`` (after those still in ``self.texts``) to the text column as one Arrow chunk,
+        converted while the strings are still in the CPU cache, so that they are freed piece by piece."""
+        if self.texts:
+            texts = self.texts + texts
+            self.texts = []
+        if texts:
+            self.text_chunks.append(pa.array(texts, pa.large_string()))
+
+    def text_array(self) -> pa.Array:
+        self.add_texts([])
+        chunks = self.text_chunks
+        if len(chunks) == 1:
+            return chunks[0]
+        return pa.concat_arrays(chunks) if chunks else pa.array([], pa.large_string())
