@@ -29,9 +29,12 @@ exact texts used, and held-out precision / recall / AUC.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import platform
+import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -199,6 +202,36 @@ def _split(n: int, fraction: float, rng: np.random.Generator) -> tuple[np.ndarra
     return perm[n_test:], perm[:n_test]
 
 
+_FIT_SCRIPT = """
+import json, sys
+import fasttext
+args = json.loads(sys.argv[1])
+fasttext.train_supervised(input=sys.argv[2], verbose=0, **args).save_model(sys.argv[3])
+"""
+
+
+def _fit_in_fresh_process(train_file: str, args: dict[str, Any], model_path: str) -> None:
+    """Run ``fasttext.train_supervised`` in a fresh interpreter.
+
+    Seen here: the same data, seed and single thread trained fine in a new process but
+    hit "Encountered NaN" inside a long-lived one after unrelated numpy-heavy work, i.e.
+    fastText's result depended on the state of the process that called it. A fresh
+    process makes training reproducible whatever ran before (about 0.3 s overhead).
+    """
+    proc = subprocess.run(
+        [sys.executable, "-c", _FIT_SCRIPT, json.dumps(args), train_file, model_path],
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0 or not os.path.exists(model_path):
+        detail = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
+        raise RuntimeError(
+            f"fastText training failed ({detail}). fastText's SGD can diverge on small or highly repetitive "
+            f"training sets with a small bucket/dim; use the defaults (bucket={DEFAULT_BUCKET}, dim=100), "
+            f"more varied documents, or another seed"
+        )
+
+
 def train_classifier(
     positives: TextSource,
     negatives: TextSource,
@@ -246,20 +279,13 @@ def train_classifier(
                 f.write(line)
                 f.write("\n")
         t_fit = time.perf_counter()
-        try:
-            model = fasttext.train_supervised(input=train_file, verbose=0, **cfg.fasttext_args())
-        except RuntimeError as exc:
-            raise RuntimeError(
-                f"fastText training failed ({exc}). fastText's SGD can diverge on small or highly repetitive "
-                f"training sets with a small bucket/dim; use the defaults (bucket={DEFAULT_BUCKET}, dim=100), "
-                f"more varied documents, or another seed"
-            ) from exc
+        local_model = os.path.join(tmp, "model.bin")
+        _fit_in_fresh_process(train_file, cfg.fasttext_args(), local_model)
+        model = fasttext.load_model(local_model)
         fit_seconds = time.perf_counter() - t_fit
         if save_training_file:
             with open(train_file, "rb") as f:
                 cio.write_bytes_atomic(save_training_file, f.read())
-        local_model = os.path.join(tmp, "model.bin")
-        model.save_model(local_model)
         with open(local_model, "rb") as f:
             model_bytes = f.read()
     cio.write_bytes_atomic(out_path, model_bytes)
