@@ -70,12 +70,12 @@ def our_read(path: str) -> int:
     return n
 
 
-def best_of(fn, repeat: int) -> float:
+def best_of(fn, repeat: int, clock=time.perf_counter) -> float:
     best = float("inf")
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        t0 = clock()
         fn()
-        best = min(best, time.perf_counter() - t0)
+        best = min(best, clock() - t0)
     return best
 
 
@@ -102,15 +102,16 @@ def main() -> None:
         for f in files:
             by_fmt.setdefault(get_reader(f).format, []).append(f)
         print(f"pool: {n_docs:,} docs in {len(files)} files, {sum(os.path.getsize(f) for f in files) / 1e6:.1f} MB")
-        print(f"{'format':<12}{'ours docs/s':>14}{'raw docs/s':>14}{'ratio':>8}")
+        print(f"{'format':<12}{'ours docs/cpu-s':>16}{'raw docs/cpu-s':>16}{'ratio':>8}")
         for fmt, fs in sorted(by_fmt.items()):
             n = sum(raw_read(f) for f in fs)
-            t_raw = best_of(lambda fs=fs: [raw_read(f) for f in fs], repeat)
-            t_ours = best_of(lambda fs=fs: [our_read(f) for f in fs], repeat)
-            print(f"{fmt:<12}{n / t_ours:>14,.0f}{n / t_raw:>14,.0f}{t_raw / t_ours:>8.2f}")
+            # in-process reads are timed in CPU seconds: other jobs share this machine
+            t_raw = best_of(lambda fs=fs: [raw_read(f) for f in fs], repeat, time.process_time)
+            t_ours = best_of(lambda fs=fs: [our_read(f) for f in fs], repeat, time.process_time)
+            print(f"{fmt:<12}{n / t_ours:>16,.0f}{n / t_raw:>16,.0f}{t_raw / t_ours:>8.2f}")
             ref = "pyarrow.parquet iter_batches" if fs[0].endswith(".parquet") else (
                 "zstandard stream + orjson" if fs[0].endswith(".zst") else "gzip/open + orjson")
-            results.append({"name": f"reader_{fmt}", "metric": "docs/s (one core)", "ours": n / t_ours,
+            results.append({"name": f"reader_{fmt}", "metric": "docs per CPU-second (one process)", "ours": n / t_ours,
                             "reference": n / t_raw, "reference_name": ref, "ratio": t_raw / t_ours, "target": None,
                             "input": f"{len(fs)} demo-pool files, {n:,} records"})
 
