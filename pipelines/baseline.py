@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"comma-separated recipe blocks to run, in order, from {BLOCKS}; "
                    "'' keeps only reading (the raw pool)")
     r.add_argument("--c4", action="store_true", help="also apply the C4 rules block after the RefinedWeb heuristics")
+    r.add_argument("--decontam", default=None, metavar="EVAL_DIR",
+                   help="drop training documents sharing 13-grams with the evaluation tasks in EVAL_DIR "
+                   "(llm-foundry jsonl, e.g. ../shared/data/eval); runs after the heuristics")
     r.add_argument("--dedup", default="exact,minhash,bff",
                    help="dedup methods in order: exact (normalised text and URL), minhash (fuzzy, LSH), "
                    "bff (Bloom paragraph dedup, DCLM's order-dependent step)")
@@ -76,6 +79,10 @@ def build_recipe(args: argparse.Namespace) -> list:
         stages += refinedweb_stages()
         if args.c4:
             stages += c4_stages()
+    if args.decontam:
+        from filters.decontam import Decontaminate
+
+        stages.append(Decontaminate(args.decontam))
     if "dedup" in blocks:
         from filters.dedup import BloomDedup, ExactDedup, MinHashDedup
 
@@ -109,7 +116,9 @@ def main(argv: list[str] | None = None) -> int:
         from curation.demo import generate_pool
 
         demo_dir = args.demo_dir or os.path.join(os.path.dirname(os.path.abspath(args.output)), "demo_pool")
-        if not io.exists(os.path.join(demo_dir, "pool.json")):
+        pool_json = os.path.join(demo_dir, "pool.json")
+        pool = io.read_json(pool_json) if io.exists(pool_json) else {}
+        if (pool.get("n_docs"), pool.get("seed")) != (args.demo_docs, args.seed):
             logger.info("writing the demo pool (%d docs) to %s", args.demo_docs, demo_dir)
             generate_pool(demo_dir, n_docs=args.demo_docs, seed=args.seed)
         inputs = [InputSpec(p) for p in _demo_files(demo_dir)]
