@@ -168,7 +168,7 @@ def test_threshold_is_strictly_more_than_80_percent(novel, removed):
 
 
 def test_results_do_not_depend_on_batch_size_and_match_the_sequential_reference():
-    tables = generate_shard(0, 400, seed=9, exact_frac=0.05, near_frac=0.05, para_frac=0.2, mean_words=120)
+    tables = generate_shard(0, 250, seed=9, exact_frac=0.05, near_frac=0.05, para_frac=0.2, mean_words=120)
     texts = tables.column("text").to_pylist()
     ids = tables.column("id").to_pylist()
     whole = run_shard_stage(BloomDedupShard(fp_rate=1e-7), tables, batch_rows=400)
@@ -179,7 +179,7 @@ def test_results_do_not_depend_on_batch_size_and_match_the_sequential_reference(
     ref_bff = dict(zip(ids, reference_bff(texts, insert="kept")))
     differ = [k for k in ids if ref_bff[k] != whole[k]]
     assert len(differ) <= 0.01 * len(ids)  # the insert-all simplification rarely matters
-    assert sum(r is not None for _, r in whole.values()) > 20 and any(
+    assert sum(r is not None for _, r in whole.values()) > 8 and any(
         t is not None and t != o for (t, _), o in zip(whole.values(), texts)
     )
 

@@ -189,9 +189,15 @@ def test_planted_near_duplicates_removed_and_deterministic(ray_session, tmp_path
     for st in (state1, state_r):
         for sid, path in state["removal"].items():
             assert read_parquet(st["removal"][sid]).equals(read_parquet(path))
-    # the number of partitions changes the layout, never the result
-    stage_p, state_p = _fit(shards, tmp_path, "wp", 2, docs_per_partition=10_000, min_partitions=1)
-    assert _removed(stage_p, shards) == removed
+
+
+@pytest.mark.slow
+def test_partition_count_changes_layout_not_result(ray_session, tmp_path):
+    tables = [generate_shard(s, 600, seed=5, exact_frac=0.04, near_frac=0.08) for s in range(3)]
+    shards = write_shards(tmp_path, tables)
+    stage_a, _ = _fit(shards, tmp_path, "a", 2, docs_per_partition=300, min_partitions=3)
+    stage_b, _ = _fit(shards, tmp_path, "b", 2, docs_per_partition=10_000, min_partitions=1)
+    assert _removed(stage_a, shards) == _removed(stage_b, shards)
 
 
 def test_no_duplicates_no_removal(ray_session, tmp_path):
