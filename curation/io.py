@@ -127,3 +127,12 @@ def read_bytes(path: str) -> bytes:
     fs, p = fs_path(path)
     with fs.open(p, "rb") as f:
         return f.read()
+
+
+def fingerprint(path: str) -> str:
+    """A cheap identity of a file's current content: size plus modification time (or the
+    object store's ETag / checksum). Used to tell that an input changed under the same name."""
+    fs, p = fs_path(path)
+    info = fs.info(p)
+    keys = ("size", "mtime", "ETag", "etag", "LastModified", "md5Hash", "crc32c", "created")
+    return json.dumps({k: str(info[k]) for k in keys if k in info}, sort_keys=True)

@@ -35,6 +35,7 @@ Ray's automatic retry on worker death and let Ray place work freely.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import re
@@ -126,6 +127,7 @@ class Phase:
     stages: list[Stage]  # the global stage (if any) comes first
     hash: str
     global_stage: GlobalStage | None = None
+    state_digest: str = ""  # the fitted global state this phase applies (part of shard completeness)
 
 
 def split_phases(stages: list[Stage], base: dict[str, Any]) -> list[Phase]:
@@ -171,6 +173,7 @@ class ShardTask:
     limit: int | None
     reader_options: dict[str, Any]
     final: bool = False
+    input_fingerprint: str = ""
 
 
 _WORKER_CACHE: dict[str, list[Stage]] = {}
@@ -394,6 +397,7 @@ def run_shard(task: ShardTask, stages: list[Stage]) -> dict[str, Any]:
     blob = stats.to_json()
     blob["output_rows"] = out.rows
     blob["output"] = task.output_path
+    blob["input_fingerprint"] = task.input_fingerprint
     for st in blob["stages"]:
         errors = check_invariant(st)
         if errors:
@@ -428,6 +432,10 @@ def _git_commit() -> str | None:
         return None
 
 
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 def _is_complete(task: ShardTask) -> bool:
     if not io.exists(task.stats_path) or not io.exists(task.output_path):
         return False
@@ -435,7 +443,11 @@ def _is_complete(task: ShardTask) -> bool:
         blob = io.read_json(task.stats_path)
     except Exception:  # noqa: BLE001 - a torn or foreign file: recompute
         return False
-    return blob.get("recipe_hash") == task.phase_hash and blob.get("input") == task.spec.path
+    return (
+        blob.get("recipe_hash") == task.phase_hash
+        and blob.get("input") == task.spec.path
+        and blob.get("input_fingerprint") == task.input_fingerprint
+    )
 
 
 class Runner:
@@ -467,11 +479,19 @@ class Runner:
 
     def _task(self, spec: InputSpec, phase: Phase) -> ShardTask:
         sid = spec.shard_id
+        input_path = spec.path if phase.index == 0 else self._phase_output(phase.index - 1, sid)
+        try:
+            fp = io.fingerprint(input_path)
+        except (FileNotFoundError, OSError):
+            fp = "missing"  # the reader quarantines it as unreadable_file
+        if phase.state_digest:
+            fp += "|state:" + phase.state_digest
         return ShardTask(
             spec=spec,
             phase=phase.index,
             phase_hash=phase.hash,
-            input_path=spec.path if phase.index == 0 else self._phase_output(phase.index - 1, sid),
+            input_fingerprint=fp,
+            input_path=input_path,
             output_path=self._phase_output(phase.index, sid),
             dropped_path=io.join(self.out, "dropped", f"p{phase.index}", f"{sid}.parquet"),
             quarantine_path=io.join(self.out, "quarantine", f"p{phase.index}", f"{sid}.parquet"),
@@ -592,24 +612,31 @@ class Runner:
         assert g is not None
         workdir = io.join(self.out, "global", f"{phase.index:02d}_{g.name}")
         state_path = io.join(workdir, "state.json")
-        if self.cfg.resume and io.exists(state_path):
-            saved = io.read_json(state_path)
-            if saved.get("hash") == phase.hash:
-                logger.info("global stage %s: reusing the fitted state", g.name)
-                g.load_state(saved["state"])
-                return
         prev = phase.index - 1
         shards = [
             PhaseShard(s.shard_id, self._phase_output(prev, s.shard_id), s.path)
             for s in self.inputs
         ]
+        # the fit is reused only for the same recipe over the same (unchanged) phase inputs
+        inputs = {s.shard_id: io.fingerprint(s.path) for s in shards}
+        if self.cfg.resume and io.exists(state_path):
+            saved = io.read_json(state_path)
+            if saved.get("hash") == phase.hash and saved.get("inputs") == inputs:
+                logger.info("global stage %s: reusing the fitted state", g.name)
+                g.load_state(saved["state"])
+                phase.state_digest = _digest({"state": saved["state"], "inputs": inputs})
+                return
         ctx = GlobalContext(shards=shards, workdir=workdir, num_workers=self.cfg.num_workers, seed=self.cfg.seed)
         io.makedirs(workdir)
         logger.info("global stage %s: fitting over %d shards", g.name, len(shards))
         t0 = time.time()
         state = g.fit(ctx)
         g.load_state(state)
-        io.write_json_atomic(state_path, {"hash": phase.hash, "state": state, "seconds": time.time() - t0})
+        io.write_json_atomic(state_path, {"hash": phase.hash, "inputs": inputs, "state": state,
+                                          "seconds": time.time() - t0})
+        # a fit over changed inputs invalidates every shard of the phase that applies it
+        # (its artefact files may change under the same names)
+        phase.state_digest = _digest({"state": state, "inputs": inputs})
 
     def _harmonise_empty_outputs(self, tasks: list[ShardTask]) -> None:
         """Give shards that kept no document the same columns as the others.

@@ -165,11 +165,28 @@ def test_one_and_two_workers_byte_identical_and_resume(tmp_path, ray_local):
     assert again.processed_shards == 0 and again.skipped_shards == 8
     assert digests(b) == digests(a)
 
+    # an input rewritten under the same name is read again; the global stage is refitted
+    # and every shard of the phase after it is recomputed against the new fit
+    part0 = tmp_path / "part-0.jsonl"
+    part0.write_text(part0.read_text().replace("with enough words", "with plenty of words"))
+    res = run_recipe(recipe(), inputs(tmp_path), str(b), num_workers=2, batch_size=8, progress=False)
+    assert res.processed_shards == 1 + 4 and res.skipped_shards == 3
+    changed_ids = [i for i, t in zip(*_texts(b)) if "PLENTY" in t]
+    assert changed_ids and all(i.startswith("f0-") for i in changed_ids)
+    part0.write_text(part0.read_text().replace("with plenty of words", "with enough words"))
+    run_recipe(recipe(), inputs(tmp_path), str(b), num_workers=2, batch_size=8, progress=False)
+    assert digests(b) == digests(a)
+
     # a changed recipe recomputes: no upper-casing, different hash, different output
     changed = [DropShort(20), Boom(), ExactTextDedup()]
     res = run_recipe(changed, inputs(tmp_path), str(b), num_workers=2, batch_size=8, progress=False)
     assert res.processed_shards == 8 and res.recipe_hash != again.recipe_hash
     assert digests(b) != digests(a)
+
+
+def _texts(run_dir) -> tuple[list[str], list[str]]:
+    t = read_dir(os.path.join(run_dir, "data"))
+    return t["id"].to_pylist(), t["text"].to_pylist()
 
 
 def test_setup_once_per_worker_process(tmp_path, ray_local):
