@@ -101,6 +101,51 @@ def word_counts(strings: pa.Array) -> np.ndarray:
     return counts
 
 
+# Byte classes for :func:`word_flags`: 1 = ASCII letter, 2 = not a punctuation/symbol/
+# control character (ASCII letter, digit, space), 4 = a byte of a non-ASCII character.
+_BYTE_CLASS = np.zeros(256, dtype=np.uint8)
+_BYTE_CLASS[np.frombuffer(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz", np.uint8)] = 1 | 2
+_BYTE_CLASS[np.frombuffer(b"0123456789 ", np.uint8)] = 2
+_BYTE_CLASS[0x80:] = 4
+
+
+def word_flags(words: pa.Array, letter_re: str, symbol_only_re: str) -> tuple[np.ndarray, np.ndarray]:
+    """(has a letter, made only of punctuation/symbol/control characters) per string.
+
+    ASCII strings are classified from a byte table with one ``bitwise_or.reduceat``
+    over the batch; strings with a non-ASCII byte take the regexes ``letter_re``
+    (e.g. ``\\pL``) and ``symbol_only_re`` (e.g. ``^[\\pP\\pS\\pC]+$``), which must agree
+    with the table on ASCII.
+    """
+    if isinstance(words, pa.ChunkedArray):
+        words = words.combine_chunks()
+    n = len(words)
+    letter = np.zeros(n, dtype=bool)
+    symbol = np.zeros(n, dtype=bool)
+    if n == 0:
+        return letter, symbol
+    if words.type != pa.large_string():
+        words = words.cast(pa.large_string())
+    if words.null_count:
+        words = pc.fill_null(words, "")
+    bufs = words.buffers()
+    offsets = np.frombuffer(bufs[1], dtype=np.int64, count=n + 1, offset=words.offset * 8)
+    if bufs[2] is None or offsets[-1] == offsets[0]:
+        return letter, symbol
+    data = np.frombuffer(bufs[2], dtype=np.uint8)[offsets[0] : offsets[-1]]
+    rel = offsets - offsets[0]
+    nonempty = np.nonzero(rel[1:] > rel[:-1])[0]
+    bits = np.bitwise_or.reduceat(_BYTE_CLASS[data], rel[nonempty])
+    letter[nonempty] = (bits & 1).astype(bool)
+    symbol[nonempty] = (bits & 2) == 0
+    odd = nonempty[(bits & 4).astype(bool)]
+    if len(odd):
+        sub = words.take(pa.array(odd))
+        letter[odd] = as_numpy(pc.match_substring_regex(sub, letter_re))
+        symbol[odd] = as_numpy(pc.match_substring_regex(sub, symbol_only_re))
+    return letter, symbol
+
+
 def ends_with_any(suffixes) -> str:  # noqa: ANN001
     """An RE2 pattern matching strings that end with one of ``suffixes``."""
     alts = sorted({"".join(f"\\x{{{ord(c):x}}}" for c in s) for s in suffixes}, key=lambda a: (-len(a), a))

@@ -143,11 +143,14 @@ class GopherQuality(Filter):
         wlen = A.lengths(words)
         rb.set(n_words == 0, p + "no_words")
 
+        # per-word classes from a byte table (regexes only for non-ASCII words)
+        has_letter, symbol_only = A.word_flags(words, _HAS_LETTER, _SYMBOL_ONLY)
+
         # page length
         if dclm:
             counted = A.as_numpy(pc.match_substring_regex(words, _ALNUM_START))
         else:
-            counted = ~A.as_numpy(pc.match_substring_regex(words, _SYMBOL_ONLY))
+            counted = ~symbol_only
         n_counted = A.per_doc(wp, n, counted)
         if self.min_doc_words is not None:
             rb.set(n_counted < self.min_doc_words, p + "short_doc")
@@ -196,7 +199,7 @@ class GopherQuality(Filter):
 
         # words without any letter
         if self.max_non_alpha_words_ratio is not None:
-            alpha = A.per_doc(wp, n, A.as_numpy(pc.match_substring_regex(words, _HAS_LETTER)))
+            alpha = A.per_doc(wp, n, has_letter)
             with np.errstate(invalid="ignore", divide="ignore"):
                 if dclm:
                     rb.set((n_words - alpha) / n_words > self.max_non_alpha_words_ratio, p + "non_alpha_words")
@@ -243,20 +246,23 @@ class GopherQuality(Filter):
             n_bullet = count(f"\\n{ws}*[●•*\\-]")
             n_ellipsis = count(f"(?:\\.\\.\\.|\\. \\. \\.|…){ws}*(?:\\n|\\z)")
             return n_lines, n_bullet, n_ellipsis
-        special = pc.any(pc.match_substring_regex(texts, A.SPLITLINES_SPECIAL)).as_py()
-        if special:
-            lines, lp = A.splitlines(texts)
-            n = len(texts)
-            starts, ends = pc.utf8_ltrim_whitespace(lines), pc.utf8_rtrim_whitespace(lines)
-            bullet = A.as_numpy(pc.starts_with(starts, "•")) | A.as_numpy(pc.starts_with(starts, "-"))
-            ell = A.as_numpy(pc.ends_with(ends, "...")) | A.as_numpy(pc.ends_with(ends, "…"))
-            return (A.per_doc(lp, n).astype(np.float64), A.per_doc(lp, n, bullet), A.per_doc(lp, n, ell))
         breaks = A.as_numpy(pc.count_substring(texts, "\n"))
         length = A.as_numpy(pc.binary_length(texts))
         trailing = A.as_numpy(pc.ends_with(texts, "\n"))
         n_lines = np.where(length == 0, 0.0, breaks + 1 - trailing)
         n_bullet = count(f"\\n{ws}*[•\\-]")
         n_ellipsis = count(f"(?:\\.\\.\\.|…){ws}*(?:\\n|\\z)")
+        # texts with other line breaks (few) are recounted on their str.splitlines() lines
+        special = np.nonzero(A.as_numpy(pc.match_substring_regex(texts, A.SPLITLINES_SPECIAL)))[0]
+        if len(special):
+            lines, lp = A.splitlines(texts.take(pa.array(special)))
+            m = len(special)
+            starts, ends = pc.utf8_ltrim_whitespace(lines), pc.utf8_rtrim_whitespace(lines)
+            bullet = A.as_numpy(pc.starts_with(starts, "•")) | A.as_numpy(pc.starts_with(starts, "-"))
+            ell = A.as_numpy(pc.ends_with(ends, "...")) | A.as_numpy(pc.ends_with(ends, "…"))
+            n_lines[special] = A.per_doc(lp, m)
+            n_bullet[special] = A.per_doc(lp, m, bullet)
+            n_ellipsis[special] = A.per_doc(lp, m, ell)
         return n_lines, n_bullet, n_ellipsis
 
 
@@ -284,18 +290,22 @@ def _ngram_words(texts: pa.Array, variant: str) -> tuple[pa.Array, np.ndarray]:
     return words.filter(pa.array(keep)), wp[keep]
 
 
-def _dense(keys: np.ndarray) -> np.ndarray:
-    """Dense ids (ranks of the sorted distinct keys): exact, document-major order."""
+def _dense(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Dense ids (ranks of the sorted distinct keys) and the count of every id:
+    exact, document-major order."""
     if len(keys) == 0:
-        return np.zeros(0, dtype=np.int64)
-    return np.unique(keys, return_inverse=True)[1].astype(np.int64, copy=False)
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+    return inverse.astype(np.int64, copy=False), counts.astype(np.int64, copy=False)
 
 
 class _NGrams:
     """Exact n-gram identities for every document of a batch, built incrementally.
 
-    ``key[j]`` is a dense id of the n-gram starting at flat word ``j`` (unique per
-    document and word sequence), ``-1`` where the window runs past the document end.
+    Only live positions are held: ``idx`` (ascending flat word positions whose
+    n-gram may still repeat) and ``ids`` (a dense id of the n-gram starting there,
+    unique per document and word sequence); ``counts[id]`` is its number of
+    occurrences. :attr:`key` spells the same as a full array with ``-1`` elsewhere.
     """
 
     def __init__(self, words: pa.Array, parents: np.ndarray, n_docs: int) -> None:
@@ -307,8 +317,8 @@ class _NGrams:
         self.doc_start = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
         self.doc_len = counts.astype(np.int64)
         w = len(words)
-        self.pos = np.arange(w, dtype=np.int64) - self.doc_start[parents] if w else np.zeros(0, np.int64)
-        self.remaining = self.doc_len[parents] - self.pos if w else np.zeros(0, np.int64)  # words from j to end
+        # one past each word's document end: a window [j, j + n) fits iff j + n <= doc_end[j]
+        self.doc_end = (self.doc_start + self.doc_len)[parents] if w else np.zeros(0, np.int64)
         if w:
             codes = A.as_numpy(pc.dictionary_encode(words).indices).astype(np.int64)
         else:
@@ -316,26 +326,30 @@ class _NGrams:
         self.codes = codes
         self.ndict = int(codes.max()) + 1 if w else 1
         self.n = 1
-        self.key = _dense(parents * self.ndict + codes)
+        self.idx = np.arange(w, dtype=np.int64)
+        self.ids, self.counts = _dense(parents * self.ndict + codes)
+
+    @property
+    def key(self) -> np.ndarray:
+        full = np.full(len(self.codes), -1, dtype=np.int64)
+        full[self.idx] = self.ids
+        return full
 
     def advance(self) -> None:
         """Extend keys from n-grams to (n+1)-grams.
 
         An (n+1)-gram can only repeat if the n-gram it starts with repeats, so
-        positions whose n-gram occurs once are pruned (key -1, "occurs once"), as
-        are windows that run past the document end. Most of a page's n-grams are
-        unique, so the arrays shrink quickly with n.
+        positions whose n-gram occurs once are pruned, as are windows that run past
+        the document end. Most of a page's n-grams are unique, so the arrays shrink
+        quickly with n.
         """
         n = self.n + 1
-        live = self.key >= 0
-        counts = np.bincount(self.key[live]) if live.any() else np.zeros(0, np.int64)
-        keep = live & (self.remaining >= n)
-        keep[keep] = counts[self.key[keep]] > 1
-        idx = np.nonzero(keep)[0]
-        new = np.full(len(self.codes), -1, dtype=np.int64)
-        if len(idx):
-            new[idx] = _dense(self.key[idx] * self.ndict + self.codes[idx + n - 1])
-        self.key = new
+        idx, ids = self.idx, self.ids
+        keep = self.counts[ids] > 1
+        keep &= idx + n <= self.doc_end[idx]
+        idx = idx[keep]
+        self.idx = idx
+        self.ids, self.counts = _dense(ids[keep] * self.ndict + self.codes[idx + n - 1])
         self.n = n
 
     def window_chars(self, idx: np.ndarray) -> np.ndarray:
@@ -410,7 +424,16 @@ class GopherRepetition(Filter):
             if kind == "para":
                 segs, sp = A.split(pc.utf8_trim_whitespace(texts), r"\n{2,}", regex=True)
             else:
-                segs, sp = A.split(texts, r"\n+", regex=True)
+                # re.split(r"\n+"): the pieces of split("\n") that are non-empty, plus the
+                # (possibly empty) first and last piece of every text
+                segs, sp = A.split(texts, "\n")
+                keep = A.as_numpy(pc.binary_length(segs)) > 0
+                if len(sp):
+                    edge = np.ones(len(sp) + 1, dtype=bool)
+                    edge[1:-1] = sp[1:] != sp[:-1]
+                    keep |= edge[:-1] | edge[1:]
+                if not keep.all():
+                    segs, sp = segs.filter(pa.array(keep)), sp[keep]
         seg_len = A.lengths(segs)
         stats = A.duplicate_stats(A.group_codes(segs, sp), seg_len, sp, n)
         stats["n"] = A.per_doc(sp, n).astype(np.float64)
@@ -479,14 +502,14 @@ class GopherRepetition(Filter):
         for k, frac, kind in specs:
             while g.n < k:
                 g.advance()
-            valid = np.nonzero(g.key >= 0)[0]
+            valid = g.idx
             if len(valid) == 0:
                 if kind == "top" and self.variant == "datatrove":
                     value = self._first_window_value(g, k, n_docs, np.zeros(n_docs, dtype=bool))
                     self._mark(reasons, value, denom, frac, f"top_{k}_gram")
                 continue
-            ids = g.key[valid]  # dense ids, document-major (ids of one document are contiguous)
-            counts = np.bincount(ids)
+            ids = g.ids  # dense ids, document-major (ids of one document are contiguous)
+            counts = g.counts
             first_pos = np.full(len(counts), len(wp), dtype=np.int64)
             np.minimum.at(first_pos, ids, valid)  # first occurrence of every n-gram
             udoc = wp[first_pos]  # non-decreasing
@@ -556,9 +579,10 @@ class GopherRepetition(Filter):
             need = np.nonzero(covered_chars / denom > frac)[0]
         value = np.zeros(n_docs, dtype=np.float64)
         cum = g.cum
+        full_key = g.key if len(need) else None
         for d in need:
             s, ln = int(g.doc_start[d]), int(g.doc_len[d])
-            keys = g.key[s : s + ln - k + 1].tolist()
+            keys = full_key[s : s + ln - k + 1].tolist()
             seen: set[int] = set()
             total, i, m = 0, 0, len(keys)
             while i < m:
