@@ -308,7 +308,7 @@ class _NGrams:
     occurrences. :attr:`key` spells the same as a full array with ``-1`` elsewhere.
     """
 
-    def __init__(self, words: pa.Array, parents: np.ndarray, n_docs: int) -> None:
+    def __init__(self, words: pa.Array, parents: np.ndarray, n_docs: int, start: int = 1) -> None:
         self.parents = parents
         self.n_docs = n_docs
         self.wlen = A.lengths(words).astype(np.int64)
@@ -325,9 +325,21 @@ class _NGrams:
             codes = np.zeros(0, np.int64)
         self.codes = codes
         self.ndict = int(codes.max()) + 1 if w else 1
-        self.n = 1
-        self.idx = np.arange(w, dtype=np.int64)
-        self.ids, self.counts = _dense(parents * self.ndict + codes)
+        if start >= 2 and w and n_docs * self.ndict * self.ndict < 2**62:
+            # Straight to bigrams: a bigram can only repeat in a document if both its
+            # words occur more than once in the batch (a cheap necessary condition).
+            rep = np.bincount(codes, minlength=self.ndict)[codes] > 1
+            ok = rep.copy()
+            ok[:-1] &= rep[1:]
+            ok &= np.arange(w, dtype=np.int64) + 2 <= self.doc_end
+            idx = np.nonzero(ok)[0]
+            self.n = 2
+            self.idx = idx
+            self.ids, self.counts = _dense((parents[idx] * self.ndict + codes[idx]) * self.ndict + codes[idx + 1])
+        else:
+            self.n = 1
+            self.idx = np.arange(w, dtype=np.int64)
+            self.ids, self.counts = _dense(parents * self.ndict + codes)
 
     @property
     def key(self) -> np.ndarray:
@@ -493,12 +505,12 @@ class GopherRepetition(Filter):
     def _ngram_reasons(self, texts: pa.Array, text_len: np.ndarray) -> list[str | None]:
         n_docs = len(texts)
         words, wp = _ngram_words(texts, self.variant)
-        g = _NGrams(words, wp, n_docs)
+        specs = [(k, f, "top") for k, f in self.top_n_grams] + [(k, f, "dup") for k, f in self.dup_n_grams]
+        specs.sort(key=lambda s: (s[2] != "top", s[0]))
+        g = _NGrams(words, wp, n_docs, start=min(k for k, _, _ in specs))
         total_word_chars = np.bincount(wp, weights=g.wlen, minlength=n_docs).astype(np.float64)
         denom = total_word_chars if self.variant == "dclm" else text_len
         reasons = np.full(n_docs, None, dtype=object)
-        specs = [(k, f, "top") for k, f in self.top_n_grams] + [(k, f, "dup") for k, f in self.dup_n_grams]
-        specs.sort(key=lambda s: (s[2] != "top", s[0]))
         for k, frac, kind in specs:
             while g.n < k:
                 g.advance()
