@@ -576,7 +576,8 @@ class GopherRepetition(Filter):
 
     def _dup_value(self, g, valid, ids, counts, k, n_docs, denom, frac, wp) -> np.ndarray:
         # words covered by any n-gram occurring more than once (vectorised)
-        rep = valid[counts[ids] > 1]  # ascending start positions of repeated n-grams
+        repeated = counts[ids] > 1
+        rep = valid[repeated]  # ascending start positions of repeated n-grams
         # characters of the union of the windows [j, j + k): clip each window at the next start
         ends = rep + k
         if len(rep) > 1:
@@ -590,22 +591,26 @@ class GopherRepetition(Filter):
         with np.errstate(invalid="ignore", divide="ignore"):
             need = np.nonzero(covered_chars / denom > frac)[0]
         value = np.zeros(n_docs, dtype=np.float64)
-        cum = g.cum
-        full_key = g.key if len(need) else None
-        for d in need:
-            s, ln = int(g.doc_start[d]), int(g.doc_len[d])
-            keys = full_key[s : s + ln - k + 1].tolist()
+        if len(need) == 0:
+            return value
+        rep_ids = ids[repeated]
+        lo = np.searchsorted(rep, g.doc_start[need])
+        hi = np.searchsorted(rep, g.doc_start[need] + g.doc_len[need])
+        for d, a, b in zip(need.tolist(), lo.tolist(), hi.tolist()):
+            # The scan visits n-grams left to right: a repeated one already seen adds its
+            # characters and skips its k words; n-grams occurring once never match, so
+            # only the repeated ones (a few) are visited, skipping those inside a match.
+            pos = rep[a:b]
+            chars = (g.cum[pos + k] - g.cum[pos]).tolist()
             seen: set[int] = set()
-            total, i, m = 0, 0, len(keys)
-            while i < m:
-                key = keys[i]
-                if key < 0:  # an n-gram that occurs once in the document
-                    i += 1
-                elif key in seen:
-                    total += int(cum[s + i + k] - cum[s + i])
-                    i += k
+            total, nxt = 0, -1
+            for j, key, c in zip(pos.tolist(), rep_ids[a:b].tolist(), chars):
+                if j < nxt:
+                    continue
+                if key in seen:
+                    total += c
+                    nxt = j + k
                 else:
                     seen.add(key)
-                    i += 1
             value[d] = total
         return value
