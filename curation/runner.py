@@ -62,7 +62,7 @@ from curation.stage import (
     empty_dropped,
     recipe_hash,
 )
-from curation.stats import ShardStats, check_invariant, merge_shard_stats
+from curation.stats import ShardStats, check_invariant, merge_shard_stats, source_groups
 
 logger = logging.getLogger(__name__)
 
@@ -352,8 +352,9 @@ def run_shard(task: ShardTask, stages: list[Stage]) -> dict[str, Any]:
             if task.phase == 0:
                 t0 = time.perf_counter()
                 read = stats.stage(READ_STAGE)
-                read.add_in(docs)
-                read.add_kept(docs)
+                groups = source_groups(docs)
+                read.add_in(groups)
+                read.add_kept(groups)
                 if quarantine.num_rows:
                     for src, (n, nbytes) in _count_raw(quarantine).items():
                         read.add_in_counts(src, n, nbytes)
@@ -362,12 +363,16 @@ def run_shard(task: ShardTask, stages: list[Stage]) -> dict[str, Any]:
                 stats.add_lengths("in", docs)
                 stats.add_time(READ_STAGE, time.perf_counter() - t0)
             table = docs
+            groups = source_groups(docs) if task.phase > 0 else groups
             for st in stages:
                 t0 = time.perf_counter()
                 counter = stats.stage(st.name)
-                counter.add_in(table)
+                counter.add_in(groups)
                 res = apply_stage(st, table, ctx)
-                counter.add_kept(res.kept)
+                # the kept rows are the next stage's input: count them once for both
+                if not _same_rows_and_text(res.kept, table):
+                    groups = source_groups(res.kept)
+                counter.add_kept(groups)
                 counter.add_dropped(res.dropped)
                 if res.dropped.num_rows:
                     d = res.dropped.append_column("stage", pa.array([st.name] * res.dropped.num_rows, pa.string()))
@@ -404,6 +409,23 @@ def run_shard(task: ShardTask, stages: list[Stage]) -> dict[str, Any]:
             raise RuntimeError("; ".join(errors))
     io.write_json_atomic(task.stats_path, blob)
     return blob
+
+
+def _same_rows_and_text(a: pa.Table, b: pa.Table) -> bool:
+    """True when ``a`` holds exactly ``b``'s rows with the very same text and source buffers."""
+    if a.num_rows != b.num_rows:
+        return False
+    for name in ("text", "source"):
+        x, y = a.column(name), b.column(name)
+        if x.num_chunks != y.num_chunks:
+            return False
+        for cx, cy in zip(x.chunks, y.chunks):
+            if cx.offset != cy.offset or len(cx) != len(cy):
+                return False
+            addresses = [[buf.address if buf else 0 for buf in c.buffers()] for c in (cx, cy)]
+            if addresses[0] != addresses[1]:
+                return False
+    return True
 
 
 def _count_raw(quarantine: pa.Table) -> dict[str, tuple[int, int]]:

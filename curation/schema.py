@@ -73,7 +73,10 @@ def docs_table(
 
 def text_nbytes(table: pa.Table) -> pa.Array:
     """UTF-8 byte length of every document's text (int64)."""
-    return pc.binary_length(table.column("text").combine_chunks()).cast(pa.int64())
+    col = table.column("text")
+    # per chunk: combining the chunks first would copy every text
+    lengths = pc.binary_length(col)
+    return (lengths.combine_chunks() if isinstance(lengths, pa.ChunkedArray) else lengths).cast(pa.int64())
 
 
 def check_doc_table(table: pa.Table) -> None:

@@ -36,6 +36,11 @@ def _by_source(sources: pa.Array, nbytes: pa.Array) -> dict[str, list[int]]:
     }
 
 
+def source_groups(table: pa.Table) -> dict[str, list[int]]:
+    """{source: [docs, text bytes]} of a document table."""
+    return _by_source(table.column("source"), text_nbytes(table))
+
+
 def _by_source_reason(sources: pa.Array, reasons: pa.Array, nbytes: pa.Array) -> dict[tuple[str, str], list[int]]:
     if len(sources) == 0:
         return {}
@@ -75,8 +80,10 @@ class StageCounter:
     def _src(self, source: str) -> dict[str, Any]:
         return self.by_source.setdefault(source, _blank())
 
-    def add_in(self, table: pa.Table) -> None:
-        for s, (n, b) in _by_source(table.column("source"), text_nbytes(table)).items():
+    def add_in(self, table: pa.Table | dict[str, list[int]]) -> None:
+        """Count a stage's input: a table, or its ``source_groups`` computed once."""
+        groups = table if isinstance(table, dict) else source_groups(table)
+        for s, (n, b) in groups.items():
             d = self._src(s)
             d["in"] += n
             d["in_bytes"] += b
@@ -86,8 +93,9 @@ class StageCounter:
         d["in"] += n
         d["in_bytes"] += nbytes
 
-    def add_kept(self, table: pa.Table) -> None:
-        for s, (n, b) in _by_source(table.column("source"), text_nbytes(table)).items():
+    def add_kept(self, table: pa.Table | dict[str, list[int]]) -> None:
+        groups = table if isinstance(table, dict) else source_groups(table)
+        for s, (n, b) in groups.items():
             d = self._src(s)
             d["kept"] += n
             d["kept_bytes"] += b
