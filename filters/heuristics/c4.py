@@ -138,7 +138,9 @@ class C4Lines(Mapper):
         if self.drop_ellipsis_lines:
             ok &= ~A.as_numpy(pc.match_substring_regex(cleaned, A.ends_with_any(("...", "\u2026"))))
         if self.min_words_per_line is not None:  # words of the line before citation removal (TFDS)
-            ok &= A.word_counts(sub) >= self.min_words_per_line
+            cand = np.nonzero(ok)[0]  # only lines that passed the rules above
+            words = A.word_counts(sub.take(pa.array(cand)) if len(cand) < len(ok) else sub)
+            ok[cand] = words >= self.min_words_per_line
         idx, cleaned = idx[ok], cleaned.filter(pa.array(ok))
         lower = pc.utf8_lower(cleaned)
         sp = lp[idx]
