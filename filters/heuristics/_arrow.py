@@ -146,6 +146,29 @@ def word_flags(words: pa.Array, letter_re: str, symbol_only_re: str) -> tuple[np
     return letter, symbol
 
 
+def byte_counts(strings: pa.Array, char: str) -> np.ndarray:
+    """Occurrences of the ASCII character ``char`` in every string (``pc.count_substring``),
+    from one comparison over the batch's UTF-8 bytes (no non-ASCII byte equals an ASCII one)."""
+    code = ord(char)
+    if code >= 0x80:
+        raise ValueError("byte_counts needs an ASCII character")
+    if isinstance(strings, pa.ChunkedArray):
+        strings = strings.combine_chunks()
+    n = len(strings)
+    if strings.type != pa.large_string():
+        strings = strings.cast(pa.large_string())
+    bufs = strings.buffers()
+    if n == 0 or bufs[2] is None:
+        return np.zeros(n, dtype=np.int64)
+    offsets = np.frombuffer(bufs[1], dtype=np.int64, count=n + 1, offset=strings.offset * 8)
+    data = np.frombuffer(bufs[2], dtype=np.uint8)[offsets[0] : offsets[-1]]
+    pos = np.flatnonzero(data == code)
+    counts = np.diff(np.searchsorted(pos, offsets - offsets[0])).astype(np.int64)
+    if strings.null_count:
+        counts[as_numpy(pc.is_null(strings))] = 0
+    return counts
+
+
 def ends_with_any(suffixes) -> str:  # noqa: ANN001
     """An RE2 pattern matching strings that end with one of ``suffixes``."""
     alts = sorted({"".join(f"\\x{{{ord(c):x}}}" for c in s) for s in suffixes}, key=lambda a: (-len(a), a))

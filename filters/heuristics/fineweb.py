@@ -92,10 +92,10 @@ class FineWebQuality(Filter):
                 rb.set(short > self.short_line_thr, "fineweb:short_line_ratio")
             if self.char_duplicates_ratio is not None:
                 dup = A.duplicate_stats(A.group_codes(lines, lp), seg_len, lp, n)["repeat_chars"]
-                chars = A.lengths(texts) - A.as_numpy(pc.count_substring(texts, "\n"))
+                chars = A.lengths(texts) - A.byte_counts(texts, "\n")
                 rb.set(dup / chars > self.char_duplicates_ratio, "fineweb:char_dup_ratio")
             if self.new_line_ratio is not None:
                 n_words = A.word_counts(texts)
-                newlines = A.as_numpy(pc.count_substring(texts, "\n"))
+                newlines = A.byte_counts(texts, "\n")
                 rb.set(newlines / n_words > self.new_line_ratio, "fineweb:list_ratio")
         return rb.build()

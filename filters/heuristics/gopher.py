@@ -170,7 +170,7 @@ class GopherQuality(Filter):
 
         # symbol-to-word ratio
         if self.max_symbol_word_ratio is not None:
-            hashes = A.as_numpy(pc.count_substring(texts, "#")).astype(np.float64)
+            hashes = A.byte_counts(texts, "#").astype(np.float64)
             ell = A.as_numpy(pc.count_substring(texts, "...")) + A.as_numpy(pc.count_substring(texts, "…"))
             with np.errstate(invalid="ignore", divide="ignore"):
                 if dclm:
@@ -246,7 +246,7 @@ class GopherQuality(Filter):
             n_bullet = count(f"\\n{ws}*[●•*\\-]")
             n_ellipsis = count(f"(?:\\.\\.\\.|\\. \\. \\.|…){ws}*(?:\\n|\\z)")
             return n_lines, n_bullet, n_ellipsis
-        breaks = A.as_numpy(pc.count_substring(texts, "\n"))
+        breaks = A.byte_counts(texts, "\n")
         length = A.as_numpy(pc.binary_length(texts))
         trailing = A.as_numpy(pc.ends_with(texts, "\n"))
         n_lines = np.where(length == 0, 0.0, breaks + 1 - trailing)
