@@ -454,6 +454,14 @@ def _git_commit() -> str | None:
         return None
 
 
+def _size(path: str) -> int:
+    try:
+        fs, p = io.fs_path(path)
+        return int(fs.info(p).get("size") or 0)
+    except (OSError, ValueError):
+        return 0
+
+
 def _digest(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -574,6 +582,10 @@ class Runner:
                 else:
                     todo.append(t)
             if todo:
+                # largest shards first (longest-processing-time order): the run does not end
+                # with one worker busy on a big shard while the others idle; outputs do not
+                # depend on the order
+                todo.sort(key=lambda t: (-_size(t.input_path), t.spec.shard_id))
                 stages_ref = ray.put(phase.stages)
                 results, bad = self._submit(remote, todo, stages_ref, phase)
                 shard_stats.extend(results)
