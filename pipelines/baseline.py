@@ -30,31 +30,33 @@ BLOCKS = ("heuristics", "dedup", "quality")
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         epilog="Run `curate stats RUN` / `curate quarantine RUN` to inspect a finished run.",
     )
     add_run_arguments(p, default_output="runs/baseline")
     d = p.add_argument_group("demo pool (used when no --input is given)")
     d.add_argument("--demo-dir", default=None, help="where to write the demo pool (default: <output>/../demo_pool)")
-    d.add_argument("--demo-docs", type=int, default=2000, help="documents in the demo pool")
+    d.add_argument("--demo-docs", type=int, default=2000,
+                   help="documents in the demo pool (default %(default)s; 1000000 for scale runs)")
     r = p.add_argument_group("recipe")
     r.add_argument("--blocks", default=",".join(BLOCKS),
                    help=f"comma-separated recipe blocks to run, in order, from {BLOCKS}; "
-                   "'' keeps only reading (the raw pool)")
+                   "'' keeps only reading (the raw pool); default %(default)s")
     r.add_argument("--c4", action="store_true", help="also apply the C4 rules block after the RefinedWeb heuristics")
     r.add_argument("--decontam", default=None, metavar="EVAL_DIR",
                    help="drop training documents sharing 13-grams with the evaluation tasks in EVAL_DIR "
                    "(llm-foundry jsonl, e.g. ../shared/data/eval); runs after the heuristics")
     r.add_argument("--dedup", default="exact,minhash,bff",
                    help="dedup methods in order: exact (normalised text and URL), minhash (fuzzy, LSH), "
-                   "bff (Bloom paragraph dedup, DCLM's order-dependent step)")
+                   "bff (Bloom paragraph dedup, DCLM's order-dependent step); default %(default)s")
     r.add_argument("--quality-model", default=None,
                    help="fastText .bin quality classifier (e.g. DCLM's released one); default: train the "
                    "offline default classifier into <output>/quality_model (see filters/quality)")
-    r.add_argument("--quality-label", default="__label__hq", help="the high-quality label of the classifier")
+    r.add_argument("--quality-label", default="__label__hq",
+                   help="the high-quality label of the classifier (default %(default)s)")
     sel = r.add_mutually_exclusive_group()
     sel.add_argument("--quality-top-fraction", type=float, default=0.1,
-                     help="keep this top fraction of the whole pool by quality score (DCLM kept 10%%)")
+                     help="keep this top fraction of the whole pool by quality score "
+                     "(default %(default)s: DCLM kept 10%%)")
     sel.add_argument("--quality-threshold", type=float, default=None,
                      help="keep documents with quality_score >= this instead of a top fraction")
     t = p.add_argument_group("token streams")
@@ -62,8 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--tokenizer", default=None,
                    help="sentencepiece tokenizer.model to use (e.g. LLaMA's); default: train a BPE one on the output")
     t.add_argument("--vocab-size", type=int, default=32000,
-                   help="vocabulary of a trained tokenizer (capped to what the sample supports)")
-    t.add_argument("--seq-len", type=int, default=2048, help="tokens per training window (files hold seq_len + 1)")
+                   help="vocabulary of a trained tokenizer, capped to what the sample supports (default %(default)s)")
+    t.add_argument("--seq-len", type=int, default=2048,
+                   help="tokens per training window, files hold seq_len + 1 (default %(default)s)")
     return p
 
 
