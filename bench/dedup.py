@@ -28,9 +28,7 @@ import argparse
 import json
 import multiprocessing as mp
 import os
-import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -41,22 +39,12 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import pyarrow as pa  # noqa: E402
+from _common import machine  # noqa: E402
 
 CACHE = Path(os.environ.get("DEDUP_BENCH_CACHE", "/tmp/dedup_bench_cache"))
 NGRAM, BANDS, ROWS = 5, 14, 8
 
 
-def commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    except Exception:  # noqa: BLE001
-        return "unknown"
-
-
-def machine() -> str:
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    cpu = platform.processor() or platform.machine()
-    return f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB, python {platform.python_version()}"
 
 
 # --------------------------------------------------------------------------- data

@@ -25,9 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
+from _common import commit, machine  # noqa: E402
 
 from filters.heuristics import (  # noqa: E402
     C4Lines,
@@ -51,19 +49,6 @@ from filters.heuristics import (  # noqa: E402
 from filters.heuristics.url import DEFAULT_DOMAINS, DEFAULT_HARD, DEFAULT_SOFT, DEFAULT_STRICT, read_list  # noqa: E402
 from tests.filters.heuristics.realdata import available, load_real_docs  # noqa: E402
 from tests.filters.heuristics.synthetic import synthetic_docs  # noqa: E402
-
-
-def machine() -> str:
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return f"{platform.machine()} {os.cpu_count()} cpus, {platform.python_implementation()} " \
-           f"{platform.python_version()}, load avg {load:.1f} (shared machine), 1 process"
-
-
-def commit() -> str:
-    try:
-        return subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True).strip()
-    except Exception:  # noqa: BLE001
-        return "unknown"
 
 
 def build_input(repeat: int, n_synth: int) -> pa.Table:

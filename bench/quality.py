@@ -24,8 +24,6 @@ import argparse
 import glob
 import json
 import os
-import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,6 +34,8 @@ import pyarrow as pa
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from _common import commit, machine  # noqa: E402
 
 from curation.schema import docs_table  # noqa: E402
 from filters.quality import QualityScorer, default_model, rss_bytes  # noqa: E402
@@ -85,28 +85,6 @@ def run_reference(model, texts: list[str], label: str) -> tuple[float, np.ndarra
     return dt, scores
 
 
-def machine() -> str:
-    cpu = platform.processor() or "cpu"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return (
-        f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, python {platform.python_version()}"
-    )
-
-
-def git_commit() -> str | None:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -175,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         "input": input_desc,
         "machine": machine(),
         "command": "python bench/quality.py" + (" --quick" if args.quick else ""),
-        "commit": git_commit(),
+        "commit": commit(),
         "details": {
             "repeats": repeats,
             "ours_seconds": [round(t, 4) for t in ours_t],

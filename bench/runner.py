@@ -19,9 +19,7 @@ import argparse
 import gzip
 import json
 import os
-import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,19 +29,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import orjson  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 import zstandard  # noqa: E402
+from _common import commit, machine  # noqa: E402
 
 from curation.readers import get_reader  # noqa: E402
-
-
-def machine() -> str:
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-
-
-def commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    except Exception:  # noqa: BLE001
-        return "unknown"
 
 
 def raw_read(path: str) -> int:

@@ -27,9 +27,7 @@ import io
 import json
 import multiprocessing
 import os
-import platform
 import random
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,6 +38,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import sentencepiece as spm  # noqa: E402
+from _common import commit, machine  # noqa: E402
 
 from curation.io import write_json_atomic, write_parquet_atomic  # noqa: E402
 from curation.schema import docs_table  # noqa: E402
@@ -49,15 +48,6 @@ from curation.tokens.tokenizer import parquet_files  # noqa: E402
 DATA = os.path.join(ROOT, "..", "shared", "data", "corpora")
 
 
-def machine() -> str:
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-
-
-def commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    except Exception:  # noqa: BLE001
-        return "unknown"
 
 
 def real_texts() -> list[str]:

@@ -20,14 +20,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
+from _common import commit, machine  # noqa: E402
 
 from train_small.configs import get_config  # noqa: E402
 from train_small.model import OpenELM, flops_per_token, lm_loss  # noqa: E402
@@ -36,17 +35,6 @@ from train_small.train import MFU_FORMULA, _param_groups, peak_flops  # noqa: E4
 MFU_TARGET = 0.45
 
 
-def commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    except Exception:  # noqa: BLE001
-        return "unknown"
-
-
-def machine() -> str:
-    if torch.cuda.is_available():
-        return f"{torch.cuda.get_device_name()}, torch {torch.__version__}"
-    return f"{platform.machine()} CPU, {os.cpu_count()} cores, no CUDA, torch {torch.__version__}"
 
 
 def run(model_name: str, use_kernels: bool, compile_: bool, micro: int, seq: int, steps: int, warmup: int) -> dict:

@@ -62,7 +62,7 @@ from curation.stage import (
     empty_dropped,
     recipe_hash,
 )
-from curation.stats import ShardStats, check_invariant, merge_shard_stats, source_groups
+from curation.stats import ShardStats, check_invariant, count_by_source, merge_shard_stats, source_groups
 
 logger = logging.getLogger(__name__)
 
@@ -428,17 +428,10 @@ def _same_rows_and_text(a: pa.Table, b: pa.Table) -> bool:
     return True
 
 
-def _count_raw(quarantine: pa.Table) -> dict[str, tuple[int, int]]:
-    """{source: (records, raw bytes)} of quarantine records (the read stage's input)."""
-    t = pa.table(
-        {
-            "s": pc.fill_null(quarantine.column("source"), "unknown"),
-            "b": pc.fill_null(pc.binary_length(quarantine.column("raw")).cast(pa.int64()), 0),
-        }
-    )
-    g = t.group_by("s").aggregate([("b", "count"), ("b", "sum")])
-    cols = (g["s"].to_pylist(), g["b_count"].to_pylist(), g["b_sum"].to_pylist())
-    return {s: (int(n), int(b)) for s, n, b in zip(*cols)}
+def _count_raw(quarantine: pa.Table) -> dict[str, list[int]]:
+    """{source: [records, raw bytes]} of quarantine records (the read stage's input)."""
+    nbytes = pc.fill_null(pc.binary_length(quarantine.column("raw")).cast(pa.int64()), 0)
+    return count_by_source(pc.fill_null(quarantine.column("source"), "unknown"), nbytes)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -689,7 +682,8 @@ class Runner:
         rows: dict[str, int] = {}
         for t in tasks:
             if io.exists(t.output_path):
-                with io.fs_path(t.output_path)[0].open(io.fs_path(t.output_path)[1], "rb") as f:
+                fs, path = io.fs_path(t.output_path)
+                with fs.open(path, "rb") as f:
                     meta = pq.ParquetFile(f).metadata
                     schemas[t.output_path] = meta.schema.to_arrow_schema()
                     rows[t.output_path] = meta.num_rows

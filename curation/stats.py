@@ -25,8 +25,8 @@ MAX_EXAMPLES = 5
 LENGTH_BINS = np.linspace(0.0, 7.0, 71)
 
 
-def _by_source(sources: pa.Array, nbytes: pa.Array) -> dict[str, list[int]]:
-    """{source: [docs, bytes]} for parallel arrays."""
+def count_by_source(sources: pa.Array, nbytes: pa.Array) -> dict[str, list[int]]:
+    """{source: [rows, bytes]} for parallel arrays (one group-by)."""
     if len(sources) == 0:
         return {}
     t = pa.table({"s": sources, "b": nbytes}).group_by("s").aggregate([("b", "count"), ("b", "sum")])
@@ -38,7 +38,7 @@ def _by_source(sources: pa.Array, nbytes: pa.Array) -> dict[str, list[int]]:
 
 def source_groups(table: pa.Table) -> dict[str, list[int]]:
     """{source: [docs, text bytes]} of a document table."""
-    return _by_source(table.column("source"), text_nbytes(table))
+    return count_by_source(table.column("source"), text_nbytes(table))
 
 
 def _by_source_reason(sources: pa.Array, reasons: pa.Array, nbytes: pa.Array) -> dict[tuple[str, str], list[int]]:

@@ -16,7 +16,7 @@ import pytest
 from curation import io
 from curation.runner import InputSpec, run_recipe
 from curation.stats import check_invariant
-from tests.stages_for_tests import Boom, DropShort, ExactTextDedup, Upper
+from tests.stages_for_tests import Boom, DropShort, ExactTextDedup, Upper, kill_processes_mentioning
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -285,10 +285,4 @@ def test_kill_worker_and_driver_then_rerun_equals_clean_run(tmp_path):
     assert digests(crashed) == digests(clean)
     leftovers = [f for f in os.listdir(crashed / "data") if ".tmp-" in f]
     assert leftovers == []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if ray_tmp.encode() in f.read():
-                    os.kill(int(pid), signal.SIGKILL)
-        except OSError:
-            pass
+    kill_processes_mentioning(ray_tmp)

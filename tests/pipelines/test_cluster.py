@@ -15,6 +15,7 @@ import time
 import pytest
 
 from curation.stats import check_invariant
+from tests.stages_for_tests import kill_processes_mentioning
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RAY = os.path.join(os.path.dirname(sys.executable), "ray")
@@ -26,19 +27,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _kill_cluster(temp_dir: str) -> None:
-    """Stop only this test's cluster (`ray stop` would stop every Ray on the machine)."""
-    import signal
-
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if temp_dir.encode() in f.read():
-                    os.kill(int(pid), signal.SIGKILL)
-        except (OSError, ProcessLookupError):
-            pass
 
 
 @pytest.fixture
@@ -63,7 +51,7 @@ def head_node(tmp_path):
     try:
         yield env, f"http://127.0.0.1:{dash}", f"127.0.0.1:{port}"
     finally:
-        _kill_cluster(temp_dir)
+        kill_processes_mentioning(temp_dir)
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
