@@ -18,8 +18,9 @@ import sys
 from typing import Any
 
 from curation import io
+from curation.passes import DEFAULT_MEMORY_PER_WORKER
 from curation.readers.base import DEFAULT_BATCH_SIZE, DEFAULT_MAX_DOC_BYTES
-from curation.runner import InputSpec, RunConfig
+from curation.runner import DEFAULT_LOCAL_BELOW_BYTES, DEFAULT_MAX_SHARD_BYTES, InputSpec, RunConfig
 
 INPUT_HELP = (
     "input files: a path, glob or directory, local or any fsspec URL (s3://, gs://, hf://...), "
@@ -55,12 +56,46 @@ def add_run_arguments(p: argparse.ArgumentParser, default_output: str | None = N
                    "(default %(default)s)")
     g.add_argument("--seed", type=int, default=0, help="seed for every seeded step (default %(default)s)")
     g.add_argument("--max-retries", type=int, default=3,
-                   help="Ray retries of a shard task whose worker died (default %(default)s)")
+                   help="retries of a work item whose worker or node died, or that hit a transient storage "
+                   "error (OSError); other errors are not retried (default %(default)s)")
+    g.add_argument("--executor", choices=["auto", "ray", "local"], default=None,
+                   help="where work items run: ray (embedded local cluster on 127.0.0.1, or --address), local "
+                   "(one after another in this process), auto (local when the whole input is under --local-below "
+                   "and no cluster address is given, else ray); default auto (a recipe may choose otherwise, "
+                   "e.g. ray for the demo pool, which is there to show the distributed path)")
+    g.add_argument("--local-below", type=parse_size, default=DEFAULT_LOCAL_BELOW_BYTES, metavar="SIZE",
+                   help="with --executor auto, inputs smaller than this run in-process, where starting Ray would "
+                   f"cost more than the work (default {DEFAULT_LOCAL_BELOW_BYTES >> 20}M)")
+    g.add_argument("--memory-per-worker", type=parse_size, default=DEFAULT_MEMORY_PER_WORKER, metavar="SIZE",
+                   help="memory budget of one task (e.g. 2G, 512M): Ray runs no more tasks on a node than its "
+                   "memory holds, and structures that grow with the corpus (Bloom filter, band and edge "
+                   "partitions, candidate lists) are split into enough partitions to fit it; a configuration "
+                   f"that cannot fit is refused before any shard runs (default {DEFAULT_MEMORY_PER_WORKER >> 30}G)")
+    g.add_argument("--max-shard-bytes", type=parse_size, default=DEFAULT_MAX_SHARD_BYTES, metavar="SIZE",
+                   help="a file larger than this becomes several work items: parquet by row groups, uncompressed "
+                   "JSON lines by byte ranges at line starts (compressed streams stay whole; the report lists "
+                   f"them); 0 never splits (default {DEFAULT_MAX_SHARD_BYTES >> 30}G)")
     g.add_argument("--dashboard", action="store_true",
                    help="start the Ray dashboard with the embedded cluster (http://127.0.0.1:8265)")
     g.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     g.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                    help="logging level (default %(default)s)")
+
+
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_size(text: str) -> int:
+    """'2G', '512M', '64k', '1.5g' or a number of bytes -> bytes."""
+    t = str(text).strip().lower().removesuffix("ib").removesuffix("b")
+    unit = t[-1] if t and t[-1] in _UNITS else ""
+    try:
+        value = float(t[: len(t) - len(unit)])
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 2G, 512M, 1048576)") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a size cannot be negative: {text!r}")
+    return int(value * _UNITS[unit])
 
 
 def parse_input(arg: str) -> tuple[str, str | None, str | None]:
@@ -96,6 +131,10 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         max_retries=args.max_retries,
         progress=args.progress,
         dashboard=args.dashboard,
+        executor=args.executor or "auto",
+        memory_per_worker=args.memory_per_worker,
+        max_shard_bytes=args.max_shard_bytes or None,
+        local_below_bytes=args.local_below,
     )
 
 

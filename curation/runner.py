@@ -1,88 +1,67 @@
-"""The Ray shard runner: one task per input shard, resumable, exactly-once outputs.
+"""The shard runner: a recipe over input files as passes, resumable, exactly-once outputs.
 
 A recipe is a list of stages. The runner splits it at every :class:`GlobalStage`
 into *phases*: phase 0 reads the input files and applies the stages before the
 first global stage; each later phase starts by fitting its global stage over all
-shards of the previous phase (Ray map/reduce inside ``fit``), then applies it and
-the stages after it to every shard. The unit of work is always one input shard,
-so results never depend on Ray's block layout or the number of workers.
+shards of the previous phase (a sequence of passes inside ``fit``), then applies it
+and the stages after it to every shard. Each phase is one pass
+(:mod:`curation.passes`) whose items are the work units: an input file, or a split
+of a file larger than ``max_shard_bytes`` (parquet row groups, byte ranges of
+uncompressed JSON lines). The unit never depends on Ray's block layout or the
+number of workers, so neither do the results.
 
 Layout of a run directory::
 
-    run.json                     recipe, inputs, recipe hash, status
+    run.json                     recipe, inputs, recipe hash, status, work units
     data/<shard>.parquet         final documents (last phase)
     phases/p<k>/<shard>.parquet  documents between phases (inputs of global stages)
     dropped/p<k>/<shard>.parquet id, source, stage, reason, nbytes of every dropped doc
     quarantine/p<k>/<shard>.parquet  bad input / rows that made a stage fail
-    stats/p<k>/<shard>.json      per-shard, per-stage counts; written last = completion marker
-    global/<i>_<name>/           a global stage's artefacts and state.json
+    stats/p<k>/<shard>.json      per-shard, per-stage counts
+    _passes/<pass>/<item>.json   completion markers (curation.passes)
+    global/<i>_<name>/           a global stage's state.json and, per fit, fit-<key>/ artefacts
+    passes.json                  what every pass of the last run did (items run / complete / failed)
     stats.json, report.md, *.png merged stats and the report (curation.report)
 
 Exactly once: every output is written under a temporary name and renamed into
-place, the shard's stats last. A rerun skips a shard whose stats carry the same
-phase hash (the hash of the reader settings and every stage up to the end of that
-phase), and recomputes it otherwise, so a recipe change invalidates exactly the
-phases it touches. A worker killed mid-shard is retried by Ray (``max_retries``);
-a killed driver is simply rerun.
+place, then the stats, then the item's marker. A rerun skips an item whose marker
+carries the same hash (phase recipe hash, input fingerprint, fitted state), and
+recomputes it otherwise, so a recipe change invalidates exactly the phases it
+touches. A worker killed mid-shard is retried by Ray; a killed driver is rerun and
+resumes at the item, inside global fits too.
 
-Set-up once per worker process: stages are shipped with ``ray.put`` once per
-phase; the first task of a phase in a worker process keeps its deserialised copy,
-calls ``setup()`` on every stage, and later tasks of that phase in the same
-process reuse it (``_WORKER_CACHE``). Plain tasks (rather than an actor pool) keep
-Ray's automatic retry on worker death and let Ray place work freely.
+Execution: ``executor="ray"`` runs items as Ray tasks (an embedded cluster on
+127.0.0.1, or ``address``), started once per run and only when an item has to run;
+``"local"`` runs them in this process; ``"auto"`` (the default) picks ``local`` for
+inputs under ``local_below_bytes`` when no cluster address is given, where Ray's
+start-up would cost more than the work.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
+import dataclasses
 import logging
 import os
-import re
 import subprocess
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from curation import io
-from curation.readers.base import DEFAULT_BATCH_SIZE, DEFAULT_MAX_DOC_BYTES, RAW_SNIPPET_BYTES
-from curation.schema import DOC_SCHEMA, DROPPED_SCHEMA, QUARANTINE_SCHEMA
-from curation.stage import (
-    GlobalContext,
-    GlobalStage,
-    PhaseShard,
-    ShardContext,
-    Stage,
-    StageResult,
-    empty_dropped,
-    recipe_hash,
-)
-from curation.stats import ShardStats, check_invariant, count_by_source, merge_shard_stats, source_groups
+from curation.passes import DEFAULT_MEMORY_PER_WORKER, ExecConfig, Executor, Item, digest
+from curation.readers.base import DEFAULT_BATCH_SIZE, DEFAULT_MAX_DOC_BYTES
+from curation.shard import READ_STAGE, InputSpec, ShardTask, run_shard
+from curation.stage import FittedState, GlobalContext, GlobalStage, PhaseShard, Stage, recipe_hash
+from curation.stats import merge_shard_stats
 
 logger = logging.getLogger(__name__)
 
-READ_STAGE = "read"
+__all__ = ["READ_STAGE", "InputSpec", "RunConfig", "RunResult", "Runner", "run_recipe"]
 
-
-@dataclass
-class InputSpec:
-    """One input file and how to read it."""
-
-    path: str
-    format: str | None = None  # None: detected from the path
-    source: str | None = None  # None: the reader's default source name
-
-    @property
-    def shard_id(self) -> str:
-        base = os.path.basename(self.path.rstrip("/"))
-        stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", base)[:80]
-        digest = hashlib.sha1(self.path.encode()).hexdigest()[:8]
-        return f"{stem}-{digest}"
+DEFAULT_MAX_SHARD_BYTES = 1 << 30
+DEFAULT_LOCAL_BELOW_BYTES = 4 << 20
 
 
 @dataclass
@@ -100,6 +79,16 @@ class RunConfig:
     dashboard: bool = False
     report: bool = True
     reader_options: dict[str, Any] = field(default_factory=dict)
+    executor: str = "auto"  # "ray" | "local" | "auto"
+    memory_per_worker: int = DEFAULT_MEMORY_PER_WORKER
+    max_shard_bytes: int | None = DEFAULT_MAX_SHARD_BYTES  # None: never split a file
+    local_below_bytes: int = DEFAULT_LOCAL_BELOW_BYTES
+
+    def __post_init__(self) -> None:
+        if self.executor not in ("ray", "local", "auto"):
+            raise ValueError(f"executor must be 'ray', 'local' or 'auto', got {self.executor!r}")
+        if self.max_shard_bytes is not None and self.max_shard_bytes < 1 << 16:
+            raise ValueError(f"max_shard_bytes={self.max_shard_bytes} is under 64 KiB")
 
 
 @dataclass
@@ -111,6 +100,7 @@ class RunResult:
     skipped_shards: int
     processed_shards: int
     seconds: float
+    passes: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -155,286 +145,6 @@ def split_phases(stages: list[Stage], base: dict[str, Any]) -> list[Phase]:
 
 
 # ---------------------------------------------------------------------------------------------
-# the shard task
-
-
-@dataclass
-class ShardTask:
-    spec: InputSpec
-    phase: int
-    phase_hash: str
-    input_path: str  # the raw input (phase 0) or the previous phase's parquet
-    output_path: str
-    dropped_path: str
-    quarantine_path: str
-    stats_path: str
-    batch_size: int
-    max_doc_bytes: int
-    limit: int | None
-    reader_options: dict[str, Any]
-    final: bool = False
-    input_fingerprint: str = ""
-
-
-_WORKER_CACHE: dict[str, list[Stage]] = {}
-
-
-def _worker_stages(phase_hash: str, stages: list[Stage]) -> list[Stage]:
-    cached = _WORKER_CACHE.get(phase_hash)
-    if cached is None:
-        for st in stages:
-            st.setup()
-        _WORKER_CACHE.clear()  # one phase at a time: free the previous phase's models
-        _WORKER_CACHE[phase_hash] = cached = stages
-    return cached
-
-
-def _quarantine_rows(table: pa.Table, stage: str, reason: str, file: str) -> pa.Table:
-    texts = table.column("text").to_pylist()
-    raw = [t.encode("utf-8", "replace")[:RAW_SNIPPET_BYTES] if isinstance(t, str) else None for t in texts]
-    n = table.num_rows
-    return pa.table(
-        {
-            "file": pa.array([file] * n, pa.string()),
-            "position": pa.array([-1] * n, pa.int64()),
-            "reason": pa.array([reason] * n, pa.string()),
-            "stage": pa.array([stage] * n, pa.string()),
-            "source": table.column("source").cast(pa.string()),
-            "id": table.column("id").cast(pa.string()),
-            "raw": pa.array(raw, pa.large_binary()),
-        },
-        schema=QUARANTINE_SCHEMA,
-    )
-
-
-def apply_stage(stage: Stage, table: pa.Table, shard: ShardContext) -> StageResult:
-    """Apply one stage to a batch; rows that make it raise are quarantined, not fatal.
-
-    The batch is tried whole first; on an exception each row is retried alone so
-    that one bad document costs only itself. The accounting identity is checked.
-    """
-    try:
-        result = stage(table, shard)
-    except Exception as exc:  # noqa: BLE001 - isolated per row below
-        logger.warning("stage %s failed on a batch of %d (%r); retrying row by row", stage.name, table.num_rows, exc)
-        kept, dropped, quarantined = [], [], []
-        for i in range(table.num_rows):
-            row = table.slice(i, 1)
-            try:
-                r = stage(row, shard)
-            except Exception as row_exc:  # noqa: BLE001
-                reason = f"stage_error:{stage.name}:{type(row_exc).__name__}"
-                quarantined.append(_quarantine_rows(row, stage.name, reason, shard.path))
-                continue
-            kept.append(r.kept)
-            dropped.append(r.dropped)
-            if r.quarantined is not None:
-                quarantined.append(r.quarantined)
-        kept_t = pa.concat_tables(kept, promote_options="permissive") if kept else table.slice(0, 0)
-        result = StageResult(
-            kept_t,
-            pa.concat_tables(dropped) if dropped else empty_dropped(),
-            pa.concat_tables(quarantined) if quarantined else None,
-        )
-    n_q = result.quarantined.num_rows if result.quarantined is not None else 0
-    if result.kept.num_rows + result.dropped.num_rows + n_q != table.num_rows:
-        raise RuntimeError(
-            f"stage {stage.name} broke the accounting: in={table.num_rows} kept={result.kept.num_rows} "
-            f"dropped={result.dropped.num_rows} quarantined={n_q}"
-        )
-    return result
-
-
-def _read_batches(task: ShardTask) -> Iterator[tuple[pa.Table, pa.Table]]:
-    """(docs, quarantine) batches of the shard's input for this phase."""
-    if task.phase > 0:
-        for batch in io.iter_parquet_batches(task.input_path, batch_size=task.batch_size):
-            yield pa.Table.from_batches([batch]), QUARANTINE_SCHEMA.empty_table()
-        return
-    from curation.readers import get_reader
-
-    reader = get_reader(
-        task.spec.path,
-        format=task.spec.format,
-        source=task.spec.source,
-        batch_size=task.batch_size,
-        max_doc_bytes=task.max_doc_bytes,
-        **task.reader_options,
-    )
-    n_docs = 0
-    try:
-        for docs, quarantine in reader.read(task.spec.path):
-            if task.limit is not None and n_docs + docs.num_rows >= task.limit:
-                yield docs.slice(0, task.limit - n_docs), quarantine
-                return
-            n_docs += docs.num_rows
-            yield docs, quarantine
-    except Exception as exc:  # noqa: BLE001 - a reader bug must not kill the run
-        logger.exception("reader failed on %s after %d documents", task.spec.path, n_docs)
-        q = pa.table(
-            {
-                "file": [task.spec.path],
-                "position": [n_docs],
-                "reason": [f"read_error:{type(exc).__name__}"],
-                "stage": [READ_STAGE],
-                "source": [reader.source],
-                "id": [None],
-                "raw": [str(exc).encode()[:RAW_SNIPPET_BYTES]],
-            },
-            schema=QUARANTINE_SCHEMA,
-        )
-        yield DOC_SCHEMA.empty_table(), q
-
-
-def canonical_schema(schema: pa.Schema) -> pa.Schema:
-    """The document columns exactly as DOC_SCHEMA declares them (types and nullability),
-    every added column nullable, no schema metadata: so that every shard of a run has
-    the same schema whichever stage rebuilt which column."""
-    fields = []
-    for f in schema:
-        if f.name in DOC_SCHEMA.names:
-            fields.append(DOC_SCHEMA.field(f.name))
-        else:
-            fields.append(pa.field(f.name, f.type, nullable=True))
-    return pa.schema(fields)
-
-
-class _ParquetSink:
-    """Streams tables into one parquet file under a temporary name; ``close`` renames it."""
-
-    def __init__(self, path: str, schema: pa.Schema | None = None) -> None:
-        self.path = path
-        self.schema = schema
-        self._cm = None
-        self._writer: pq.ParquetWriter | None = None
-        self.rows = 0
-
-    def write(self, table: pa.Table) -> None:
-        if self._writer is None:
-            self.schema = self.schema or canonical_schema(table.schema)
-            self._cm = io.atomic_open(self.path, "wb")
-            f = self._cm.__enter__()
-            opts = dict(io.PARQUET_OPTIONS)
-            if "source" not in self.schema.names:
-                opts.pop("use_dictionary")
-            self._writer = pq.ParquetWriter(f, self.schema, **opts)
-        if table.schema != self.schema:
-            table = table.select(self.schema.names).cast(self.schema)
-        self._writer.write_table(table)
-        self.rows += table.num_rows
-
-    def close(self, empty_schema: pa.Schema) -> None:
-        if self._writer is None:
-            self.write(empty_schema.empty_table())
-        self._writer.close()
-        self._cm.__exit__(None, None, None)
-
-    def abort(self) -> None:
-        if self._cm is not None:
-            try:
-                if self._writer is not None:
-                    self._writer.close()
-            finally:
-                self._cm.__exit__(RuntimeError, RuntimeError("aborted"), None)
-
-
-def run_shard(task: ShardTask, stages: list[Stage]) -> dict[str, Any]:
-    """Process one shard through one phase; returns its stats (also written to disk, last)."""
-    stages = _worker_stages(task.phase_hash, stages)
-    ctx = ShardContext(shard_id=task.spec.shard_id, path=task.spec.path, phase=task.phase)
-    stats = ShardStats(task.spec.shard_id, task.spec.path, task.phase_hash, task.phase)
-    out = _ParquetSink(task.output_path)
-    dropped_sink = _ParquetSink(task.dropped_path, DROPPED_SCHEMA.append(pa.field("stage", pa.string())))
-    quarantine_sink = _ParquetSink(task.quarantine_path, QUARANTINE_SCHEMA)
-    last_schema: pa.Schema | None = None
-    try:
-        for docs, quarantine in _read_batches(task):
-            if task.phase == 0:
-                t0 = time.perf_counter()
-                read = stats.stage(READ_STAGE)
-                groups = source_groups(docs)
-                read.add_in(groups)
-                read.add_kept(groups)
-                if quarantine.num_rows:
-                    for src, (n, nbytes) in _count_raw(quarantine).items():
-                        read.add_in_counts(src, n, nbytes)
-                    read.add_quarantined(quarantine)
-                    quarantine_sink.write(quarantine)
-                stats.add_lengths("in", docs)
-                stats.add_time(READ_STAGE, time.perf_counter() - t0)
-            table = docs
-            groups = source_groups(docs) if task.phase > 0 else groups
-            for st in stages:
-                t0 = time.perf_counter()
-                counter = stats.stage(st.name)
-                counter.add_in(groups)
-                res = apply_stage(st, table, ctx)
-                # the kept rows are the next stage's input: count them once for both
-                if not _same_rows_and_text(res.kept, table):
-                    groups = source_groups(res.kept)
-                counter.add_kept(groups)
-                counter.add_dropped(res.dropped)
-                if res.dropped.num_rows:
-                    d = res.dropped.append_column("stage", pa.array([st.name] * res.dropped.num_rows, pa.string()))
-                    dropped_sink.write(d)
-                if res.quarantined is not None and res.quarantined.num_rows:
-                    counter.add_quarantined(res.quarantined)
-                    quarantine_sink.write(res.quarantined)
-                table = res.kept
-                stats.add_time(st.name, time.perf_counter() - t0)
-                if table.num_rows == 0:
-                    # keep the counters of later stages present (with zeros) for the report
-                    for later in stages[stages.index(st) + 1 :]:
-                        stats.stage(later.name)
-                    break
-            if table.num_rows:
-                last_schema = table.schema
-                out.write(table)
-                if task.final:
-                    stats.add_lengths("out", table)
-        out.close(last_schema or DOC_SCHEMA)
-        dropped_sink.close(dropped_sink.schema)
-        quarantine_sink.close(QUARANTINE_SCHEMA)
-    except BaseException:
-        for s in (out, dropped_sink, quarantine_sink):
-            s.abort()
-        raise
-    blob = stats.to_json()
-    blob["output_rows"] = out.rows
-    blob["output"] = task.output_path
-    blob["input_fingerprint"] = task.input_fingerprint
-    for st in blob["stages"]:
-        errors = check_invariant(st)
-        if errors:
-            raise RuntimeError("; ".join(errors))
-    io.write_json_atomic(task.stats_path, blob)
-    return blob
-
-
-def _same_rows_and_text(a: pa.Table, b: pa.Table) -> bool:
-    """True when ``a`` holds exactly ``b``'s rows with the very same text and source buffers."""
-    if a.num_rows != b.num_rows:
-        return False
-    for name in ("text", "source"):
-        x, y = a.column(name), b.column(name)
-        if x.num_chunks != y.num_chunks:
-            return False
-        for cx, cy in zip(x.chunks, y.chunks):
-            if cx.offset != cy.offset or len(cx) != len(cy):
-                return False
-            addresses = [[buf.address if buf else 0 for buf in c.buffers()] for c in (cx, cy)]
-            if addresses[0] != addresses[1]:
-                return False
-    return True
-
-
-def _count_raw(quarantine: pa.Table) -> dict[str, list[int]]:
-    """{source: [records, raw bytes]} of quarantine records (the read stage's input)."""
-    nbytes = pc.fill_null(pc.binary_length(quarantine.column("raw")).cast(pa.int64()), 0)
-    return count_by_source(pc.fill_null(quarantine.column("source"), "unknown"), nbytes)
-
-
-# ---------------------------------------------------------------------------------------------
 # the driver
 
 
@@ -461,28 +171,19 @@ def _size(path: str) -> float:
     return size * _EXPANSION.get(os.path.splitext(p)[1].lower(), 1.0)
 
 
-def _digest(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _is_complete(task: ShardTask) -> bool:
-    if not io.exists(task.stats_path) or not io.exists(task.output_path):
-        return False
+def _file_size(path: str) -> int:
     try:
-        blob = io.read_json(task.stats_path)
-    except Exception:  # noqa: BLE001 - a torn or foreign file: recompute
-        return False
-    return (
-        blob.get("recipe_hash") == task.phase_hash
-        and blob.get("input") == task.spec.path
-        and blob.get("input_fingerprint") == task.input_fingerprint
-    )
+        fs, p = io.fs_path(path)
+        return int(fs.info(p).get("size") or 0)
+    except (OSError, ValueError):
+        return 0
 
 
 class Runner:
-    """Runs a recipe (a list of stages) over input files on Ray."""
+    """Runs a recipe (a list of stages) over input files as passes (Ray or in-process)."""
 
-    def __init__(self, stages: list[Stage], inputs: list[InputSpec], config: RunConfig) -> None:
+    def __init__(self, stages: list[Stage], inputs: list[InputSpec], config: RunConfig,
+                 executor: Executor | None = None) -> None:
         if not inputs:
             raise ValueError("no input files")
         ids = [s.shard_id for s in inputs]
@@ -499,6 +200,9 @@ class Runner:
         self.phases = split_phases(stages, base)
         self.recipe_hash = self.phases[-1].hash
         self.out = config.output_dir
+        self.executor = executor
+        self.units: list[InputSpec] = []
+        self.unsplittable: list[str] = []
 
     # paths ---------------------------------------------------------------------------------
     def _phase_output(self, phase: int, shard: str) -> str:
@@ -509,17 +213,10 @@ class Runner:
     def _task(self, spec: InputSpec, phase: Phase) -> ShardTask:
         sid = spec.shard_id
         input_path = spec.path if phase.index == 0 else self._phase_output(phase.index - 1, sid)
-        try:
-            fp = io.fingerprint(input_path)
-        except (FileNotFoundError, OSError):
-            fp = "missing"  # the reader quarantines it as unreadable_file
-        if phase.state_digest:
-            fp += "|state:" + phase.state_digest
         return ShardTask(
             spec=spec,
             phase=phase.index,
             phase_hash=phase.hash,
-            input_fingerprint=fp,
             input_path=input_path,
             output_path=self._phase_output(phase.index, sid),
             dropped_path=io.join(self.out, "dropped", f"p{phase.index}", f"{sid}.parquet"),
@@ -530,37 +227,116 @@ class Runner:
             limit=self.cfg.limit,
             reader_options=self.cfg.reader_options,
             final=phase.index == len(self.phases) - 1,
+            state_digest=phase.state_digest,
         )
+
+    def _item(self, spec: InputSpec, phase: Phase) -> Item:
+        task = self._task(spec, phase)
+        weight = _size(task.input_path) if phase.index == 0 else _file_size(task.input_path)
+        if spec.split is not None and phase.index == 0:
+            weight = float(spec.split.get("bytes") or weight)
+        params = {"state": phase.state_digest, "split": spec.split, "format": spec.format, "source": spec.source}
+        return Item(spec.shard_id, (task,), inputs=(task.input_path,), params=params, weight=weight)
 
     # running -------------------------------------------------------------------------------
     def validate(self) -> None:
-        """Fail fast, before any shard runs (missing models, bad settings)."""
+        """Fail fast, before any shard runs (missing models, bad settings, a budget that cannot hold)."""
+        budget = self.cfg.memory_per_worker
+        if self.cfg.max_doc_bytes * 8 > budget:
+            raise ValueError(
+                f"--max-doc-bytes={self.cfg.max_doc_bytes} needs about {8 * self.cfg.max_doc_bytes >> 20} MiB per "
+                f"worker for one document's copies; raise --memory-per-worker (now {budget >> 20} MiB) or lower "
+                "--max-doc-bytes"
+            )
         for st in self.stages:
             check = getattr(st, "validate", None)
             if callable(check):
                 check()
+            if isinstance(st, GlobalStage):
+                st.check_budget(budget)
+
+    def _executor(self) -> Executor:
+        if self.executor is not None:
+            return self.executor
+        mode = self.cfg.executor
+        if mode == "auto":
+            total = sum(_file_size(s.path) for s in self.inputs)
+            small = total < self.cfg.local_below_bytes and not (self.cfg.address or os.environ.get("RAY_ADDRESS"))
+            mode = "local" if small else "ray"
+            if small:
+                logger.info("input of %.1f MiB is under %.0f MiB: running in this process (--executor ray forces Ray)",
+                            total / 2**20, self.cfg.local_below_bytes / 2**20)
+        self.executor = Executor(ExecConfig(mode=mode, num_workers=self.cfg.num_workers, address=self.cfg.address,
+                                            max_retries=self.cfg.max_retries,
+                                            memory_per_worker=self.cfg.memory_per_worker,
+                                            progress=self.cfg.progress, dashboard=self.cfg.dashboard,
+                                            resume=self.cfg.resume))
+        return self.executor
+
+    def plan_units(self, executor: Executor) -> list[InputSpec]:
+        """The work units: every input file, files over ``max_shard_bytes`` cut into splits.
+
+        A JSON-lines split does not know the index of its first record; a counting pass
+        (one item per split, newlines only) fills it in, so generated ids are the same
+        whatever the split size.
+        """
+        limit = self.cfg.max_shard_bytes
+        units: list[InputSpec] = []
+        self.unsplittable = []
+        to_count: list[int] = []
+        for spec in self.inputs:
+            if limit is None or _file_size(spec.path) <= limit:
+                units.append(spec)
+                continue
+            from curation.readers import detect_format, plan_splits
+
+            fmt = spec.format or detect_format(spec.path)
+            splits = plan_splits(spec.path, fmt, limit)
+            if not splits:
+                self.unsplittable.append(spec.path)
+                units.append(spec)
+                continue
+            for sp in splits:
+                if sp.get("first_row") is None:
+                    to_count.append(len(units))
+                units.append(dataclasses.replace(spec, split=sp))
+        if self.unsplittable:
+            logger.info("%d input files are over --max-shard-bytes but cannot be split (compressed streams): %s",
+                        len(self.unsplittable), self.unsplittable[:5])
+        if to_count:
+            from curation.readers import count_split_records
+
+            items = [Item(units[i].shard_id, (units[i].path, units[i].split), inputs=(units[i].path,),
+                          params=units[i].split, weight=float(units[i].split.get("bytes") or 0)) for i in to_count]
+            counted = executor.run("plan-count", count_split_records, items,
+                                   marker_dir=io.join(self.out, "_passes", "plan-count"), progress="counting records")
+            first: dict[str, int] = {}
+            for i, n in zip(to_count, counted.results):
+                path = units[i].path
+                units[i] = dataclasses.replace(units[i], split=dict(units[i].split, first_row=first.get(path, 0)))
+                first[path] = first.get(path, 0) + int(n)
+        return units
 
     def run(self) -> RunResult:
-        import ray
-
-        from curation.ray_utils import init_ray
-
         t_start = time.time()
         self.validate()
         io.makedirs(self.out)
+        executor = self._executor()
+        self.units = self.plan_units(executor)
         meta = {
             "recipe_hash": self.recipe_hash,
             "phases": [{"index": p.index, "hash": p.hash, "stages": [s.name for s in p.stages]} for p in self.phases],
             "stages": [s.fingerprint() for s in self.stages],
             "inputs": [asdict(s) | {"shard_id": s.shard_id} for s in self.inputs],
+            "work_units": len(self.units),
+            "unsplittable_inputs": self.unsplittable,
             "config": {k: v for k, v in asdict(self.cfg).items() if k not in ("address",)},
+            "executor": executor.cfg.mode,
             "git_commit": _git_commit(),
             "status": "running",
             "started": t_start,
         }
         io.write_json_atomic(io.join(self.out, "run.json"), meta)
-        init_ray(self.cfg.address, self.cfg.num_workers, dashboard=self.cfg.dashboard)
-        remote = ray.remote(run_shard).options(num_cpus=1, max_retries=self.cfg.max_retries, retry_exceptions=False)
 
         failed: list[str] = []
         skipped = processed = 0
@@ -571,28 +347,20 @@ class Runner:
                     logger.error("not fitting %s: %d shards failed in an earlier phase", phase.global_stage.name,
                                  len(failed))
                     break
-                self._fit_global(phase)
-            tasks = [self._task(spec, phase) for spec in self.inputs]
-            todo = []
-            for t in tasks:
-                if self.cfg.resume and _is_complete(t):
-                    shard_stats.append(io.read_json(t.stats_path))
-                    skipped += 1
-                else:
-                    todo.append(t)
-            if todo:
-                # largest shards first (longest-processing-time order): the run does not end
-                # with one worker busy on a big shard while the others idle; outputs do not
-                # depend on the order
-                todo.sort(key=lambda t: (-_size(t.input_path), t.spec.shard_id))
-                stages_ref = ray.put(phase.stages)
-                results, bad = self._submit(remote, todo, stages_ref, phase)
-                shard_stats.extend(results)
-                failed.extend(bad)
-                processed += len(todo) - len(bad)
-            self._harmonise_empty_outputs(tasks)
+                self._fit_global(phase, executor)
+            items = [self._item(u, phase) for u in self.units]
+            res = executor.run(
+                f"p{phase.index}", run_shard, items, marker_dir=io.join(self.out, "_passes", f"p{phase.index}"),
+                config={"phase": phase.hash}, version="runner/2", on_error="collect",
+                shared=phase.stages, progress=f"phase {phase.index}/{len(self.phases) - 1}", count=_docs_in,
+            )  # fmt: skip
+            shard_stats.extend(r for r in res.results if r is not None)
+            failed.extend(res.failed)
+            skipped += len(res.skipped)
+            processed += len(res.ran)
+            self._harmonise_empty_outputs([self._task(u, phase) for u in self.units])
             logger.info("phase %d: %d shards run, %d skipped (complete), %d failed so far", phase.index,
-                        len(todo), len(tasks) - len(todo), len(failed))
+                        len(res.ran), len(res.skipped), len(failed))
 
         if not failed:
             self._remove_stale_temporaries()
@@ -600,76 +368,62 @@ class Runner:
         merged["recipe_hash"] = self.recipe_hash
         merged["failed_shards"] = failed
         merged["global"] = self._global_summaries()
+        merged["unsplittable_inputs"] = self.unsplittable
+        merged["work_units"] = len(self.units)
         io.write_json_atomic(io.join(self.out, "stats.json"), merged)
+        io.write_json_atomic(io.join(self.out, "passes.json"), {"executor": executor.cfg.mode,
+                                                                "passes": executor.log})
         meta.update(status="failed" if failed else "complete", finished=time.time(), failed_shards=failed)
         io.write_json_atomic(io.join(self.out, "run.json"), meta)
         if self.cfg.report:
             from curation.report import write_report
 
             write_report(self.out)
-        return RunResult(self.out, self.recipe_hash, merged, failed, skipped, processed, time.time() - t_start)
+        return RunResult(self.out, self.recipe_hash, merged, failed, skipped, processed, time.time() - t_start,
+                         list(executor.log))
 
-    def _submit(self, remote, todo: list[ShardTask], stages_ref, phase: Phase) -> tuple[list[dict], list[str]]:
-        import ray
-
-        from curation.progress import Progress
-
-        max_in_flight = max(1, self.cfg.num_workers)
-        pending: dict[Any, ShardTask] = {}
-        results: list[dict] = []
-        failed: list[str] = []
-        queue = list(todo)
-        bar = Progress(len(todo), f"phase {phase.index}/{len(self.phases) - 1}", enabled=self.cfg.progress)
-        while queue or pending:
-            while queue and len(pending) < max_in_flight:
-                t = queue.pop(0)
-                pending[remote.remote(t, stages_ref)] = t
-            done, _ = ray.wait(list(pending), num_returns=1)
-            for ref in done:
-                t = pending.pop(ref)
-                try:
-                    blob = ray.get(ref)
-                except Exception as exc:  # noqa: BLE001 - logged, reported, rerun fixes
-                    logger.error("shard %s failed after retries: %s", t.spec.shard_id, exc)
-                    failed.append(t.spec.shard_id)
-                    bar.update(0, failed=True)
-                    continue
-                results.append(blob)
-                docs = blob["stages"][0]["by_source"] if blob["stages"] else {}
-                bar.update(sum(d["in"] for d in docs.values()))
-        bar.close()
-        return results, failed
-
-    def _fit_global(self, phase: Phase) -> None:
+    def _fit_global(self, phase: Phase, executor: Executor) -> None:
         g = phase.global_stage
         assert g is not None
-        workdir = io.join(self.out, "global", f"{phase.index:02d}_{g.name}")
-        state_path = io.join(workdir, "state.json")
+        root = io.join(self.out, "global", f"{phase.index:02d}_{g.name}")
+        state_path = io.join(root, "state.json")
         prev = phase.index - 1
-        shards = [
-            PhaseShard(s.shard_id, self._phase_output(prev, s.shard_id), s.path)
-            for s in self.inputs
-        ]
+        shards = [PhaseShard(u.shard_id, self._phase_output(prev, u.shard_id), u.path) for u in self.units]
         # the fit is reused only for the same recipe over the same (unchanged) phase inputs
         inputs = {s.shard_id: io.fingerprint(s.path) for s in shards}
+        fit_key = digest({"hash": phase.hash, "inputs": inputs})
         if self.cfg.resume and io.exists(state_path):
             saved = io.read_json(state_path)
-            if saved.get("hash") == phase.hash and saved.get("inputs") == inputs:
+            if saved.get("fit_key") == fit_key:
                 logger.info("global stage %s: reusing the fitted state", g.name)
                 g.load_state(saved["state"])
-                phase.state_digest = _digest({"state": saved["state"], "inputs": inputs})
+                phase.state_digest = digest({"state": saved["state"], "fit": fit_key})
                 return
-        ctx = GlobalContext(shards=shards, workdir=workdir, num_workers=self.cfg.num_workers, seed=self.cfg.seed)
+        workdir = io.join(root, f"fit-{fit_key}")
         io.makedirs(workdir)
+        # num_workers is the tasks in flight only: no stage may let it change its partitioning (results must
+        # not depend on it)
+        ctx = GlobalContext(shards=shards, workdir=workdir, num_workers=self.cfg.num_workers or 1,
+                            seed=self.cfg.seed, executor=executor, fit_key=fit_key,
+                            memory_per_worker=self.cfg.memory_per_worker)
         logger.info("global stage %s: fitting over %d shards", g.name, len(shards))
         t0 = time.time()
         state = g.fit(ctx)
         g.load_state(state)
-        io.write_json_atomic(state_path, {"hash": phase.hash, "inputs": inputs, "state": state,
+        blob = state.to_json() if isinstance(state, FittedState) else state
+        io.write_json_atomic(state_path, {"hash": phase.hash, "fit_key": fit_key, "inputs": inputs, "state": blob,
                                           "seconds": time.time() - t0})
         # a fit over changed inputs invalidates every shard of the phase that applies it
-        # (its artefact files may change under the same names)
-        phase.state_digest = _digest({"state": state, "inputs": inputs})
+        phase.state_digest = digest({"state": blob, "fit": fit_key})
+        self._remove_old_fits(root, f"fit-{fit_key}")
+
+    def _remove_old_fits(self, root: str, keep: str) -> None:
+        """Delete the artefacts of earlier fits of this stage (other inputs or recipe): never read again."""
+        fs, p = io.fs_path(root)
+        for entry in fs.ls(p, detail=False):
+            name = os.path.basename(entry.rstrip("/"))
+            if name.startswith("fit-") and name != keep:
+                fs.rm(entry, recursive=True)
 
     def _harmonise_empty_outputs(self, tasks: list[ShardTask]) -> None:
         """Give shards that kept no document the same columns as the others.
@@ -678,15 +432,15 @@ class Runner:
         ``quality_score``) would otherwise carry fewer columns than its siblings, and a
         reader of the whole output (pyarrow.dataset, HF datasets) would reject the mix.
         """
-        schemas: dict[str, pa.Schema] = {}
+        schemas: dict[str, Any] = {}
         rows: dict[str, int] = {}
         for t in tasks:
             if io.exists(t.output_path):
                 fs, path = io.fs_path(t.output_path)
                 with fs.open(path, "rb") as f:
-                    meta = pq.ParquetFile(f).metadata
-                    schemas[t.output_path] = meta.schema.to_arrow_schema()
-                    rows[t.output_path] = meta.num_rows
+                    md = pq.ParquetFile(f).metadata
+                    schemas[t.output_path] = md.schema.to_arrow_schema()
+                    rows[t.output_path] = md.num_rows
         full = [schemas[p] for p in sorted(schemas) if rows[p] > 0]
         if not full:
             return
@@ -717,6 +471,11 @@ class Runner:
                 out.append({"name": g.name, "summary": st.get("summary", {}), "plots": st.get("plots", []),
                             "seconds": saved.get("seconds")})
         return out
+
+
+def _docs_in(blob: dict[str, Any]) -> int:
+    stages = blob.get("stages") or []
+    return sum(d["in"] for d in stages[0]["by_source"].values()) if stages else 0
 
 
 def run_recipe(stages: list[Stage], inputs: list[InputSpec] | list[str], output_dir: str, **config: Any) -> RunResult:

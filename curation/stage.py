@@ -183,43 +183,98 @@ class PhaseShard:
 class GlobalContext:
     """Everything a global stage's ``fit`` needs.
 
-    ``workdir`` is a directory reserved for this stage in this run (its artefacts:
-    band files, removal lists, sketches). ``num_workers`` bounds the Ray tasks in
-    flight. Ray is already initialised when ``fit`` is called.
+    ``workdir`` is reserved for this fit (its artefacts: band files, removal lists,
+    sketches); it is specific to the fit's inputs, so files of an earlier fit over
+    other inputs are never read. ``executor`` runs the fit's passes; ``fit_key``
+    identifies the fit (the phase's recipe hash and the fingerprints of its input
+    shards) and is part of every pass's completion hash. ``memory_per_worker`` is the
+    budget of one task: structures that grow with the corpus are partitioned to fit it.
     """
 
     shards: list[PhaseShard]
     workdir: str
-    num_workers: int
+    num_workers: int = 1
     seed: int = 0
     options: dict[str, Any] = field(default_factory=dict)
+    executor: Any = None  # curation.passes.Executor; None: in-process
+    fit_key: str = ""
+    memory_per_worker: int = 2 << 30
+
+    def __post_init__(self) -> None:
+        if self.executor is None:
+            from curation.passes import ExecConfig, Executor
+
+            self.executor = Executor(ExecConfig(mode="local", num_workers=max(1, self.num_workers), progress=False))
+
+    def run_pass(self, name: str, fn: Any, items: list[Any], config: Any = None, **options: Any) -> Any:
+        """Run one pass of this fit (:meth:`curation.passes.Executor.run`); returns its ``PassResult``.
+
+        Markers go to ``workdir/_passes/<name>``; ``config`` (what defines the pass's outputs
+        beyond each item's own params and inputs) is hashed together with ``fit_key``.
+        """
+        from curation import io
+
+        return self.executor.run(name, fn, items, marker_dir=io.join(self.workdir, "_passes", name),
+                                 config={"fit": self.fit_key, "config": config}, **options)
+
+
+@dataclass(frozen=True)
+class FittedState:
+    """The typed result of a global stage's fit, saved as JSON by the runner.
+
+    ``summary`` goes to the report (counts, timings); ``plots`` are PNG paths. Subclasses
+    add what ``process`` needs (removal-list paths, a cut-off, ...).
+    """
+
+    summary: dict[str, Any] = field(default_factory=dict)
+    plots: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out["plots"] = list(self.plots)
+        return _jsonable(out) | {"type": f"{type(self).__module__}.{type(self).__qualname__}"}
+
+    @classmethod
+    def from_json(cls, blob: dict[str, Any]) -> FittedState:
+        names = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: v for k, v in blob.items() if k in names}
+        if "plots" in kwargs:
+            kwargs["plots"] = tuple(kwargs["plots"])
+        return cls(**kwargs)
 
 
 class GlobalStage(Stage):
     """A stage that needs to see every shard before it can decide (dedup, top-k).
 
-    ``fit(ctx)`` runs map/reduce passes (with Ray) over ``ctx.shards`` and returns
-    a JSON-able state (artefact paths, summary statistics for the report). The
-    runner saves it and, on a rerun, restores it with ``load_state`` instead of
-    fitting again. Then ``process(table, shard)`` applies the decision to one shard.
+    ``fit(ctx)`` runs passes over ``ctx.shards`` (``ctx.run_pass``) and returns a
+    :class:`FittedState` of the stage's ``state_type``. The runner saves it and, on a
+    rerun, restores it with ``load_state`` instead of fitting again; a fit interrupted
+    midway resumes at the item (each pass skips its complete items). Then
+    ``process(table, shard)`` applies the decision to one shard.
     """
 
     name = "global"
+    state_type: type[FittedState] = FittedState
 
     def __init__(self) -> None:
-        self._state: dict[str, Any] | None = None
+        self._state: FittedState | None = None
 
-    def fit(self, ctx: GlobalContext) -> dict[str, Any]:
+    def fit(self, ctx: GlobalContext) -> FittedState:
         raise NotImplementedError
 
-    def load_state(self, state: dict[str, Any]) -> None:
+    def load_state(self, state: FittedState | dict[str, Any]) -> None:
+        if isinstance(state, dict) and self.state_type is not FittedState:
+            state = self.state_type.from_json(state)
         self._state = state
 
     @property
-    def state(self) -> dict[str, Any]:
+    def state(self) -> Any:
         if self._state is None:
             raise RuntimeError(f"{self.name}: process() called before fit()/load_state()")
         return self._state
+
+    def check_budget(self, memory_per_worker: int) -> None:
+        """Raise ValueError (naming the setting to change) when this stage cannot work within the budget."""
 
 
 def recipe_hash(stages: list[Stage], extra: dict[str, Any] | None = None) -> str:

@@ -125,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             logger.info("writing the demo pool (%d docs) to %s", args.demo_docs, demo_dir)
             generate_pool(demo_dir, n_docs=args.demo_docs, seed=args.seed)
         inputs = [InputSpec(p) for p in _demo_files(demo_dir)]
+        args.executor = args.executor or "ray"  # the demo is there to show the distributed path
     cfg = config_from_args(args)
     runner = Runner(build_recipe(args), inputs, cfg)
     res = runner.run()

@@ -5,13 +5,23 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import ray
 
 from curation import io
-from curation.stage import Filter, GlobalContext, GlobalStage, Mapper, ShardContext, StageResult, split_by_reason
+from curation.passes import Item
+from curation.stage import (
+    Filter,
+    FittedState,
+    GlobalContext,
+    GlobalStage,
+    Mapper,
+    ShardContext,
+    StageResult,
+    split_by_reason,
+)
 
 
 class DropShort(Filter):
@@ -71,19 +81,25 @@ class Slow(Mapper):
         return table, None
 
 
-@ray.remote
 def _hash_shard(path: str) -> list[tuple[str, str]]:
     t = io.read_parquet(path, columns=["id", "text"])
     return [(hashlib.sha1(x.encode()).hexdigest(), i) for i, x in zip(t["id"].to_pylist(), t["text"].to_pylist())]
+
+
+@dataclass(frozen=True)
+class RemoveList(FittedState):
+    remove: str = ""
 
 
 class ExactTextDedup(GlobalStage):
     """Keeps the smallest id among documents with identical text (a minimal global stage)."""
 
     name = "exact_text"
+    state_type = RemoveList
 
-    def fit(self, ctx: GlobalContext) -> dict:
-        pairs = [p for part in ray.get([_hash_shard.remote(s.path) for s in ctx.shards]) for p in part]
+    def fit(self, ctx: GlobalContext) -> RemoveList:
+        items = [Item(s.shard_id, (s.path,), inputs=(s.path,)) for s in ctx.shards]
+        pairs = [p for part in ctx.run_pass("hash", _hash_shard, items).results for p in part]
         best: dict[str, str] = {}
         for h, i in pairs:
             if h not in best or i < best[h]:
@@ -91,10 +107,10 @@ class ExactTextDedup(GlobalStage):
         remove = sorted(i for h, i in pairs if best[h] != i)
         path = io.join(ctx.workdir, "remove.json")
         io.write_json_atomic(path, remove)
-        return {"remove": path, "summary": {"removed": len(remove)}}
+        return RemoveList(summary={"removed": len(remove)}, remove=path)
 
     def process(self, table: pa.Table, shard: ShardContext | None = None) -> StageResult:
-        remove = pa.array(io.read_json(self.state["remove"]), pa.string())
+        remove = pa.array(io.read_json(self.state.remove), pa.string())
         dup = pc.is_in(table.column("id"), value_set=remove)
         return split_by_reason(table, pc.if_else(dup, pa.scalar("dup"), pa.scalar(None, pa.string())))
 

@@ -102,7 +102,7 @@ def test_accounting_quarantine_and_global_phase(tmp_path, ray_local, capsys):
     good = write_inputs(tmp_path)
     kept, dropped, quarantined = expected_outcome(good)
     out = tmp_path / "run"
-    res = run_recipe(recipe(), inputs(tmp_path), str(out), num_workers=2, batch_size=8, progress=False)
+    res = run_recipe(recipe(), inputs(tmp_path), str(out), num_workers=2, batch_size=8, progress=False, executor="ray")
     assert res.ok and res.processed_shards == 8  # 4 shards x 2 phases
 
     data = read_dir(str(out / "data"))
@@ -157,11 +157,11 @@ def test_accounting_quarantine_and_global_phase(tmp_path, ray_local, capsys):
 def test_one_and_two_workers_byte_identical_and_resume(tmp_path, ray_local):
     write_inputs(tmp_path)
     a, b = tmp_path / "w1", tmp_path / "w2"
-    run_recipe(recipe(), inputs(tmp_path), str(a), num_workers=1, batch_size=8, progress=False)
-    run_recipe(recipe(), inputs(tmp_path), str(b), num_workers=2, batch_size=8, progress=False)
+    run_recipe(recipe(), inputs(tmp_path), str(a), num_workers=1, batch_size=8, progress=False, executor="ray")
+    run_recipe(recipe(), inputs(tmp_path), str(b), num_workers=2, batch_size=8, progress=False, executor="ray")
     assert digests(a) == digests(b) and len(digests(a)) == 4
 
-    again = run_recipe(recipe(), inputs(tmp_path), str(b), num_workers=2, batch_size=8, progress=False)
+    again = run_recipe(recipe(), inputs(tmp_path), str(b), num_workers=2, batch_size=8, progress=False, executor="ray")
     assert again.processed_shards == 0 and again.skipped_shards == 8
     assert digests(b) == digests(a)
 
@@ -169,17 +169,17 @@ def test_one_and_two_workers_byte_identical_and_resume(tmp_path, ray_local):
     # and every shard of the phase after it is recomputed against the new fit
     part0 = tmp_path / "part-0.jsonl"
     part0.write_text(part0.read_text().replace("with enough words", "with plenty of words"))
-    res = run_recipe(recipe(), inputs(tmp_path), str(b), num_workers=2, batch_size=8, progress=False)
+    res = run_recipe(recipe(), inputs(tmp_path), str(b), num_workers=2, batch_size=8, progress=False, executor="ray")
     assert res.processed_shards == 1 + 4 and res.skipped_shards == 3
     changed_ids = [i for i, t in zip(*_texts(b)) if "PLENTY" in t]
     assert changed_ids and all(i.startswith("f0-") for i in changed_ids)
     part0.write_text(part0.read_text().replace("with plenty of words", "with enough words"))
-    run_recipe(recipe(), inputs(tmp_path), str(b), num_workers=2, batch_size=8, progress=False)
+    run_recipe(recipe(), inputs(tmp_path), str(b), num_workers=2, batch_size=8, progress=False, executor="ray")
     assert digests(b) == digests(a)
 
     # a changed recipe recomputes: no upper-casing, different hash, different output
     changed = [DropShort(20), Boom(), ExactTextDedup()]
-    res = run_recipe(changed, inputs(tmp_path), str(b), num_workers=2, batch_size=8, progress=False)
+    res = run_recipe(changed, inputs(tmp_path), str(b), num_workers=2, batch_size=8, progress=False, executor="ray")
     assert res.processed_shards == 8 and res.recipe_hash != again.recipe_hash
     assert digests(b) != digests(a)
 
@@ -193,7 +193,7 @@ def test_setup_once_per_worker_process(tmp_path, ray_local):
     write_inputs(tmp_path, n_files=6, n_docs=30)
     setup_dir = tmp_path / "setups"
     run_recipe([DropShort(20), Upper(), Boom(str(setup_dir))], inputs(tmp_path), str(tmp_path / "run"),
-               num_workers=2, batch_size=4, progress=False)
+               num_workers=2, batch_size=4, progress=False, executor="ray")
     calls = os.listdir(setup_dir)
     pids = [c.split("-")[0] for c in calls]
     # 6 shards x several batches each, but one set-up per worker process
@@ -214,7 +214,7 @@ from tests.stages_for_tests import DropShort, Slow, Upper
 import glob
 inputs = [InputSpec(p, "jsonl", "web") for p in sorted(glob.glob({inp!r} + "/*.jsonl"))]
 res = run_recipe([Slow({secs}, {pids!r}), DropShort(20), Upper()], inputs, sys.argv[1], num_workers=2,
-                 batch_size=10, progress=False, report=False)
+                 batch_size=10, progress=False, report=False, executor="ray")
 print("PROCESSED", res.processed_shards, "SKIPPED", res.skipped_shards, flush=True)
 sys.exit(0 if res.ok else 3)
 """
@@ -286,3 +286,21 @@ def test_kill_worker_and_driver_then_rerun_equals_clean_run(tmp_path):
     leftovers = [f for f in os.listdir(crashed / "data") if ".tmp-" in f]
     assert leftovers == []
     kill_processes_mentioning(ray_tmp)
+
+
+def test_in_process_and_ray_runs_are_byte_identical(tmp_path, ray_local):
+    write_inputs(tmp_path)
+    a, b = tmp_path / "local", tmp_path / "ray"
+    ra = run_recipe(recipe(), inputs(tmp_path), str(a), num_workers=2, batch_size=8, progress=False)  # auto: small
+    rb = run_recipe(recipe(), inputs(tmp_path), str(b), num_workers=2, batch_size=8, progress=False, executor="ray")
+    assert json.loads((a / "run.json").read_text())["executor"] == "local"
+    assert json.loads((b / "run.json").read_text())["executor"] == "ray"
+    assert digests(a) == digests(b) and ra.stats["totals"] == rb.stats["totals"]
+    for sub in ("dropped", "quarantine"):
+        assert read_dir(str(a / sub)).equals(read_dir(str(b / sub)))
+    # the passes log says what ran; a rerun in the other mode finds every item complete
+    again = run_recipe(recipe(), inputs(tmp_path), str(a), num_workers=2, batch_size=8, progress=False,
+                       executor="ray")
+    assert again.processed_shards == 0 and again.skipped_shards == 8
+    log = json.loads((a / "passes.json").read_text())["passes"]
+    assert [(p["pass"], p["ran"], p["skipped"]) for p in log] == [("p0", 0, 4), ("p1", 0, 4)]

@@ -1,0 +1,152 @@
+"""The pass primitive: markers, resume at the item, one retry policy, in-process and Ray modes."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import numpy as np
+import pytest
+
+from curation.passes import ExecConfig, Executor, Item, PassFailed, decode, encode
+from tests.pass_fns import fails_on, flaky, square_to_file, timed_sleep
+
+
+def _items(tmp_path, n=4):
+    return [Item(f"i{x}", (x, str(tmp_path / f"out{x}.json")), params={"x": x}) for x in range(n)]
+
+
+def _calls(tmp_path, x):
+    p = tmp_path / f"out{x}.json.calls"
+    return len(p.read_text().split()) if p.exists() else 0
+
+
+def test_encode_decode_round_trip_is_exact():
+    obj = {1: np.array([[1, 2], [3, 4]], dtype=np.int32), "f": np.float32(0.5), "l": (1, np.uint64(2**63 + 1)),
+           "inf": float("inf")}
+    back = decode(json.loads(json.dumps(encode(obj))))
+    assert back["1"].dtype == np.int32 and back["1"].tolist() == [[1, 2], [3, 4]]
+    assert back["f"] == 0.5 and back["l"] == [1, 2**63 + 1] and back["inf"] == float("inf")
+
+
+def test_local_pass_writes_markers_and_resumes_at_the_item(tmp_path):
+    ex = Executor(ExecConfig(mode="local", progress=False))
+    markers = str(tmp_path / "m")
+    first = ex.run("sq", square_to_file, _items(tmp_path), marker_dir=markers, config={"c": 1})
+    assert first.ok and len(first.ran) == 4 and first.skipped == []
+    assert [r["y"] for r in first.results] == [0, 1, 4, 9]
+    assert first.results[3]["arr"].tolist() == [0, 1, 2] and first.results[3]["t"] == [3, "a"]
+
+    again = ex.run("sq", square_to_file, _items(tmp_path), marker_dir=markers, config={"c": 1})
+    assert again.ran == [] and len(again.skipped) == 4
+    assert [_calls(tmp_path, x) for x in range(4)] == [1, 1, 1, 1]
+    # a resumed pass returns exactly what the first run returned
+    assert json.dumps(encode(again.results)) == json.dumps(encode(first.results))
+    assert again.digest == first.digest
+
+    # a lost marker: only that item runs again
+    os.remove(os.path.join(markers, "i2.json"))
+    part = ex.run("sq", square_to_file, _items(tmp_path), marker_dir=markers, config={"c": 1})
+    assert part.ran == ["i2"] and [_calls(tmp_path, x) for x in range(4)] == [1, 1, 2, 1]
+
+    # another config: every item runs again, and the digest changes
+    other = ex.run("sq", square_to_file, _items(tmp_path), marker_dir=markers, config={"c": 2})
+    assert len(other.ran) == 4 and other.digest != first.digest
+
+
+def test_changed_input_file_reruns_only_its_item(tmp_path):
+    ex = Executor(ExecConfig(mode="local", progress=False))
+    inputs = [tmp_path / f"in{x}.txt" for x in range(3)]
+    for p in inputs:
+        p.write_text("a")
+    items = [Item(f"i{x}", (x, str(tmp_path / f"out{x}.json")), inputs=(str(inputs[x]),)) for x in range(3)]
+    ex.run("sq", square_to_file, items, marker_dir=str(tmp_path / "m"))
+    time.sleep(0.01)
+    inputs[1].write_text("changed, longer")
+    res = ex.run("sq", square_to_file, items, marker_dir=str(tmp_path / "m"))
+    assert res.ran == ["i1"] and sorted(res.skipped) == ["i0", "i2"]
+
+
+def test_failed_item_does_not_stop_the_others_and_rerun_redoes_only_it(tmp_path):
+    ex = Executor(ExecConfig(mode="local", progress=False))
+    items = [Item(f"i{x}", (x, 2)) for x in range(4)]
+    with pytest.raises(PassFailed, match="bad item 2") as err:
+        ex.run("f", fails_on, items, marker_dir=str(tmp_path / "m"))
+    res = err.value.result
+    assert set(res.ran) == {"i0", "i1", "i3"} and list(res.failed) == ["i2"] and res.results[2] is None
+    fixed = [Item(f"i{x}", (x, -1)) for x in range(4)]  # the args changed, the item's definition did not
+    again = ex.run("f", fails_on, fixed, marker_dir=str(tmp_path / "m"))
+    assert again.ran == ["i2"] and again.results == [0, 1, 2, 3]
+    collected = ex.run("g", fails_on, items, marker_dir=str(tmp_path / "m2"), on_error="collect")
+    assert list(collected.failed) == ["i2"]
+
+
+def test_transient_errors_are_retried_up_to_the_policy(tmp_path):
+    ok = Executor(ExecConfig(mode="local", progress=False, max_retries=2))
+    res = ok.run("fl", flaky, [Item("a", (str(tmp_path / "c1"), 2))], marker_dir=str(tmp_path / "m"))
+    assert res.results == ["ok"] and (tmp_path / "c1").read_text() == "3"
+    strict = Executor(ExecConfig(mode="local", progress=False, max_retries=1))
+    res = strict.run("fl", flaky, [Item("a", (str(tmp_path / "c2"), 2))], marker_dir=str(tmp_path / "m2"),
+                     on_error="collect")
+    assert "OSError" in res.failed["a"] and (tmp_path / "c2").read_text() == "2"
+
+
+def test_duplicate_keys_and_bad_settings_are_refused(tmp_path):
+    ex = Executor(ExecConfig(mode="local", progress=False))
+    with pytest.raises(ValueError, match="unique"):
+        ex.run("d", fails_on, [Item("a", (1, 0)), Item("a", (2, 0))], marker_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="memory-per-worker"):
+        ExecConfig(memory_per_worker=1 << 20)
+    with pytest.raises(ValueError, match="mode"):
+        ExecConfig(mode="dask")
+
+
+@pytest.fixture(scope="module")
+def ray_two_cpus():
+    import ray
+
+    from curation.ray_utils import init_ray
+
+    init_ray(num_workers=2)
+    yield
+    ray.shutdown()
+
+
+def test_ray_pass_caps_tasks_in_flight_and_matches_local(tmp_path, ray_two_cpus):
+    log = tmp_path / "log.jsonl"
+    ex = Executor(ExecConfig(mode="ray", num_workers=1, progress=False))
+    items = [Item(f"s{i}", (str(log), i), weight=i) for i in range(4)]
+    res = ex.run("sleep", timed_sleep, items, marker_dir=str(tmp_path / "m"))
+    assert res.results == [0, 1, 2, 3]
+    spans = sorted((s, e) for _, s, e in map(json.loads, log.read_text().splitlines()))
+    assert all(spans[k + 1][0] >= spans[k][1] - 0.05 for k in range(3)), "more than one task in flight"
+    # heaviest first
+    order = [i for i, _, _ in sorted(map(json.loads, log.read_text().splitlines()), key=lambda r: r[1])]
+    assert order == [3, 2, 1, 0]
+
+    (tmp_path / "x").mkdir()
+    (tmp_path / "y").mkdir()
+    a = Executor(ExecConfig(mode="ray", num_workers=2, progress=False)).run(
+        "sq", square_to_file, _items(tmp_path / "x"), marker_dir=str(tmp_path / "ma"))
+    b = Executor(ExecConfig(mode="local", progress=False)).run("sq", square_to_file, _items(tmp_path / "y"),
+                                                                marker_dir=str(tmp_path / "mb"))
+    assert json.dumps(encode(a.results)) == json.dumps(encode(b.results))
+
+
+def test_ray_failures_are_collected_and_memory_budget_checked(tmp_path, ray_two_cpus):
+    ex = Executor(ExecConfig(mode="ray", num_workers=2, progress=False))
+    res = ex.run("f", fails_on, [Item(f"i{x}", (x, 1)) for x in range(3)], marker_dir=str(tmp_path / "m"),
+                 on_error="collect")
+    assert list(res.failed) == ["i1"] and "bad item 1" in res.failed["i1"] and res.results[2] == 2
+    too_big = Executor(ExecConfig(mode="ray", memory_per_worker=1 << 50, progress=False))
+    with pytest.raises(ValueError, match="memory-per-worker"):
+        too_big.ensure_ray()
+
+
+def test_complete_pass_does_not_start_ray(tmp_path):
+    local = Executor(ExecConfig(mode="local", progress=False))
+    local.run("sq", square_to_file, _items(tmp_path), marker_dir=str(tmp_path / "m"))
+    lazy = Executor(ExecConfig(mode="ray", progress=False))
+    res = lazy.run("sq", square_to_file, _items(tmp_path), marker_dir=str(tmp_path / "m"), shared=None)
+    assert len(res.skipped) == 4 and not lazy._ray_checked

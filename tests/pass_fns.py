@@ -1,0 +1,42 @@
+"""Module-level functions run as pass items by tests/curation/test_passes.py (Ray workers import them
+as tests.pass_fns; functions defined in a test module are not importable by workers)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import numpy as np
+
+from curation import io
+
+
+def square_to_file(x: int, out: str) -> dict:
+    io.write_json_atomic(out, {"x": x, "y": x * x})
+    with open(out + ".calls", "a") as f:
+        f.write("1\n")
+    return {"y": x * x, "arr": np.arange(x, dtype=np.uint64), "t": (x, "a")}
+
+
+def fails_on(x: int, bad: int) -> int:
+    if x == bad:
+        raise ValueError(f"bad item {x}")
+    return x
+
+
+def flaky(counter: str, failures: int) -> str:
+    n = int(open(counter).read()) if os.path.exists(counter) else 0
+    with open(counter, "w") as f:
+        f.write(str(n + 1))
+    if n < failures:
+        raise OSError("transient storage trouble")
+    return "ok"
+
+
+def timed_sleep(log: str, i: int) -> int:
+    t0 = time.time()
+    time.sleep(0.3)
+    with open(log, "a") as f:
+        f.write(json.dumps([i, t0, time.time()]) + "\n")
+    return i
