@@ -33,15 +33,17 @@ def init_ray(address: str | None = None, num_workers: int | None = None, dashboa
     env = {"env_vars": {"PYTHONPATH": os.pathsep.join(p for p in [os.getcwd(), os.environ.get("PYTHONPATH")] if p)}}
     if address:
         logger.info("joining Ray cluster at %s", address)
-        ray.init(address=address, log_to_driver=True, runtime_env=env)
+        _token_auth_if_configured()
+        host = address.split("://")[-1].rsplit(":", 1)[0]
+        if host in ("127.0.0.1", "localhost"):
+            # a cluster bound to loopback (several nodes on one machine): without single-machine
+            # mode Ray would rewrite 127.0.0.1 to this machine's public address and never connect
+            _single_machine_mode()
+            ray.init(address=address, log_to_driver=True, runtime_env=env, _node_ip_address="127.0.0.1")
+        else:
+            ray.init(address=address, log_to_driver=True, runtime_env=env)
         return
-    # Ray resolves "127.0.0.1" to the public interface unless its single-machine
-    # mode is on; that mode is read from this variable (by this process and by the
-    # raylet and workers it starts), so set it for them and for the loaded module.
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    from ray._private import ray_constants
-
-    ray_constants.ENABLE_RAY_CLUSTER = False
+    _single_machine_mode()
     ray.init(
         num_cpus=num_workers or os.cpu_count(),
         include_dashboard=dashboard,
@@ -52,3 +54,31 @@ def init_ray(address: str | None = None, num_workers: int | None = None, dashboa
         configure_logging=False,
     )
     logger.info("started a local Ray (%s CPUs) on 127.0.0.1", num_workers or os.cpu_count())
+
+
+def _single_machine_mode() -> None:
+    """Make Ray keep 127.0.0.1 as given. Ray resolves "127.0.0.1" to the public interface unless its
+    single-machine mode is on; that mode is read from this variable (by this process and by the raylet
+    and workers it starts), so set it for them and for the loaded module."""
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    from ray._private import ray_constants
+
+    ray_constants.ENABLE_RAY_CLUSTER = False
+
+
+def _token_auth_if_configured() -> None:
+    """Joining a cluster: send the token when one is configured and RAY_AUTH_MODE is unset.
+
+    Clusters started with `ray start` use token authentication (our cluster.yaml sets it; Ray 2.61
+    makes it the default everywhere), but a driver started without RAY_AUTH_MODE (e.g. by `ray
+    submit` over ssh) sends no token and is refused. RAY_AUTH_MODE=disabled opts out."""
+    if os.environ.get("RAY_AUTH_MODE"):
+        return
+    token_file = os.environ.get("RAY_AUTH_TOKEN_PATH") or os.path.expanduser("~/.ray/auth_token")
+    if os.environ.get("RAY_AUTH_TOKEN") or os.path.exists(token_file):
+        os.environ["RAY_AUTH_MODE"] = "token"
+        from ray._raylet import Config
+
+        Config.initialize("")
+        logger.info("joining with token authentication (token from %s)",
+                    "RAY_AUTH_TOKEN" if os.environ.get("RAY_AUTH_TOKEN") else token_file)

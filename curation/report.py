@@ -99,7 +99,8 @@ def _save(fig, path: str) -> None:
     io.write_bytes_atomic(path, buf.getvalue())
 
 
-def render_markdown(stats: dict[str, Any], run: dict[str, Any]) -> str:
+def render_markdown(stats: dict[str, Any], run: dict[str, Any], timings: dict[str, Any] | None = None) -> str:
+    timings = timings or {}
     lines = [f"# Curation report: `{run.get('output_dir', '')}`", ""]
     lines += [
         f"- recipe hash: `{stats.get('recipe_hash')}`",
@@ -116,7 +117,7 @@ def render_markdown(stats: dict[str, Any], run: dict[str, Any]) -> str:
         t = stats["totals"][st["name"]]
         dropped = sum(v[0] for v in t["dropped"].values())
         quar = sum(v[0] for v in t["quarantined"].values())
-        secs = stats.get("seconds", {}).get(st["name"], 0.0)
+        secs = timings.get("stage_seconds", stats.get("seconds", {})).get(st["name"], 0.0)
         lines.append(f"| {st['name']} | {t['in']:,} | {t['kept']:,} | {dropped:,} | {quar:,} | "
                      f"{_fmt_bytes(t['kept_bytes'])} | {secs:.2f} |")
     lines += ["", "## Drops and quarantine by reason, per source", ""]
@@ -140,14 +141,19 @@ def render_markdown(stats: dict[str, Any], run: dict[str, Any]) -> str:
             frac = z["kept"] / a["in"] if a["in"] else 0.0
             lines.append(f"| {src} | {a['in']:,} | {z['kept']:,} | {frac:.1%} | {_fmt_bytes(a['in_bytes'])} | "
                          f"{_fmt_bytes(z['kept_bytes'])} |")
+    if stats.get("unsplittable_inputs"):
+        lines += ["", "## Inputs larger than --max-shard-bytes that could not be split", "",
+                  "Compressed streams are read whole by one task each:", ""]
+        lines += [f"- `{p}`" for p in stats["unsplittable_inputs"]]
     for g in stats.get("global", []):
         lines += ["", f"## Global stage `{g['name']}`", ""]
-        if g.get("seconds") is not None:
-            lines.append(f"fit time: {g['seconds']:.1f} s")
+        fit_s = timings.get("global", {}).get(g["name"], {}).get("fit_seconds", g.get("seconds"))
+        if fit_s is not None:
+            lines.append(f"fit time: {fit_s:.1f} s")
             lines.append("")
         lines += ["```json", json.dumps(g.get("summary", {}), indent=1, sort_keys=True)[:20000], "```"]
         for p in g.get("plots", []):
-            rel = os.path.relpath(p, run.get("output_dir", ".")) if not p.startswith(("http", "s3:")) else p
+            rel = p if not os.path.isabs(p) else os.path.relpath(p, run.get("output_dir", "."))
             lines += ["", f"![{g['name']}]({rel})"]
     lines.append("")
     return "\n".join(lines)
@@ -161,8 +167,10 @@ def write_report(run_dir: str) -> str:
     if stats["stages"]:
         plot_funnel(stats, io.join(run_dir, "funnel.png"))
     plot_lengths(stats, io.join(run_dir, "lengths.png"))
+    timings_path = io.join(run_dir, "timings.json")
+    timings = io.read_json(timings_path) if io.exists(timings_path) else {}
     path = io.join(run_dir, "report.md")
-    io.write_bytes_atomic(path, render_markdown(stats, run).encode())
+    io.write_bytes_atomic(path, render_markdown(stats, run, timings).encode())
     logger.info("report written to %s", path)
     return path
 

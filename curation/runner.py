@@ -370,7 +370,14 @@ class Runner:
         merged["global"] = self._global_summaries()
         merged["unsplittable_inputs"] = self.unsplittable
         merged["work_units"] = len(self.units)
+        # stats.json holds only what the input and recipe decide (byte-identical across reruns, worker
+        # counts and crashes); timings go to timings.json, what each pass did to passes.json
+        timings = {"stage_seconds": merged.pop("seconds"), "global": {}}
+        for g in merged["global"]:
+            timings["global"][g["name"]] = {"fit_seconds": g.pop("seconds", None),
+                                            "marks": g["summary"].pop("seconds", None)}
         io.write_json_atomic(io.join(self.out, "stats.json"), merged)
+        io.write_json_atomic(io.join(self.out, "timings.json"), timings)
         io.write_json_atomic(io.join(self.out, "passes.json"), {"executor": executor.cfg.mode,
                                                                 "passes": executor.log})
         meta.update(status="failed" if failed else "complete", finished=time.time(), failed_shards=failed)
@@ -468,9 +475,18 @@ class Runner:
             if io.exists(state_path):
                 saved = io.read_json(state_path)
                 st = saved.get("state", {})
-                out.append({"name": g.name, "summary": st.get("summary", {}), "plots": st.get("plots", []),
+                plots = [_relative(p, self.out) for p in st.get("plots", [])]
+                out.append({"name": g.name, "summary": st.get("summary", {}), "plots": plots,
                             "seconds": saved.get("seconds")})
         return out
+
+
+def _relative(path: str, root: str) -> str:
+    """``path`` relative to the run directory when it lies inside it (so stats.json names no absolute path)."""
+    if io.is_local(path) and io.is_local(root):
+        rel = os.path.relpath(os.path.abspath(path), os.path.abspath(root))
+        return rel if not rel.startswith("..") else path
+    return path[len(root.rstrip("/")) + 1:] if path.startswith(root.rstrip("/") + "/") else path
 
 
 def _docs_in(blob: dict[str, Any]) -> int:
