@@ -1,4 +1,4 @@
-"""Deterministic demo pool: web-like documents in the four native source formats, with planted truth.
+"""Deterministic demo pool: web-like documents in four native source formats and a WARC file, with planted truth.
 
 ``generate_pool(out_dir, n_docs=2000, seed=0)`` writes::
 
@@ -6,16 +6,20 @@
     out_dir/pile/pile-00000.jsonl.zst ...             ({"text", "meta": {"pile_set_name"}})
     out_dir/redpajama/redpajama-c4-00000.jsonl ...    ({"text", "meta": {"url", "timestamp", "language"}})
     out_dir/dolma/dolma-cc-00000.jsonl.gz ...         ({"id", "text", "source", "added", "created", "metadata"})
+    out_dir/warc/warc-cc-00000.warc.gz                crawled HTML pages, Common Crawl style (``curation.demo_warc``)
     out_dir/truth.jsonl, out_dir/truth.parquet        one row per document: id, category, format, file,
                                                       row, dup_of, lang, topic, n_words
     out_dir/pool.json                                 the manifest (also returned)
 
-About 30% of the documents go to RefinedWeb, 20% to the Pile, 20% to RedPajama and 30%
-to Dolma, each format in at least 3 shards (12 files for the default size) of at most
-``max_shard_docs`` documents (so a 1,000,000-document pool streams to disk shard by
-shard with bounded memory). The ``id`` in the truth is the id our readers give the
-document (``curation.readers``): ``<source>/<file name>/<row>`` for the formats
-without ids, the record's own id for Dolma.
+About 27% of the documents go to RefinedWeb, 18% to the Pile, 18% to RedPajama, 27%
+to Dolma and 10% to a WARC file of HTML pages wrapped in navigation, cookie banners,
+footers and spam comments (so that the default run exercises reading and extracting
+crawl archives). Each of the four text formats gets at least 3 shards (the WARC one
+shard) of at most ``max_shard_docs`` documents (so a 1,000,000-document pool streams to
+disk shard by shard with bounded memory). The ``id`` in the truth is the id our readers
+give the document (``curation.readers``): ``<source>/<file name>/<row>`` for the formats
+without ids, the record's own id for Dolma and WARC; for WARC pages ``n_words`` counts
+the words of the document inside the page, what extraction should recover.
 
 Every document is a pure function of ``(seed, index)`` (its own ``random.Random``),
 so the pool is byte-identical across runs (gzip with mtime 0, single-threaded zstd,
@@ -71,7 +75,7 @@ from curation import _demo_lexicon as L
 
 logger = logging.getLogger(__name__)
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 CATEGORIES: dict[str, float] = {
     "clean": 0.52,
     "long": 0.02,
@@ -88,8 +92,10 @@ CATEGORIES: dict[str, float] = {
 }
 # categories a DCLM-style chain (heuristics + English langid + dedup) is meant to keep
 KEPT_CATEGORIES = ("clean", "long")
-FORMAT_SHARES: dict[str, float] = {"refinedweb": 0.3, "pile": 0.2, "redpajama": 0.2, "dolma": 0.3}
+FORMAT_SHARES: dict[str, float] = {"refinedweb": 0.27, "pile": 0.18, "redpajama": 0.18, "dolma": 0.27,
+                                   "warc": 0.10}
 MIN_SHARDS_PER_FORMAT = 3
+MIN_SHARDS = {"warc": 1}  # formats with another minimum
 DEFAULT_MAX_SHARD_DOCS = 25_000
 ROW_GROUP = 4096
 LANG_CODES = tuple(L.LANGS) + ("zh",)
@@ -603,7 +609,7 @@ def _layout(n_docs: int, max_shard_docs: int) -> list[_Shard]:
     for fmt, n in counts.items():
         if n <= 0:
             continue
-        k_total = min(n, max(MIN_SHARDS_PER_FORMAT, math.ceil(n / max_shard_docs)))
+        k_total = min(n, max(MIN_SHARDS.get(fmt, MIN_SHARDS_PER_FORMAT), math.ceil(n / max_shard_docs)))
         base, extra = divmod(n, k_total)
         for k in range(k_total):
             size = base + (1 if k < extra else 0)
@@ -613,6 +619,8 @@ def _layout(n_docs: int, max_shard_docs: int) -> list[_Shard]:
                 rel = f"pile/pile-{k:05d}.jsonl.zst"
             elif fmt == "redpajama":
                 rel = f"redpajama/redpajama-{'c4' if k % 2 == 0 else 'common_crawl'}-{k:05d}.jsonl"
+            elif fmt == "warc":
+                rel = f"warc/warc-cc-{k:05d}.warc.gz"
             else:
                 rel = f"dolma/dolma-cc-{k:05d}.jsonl.gz"
             shards.append(_Shard(fmt, k, start, start + size, rel))
@@ -623,6 +631,10 @@ def _layout(n_docs: int, max_shard_docs: int) -> list[_Shard]:
 def _doc_id(seed: int, shard: _Shard, index: int) -> str:
     if shard.format == "dolma":
         return f"demo-{seed}-{index:08d}"
+    if shard.format == "warc":
+        from curation.demo_warc import record_id
+
+        return record_id(_mix(seed, index, 6))
     return f"{shard.format}/{os.path.basename(shard.relpath)}/{index - shard.start}"
 
 
@@ -723,7 +735,19 @@ def _write_shard(out_dir: str, seed: int, n_docs: int, shards: list[_Shard], sha
             "topic": doc.topic, "n_words": len(doc.text.split()),
         }
 
-    if fmt == "refinedweb":
+    if fmt == "warc":
+        from curation import demo_warc
+
+        with open(tmp, "wb") as raw_out:
+            raw_out.write(demo_warc.warcinfo(seed))
+            for n, doc in enumerate(_iter_docs(seed, shard, n_docs)):
+                url, when = _page_meta(seed, doc)
+                key = _mix(seed, doc.index, 6)
+                demo_warc.write_page(raw_out, n, key, demo_warc.record_id(key), doc.text, doc.lang, url, when,
+                                     random.Random(_mix(seed, doc.index, 7)))
+                truth.add(truth_row(doc))
+                tick(1)
+    elif fmt == "refinedweb":
         writer = pq.ParquetWriter(tmp, REFINEDWEB_SCHEMA, compression="zstd", use_dictionary=["dump"])
         cols: dict[str, list] = {n: [] for n in REFINEDWEB_SCHEMA.names}
 
@@ -790,8 +814,8 @@ def _write_shard(out_dir: str, seed: int, n_docs: int, shards: list[_Shard], sha
     os.replace(tmp, path)
 
 
-_SHARD_NAME = re.compile(r"^(refinedweb|pile|redpajama|dolma)-[a-z0-9_-]*\d{5}\.(parquet|jsonl|jsonl\.zst|jsonl\.gz)"
-                         r"(\.tmp)?$")
+_SHARD_NAME = re.compile(r"^(refinedweb|pile|redpajama|dolma|warc)-[a-z0-9_-]*\d{5}\."
+                         r"(parquet|jsonl|jsonl\.zst|jsonl\.gz|warc\.gz)(\.tmp)?$")
 
 
 def _remove_stale(out_dir: str, keep: set[str]) -> None:
@@ -872,7 +896,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m curation.demo",
         description="Write a deterministic demo pool of web-like documents in the RefinedWeb (parquet), "
-        "Pile (jsonl.zst), RedPajama (jsonl) and Dolma (jsonl.gz) formats, with truth.jsonl/.parquet "
+        "Pile (jsonl.zst), RedPajama (jsonl) and Dolma (jsonl.gz) formats plus one WARC file of crawled HTML pages "
+        "(warc.gz), with truth.jsonl/.parquet "
         "listing every document's planted category (clean, duplicates, boilerplate, spam, ...).",
     )
     parser.add_argument("--out", required=True, help="output folder (created; an earlier pool's files in it are "

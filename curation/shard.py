@@ -153,11 +153,12 @@ def apply_stage(stage: Stage, table: pa.Table, shard: ShardContext) -> StageResu
     return result
 
 
-def _read_batches(task: ShardTask) -> Iterator[tuple[pa.Table, pa.Table]]:
-    """(docs, quarantine) batches of the shard's input for this phase."""
+def _read_batches(task: ShardTask) -> Iterator[tuple[pa.Table, pa.Table, pa.Table]]:
+    """(docs, quarantine, dropped) batches of the shard's input for this phase (``dropped``: records
+    the reader recognised as not documents, e.g. a WARC file's request records)."""
     if task.phase > 0:
         for batch in io.iter_parquet_batches(task.input_path, batch_size=task.batch_size):
-            yield pa.Table.from_batches([batch]), QUARANTINE_SCHEMA.empty_table()
+            yield pa.Table.from_batches([batch]), QUARANTINE_SCHEMA.empty_table(), empty_dropped()
         return
     from curation.readers import get_reader
 
@@ -171,14 +172,14 @@ def _read_batches(task: ShardTask) -> Iterator[tuple[pa.Table, pa.Table]]:
     )
     n_docs = 0
     try:
-        batches = reader.read(task.spec.path) if task.spec.split is None else reader.read(task.spec.path,
-                                                                                          split=task.spec.split)
-        for docs, quarantine in batches:
+        batches = (reader.read_with_dropped(task.spec.path) if task.spec.split is None
+                   else reader.read_with_dropped(task.spec.path, split=task.spec.split))
+        for docs, quarantine, dropped in batches:
             if task.limit is not None and n_docs + docs.num_rows >= task.limit:
-                yield docs.slice(0, task.limit - n_docs), quarantine
+                yield docs.slice(0, task.limit - n_docs), quarantine, dropped
                 return
             n_docs += docs.num_rows
-            yield docs, quarantine
+            yield docs, quarantine, dropped
     except Exception as exc:  # noqa: BLE001 - a reader bug must not kill the run
         logger.exception("reader failed on %s after %d documents", task.spec.path, n_docs)
         q = pa.table(
@@ -193,7 +194,7 @@ def _read_batches(task: ShardTask) -> Iterator[tuple[pa.Table, pa.Table]]:
             },
             schema=QUARANTINE_SCHEMA,
         )
-        yield DOC_SCHEMA.empty_table(), q
+        yield DOC_SCHEMA.empty_table(), q, empty_dropped()
 
 
 def canonical_schema(schema: pa.Schema) -> pa.Schema:
@@ -258,7 +259,7 @@ def run_shard(task: ShardTask, stages: list[Stage]) -> dict[str, Any]:
     quarantine_sink = _ParquetSink(task.quarantine_path, QUARANTINE_SCHEMA)
     last_schema: pa.Schema | None = None
     try:
-        for docs, quarantine in _read_batches(task):
+        for docs, quarantine, read_dropped in _read_batches(task):
             if task.phase == 0:
                 t0 = time.perf_counter()
                 read = stats.stage(READ_STAGE)
@@ -270,6 +271,13 @@ def run_shard(task: ShardTask, stages: list[Stage]) -> dict[str, Any]:
                         read.add_in_counts(src, n, nbytes)
                     read.add_quarantined(quarantine)
                     quarantine_sink.write(quarantine)
+                if read_dropped.num_rows:
+                    for src, (n, nbytes) in count_by_source(read_dropped.column("source"),
+                                                            read_dropped.column("nbytes")).items():
+                        read.add_in_counts(src, n, nbytes)
+                    read.add_dropped(read_dropped)
+                    dropped_sink.write(read_dropped.append_column(
+                        "stage", pa.array([READ_STAGE] * read_dropped.num_rows, pa.string())))
                 stats.add_lengths("in", docs)
                 stats.add_time(READ_STAGE, time.perf_counter() - t0)
             table = docs

@@ -164,6 +164,13 @@ def curation_stages(
     return b.build_recipe(bargs)
 
 
+def extraction_stages(args: argparse.Namespace, inputs: list) -> list:
+    """pipelines/baseline.py's HTML extraction for WARC inputs (its --extractor via --baseline-arg)."""
+    b = _baseline()
+    extractor = b.build_parser().parse_args(["-o", "unused"] + list(args.baseline_args)).extractor
+    return b.extraction_stages(inputs, extractor)
+
+
 def run_config(args: argparse.Namespace, out: str):
     from curation.runner import RunConfig
 
@@ -228,8 +235,8 @@ def build_heldout(args: argparse.Namespace, inputs: list, demo: str | None) -> d
     if os.path.exists(done):
         return json.loads(Path(done).read_text())
     run_dir = os.path.join(root, "run")
-    res = Runner([HoldoutSplit(args.heldout_fraction, args.seed, keep="heldout")], inputs,
-                 run_config(args, run_dir)).run()  # fmt: skip
+    stages = extraction_stages(args, inputs) + [HoldoutSplit(args.heldout_fraction, args.seed, keep="heldout")]
+    res = Runner(stages, inputs, run_config(args, run_dir)).run()
     if not res.ok:
         raise RuntimeError(f"held-out extraction failed on shards {res.failed_shards}")
     files = sorted(str(p) for p in Path(run_dir, "data").glob("*.parquet"))
@@ -282,7 +289,7 @@ def curate(args: argparse.Namespace, mixes: list[Mix], inputs: list) -> dict[str
     spec_of = {"raw": ((), ())} | {m.curation_key: (m.blocks, m.recipe_args) for m in mixes}
     for key in dict.fromkeys(keys):
         run_dir = os.path.join(args.output, "curated", key.replace("+", "_").replace("~", "-"))
-        stages = [HoldoutSplit(args.heldout_fraction, args.seed, keep="train")]
+        stages = extraction_stages(args, inputs) + [HoldoutSplit(args.heldout_fraction, args.seed, keep="train")]
         if args.decontam:
             stages.append(Decontaminate(args.eval_dir, n=args.decontam_n))
         stages += curation_stages(spec_of[key][0], run_dir, args, spec_of[key][1])

@@ -3,10 +3,12 @@
 
     python pipelines/baseline.py                         # demo pool, embedded local Ray
     python pipelines/baseline.py -i 'rw/*.parquet@refinedweb' -i 'pile/*.jsonl.zst' -o runs/b1
+    python pipelines/baseline.py -i 'cc/*.warc.gz' --extractor trafilatura -o runs/cc   # from raw crawl
     ray job submit --working-dir . -- python pipelines/baseline.py -o /shared/runs/b1 ...
 
-Without --input it writes the seeded demo pool (all four native formats) and curates
-that. The recipe reads top to bottom; every block can be switched off for ablations.
+Without --input it writes the seeded demo pool (four native formats and a WARC file) and
+curates that. When an input is a WARC file, HTML extraction runs first (extraction_stages).
+The recipe reads top to bottom; every block can be switched off for ablations.
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--demo-docs", type=int, default=2000,
                    help="documents in the demo pool (default %(default)s; 1000000 for scale runs)")
     r = p.add_argument_group("recipe")
+    r.add_argument("--extractor", default="resiliparse", choices=("resiliparse", "trafilatura"),
+                   help="HTML-to-text extractor for WARC inputs, run before everything else: resiliparse main "
+                   "content (DCLM's choice) or trafilatura (RefinedWeb's); default %(default)s")
     r.add_argument("--blocks", default=",".join(BLOCKS),
                    help=f"comma-separated recipe blocks to run, in order, from {BLOCKS}; "
                    "'' keeps only reading (the raw pool); default %(default)s")
@@ -68,6 +73,18 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seq-len", type=int, default=2048,
                    help="tokens per training window, files hold seq_len + 1 (default %(default)s)")
     return p
+
+
+def extraction_stages(inputs: list[InputSpec], extractor: str = "resiliparse") -> list:
+    """The stages to put first when an input holds HTML (a WARC file): ``[HtmlExtractor]``, else ``[]``.
+    The stage touches only rows the WARC reader marked, so mixed inputs are fine."""
+    from curation.readers import detect_format
+
+    if not any((spec.format or detect_format(spec.path)) == "warc" for spec in inputs):
+        return []
+    from filters.extract import HtmlExtractor
+
+    return [HtmlExtractor(extractor)]
 
 
 def build_recipe(args: argparse.Namespace) -> list:
@@ -127,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         inputs = [InputSpec(p) for p in _demo_files(demo_dir)]
         args.executor = args.executor or "ray"  # the demo is there to show the distributed path
     cfg = config_from_args(args)
-    runner = Runner(build_recipe(args), inputs, cfg)
+    runner = Runner(extraction_stages(inputs, args.extractor) + build_recipe(args), inputs, cfg)
     res = runner.run()
     if not res.ok:
         logger.error("%d shards failed: %s; rerun to retry them", len(res.failed_shards), res.failed_shards)

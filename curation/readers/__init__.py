@@ -13,12 +13,18 @@ dolma          ``*.json[l].gz|.zst`` (id, text, source,   :class:`~curation.read
                added, created, metadata)
 jsonl          any JSON lines, field mapping              :class:`~curation.readers.jsonl.JsonlReader`
 parquet        any parquet, field mapping                 :class:`~curation.readers.parquet.ParquetReader`
+warc           ``*.warc[.gz|.zst]`` crawl archives: HTML  :class:`~curation.readers.warc.WarcReader`
+               responses (``is_html``, extracted later)
+wet            ``*.wet[.gz]``, ``*.warc.wet[.gz]``:       :class:`~curation.readers.warc.WetReader`
+               Common Crawl text conversions
 =============  =========================================  ==========================================
 
 ``detect_format(path)`` picks one from the extension and name hints in the path
 (the file name first, then its folders, nearest first): ``refinedweb`` / ``falcon``
 for parquet; ``pile``, ``dolma``, ``redpajama`` (also ``arxiv`` and ``c4``, which
 are RedPajama subsets) for JSON lines; otherwise the generic ``jsonl`` / ``parquet``.
+``.wet`` (also ``.warc.wet``) is ``wet`` and ``.warc`` is ``warc``; WAT files (``.wat``, link and
+header metadata, no page content) are refused with a message that names the files to use.
 ``get_reader(path, format=None, source=None, **opts)`` builds the reader; pass
 ``format`` to override detection. Paths may be local or any fsspec URL.
 """
@@ -33,6 +39,7 @@ from curation.readers.jsonl import JsonlReader
 from curation.readers.parquet import ParquetReader, RefinedWebReader
 from curation.readers.pile import PileReader
 from curation.readers.redpajama import RedPajamaReader
+from curation.readers.warc import WarcReader, WetReader
 
 READERS: dict[str, type[Reader]] = {
     "refinedweb": RefinedWebReader,
@@ -41,6 +48,8 @@ READERS: dict[str, type[Reader]] = {
     "dolma": DolmaReader,
     "jsonl": JsonlReader,
     "parquet": ParquetReader,
+    "warc": WarcReader,
+    "wet": WetReader,
 }
 FORMATS: tuple[str, ...] = tuple(READERS)
 
@@ -73,8 +82,18 @@ def detect_format(path: str) -> str:
         return _hint(path, _PARQUET_HINTS) or "parquet"
     if stem.endswith(_JSON_EXT):
         return _hint(path, _JSON_HINTS) or "jsonl"
+    if stem.endswith(".wet"):
+        return "wet"
+    if stem.endswith(".warc"):
+        return "warc"
+    if stem.endswith(".wat"):
+        raise ValueError(
+            f"{path!r} is a WAT file (link and header metadata, no page content); read the matching "
+            ".warc.gz (HTML, extracted by the recipe) or .warc.wet.gz (Common Crawl's text) files instead"
+        )
     raise ValueError(
-        f"cannot tell the format of {path!r} from its name (expected .parquet or .jsonl/.json[.gz|.zst]); "
+        f"cannot tell the format of {path!r} from its name (expected .parquet, .jsonl/.json[.gz|.zst], "
+        ".warc[.gz] or .wet[.gz]); "
         f"pass format= one of {FORMATS}"
     )
 
@@ -101,4 +120,6 @@ __all__ = [
     "PileReader",
     "RedPajamaReader",
     "RefinedWebReader",
+    "WarcReader",
+    "WetReader",
 ]

@@ -1,7 +1,8 @@
 """Inspect source files with the readers: ``python -m curation.readers PATH [PATH ...]``.
 
 Prints, per file, the detected format, documents read, quarantined records by
-reason and the read speed, and optionally the first documents and quarantine
+reason, records dropped as not documents (a WARC file's requests, non-HTML responses)
+by reason and the read speed, and optionally the first documents and quarantine
 records. Paths may be globs, folders or fsspec URLs.
 """
 
@@ -44,11 +45,12 @@ def main(argv: list[str] | None = None) -> int:
             continue
         reader = get_reader(path, format=fmt, source=args.source, batch_size=args.batch_size,
                             max_doc_bytes=args.max_doc_bytes)
-        n_docs, reasons = 0, Counter()
+        n_docs, reasons, drops = 0, Counter(), Counter()
         shown, shown_q = 0, 0
         t0 = time.perf_counter()
-        for docs, quar in reader.read(path):
+        for docs, quar, dropped in reader.read_with_dropped(path):
             n_docs += docs.num_rows
+            drops.update(dropped.column("reason").to_pylist())
             reasons.update(quar.column("reason").to_pylist())
             for row in docs.slice(0, max(0, args.show - shown)).to_pylist():
                 shown += 1
@@ -62,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         total_docs += n_docs
         total_q.update(reasons)
         q_text = ", ".join(f"{r}={n}" for r, n in sorted(reasons.items())) or "none"
-        print(f"{path}: format={fmt} docs={n_docs} quarantined: {q_text} "
+        d_text = (" dropped: " + ", ".join(f"{r}={n}" for r, n in sorted(drops.items()))) if drops else ""
+        print(f"{path}: format={fmt} docs={n_docs} quarantined: {q_text}{d_text} "
               f"({n_docs / dt if dt > 0 else 0:.0f} docs/s)")
     print(f"total: {total_docs} documents, {sum(total_q.values())} quarantined in {len(files)} files")
     return 0

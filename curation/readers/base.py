@@ -7,7 +7,9 @@ become documents (malformed JSON, invalid UTF-8, missing / null / non-string
 text, a document over ``max_doc_bytes``, a truncated compressed stream, a parquet
 file with the wrong schema, an empty file). Nothing is silently skipped: every
 input record ends up in exactly one of the two tables, so the runner can count
-``in == docs + quarantined`` for the read stage.
+``in == docs + quarantined`` for the read stage. A format whose files also hold well-formed
+records that are not documents (WARC: requests, metadata, non-HTML responses) reports them
+through ``read_with_dropped``, and the read stage counts ``in == docs + dropped + quarantined``.
 
 Subclasses implement only the format; the base class owns batching and limits.
 
@@ -39,7 +41,7 @@ from typing import IO, Any
 
 import pyarrow as pa
 
-from curation.schema import QUARANTINE_SCHEMA
+from curation.schema import DROPPED_SCHEMA, QUARANTINE_SCHEMA
 
 DEFAULT_BATCH_SIZE = 2048
 DEFAULT_MAX_DOC_BYTES = 8 * 1024 * 1024  # 8 MiB of UTF-8 text
@@ -87,6 +89,14 @@ class Reader:
 
     def read(self, path: str) -> Iterator[tuple[pa.Table, pa.Table]]:
         raise NotImplementedError
+
+    def read_with_dropped(self, path: str) -> Iterator[tuple[pa.Table, pa.Table, pa.Table]]:
+        """``(docs, quarantine, dropped)``: ``dropped`` (``DROPPED_SCHEMA``) holds well-formed records
+        that are not documents (a WARC file's request and metadata records, its non-HTML responses),
+        each with a reason; the runner counts them as dropped by the read stage. Formats without such
+        records drop nothing."""
+        for docs, quarantine in self.read(path):
+            yield docs, quarantine, DROPPED_SCHEMA.empty_table()
 
     def config(self) -> dict:
         return {k: v for k, v in sorted(vars(self).items()) if not k.startswith("_")} | {"format": self.format}

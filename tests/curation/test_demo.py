@@ -16,8 +16,10 @@ import orjson
 import pyarrow.parquet as pq
 import pytest
 
+from curation import _demo_lexicon as L
 from curation.demo import CATEGORIES, KEPT_CATEGORIES, TOPIC_NAMES, clean_prose, generate_pool, main
 from curation.readers import detect_format, get_reader
+from filters.extract import HtmlExtractor
 
 # --- an independent re-implementation of the DCLM heuristic checks ----------------------------------
 # Gopher quality / repetition rules (Rae et al. 2021, App. A) and C4 rules (Raffel et al. 2020) as in
@@ -93,6 +95,12 @@ def jaccard(a: str, b: str) -> float:
 # --- fixtures ------------------------------------------------------------------------------------------
 
 
+def _article(extractor: HtmlExtractor, pages: list[str]) -> list[str]:
+    """The document inside each demo page: main-content extraction without the comment section,
+    one line per paragraph (leading indentation, which HTML does not keep, removed)."""
+    return ["\n".join(ln.strip() for ln in t.split("\n") if ln.strip()) for t in extractor.extract_many(pages)]
+
+
 @pytest.fixture(scope="module")
 def pool(tmp_path_factory):
     out = tmp_path_factory.mktemp("pool")
@@ -100,12 +108,17 @@ def pool(tmp_path_factory):
     truth = [orjson.loads(x) for x in (out / "truth.jsonl").read_bytes().splitlines()]
     docs: dict[str, dict] = {}
     quarantined = 0
+    extractor = HtmlExtractor(options={"comments": False})
     for files in manifest["formats"].values():
         for rel in files["files"]:
             path = str(out / rel)
             for d, q in get_reader(path).read(path):
                 quarantined += q.num_rows
-                for row in d.to_pylist():
+                rows = d.to_pylist()
+                if "is_html" in d.column_names:  # WARC pages: the document is the page's article
+                    for row, text in zip(rows, _article(extractor, [r["text"] for r in rows])):
+                        row["html"], row["text"] = row["text"], text
+                for row in rows:
                     row["file"] = rel
                     docs[row["id"]] = row
     return out, manifest, truth, docs, quarantined
@@ -127,7 +140,7 @@ def test_deterministic_bytes(tmp_path):
     da, db, dc = _digest(a), _digest(b), _digest(c)
     assert da == db
     assert set(da) == set(dc) and da["truth.jsonl"] != dc["truth.jsonl"]
-    assert {k.split("/")[0] for k in da if "/" in k} == {"refinedweb", "pile", "redpajama", "dolma"}
+    assert {k.split("/")[0] for k in da if "/" in k} == {"refinedweb", "pile", "redpajama", "dolma", "warc"}
 
 
 def test_layout_and_readers(pool):
@@ -136,7 +149,7 @@ def test_layout_and_readers(pool):
     n_files = sum(len(f["files"]) for f in manifest["formats"].values())
     assert 8 <= n_files <= 16
     for fmt, spec in manifest["formats"].items():
-        assert len(spec["files"]) >= 3
+        assert len(spec["files"]) >= (1 if fmt == "warc" else 3)
         for rel in spec["files"]:
             assert detect_format(str(out / rel)) == fmt
     # every truth id is a document our readers produce, in that file and row, and nothing else
@@ -144,7 +157,7 @@ def test_layout_and_readers(pool):
     for t in truth:
         d = docs[t["id"]]
         assert d["file"] == t["file"] and d["source"] == t["format"]
-        assert len(d["text"].split()) == t["n_words"]
+        assert len(d["text"].split()) == t["n_words"]  # for WARC pages: the words extraction recovers
     assert Counter(t["format"] for t in truth) == {f: s["docs"] for f, s in manifest["formats"].items()}
     tp = pq.read_table(out / "truth.parquet").to_pylist()
     assert tp == truth
@@ -202,6 +215,39 @@ def test_planted_categories_under_dclm_heuristics(pool):
     assert sum(dclm_reason(x) is not None for x in ne) >= 0.9 * len(ne)  # (and language ID drops the rest)
 
 
+def test_warc_pages(pool):
+    """The WARC shard: one HTML capture per document plus request / metadata records and a few non-HTML
+    captures (dropped by the reader with reasons), boilerplate around the article that main-content
+    extraction removes, legacy charsets declared in the header or the page."""
+    from collections import Counter as C
+
+    out, manifest, truth, docs, _ = pool
+    (rel,) = manifest["formats"]["warc"]["files"]
+    path = str(out / rel)
+    kept, dropped, quarantined = 0, C(), 0
+    for d, q, x in get_reader(path).read_with_dropped(path):
+        kept += d.num_rows
+        quarantined += q.num_rows
+        dropped.update(x.column("reason").to_pylist())
+    n_pages = manifest["formats"]["warc"]["docs"]
+    assert kept == n_pages and quarantined == 0
+    extras = n_pages // 20
+    assert dropped["warc:not_response:request"] == dropped["warc:not_response:metadata"] == n_pages + extras
+    assert dropped["warc:not_response:warcinfo"] == 1
+    assert sum(v for k, v in dropped.items() if k.startswith(("warc:not_html:", "warc:http_status:"))) == extras
+    pages = [docs[t["id"]] for t in truth if t["format"] == "warc"]
+    html = [p["html"] for p in pages]
+    cookie = sum(any(c.split(".")[0] in h for c in L.COOKIE_LINES) for h in html)
+    assert 0.4 * n_pages < cookie < 0.8 * n_pages
+    assert all("<nav>" in h and "<footer>" in h for h in html)
+    assert 0.15 * n_pages < sum('class="comments"' in h for h in html) < 0.45 * n_pages
+    clean = [p for p, t in zip(pages, [t for t in truth if t["format"] == "warc"]) if t["category"] == "clean"]
+    for p in clean:  # the article is the document: no banner, navigation or footer in it
+        assert not any(c in p["text"] for c in L.COOKIE_LINES) and "All rights reserved" not in p["text"]
+    charsets = C(orjson.loads(p["metadata"])["charset"] for p in pages)
+    assert charsets["utf-8"] > n_pages / 2 and len(charsets) >= 2
+
+
 def test_clean_prose_api():
     a = clean_prose(random.Random(1), 300)
     assert a == clean_prose(random.Random(1), 300)
@@ -236,9 +282,9 @@ def test_small_pool_and_shard_cap(tmp_path):
     m = generate_pool(str(tmp_path / "tiny"), n_docs=5, seed=1)
     assert sum(f["docs"] for f in m["formats"].values()) == 5
     m = generate_pool(str(tmp_path / "capped"), n_docs=400, seed=1, max_shard_docs=30)
-    for spec in m["formats"].values():
+    for fmt, spec in m["formats"].items():
         assert spec["docs"] <= 30 * len(spec["files"])
-        assert len(spec["files"]) == math.ceil(spec["docs"] / 30) or len(spec["files"]) == 3
+        assert len(spec["files"]) == math.ceil(spec["docs"] / 30) or len(spec["files"]) == (1 if fmt == "warc" else 3)
     with pytest.raises(ValueError):
         generate_pool(str(tmp_path / "none"), n_docs=0)
 

@@ -31,12 +31,16 @@ def test_baseline_end_to_end_and_resume(tmp_path, capsys):
     stats = json.loads((out / "stats.json").read_text())
     assert run["status"] == "complete"
     names = [s["name"] for s in stats["stages"]]
-    for expected in ("read", "langid", "gopher_quality", "exact_dedup", "minhash_dedup", "bff_dedup",
+    for expected in ("read", "html_extract", "langid", "gopher_quality", "exact_dedup", "minhash_dedup", "bff_dedup",
                      "quality_score", "quality_top_fraction"):
         assert expected in names
+    assert names.index("html_extract") == 1  # the demo pool's WARC shard is extracted before anything else
     for st in stats["stages"]:
         assert check_invariant(st) == []
-    assert stats["totals"]["read"]["in"] == 600
+    read = stats["totals"]["read"]
+    assert read["kept"] == 600  # documents; the WARC file's other records are dropped by the read stage
+    assert read["in"] == 600 + sum(v[0] for v in read["dropped"].values())
+    assert set(read["dropped"]) >= {"warc:not_response:request", "warc:not_response:metadata"}
 
     data = pa.concat_tables([pq.read_table(out / "data" / f) for f in sorted(os.listdir(out / "data"))])
     kept = set(data["id"].to_pylist())

@@ -52,7 +52,7 @@ def test_detect_format_unknown_raises():
     with pytest.raises(ValueError, match="format"):
         detect_format("/data/notes.txt")
     with pytest.raises(ValueError, match="unknown format"):
-        get_reader("/data/x.jsonl", format="warc")
+        get_reader("/data/x.jsonl", format="arc")  # (Internet Archive ARC: not a format we read)
 
 
 def test_format_override_and_config():
