@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 
 import ray
 
@@ -34,10 +35,11 @@ def init_ray(address: str | None = None, num_workers: int | None = None, dashboa
     if address:
         logger.info("joining Ray cluster at %s", address)
         _token_auth_if_configured()
-        host = address.split("://")[-1].rsplit(":", 1)[0]
-        if host in ("127.0.0.1", "localhost"):
-            # a cluster bound to loopback (several nodes on one machine): without single-machine
-            # mode Ray would rewrite 127.0.0.1 to this machine's public address and never connect
+        if _loopback_only(address):
+            # a cluster in Ray's single-machine mode (its servers listen on 127.0.0.1 only): without
+            # that mode here too, Ray would rewrite 127.0.0.1 to this machine's public address and
+            # never connect. (A multi-node cluster listens on every interface and registers its nodes
+            # under the public address even when started with --node-ip-address=127.0.0.1.)
             _single_machine_mode()
             ray.init(address=address, log_to_driver=True, runtime_env=env, _node_ip_address="127.0.0.1")
         else:
@@ -82,3 +84,20 @@ def _token_auth_if_configured() -> None:
         Config.initialize("")
         logger.info("joining with token authentication (token from %s)",
                     "RAY_AUTH_TOKEN" if os.environ.get("RAY_AUTH_TOKEN") else token_file)
+
+
+def _loopback_only(address: str) -> bool:
+    """True when ``address`` is a loopback GCS that cannot be reached through this machine's public address."""
+    host, _, port = address.split("://")[-1].rpartition(":")
+    if host not in ("127.0.0.1", "localhost") or not port.isdigit():
+        return False
+    from ray._private.services import node_ip_address_from_perspective
+
+    public = node_ip_address_from_perspective()
+    if public.startswith("127."):
+        return False
+    try:
+        with socket.create_connection((public, int(port)), timeout=2):
+            return False
+    except OSError:
+        return True
