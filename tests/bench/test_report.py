@@ -1,0 +1,53 @@
+"""bench/report.py: the README's benchmark table is generated from the result JSON, never typed."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _report():
+    spec = importlib.util.spec_from_file_location("bench_report", os.path.join(ROOT, "bench", "report.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _row(name, ratio, target, commit="abc1234"):
+    return {"name": name, "metric": "s", "ours": 1.0, "reference": ratio, "reference_name": "peer",
+            "ratio": ratio, "target": target, "met": None if target is None else ratio >= target, "reps": 3,
+            "commit": commit}
+
+
+def test_full_results_win_over_quick_and_missed_targets_say_so(tmp_path):
+    rep = _report()
+    res = tmp_path / "results"
+    res.mkdir()
+    (res / "alpha.json").write_text(json.dumps([_row("fast", 6.0, 5.0), _row("slow", 0.5, 1.0)]))
+    (res / "alpha.quick.json").write_text(json.dumps([_row("fast", 9.9, 5.0, "quick01")]))
+    (res / "beta.quick.json").write_text(json.dumps([_row("only_quick", 2.0, None)]))
+    block = rep.render(rep.load(str(res)))
+    lines = {ln.split("|")[2].strip(): ln for ln in block.splitlines() if ln.startswith("| `")}
+    assert "**met**" in lines["fast"] and "full" in lines["fast"] and "quick01" not in block
+    assert "**missed**" in lines["slow"]
+    assert "quick" in lines["only_quick"] and "| – |" in lines["only_quick"]
+
+
+def test_check_mode_detects_a_table_that_drifted(tmp_path):
+    rep = _report()
+    res = tmp_path / "results"
+    res.mkdir()
+    (res / "alpha.json").write_text(json.dumps([_row("fast", 6.0, 5.0)]))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{rep.BEGIN}\nold table\n{rep.END}\noutro\n")
+    assert rep.main(["--readme", str(readme), "--results", str(res), "--check"]) == 1
+    assert rep.main(["--readme", str(readme), "--results", str(res)]) == 0
+    text = readme.read_text()
+    assert text.startswith("intro\n") and text.endswith("\noutro\n") and "old table" not in text
+    assert rep.main(["--readme", str(readme), "--results", str(res), "--check"]) == 0
+    # a result that changes makes the README stale again
+    (res / "alpha.json").write_text(json.dumps([_row("fast", 4.0, 5.0)]))
+    assert rep.main(["--readme", str(readme), "--results", str(res), "--check"]) == 1
