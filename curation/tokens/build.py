@@ -38,6 +38,7 @@ import numpy as np
 
 from curation import io as cio
 from curation.passes import ExecConfig, Executor, Item, PassResult, digest, marker_path
+from curation.tokens.manifest import make_manifest, source_summary
 from curation.tokens.mix import SourceSpec, as_specs, extra_windows, resolve_source, source_names, target_windows
 from curation.tokens.pack import pack_tails, tokenize_shard
 from curation.tokens.shuffle import _read_range, scatter_shard, shuffle_bucket, write_stream
@@ -46,7 +47,6 @@ from curation.tokens.tokenizer import load_tokenizer
 logger = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
-FORMAT = "curation.tokens/1"
 #: a shuffle task holds its bucket about three times (read, concatenated, reordered batch)
 BUCKET_MEMORY_FACTOR = 3
 
@@ -189,7 +189,9 @@ def build_token_stream(
         files, k = b.write_in_order(plan, upstream, out_dir), 0
     assert sum(f["windows"] for f in files) == total_windows, "window count mismatch"
 
-    manifest = _manifest(cfg, specs, per_source, files, total_windows, k, dt, tok, tok_json)
+    for src in per_source:
+        src.pop("_packed")
+    manifest = make_manifest(cfg, specs, per_source, files, total_windows, k, dt, tok, tok_json)
     cio.write_json_atomic(cio.join(out_dir, MANIFEST), manifest)
     _remove_stale_streams(out_dir, {f["name"] for f in files})
     task_cpu = {r.name: b.task_cpu(r) for r in b.passes}
@@ -281,9 +283,8 @@ class _Build:
         per_source: list[dict[str, Any]] = []
         for i, (spec, r) in enumerate(zip(specs, resolved)):
             ok = [(j, p) for j, p in enumerate(packed[i]) if "error" not in p]
-            res = [p for _, p in ok]
             shards = [(cio.join(self.work, "packed", f"{i:03d}", f"{j:06d}.bin"), p["windows"]) for j, p in ok]
-            tails = [p["tail"] for p in res]
+            tails = [p["tail"] for _, p in ok]
             tail_windows = 0
             if self.cfg.remainder == "pack":
                 tw, lost = pack_tails(tails, self.cfg.seq_len, self.dt)
@@ -295,23 +296,8 @@ class _Build:
                 tails_sha.append(hashlib.sha256(tw.tobytes()).hexdigest())
             else:
                 lost = int(sum(np.asarray(t).size for t in tails))
-            per_source.append({
-                "name": names[i],
-                "path": spec.path,
-                "recipe_hash": r["recipe_hash"],
-                "docs": sum(p["docs"] for p in res),
-                "null_docs": sum(p["null_docs"] for p in res),
-                "empty_docs": sum(p["empty_docs"] for p in res),
-                "doc_tokens": sum(p["doc_tokens"] for p in res),
-                "tail_windows": tail_windows,
-                "remainder_tokens_dropped": lost,
-                "windows_available": sum(n for _, n in shards),
-                "skipped_shards": [{"file": p["file"], "error": p["error"]} for p in packed[i] if "error" in p],
-                "by_corpus_source": _merge_by_source([p["by_source"] for p in res]),
-                "input_shards": [{"file": p["file"], "docs": p["docs"], "doc_tokens": p["doc_tokens"],
-                                  "windows": p["windows"], "by_corpus_source": p["by_source"]} for p in res],
-                "_packed": shards,
-            })  # fmt: skip
+            per_source.append(source_summary(names[i], spec.path, r["recipe_hash"], packed[i], tail_windows, lost)
+                              | {"_packed": shards})
         return per_source, digest({"tokenize": self.passes[0].digest, "tails": tails_sha})
 
     def plan(self, specs: list[SourceSpec], per_source: list[dict[str, Any]]) -> tuple[list[tuple], np.ndarray]:
@@ -453,58 +439,3 @@ def _remove_stale_streams(out_dir: str, keep: set[str]) -> None:
     for stale in fs.glob(root.rstrip("/") + "/tokens-*.arrow*"):
         if stale.rsplit("/", 1)[-1] not in keep:
             fs.rm(stale)
-
-
-def _merge_by_source(parts: list[dict[str, dict[str, int]]]) -> dict[str, dict[str, int]]:
-    out: dict[str, dict[str, int]] = {}
-    for part in parts:
-        for src, c in part.items():
-            acc = out.setdefault(src, {"docs": 0, "doc_tokens": 0})
-            acc["docs"] += c["docs"]
-            acc["doc_tokens"] += c["doc_tokens"]
-    return dict(sorted(out.items()))
-
-
-def _stream_tokens_by_corpus_source(per_source: list[dict[str, Any]]) -> dict[str, int]:
-    """Tokens in the stream per corpus source (the documents' ``source`` column), an estimate.
-
-    Windows cross document boundaries, so a mix source's stream tokens are split
-    over its corpus sources in proportion to their document tokens.
-    """
-    out: dict[str, float] = {}
-    for s in per_source:
-        total = sum(c["doc_tokens"] for c in s["by_corpus_source"].values())
-        for src, c in s["by_corpus_source"].items():
-            out[src] = out.get(src, 0.0) + (s["tokens"] * c["doc_tokens"] / total if total else 0.0)
-    return {k: round(v) for k, v in sorted(out.items())}
-
-
-def _manifest(cfg: TokenStreamConfig, specs: list[SourceSpec], per_source: list[dict[str, Any]],
-              files: list[dict[str, Any]], total_windows: int, k: int, dt: np.dtype, tok: Any,
-              tok_json: dict[str, Any]) -> dict[str, Any]:
-    for s in per_source:
-        s.pop("_packed")
-    mode = "tokens" if specs[0].tokens is not None else "weights" if specs[0].weight is not None else "all"
-    window = cfg.seq_len + 1
-    return {
-        "format": FORMAT,
-        "files": files,
-        "num_windows": total_windows,
-        "num_tokens": total_windows * window,
-        "seq_len": cfg.seq_len,
-        "window": window,
-        "dtype": dt.name,
-        "eos_id": tok.eos_id,
-        "vocab_size": tok.vocab_size,
-        "tokenizer": tok_json,
-        "seed": cfg.seed,
-        "shuffle": cfg.shuffle,
-        "num_buckets": k,
-        "remainder": cfg.remainder,
-        "mix": {"mode": mode, "total_tokens": cfg.total_tokens, "sources": per_source},
-        "tokens_per_source": {s["name"]: s["tokens"] for s in per_source},
-        "doc_tokens_by_corpus_source": _merge_by_source([s["by_corpus_source"] for s in per_source]),
-        "stream_tokens_by_corpus_source_est": _stream_tokens_by_corpus_source(per_source),
-        "recipe_hashes": [s["recipe_hash"] for s in per_source],
-        "skipped_shards": sum(len(s["skipped_shards"]) for s in per_source),
-    }
