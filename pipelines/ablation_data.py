@@ -206,6 +206,7 @@ def _split_by_source(run_dir: str, out_dir: str) -> dict[str, str]:
 
 def token_stream(args: argparse.Namespace, mix: Mix, run_dir: str, tok: str, seq_len: int) -> str:
     from curation.tokens import build_token_stream
+    from curation.tokens.build import make_executor
 
     out = os.path.join(args.output, "tokens", mix.name)
     # what the stream depends on: the curated files (a recomputed curation rebuilds it), weights, tokenizer
@@ -227,8 +228,12 @@ def token_stream(args: argparse.Namespace, mix: Mix, run_dir: str, tok: str, seq
             raise ValueError(f"mix {mix.name}: no curated documents from sources {sorted(missing)}")
         sources = [(parts[s], float(w[s])) for s in sorted(w) if w[s] > 0]
         total = args.stream_tokens or _natural_tokens(run_dir, tok)
+    size = sum(p.stat().st_size for p in Path(run_dir, "data").glob("*.parquet"))
+    ex = make_executor(args.executor, args.workers, args.address, size,
+                       max_retries=args.max_retries, memory_per_worker=args.memory_per_worker,
+                       progress=args.progress, dashboard=args.dashboard)
     build_token_stream(sources, out, tok, seq_len=seq_len, seed=args.seed, total_tokens=total, overwrite=True,
-                       executor=args.executor or "auto", num_workers=args.workers, address=args.address)
+                       executor=ex)
     Path(stamp).write_text(key)
     return out
 

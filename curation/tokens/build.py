@@ -108,9 +108,10 @@ class TokenStreamConfig:
 
 
 def make_executor(executor: Executor | str | None, num_workers: int | None, address: str | None,
-                  input_bytes: int) -> Executor:
+                  input_bytes: int, **options: Any) -> Executor:
     """``executor`` itself, or a new one: ``"ray"``, ``"local"``, or ``"auto"``/None (in-process for inputs
-    under the runner's ``local_below_bytes`` when no cluster address is given, as the runner decides)."""
+    under the runner's ``local_below_bytes`` when no cluster address is given, as the runner decides).
+    ``options``: further :class:`~curation.passes.ExecConfig` settings (progress, memory_per_worker, ...)."""
     if isinstance(executor, Executor):
         return executor
     from curation.runner import DEFAULT_LOCAL_BELOW_BYTES
@@ -121,7 +122,7 @@ def make_executor(executor: Executor | str | None, num_workers: int | None, addr
     if mode == "auto":
         small = input_bytes < DEFAULT_LOCAL_BELOW_BYTES and not (address or os.environ.get("RAY_ADDRESS"))
         mode = "local" if small else "ray"
-    return Executor(ExecConfig(mode=mode, num_workers=num_workers, address=address))
+    return Executor(ExecConfig(mode=mode, num_workers=num_workers, address=address, **options))
 
 
 def build_token_stream(
