@@ -159,6 +159,10 @@ def build_token_stream(
     t_start, c_start = time.perf_counter(), time.process_time()
     specs = as_specs(sources)
     resolved = [resolve_source(s) for s in specs]
+    sizes = [[_file_size(f) for f in r["files"]] for r in resolved]
+    ex = make_executor(executor, num_workers, address, sum(map(sum, sizes)))
+    if cfg.num_shards is None:
+        _check_bucket_memory(cfg.max_shard_bytes, ex, "lower max_shard_bytes (--max-shard-mb)")
     out_dir = _prepare_out_dir(out_dir, cfg)
     sp, tok, model = load_tokenizer(tokenizer_model, eos_id=cfg.eos_id)
     del sp
@@ -171,10 +175,6 @@ def build_token_stream(
         cio.write_bytes_atomic(local_copy, model)
         tok_json["source_path"] = tok.path
         tok_json["path"] = os.path.abspath(local_copy) if cio.is_local(local_copy) else local_copy
-    sizes = [[_file_size(f) for f in r["files"]] for r in resolved]
-    ex = make_executor(executor, num_workers, address, sum(map(sum, sizes)))
-    if cfg.num_shards is None:
-        _check_bucket_memory(cfg.max_shard_bytes, ex, "lower max_shard_bytes (--max-shard-mb)")
     work = cio.join(out_dir, "_work")
     if not cfg.resume:
         _rm(work)
