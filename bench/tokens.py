@@ -38,7 +38,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import sentencepiece as spm  # noqa: E402
-from _common import commit, machine  # noqa: E402
+from _common import commit, machine, save  # noqa: E402
 
 from curation.io import write_json_atomic, write_parquet_atomic  # noqa: E402
 from curation.schema import docs_table  # noqa: E402
@@ -147,7 +147,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker counts to time (1 2)")
     ap.add_argument("--vocab-size", type=int, default=32000, help="tokenizer vocabulary (32000)")
     ap.add_argument("--seq-len", type=int, default=2048, help="window length - 1 (2048)")
-    ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "tokens.json"), help="result JSON")
+    ap.add_argument("--out", default=None,
+                    help="result JSON (default bench/results/tokens.json, or tokens.quick.json with --quick)")
     args = ap.parse_args()
     mb = args.mb or (3.0 if args.quick else 48.0)
     cmd = "python bench/tokens.py" + (" --quick" if args.quick else "")
@@ -169,7 +170,8 @@ def main() -> None:
     warm = os.path.join(tmp, "warm")
     # warm-up: every worker process imports the modules and runs each pass once before the timed builds
     warm_files = parquet_files([run])[: max(args.workers)]
-    build_token_stream(warm_files, warm, model, seq_len=args.seq_len, num_workers=max(args.workers), num_shards=2)
+    build_token_stream(warm_files, warm, model, seq_len=args.seq_len, num_workers=max(args.workers), num_shards=2,
+                       executor="ray")
 
     texts = all_texts(run)
 
@@ -208,7 +210,7 @@ def main() -> None:
         before = raw(w)
         raw_tokens = before[2]
         t0 = time.perf_counter()
-        m = build_token_stream([run], out, model, seq_len=args.seq_len, seed=0, num_workers=w)
+        m = build_token_stream([run], out, model, seq_len=args.seq_len, seed=0, num_workers=w, executor="ray")
         wall = time.perf_counter() - t0
         doc_tokens = m["mix"]["sources"][0]["doc_tokens"]
         assert doc_tokens == raw_tokens + ndocs, (doc_tokens, raw_tokens, ndocs)  # the same tokens, plus one EOS each
@@ -281,10 +283,9 @@ def main() -> None:
     except ImportError:
         print("HF tokenizers not installed: skipped")
 
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(results, f, indent=2)
-    print(f"wrote {args.out}")
+    for r in results:
+        r["met"] = None if r["target"] is None else bool(r["ratio"] >= r["target"])
+    save(results, "tokens", args)
     import shutil
 
     shutil.rmtree(tmp, ignore_errors=True)

@@ -317,6 +317,7 @@ class Executor:
         version: str = "1",
         on_error: str = "raise",
         num_cpus: float = 1,
+        num_gpus: float = 0,
         memory: int | None = None,
         resume: bool | None = None,
         on_result: Callable[[Item, Any], None] | None = None,
@@ -331,7 +332,8 @@ class Executor:
         only if some item has to run. ``on_result``
         sees each item's result as it arrives (skipped items first, in item order).
         ``progress`` names the progress bar (default: the pass name); ``count`` maps a
-        result to the documents it stands for, shown as a rate.
+        result to the documents it stands for, shown as a rate. ``num_cpus``/``num_gpus``/``memory``:
+        what each Ray task asks for (``memory`` defaults to ``memory_per_worker``; in-process they are ignored).
         """
         if on_error not in ("raise", "collect"):
             raise ValueError(f"on_error must be 'raise' or 'collect', got {on_error!r}")
@@ -375,7 +377,7 @@ class Executor:
 
             try:
                 if self.uses_ray:
-                    self._run_ray(fn, items, order, metas, marker_dir, num_cpus, memory, finish, tail)
+                    self._run_ray(fn, items, order, metas, marker_dir, num_cpus, num_gpus, memory, finish, tail)
                 else:
                     for i in order:
                         try:
@@ -397,11 +399,13 @@ class Executor:
             raise PassFailed(res)
         return res
 
-    def _run_ray(self, fn, items, order, metas, marker_dir, num_cpus, memory, finish, tail) -> None:  # noqa: ANN001
+    def _run_ray(self, fn, items, order, metas, marker_dir, num_cpus, num_gpus, memory, finish, tail) -> None:  # noqa: ANN001
         import ray
 
         self.ensure_ray()
         opts = {"num_cpus": num_cpus, "max_retries": self.cfg.max_retries, "retry_exceptions": False}
+        if num_gpus:
+            opts["num_gpus"] = num_gpus
         mem = self.cfg.memory_per_worker if memory is None else memory
         if mem:
             opts["memory"] = int(mem)

@@ -7,8 +7,10 @@
     ray job submit --working-dir . -- python pipelines/baseline.py -o /shared/runs/b1 ...
 
 Without --input it writes the seeded demo pool (four native formats and a WARC file) and
-curates that. When an input is a WARC file, HTML extraction runs first (extraction_stages).
-The recipe reads top to bottom; every block can be switched off for ablations.
+curates that. When an input is a WARC file, HTML extraction runs first. The script is a
+command line -> RecipeOptions -> pipelines/recipes.baseline_recipe (the stages; shared with
+pipelines/ablate.py) -> the runner -> token streams. The recipe reads top to bottom; every
+block can be switched off for ablations.
 """
 
 from __future__ import annotations
@@ -23,10 +25,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from curation import io  # noqa: E402
 from curation.cli import add_run_arguments, config_from_args, inputs_from_args, setup_logging  # noqa: E402
 from curation.runner import InputSpec, Runner  # noqa: E402
+from pipelines.recipes import BLOCKS, add_recipe_arguments, baseline_recipe, options_from_args  # noqa: E402
 
 logger = logging.getLogger("baseline")
-
-BLOCKS = ("heuristics", "dedup", "quality")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,30 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--demo-docs", type=int, default=2000,
                    help="documents in the demo pool (default %(default)s; 1000000 for scale runs)")
     r = p.add_argument_group("recipe")
-    r.add_argument("--extractor", default="resiliparse", choices=("resiliparse", "trafilatura"),
-                   help="HTML-to-text extractor for WARC inputs, run before everything else: resiliparse main "
-                   "content (DCLM's choice) or trafilatura (RefinedWeb's); default %(default)s")
     r.add_argument("--blocks", default=",".join(BLOCKS),
                    help=f"comma-separated recipe blocks to run, in order, from {BLOCKS}; "
                    "'' keeps only reading (the raw pool); default %(default)s")
-    r.add_argument("--c4", action="store_true", help="also apply the C4 rules block after the RefinedWeb heuristics")
-    r.add_argument("--decontam", default=None, metavar="EVAL_DIR",
-                   help="drop training documents sharing 13-grams with the evaluation tasks in EVAL_DIR "
-                   "(llm-foundry jsonl, e.g. ../shared/data/eval); runs after the heuristics")
-    r.add_argument("--dedup", default="exact,minhash,bff",
-                   help="dedup methods in order: exact (normalised text and URL), minhash (fuzzy, LSH), "
-                   "bff (Bloom paragraph dedup, DCLM's order-dependent step); default %(default)s")
-    r.add_argument("--quality-model", default=None,
-                   help="fastText .bin quality classifier (e.g. DCLM's released one); default: train the "
-                   "offline default classifier into <output>/quality_model (see filters/quality)")
-    r.add_argument("--quality-label", default="__label__hq",
-                   help="the high-quality label of the classifier (default %(default)s)")
-    sel = r.add_mutually_exclusive_group()
-    sel.add_argument("--quality-top-fraction", type=float, default=0.1,
-                     help="keep this top fraction of the whole pool by quality score "
-                     "(default %(default)s: DCLM kept 10%%)")
-    sel.add_argument("--quality-threshold", type=float, default=None,
-                     help="keep documents with quality_score >= this instead of a top fraction")
+    add_recipe_arguments(r)
     t = p.add_argument_group("token streams")
     t.add_argument("--no-tokens", dest="tokens", action="store_false", help="stop after curation")
     t.add_argument("--tokenizer", default=None,
@@ -75,56 +56,17 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def extraction_stages(inputs: list[InputSpec], extractor: str = "resiliparse") -> list:
-    """The stages to put first when an input holds HTML (a WARC file): ``[HtmlExtractor]``, else ``[]``.
-    The stage touches only rows the WARC reader marked, so mixed inputs are fine."""
-    from curation.readers import detect_format
-
-    if not any((spec.format or detect_format(spec.path)) == "warc" for spec in inputs):
-        return []
-    from filters.extract import HtmlExtractor
-
-    return [HtmlExtractor(extractor)]
-
-
-def build_recipe(args: argparse.Namespace) -> list:
+def build_recipe(args: argparse.Namespace, inputs: list[InputSpec] | None = None) -> list:
+    """The command line -> :class:`RecipeOptions` -> the stages (``pipelines/recipes.py``)."""
     blocks = [b for b in args.blocks.split(",") if b]
     unknown = set(blocks) - set(BLOCKS)
     if unknown:
         raise SystemExit(f"error: unknown --blocks {sorted(unknown)}; choose from {BLOCKS}")
-    stages: list = []
-    if "heuristics" in blocks:
-        from filters.heuristics import c4_stages, refinedweb_stages
-
-        stages += refinedweb_stages()
-        if args.c4:
-            stages += c4_stages()
-    if args.decontam:
-        from filters.decontam import Decontaminate
-
-        stages.append(Decontaminate(args.decontam))
-    if "dedup" in blocks:
-        from filters.dedup import BloomDedup, ExactDedup, MinHashDedup
-
-        methods = {
-            "exact": lambda: [ExactDedup(key="text"), ExactDedup(key="url")],
-            "minhash": lambda: [MinHashDedup()],
-            "bff": lambda: [BloomDedup()],
-        }
-        for m in [m for m in args.dedup.split(",") if m]:
-            if m not in methods:
-                raise SystemExit(f"error: unknown --dedup method {m!r}; choose from {sorted(methods)}")
-            stages += methods[m]()
-    if "quality" in blocks:
-        from filters.quality import QualityScorer, QualityThreshold, TopFractionSelect, default_model
-
-        model = args.quality_model or default_model(os.path.join(args.output, "quality_model"))
-        stages.append(QualityScorer(model, label=args.quality_label))
-        if args.quality_threshold is not None:
-            stages.append(QualityThreshold(args.quality_threshold))
-        else:
-            stages.append(TopFractionSelect(args.quality_top_fraction))
-    return stages
+    try:
+        options = options_from_args(args, decontam=args.decontam)
+    except ValueError as e:
+        raise SystemExit(f"error: --dedup: {e}") from None
+    return baseline_recipe(blocks, options, args.output, inputs=inputs)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -144,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         inputs = [InputSpec(p) for p in _demo_files(demo_dir)]
         args.executor = args.executor or "ray"  # the demo is there to show the distributed path
     cfg = config_from_args(args)
-    runner = Runner(extraction_stages(inputs, args.extractor) + build_recipe(args), inputs, cfg)
+    runner = Runner(build_recipe(args, inputs), inputs, cfg)
     res = runner.run()
     if not res.ok:
         logger.error("%d shards failed: %s; rerun to retry them", len(res.failed_shards), res.failed_shards)
@@ -155,8 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         tok = args.tokenizer or train_tokenizer([args.output], os.path.join(args.output, "tokenizer", "sp"),
                                                 vocab_size=args.vocab_size, seed=args.seed)
         manifest = build_token_stream([(args.output, 1.0)], os.path.join(args.output, "tokens"), tok,
-                                      seq_len=args.seq_len, seed=args.seed, num_workers=args.workers,
-                                      overwrite=True)
+                                      seq_len=args.seq_len, seed=args.seed, overwrite=True,
+                                      executor=runner.executor)  # the run's executor: one Ray session
         from curation.report import append_tokens_section
 
         append_tokens_section(args.output, manifest)

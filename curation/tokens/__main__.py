@@ -59,6 +59,13 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--workers", type=int, default=None, help="Ray CPUs / tasks in flight (default: all cores)")
     b.add_argument("--address", default=None, help="join this Ray cluster instead of starting a local one")
     b.add_argument(
+        "--executor",
+        choices=["auto", "ray", "local"],
+        default="auto",
+        help="where the passes run: ray, local (in this process), or auto (local for curated input under 4 MiB "
+        "without --address, else ray); the output is the same either way",
+    )
+    b.add_argument(
         "--total-tokens", default=None, help="with weights: total size of the stream (k/M/B suffixes); upsamples"
     )
     b.add_argument("--num-shards", type=int, default=None, help="output files (= shuffle buckets); default by size")
@@ -74,11 +81,11 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--eos-id", type=int, default=None, help="override the tokenizer's EOS id")
     b.add_argument("--text-column", default="text", help="column holding the document text (text)")
     b.add_argument("--overwrite", action="store_true", help="replace an existing stream in --out")
-    b.add_argument("--keep-work", action="store_true", help="keep intermediate files in OUT/_work")
+    b.add_argument("--keep-work", action="store_true", help="keep intermediate files and pass markers in OUT/_work")
     b.add_argument(
         "--no-resume",
         action="store_true",
-        help="pack every shard again instead of reusing what an interrupted build left in OUT/_work",
+        help="recompute every shard and bucket instead of reusing what an interrupted build completed (OUT/_work)",
     )
     b.add_argument(
         "--on-error",
@@ -114,7 +121,7 @@ def _main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s"
     )
-    from curation.tokens import build_token_stream, parse_source, train_tokenizer
+    from curation.tokens import TokenStreamConfig, build_token_stream, parse_source, train_tokenizer
     from curation.tokens.mix import parse_count
 
     if args.command == "train-tokenizer":
@@ -151,13 +158,9 @@ def _main(argv: list[str] | None = None) -> int:
             seed=args.seed,
             allow_smaller_vocab=not args.strict_vocab,
         )
-    manifest = build_token_stream(
-        specs,
-        args.out,
-        tokenizer,
+    config = TokenStreamConfig(
         seq_len=args.seq_len,
         seed=args.seed,
-        num_workers=args.workers,
         total_tokens=parse_count(args.total_tokens) if args.total_tokens else None,
         shuffle=not args.no_shuffle,
         remainder=args.remainder,
@@ -166,12 +169,13 @@ def _main(argv: list[str] | None = None) -> int:
         num_shards=args.num_shards,
         max_shard_bytes=int(args.max_shard_mb * (1 << 20)),
         text_column=args.text_column,
-        address=args.address,
         overwrite=args.overwrite,
         keep_work=args.keep_work,
         on_error=args.on_error,
         resume=not args.no_resume,
     )
+    manifest = build_token_stream(specs, args.out, tokenizer, config, executor=args.executor,
+                                  num_workers=args.workers, address=args.address)
     print(
         json.dumps(
             {

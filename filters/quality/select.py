@@ -8,22 +8,32 @@ gets a sort key ``(score descending, blake2b-64(seed, id) ascending)``, so that 
 the score are broken deterministically and the number of kept documents is exactly
 ``k = round(fraction * N)`` (unless two rows share both the id and the score, which
 are then kept or dropped together). The k-th key is found by a distributed radix
-select: one Ray pass writes each shard's keys to ``workdir`` and returns a 2^16-bin
-histogram of the key's first 16 bits; the driver picks the bin holding the k-th key
-and, while that bin has more than ``max_candidates`` documents, asks for the histogram
-of the next 16 bits inside it (at most 6 digits for the 96-bit key); then the
-candidates of that bin are gathered and sorted. Driver memory is O(2^16 +
-max_candidates) whatever N is; each shard task holds its own shard's keys (12 bytes
-per document). Per-shard histograms merge by addition, so this is also a mergeable
-summary, but with no approximation error.
+select, a sequence of passes (:mod:`curation.passes`, so a killed driver resumes at the item):
+
+1. ``keys``, one item per shard: save the shard's keys and the 2^16-bin histogram of
+   their first 16 bits to ``workdir``;
+2. the histograms are summed (reduce passes of ``FAN_IN`` files per item while there
+   are more), and the driver picks the bin holding the k-th key; while that bin holds
+   more than ``max_candidates`` documents, a ``hist-d<d>`` pass counts the next 16
+   bits inside it (at most 6 digits for the 96-bit key);
+3. ``gather`` saves each shard's candidates (the keys in that bin), one ``cut`` item
+   sorts them and returns the k-th key; ``count`` counts the kept documents per source.
+
+Memory: the driver holds one 2^16-bin histogram and a few numbers per shard and
+source, never per-document state; a shard task holds its shard's keys (12 bytes per
+document); the ``cut`` task at most ``max_candidates`` keys, which defaults to
+``memory_per_worker // CANDIDATE_BYTES``. Per-shard histograms merge by addition, so
+this is also a mergeable summary, but with no approximation error.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import math
 import os
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -31,7 +41,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from curation import io as cio
-from curation.stage import Filter, GlobalContext, GlobalStage, ShardContext, StageResult, split_by_reason
+from curation.passes import Item
+from curation.stage import (
+    Filter,
+    FittedState,
+    GlobalContext,
+    GlobalStage,
+    ShardContext,
+    StageResult,
+    split_by_reason,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -117,13 +136,32 @@ def _key_le(primary: np.ndarray, secondary: np.ndarray, cut_p: int, cut_s: int) 
     return (primary < p) | ((primary == p) & (secondary <= np.uint64(cut_s)))
 
 
-# -- Ray tasks (module-level functions: no captured state) ------------------------------------
-def _keys_path(workdir: str, index: int) -> str:
-    return cio.join(workdir, "keys", f"{index:06d}.npz")
+# -- pass items (module-level functions: no captured state) ------------------------------------
+def _save_hist(path: str, counts: np.ndarray) -> None:
+    """A 2^16-bin histogram, stored sparse (a shard fills at most as many bins as it has documents)."""
+    nz = np.flatnonzero(counts)
+    with cio.atomic_open(path, "wb") as f:
+        np.savez(f, bins=nz.astype(np.uint32), counts=counts[nz].astype(np.int64))
 
 
-def _pass_keys(path: str, out_path: str, column: str, seed: int) -> dict[str, Any]:
-    """Read one phase shard, save its keys, return its first-digit and report histograms."""
+def _add_hist(acc: np.ndarray, path: str) -> np.ndarray:
+    fs, p = cio.fs_path(path)
+    with fs.open(p, "rb") as f:
+        z = np.load(f)
+        np.add.at(acc, z["bins"].astype(np.int64), z["counts"])
+    return acc
+
+
+def _pass_keys(path: str, keys_out: str, hist_out: str, column: str, seed: int) -> dict[str, Any]:
+    """Read one phase shard, save its keys and its first-digit histogram; return counts and report histograms."""
+    import pyarrow.parquet as pq
+
+    fs, p = cio.fs_path(path)
+    with fs.open(p, "rb") as f:
+        names = pq.read_schema(f).names
+    missing = [c for c in ("id", "source", column) if c not in names]
+    if missing:
+        raise ValueError(f"top_fraction: {path} lacks column(s) {missing}; run QualityScorer before this stage")
     table = cio.read_parquet(path, columns=["id", "source", column])
     scores = _score_column(table, column, "top_fraction").cast(pa.float32())
     scores_np = scores.to_numpy(zero_copy_only=False).astype(np.float32)  # nulls -> NaN
@@ -132,20 +170,16 @@ def _pass_keys(path: str, out_path: str, column: str, seed: int) -> dict[str, An
     src = table.column("source").combine_chunks().dictionary_encode()
     names = [str(x) for x in src.dictionary.to_pylist()]
     codes = src.indices.to_numpy(zero_copy_only=False).astype(np.int32)
-    with cio.atomic_open(out_path, "wb") as f:
+    with cio.atomic_open(keys_out, "wb") as f:
         np.savez(f, primary=primary, secondary=secondary, codes=codes)
+    _save_hist(hist_out, np.bincount(_digit(primary, secondary, 0), minlength=1 << _DIGIT_BITS))
     finite = np.nan_to_num(scores_np, nan=0.0)
     by_source = {}
     for c, name in enumerate(names):
         sel = finite[codes == c]
         hist, _ = np.histogram(np.clip(sel, 0.0, 1.0), bins=HIST_BINS, range=(0.0, 1.0))
         by_source[name] = {"n": int(len(sel)), "sum": float(sel.sum(dtype=np.float64)), "hist": hist.tolist()}
-    return {
-        "n": int(len(primary)),
-        "hist": np.bincount(_digit(primary, secondary, 0), minlength=1 << _DIGIT_BITS),
-        "names": names,
-        "by_source": by_source,
-    }
+    return {"n": int(len(primary)), "names": names, "by_source": by_source}
 
 
 def _load_keys(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -155,19 +189,47 @@ def _load_keys(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return z["primary"], z["secondary"], z["codes"]
 
 
-def _pass_hist(path: str, prefix: list[int], digit: int) -> np.ndarray:
+def _pass_hist(path: str, prefix: list[int], digit: int, out: str) -> int:
+    """The histogram of digit ``digit`` over this shard's keys that start with ``prefix``; returns their count."""
     primary, secondary, _ = _load_keys(path)
     mask = _prefix_mask(primary, secondary, prefix)
-    return np.bincount(_digit(primary[mask], secondary[mask], digit), minlength=1 << _DIGIT_BITS)
+    _save_hist(out, np.bincount(_digit(primary[mask], secondary[mask], digit), minlength=1 << _DIGIT_BITS))
+    return int(mask.sum())
 
 
-def _pass_gather(path: str, prefix: list[int]) -> tuple[np.ndarray, np.ndarray]:
+def _pass_sum(paths: list[str], out: str) -> int:
+    """Sum histogram files into one (a reduce item); returns the documents it counts."""
+    acc = np.zeros(1 << _DIGIT_BITS, dtype=np.int64)
+    for p in paths:
+        _add_hist(acc, p)
+    _save_hist(out, acc)
+    return int(acc.sum())
+
+
+def _pass_gather(path: str, prefix: list[int], out: str) -> int:
+    """Save this shard's keys that start with ``prefix`` (the candidates); returns their count."""
     primary, secondary, _ = _load_keys(path)
     mask = _prefix_mask(primary, secondary, prefix)
-    return primary[mask], secondary[mask]
+    with cio.atomic_open(out, "wb") as f:
+        np.savez(f, primary=primary[mask], secondary=secondary[mask])
+    return int(mask.sum())
 
 
-def _pass_count(path: str, names: list[str], cut: tuple[int, int] | None, keep_all: bool) -> dict[str, int]:
+def _pass_cut(paths: list[str], rank: int) -> list[int]:
+    """The ``rank``-th smallest (1-based) of the candidates saved by the gather pass, as ``[primary, secondary]``."""
+    primary, secondary = [], []
+    for path in paths:
+        fs, p = cio.fs_path(path)
+        with fs.open(p, "rb") as f:
+            z = np.load(f)
+            primary.append(z["primary"])
+            secondary.append(z["secondary"])
+    pri, sec = np.concatenate(primary), np.concatenate(secondary)
+    i = np.lexsort((sec, pri))[rank - 1]
+    return [int(pri[i]), int(sec[i])]
+
+
+def _pass_count(path: str, names: list[str], cut: list[int] | None, keep_all: bool) -> dict[str, int]:
     primary, secondary, codes = _load_keys(path)
     if keep_all:
         kept = np.ones(len(primary), dtype=bool)
@@ -179,25 +241,48 @@ def _pass_count(path: str, names: list[str], cut: tuple[int, int] | None, keep_a
     return {name: int(counts[i]) for i, name in enumerate(names)}
 
 
-def _run(fn: Any, arg_lists: list[tuple], num_workers: int) -> list[Any]:
-    """Run ``fn(*args)`` for each args as Ray tasks, at most ``num_workers`` in flight; ordered results."""
-    import ray
+# -- the stage --------------------------------------------------------------------------------
+#: bytes per candidate in the task that sorts them (12 bytes of key, loaded, concatenated, plus the sort order),
+#: with headroom: ``max_candidates`` defaults to ``memory_per_worker // CANDIDATE_BYTES``
+CANDIDATE_BYTES = 64
+#: histogram files summed per reduce item (and at most this many read by the driver)
+FAN_IN = 64
 
-    remote = ray.remote(num_cpus=1, max_retries=3)(fn)
-    pending: dict[Any, int] = {}
-    results: list[Any] = [None] * len(arg_lists)
-    limit = max(1, int(num_workers))
-    for i, args in enumerate(arg_lists):
-        if len(pending) >= limit:
-            done, _ = ray.wait(list(pending), num_returns=1)
-            for ref in done:
-                results[pending.pop(ref)] = ray.get(ref)
-        pending[remote.remote(*args)] = i
-    while pending:
-        done, _ = ray.wait(list(pending), num_returns=1)
-        for ref in done:
-            results[pending.pop(ref)] = ray.get(ref)
-    return results
+
+@dataclass(frozen=True)
+class TopFractionConfig:
+    """``fraction`` of the documents to keep by ``column``. ``max_candidates``: the most keys sorted in one
+    task; None derives it from the memory budget (it changes the number of passes, never the result).
+    ``plot``: write the per-source score histogram PNG."""
+
+    fraction: float = 0.1
+    column: str = "quality_score"
+    max_candidates: int | None = None
+    plot: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.fraction <= 1.0:
+            raise ValueError(f"fraction must be in [0, 1], got {self.fraction}")
+        if self.max_candidates is not None and self.max_candidates < 1:
+            raise ValueError("max_candidates must be >= 1")
+
+
+@dataclass(frozen=True)
+class TopFractionState(FittedState):
+    """The fitted cut: documents whose key ``(score desc, id hash)`` is <= ``cut`` are kept."""
+
+    fraction: float = 0.0
+    seed: int = 0
+    n_total: int = 0
+    n_keep: int = 0
+    keep_all: bool = False
+    cut: tuple[int, int] | None = None
+
+    @classmethod
+    def from_json(cls, blob: dict[str, Any]) -> TopFractionState:
+        state = super().from_json(blob)
+        cut = None if state.cut is None else (int(state.cut[0]), int(state.cut[1]))
+        return dataclasses.replace(state, cut=cut)
 
 
 class TopFractionSelect(GlobalStage):
@@ -206,54 +291,75 @@ class TopFractionSelect(GlobalStage):
     The kept count is ``round(fraction * N)`` over the N documents reaching the stage
     (ties broken by a seeded hash of the id). Dropped rows get ``quality:not_top_fraction``.
     ``fit`` writes a per-source score histogram PNG into the workdir and puts the
-    threshold and the kept fraction per source in ``state["summary"]``.
+    threshold and the kept fraction per source in the state's ``summary``.
     """
 
     name = "quality_top_fraction"
     version = "1"
+    state_type = TopFractionState
 
     def __init__(
         self,
         fraction: float = 0.1,
         column: str = "quality_score",
-        max_candidates: int = 1 << 20,
+        max_candidates: int | None = None,
         plot: bool = True,
     ) -> None:
         super().__init__()
-        if not 0.0 <= fraction <= 1.0:
-            raise ValueError(f"fraction must be in [0, 1], got {fraction}")
-        if max_candidates < 1:
-            raise ValueError("max_candidates must be >= 1")
-        self.fraction = float(fraction)
-        self.column = column
-        # neither changes which documents are kept (tested), so they stay out of the recipe hash
-        self._max_candidates = int(max_candidates)
-        self._plot = plot
+        self.cfg = TopFractionConfig(float(fraction), column, max_candidates, plot)
+
+    @property
+    def fraction(self) -> float:
+        return self.cfg.fraction
+
+    @property
+    def column(self) -> str:
+        return self.cfg.column
+
+    def config(self) -> dict[str, Any]:
+        # max_candidates and plot do not change which documents are kept (tested): not in the recipe hash
+        return {"column": self.cfg.column, "fraction": self.cfg.fraction}
+
+    def max_candidates(self, memory_per_worker: int) -> int:
+        return self.cfg.max_candidates or max(1, memory_per_worker // CANDIDATE_BYTES)
+
+    def check_budget(self, memory_per_worker: int) -> None:
+        need = self.max_candidates(memory_per_worker) * CANDIDATE_BYTES
+        if need > memory_per_worker:
+            raise ValueError(f"{self.name}: max_candidates={self.cfg.max_candidates} needs about {need / 2**20:.0f} "
+                             f"MiB in the task that sorts them, over --memory-per-worker "
+                             f"({memory_per_worker / 2**20:.0f} MiB); lower max_candidates or raise "
+                             "--memory-per-worker")
 
     # -- fit -----------------------------------------------------------------------------------
-    def fit(self, ctx: GlobalContext) -> dict[str, Any]:
+    def fit(self, ctx: GlobalContext) -> TopFractionState:
+        """Radix select over passes. Driver memory: O(2^16 + shards x sources) (a 2^16-bin histogram, summed
+        from files ``FAN_IN`` at a time, and a few numbers per shard and source), never per document; the
+        candidates (at most ``max_candidates``) are sorted in one task."""
         workdir = ctx.workdir
         cio.makedirs(workdir)
-        self._check_inputs(ctx)
-        key_paths = [_keys_path(workdir, i) for i in range(len(ctx.shards))]
-        first = _run(
-            _pass_keys,
-            [(s.path, kp, self.column, ctx.seed) for s, kp in zip(ctx.shards, key_paths)],
-            ctx.num_workers,
-        )
+        self.check_budget(ctx.memory_per_worker)
+        max_candidates = self.max_candidates(ctx.memory_per_worker)
+        n_shards = len(ctx.shards)
+        key_paths = [cio.join(workdir, "keys", f"{i:06d}.npz") for i in range(n_shards)]
+        hist_paths = [cio.join(workdir, "hist", "d0", f"{i:06d}.npz") for i in range(n_shards)]
+        items = [Item(s.shard_id, (s.path, kp, hp, self.column, ctx.seed), inputs=(s.path,), params={"index": i})
+                 for i, (s, kp, hp) in enumerate(zip(ctx.shards, key_paths, hist_paths))]
+        keys = ctx.run_pass("keys", _pass_keys, items, config={"column": self.column, "seed": ctx.seed})
+        first = keys.results
         n_total = sum(r["n"] for r in first)
         n_keep = int(math.floor(self.fraction * n_total + 0.5))
         passes = 1
         cut: tuple[int, int] | None = None
         if 0 < n_keep < n_total:
-            cut, extra = self._select(first, key_paths, n_keep, n_total, ctx.num_workers)
+            hist = _sum_hists(ctx, "d0", hist_paths, keys.digest)
+            cut, extra = self._select(ctx, hist, key_paths, keys.digest, n_keep, n_total, max_candidates)
             passes += extra
         names = sorted({name for r in first for name in r["names"]})
-        counts = _run(
-            _pass_count,
-            [(kp, r["names"], cut, n_keep >= n_total) for kp, r in zip(key_paths, first)],
-            ctx.num_workers,
-        )
+        items = [Item(s.shard_id, (kp, r["names"], None if cut is None else list(cut), n_keep >= n_total))
+                 for s, kp, r in zip(ctx.shards, key_paths, first)]
+        counts = ctx.run_pass("count", _pass_count, items, config={"upstream": keys.digest, "cut": cut,
+                                                                    "keep_all": n_keep >= n_total}).results
         passes += 1
         kept_by_source = {name: sum(c.get(name, 0) for c in counts) for name in names}
         by_source: dict[str, Any] = {}
@@ -280,62 +386,36 @@ class TopFractionSelect(GlobalStage):
             "threshold_note": "documents scoring above are kept; at exactly this score ties are cut by id hash",
             "method": "exact distributed radix select",
             "passes": passes,
+            "max_candidates": max_candidates,
             "hist_bins": HIST_BINS,
             "by_source": by_source,
         }
-        plots = []
-        if self._plot and names:
+        plots: list[str] = []
+        if self.cfg.plot and names:
             plots.append(_plot(hists, threshold, self.fraction, cio.join(workdir, "quality_score_hist.png")))
-        logger.info(
-            "top fraction %.4f of %d docs: keep %d, threshold score %s, %d passes",
-            self.fraction,
-            n_total,
-            n_kept,
-            threshold,
-            passes,
-        )
-        state = {
-            "fraction": self.fraction,
-            "seed": ctx.seed,
-            "n_total": n_total,
-            "n_keep": n_keep,
-            "keep_all": n_keep >= n_total,
-            "cut": list(cut) if cut is not None else None,
-            "summary": summary,
-            "plots": plots,
-        }
+        logger.info("top fraction %.4f of %d docs: keep %d, threshold score %s, %d passes", self.fraction, n_total,
+                    n_kept, threshold, passes)
+        state = TopFractionState(summary=summary, plots=tuple(plots), fraction=self.fraction, seed=ctx.seed,
+                                 n_total=n_total, n_keep=n_keep, keep_all=n_keep >= n_total, cut=cut)
         self._state = state
         return state
 
-    def _check_inputs(self, ctx: GlobalContext) -> None:
-        """Fail in the driver, with a clear message, before any Ray pass."""
-        import pyarrow.parquet as pq
-
-        for shard in ctx.shards:
-            fs, p = cio.fs_path(shard.path)
-            with fs.open(p, "rb") as f:
-                names = pq.read_schema(f).names
-            missing = [c for c in ("id", "source", self.column) if c not in names]
-            if missing:
-                raise ValueError(
-                    f"{self.name}: shard {shard.shard_id} lacks column(s) {missing}; "
-                    "run QualityScorer before this stage"
-                )
-
-    def _select(
-        self, first: list[dict[str, Any]], key_paths: list[str], k: int, n_total: int, num_workers: int
-    ) -> tuple[tuple[int, int], int]:
-        """Radix select of the k-th smallest key; returns (cut key, passes used)."""
+    def _select(self, ctx: GlobalContext, hist: np.ndarray, key_paths: list[str], upstream: str, k: int,
+                n_total: int, max_candidates: int) -> tuple[tuple[int, int], int]:
+        """Radix select of the k-th smallest key; returns (cut key, passes over the shards used)."""
         rank = k  # 1-based rank of the cut key among the docs matching ``prefix``
         prefix: list[int] = []
-        hist = np.sum([r["hist"] for r in first], axis=0)
         candidates = n_total
         passes = 0
         for d in range(_N_DIGITS):
-            if candidates <= self._max_candidates:
+            if candidates <= max_candidates:
                 break
             if d > 0:
-                hist = np.sum(_run(_pass_hist, [(kp, prefix, d) for kp in key_paths], num_workers), axis=0)
+                outs = [cio.join(ctx.workdir, "hist", f"d{d}", f"{i:06d}.npz") for i in range(len(key_paths))]
+                items = [Item(f"{i:06d}", (kp, prefix, d, out)) for i, (kp, out) in enumerate(zip(key_paths, outs))]
+                res = ctx.run_pass(f"hist-d{d}", _pass_hist, items,
+                                   config={"upstream": upstream, "prefix": prefix, "digit": d})
+                hist = _sum_hists(ctx, f"d{d}", outs, res.digest)
                 passes += 1
             cum = np.cumsum(hist)
             v = int(np.searchsorted(cum, rank))
@@ -348,28 +428,45 @@ class TopFractionSelect(GlobalStage):
             for v in prefix[2:]:
                 s = (s << 16) | v
             return (p, s), passes
-        parts = _run(_pass_gather, [(kp, prefix) for kp in key_paths], num_workers)
+        outs = [cio.join(ctx.workdir, "candidates", f"{i:06d}.npz") for i in range(len(key_paths))]
+        items = [Item(f"{i:06d}", (kp, prefix, out)) for i, (kp, out) in enumerate(zip(key_paths, outs))]
+        gathered = ctx.run_pass("gather", _pass_gather, items, config={"upstream": upstream, "prefix": prefix})
         passes += 1
-        primary = np.concatenate([p for p, _ in parts])
-        secondary = np.concatenate([s for _, s in parts])
-        order = np.lexsort((secondary, primary))
-        i = order[rank - 1]
-        return (int(primary[i]), int(secondary[i])), passes
+        files = [out for out, n in zip(outs, gathered.results) if n]
+        (cut,) = ctx.run_pass("cut", _pass_cut, [Item("cut", (files, rank))],
+                              config={"upstream": gathered.digest, "rank": rank}).results
+        return (int(cut[0]), int(cut[1])), passes
 
     # -- apply ---------------------------------------------------------------------------------
     def process(self, table: pa.Table, shard: ShardContext | None = None) -> StageResult:
         state = self.state
-        if table.num_rows == 0 or state["keep_all"]:
+        if table.num_rows == 0 or state.keep_all:
             return split_by_reason(table, None)
-        if state["cut"] is None:
+        if state.cut is None:
             keep = np.zeros(table.num_rows, dtype=bool)
         else:
             scores = _score_column(table, self.column, self.name).cast(pa.float32())
             primary = score_keys(scores.to_numpy(zero_copy_only=False))
-            secondary = id_keys(table.column("id").to_pylist(), state["seed"])
-            keep = _key_le(primary, secondary, *state["cut"])
+            secondary = id_keys(table.column("id").to_pylist(), state.seed)
+            keep = _key_le(primary, secondary, *state.cut)
         reasons = pc.if_else(pa.array(keep), pa.scalar(None, pa.string()), REASON_NOT_TOP)
         return split_by_reason(table, reasons)
+
+
+def _sum_hists(ctx: GlobalContext, name: str, paths: list[str], upstream: str) -> np.ndarray:
+    """The sum of histogram files: reduce passes of ``FAN_IN`` files per item while there are more than
+    ``FAN_IN``, then the driver adds the rest one file at a time (O(2^16) memory)."""
+    level = 0
+    while len(paths) > FAN_IN:
+        groups = [paths[i : i + FAN_IN] for i in range(0, len(paths), FAN_IN)]
+        outs = [cio.join(ctx.workdir, "hist", name, f"sum{level}", f"{g:06d}.npz") for g in range(len(groups))]
+        items = [Item(f"{g:06d}", (grp, out)) for g, (grp, out) in enumerate(zip(groups, outs))]
+        upstream = ctx.run_pass(f"sum-{name}-{level}", _pass_sum, items, config={"upstream": upstream}).digest
+        paths, level = outs, level + 1
+    acc = np.zeros(1 << _DIGIT_BITS, dtype=np.int64)
+    for p in paths:
+        _add_hist(acc, p)
+    return acc
 
 
 def _score_of_key(primary: int) -> float:

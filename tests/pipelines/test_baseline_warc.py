@@ -22,15 +22,17 @@ sys.path.insert(0, str(ROOT / "pipelines"))
 
 import baseline  # noqa: E402
 
+from pipelines.recipes import extraction_stages  # noqa: E402
+
 CLUEWEB = ROOT / ".." / "shared" / "data" / "corpora" / "edge" / "resiliparse_clueweb-quirk.warc.gz"
 
 
 def test_extraction_stages_only_for_warc_inputs():
-    assert baseline.extraction_stages([InputSpec("a.parquet"), InputSpec("b.jsonl.zst")]) == []
-    assert baseline.extraction_stages([InputSpec("x.warc.wet.gz")]) == []  # WET is already text
-    (st,) = baseline.extraction_stages([InputSpec("a.parquet"), InputSpec("cc/x.warc.gz")], "trafilatura")
+    assert extraction_stages([InputSpec("a.parquet"), InputSpec("b.jsonl.zst")]) == []
+    assert extraction_stages([InputSpec("x.warc.wet.gz")]) == []  # WET is already text
+    (st,) = extraction_stages([InputSpec("a.parquet"), InputSpec("cc/x.warc.gz")], "trafilatura")
     assert st.name == "html_extract" and st.backend == "trafilatura"
-    (st,) = baseline.extraction_stages([InputSpec("odd.name", format="warc")])
+    (st,) = extraction_stages([InputSpec("odd.name", format="warc")])
     assert st.backend == "resiliparse"
     helptext = baseline.build_parser().format_help()
     assert "--extractor" in helptext and "trafilatura" in helptext

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
 import json
 import os
 
@@ -11,7 +12,7 @@ import pyarrow as pa
 import pytest
 import sentencepiece as spm
 
-from curation.tokens import SourceSpec, TokenStream, build_token_stream
+from curation.tokens import SourceSpec, TokenStream, TokenStreamConfig, build_token_stream
 
 SEQ = 63  # windows of 64 tokens: small enough for several windows per shard
 
@@ -34,7 +35,7 @@ def _encode_shard(sp, texts, eos) -> list[int]:
 
 
 @pytest.fixture(scope="module")
-def unshuffled(corpus, tokenizer, ray_session, tmp_path_factory):
+def unshuffled(corpus, tokenizer, tmp_path_factory):
     out = str(tmp_path_factory.mktemp("plain"))
     m = build_token_stream([corpus["web"]], out, tokenizer, seq_len=SEQ, shuffle=False, remainder="drop")
     return out, m
@@ -66,7 +67,7 @@ def test_unshuffled_windows_detokenise_to_the_documents_in_order(unshuffled, cor
     assert m["recipe_hashes"] == ["h-web"] and src["recipe_hash"] == "h-web"
 
 
-def test_remainder_pack_keeps_all_but_one_tail(corpus, tokenizer, ray_session, tmp_path):
+def test_remainder_pack_keeps_all_but_one_tail(corpus, tokenizer, tmp_path):
     m = build_token_stream([corpus["web"]], str(tmp_path), tokenizer, seq_len=SEQ, shuffle=False)
     sp = spm.SentencePieceProcessor(model_file=tokenizer)
     streams = [_encode_shard(sp, t, m["eos_id"]) for t in corpus["web_texts"]]
@@ -82,7 +83,7 @@ def test_remainder_pack_keeps_all_but_one_tail(corpus, tokenizer, ray_session, t
     assert sum(map(len, streams)) == rows.size + src["remainder_tokens_dropped"]
 
 
-def test_shuffle_loses_and_duplicates_no_window(unshuffled, corpus, tokenizer, ray_session, tmp_path):
+def test_shuffle_loses_and_duplicates_no_window(unshuffled, corpus, tokenizer, tmp_path):
     plain_out, _ = unshuffled
     m = build_token_stream(
         [corpus["web"]], str(tmp_path), tokenizer, seq_len=SEQ, seed=3, remainder="drop", num_shards=3
@@ -99,20 +100,20 @@ def test_shuffle_loses_and_duplicates_no_window(unshuffled, corpus, tokenizer, r
     assert {origin[r.tobytes()] for r in first} == {0, 1, 2}
 
 
-def test_identical_across_reruns_and_worker_counts(corpus, tokenizer, ray_session, tmp_path):
+@pytest.mark.integration
+def test_identical_across_reruns_worker_counts_and_executors(corpus, tokenizer, ray_session, tmp_path):
+    """In-process vs Ray, 1 vs 2 workers, a config object vs options: the same bytes."""
     outs = []
-    for name, workers in [("a", 1), ("b", 2), ("c", 2)]:
+    cfg = TokenStreamConfig(seq_len=SEQ, seed=11, total_tokens=40 * (SEQ + 1), num_shards=2)
+    for name, executor, workers in [("a", "local", 1), ("b", "ray", 1), ("c", "ray", 2), ("d", "local", 2)]:
         out = str(tmp_path / name)
-        build_token_stream(
-            [(corpus["web"], 0.6), (corpus["code"], 0.4)],
-            out,
-            tokenizer,
-            seq_len=SEQ,
-            seed=11,
-            num_workers=workers,
-            total_tokens=40 * (SEQ + 1),
-            num_shards=2,
-        )
+        if name == "d":
+            build_token_stream([(corpus["web"], 0.6), (corpus["code"], 0.4)], out, tokenizer, seq_len=SEQ, seed=11,
+                               total_tokens=40 * (SEQ + 1), num_shards=2, executor=executor, num_workers=workers)
+        else:
+            build_token_stream([(corpus["web"], 0.6), (corpus["code"], 0.4)], out, tokenizer, cfg, executor=executor,
+                               num_workers=workers)
+        assert json.load(open(os.path.join(out, "build.json")))["executor"] == executor
         outs.append(out)
     names = sorted(f for f in os.listdir(outs[0]) if f.endswith(".arrow"))
     assert len(names) == 2
@@ -127,19 +128,22 @@ def test_identical_across_reruns_and_worker_counts(corpus, tokenizer, ray_sessio
         manifests.append(json.dumps(m, sort_keys=True))
     assert len(set(manifests)) == 1
     other = str(tmp_path / "seed12")
-    build_token_stream(
-        [(corpus["web"], 0.6), (corpus["code"], 0.4)],
-        other,
-        tokenizer,
-        seq_len=SEQ,
-        seed=12,
-        total_tokens=40 * (SEQ + 1),
-        num_shards=2,
-    )
+    build_token_stream([(corpus["web"], 0.6), (corpus["code"], 0.4)], other, tokenizer,
+                       dataclasses.replace(cfg, seed=12))  # fmt: skip
     assert not np.array_equal(_rows(outs[0]), _rows(other))
 
 
-def test_uint32_path_holds_the_same_tokens(unshuffled, corpus, tokenizer, ray_session, tmp_path):
+def test_options_are_checked(corpus, tokenizer, tmp_path):
+    with pytest.raises(TypeError, match="the options are seq_len, seed"):
+        build_token_stream([corpus["code"]], str(tmp_path), tokenizer, seq_lenght=SEQ)
+    with pytest.raises(ValueError, match="on_error"):
+        TokenStreamConfig(on_error="ignore")
+    with pytest.raises(ValueError, match="memory_per_worker"):  # a bucket that cannot fit one task's budget
+        build_token_stream([corpus["code"]], str(tmp_path), tokenizer, max_shard_bytes=1 << 40)
+    assert os.listdir(tmp_path) == []  # refused before anything was written
+
+
+def test_uint32_path_holds_the_same_tokens(unshuffled, corpus, tokenizer, tmp_path):
     plain_out, m16 = unshuffled
     m32 = build_token_stream(
         [corpus["web"]], str(tmp_path), tokenizer, seq_len=SEQ, shuffle=False, remainder="drop", dtype="uint32"
@@ -161,7 +165,7 @@ def _source_of(rows: np.ndarray, web: set, code: set) -> collections.Counter:
 
 
 @pytest.fixture(scope="module")
-def per_source_windows(corpus, tokenizer, ray_session, tmp_path_factory):
+def per_source_windows(corpus, tokenizer, tmp_path_factory):
     sets = {}
     for name in ("web", "code"):
         out = str(tmp_path_factory.mktemp(f"only-{name}"))
@@ -172,7 +176,7 @@ def per_source_windows(corpus, tokenizer, ray_session, tmp_path_factory):
 
 @pytest.mark.parametrize("weights", [(0.25, 0.75), (0.9, 0.1)])
 def test_weighted_mix_proportions_within_one_window(
-    weights, corpus, tokenizer, ray_session, tmp_path, per_source_windows
+    weights, corpus, tokenizer, tmp_path, per_source_windows
 ):
     web_rows, code_rows = per_source_windows["web"], per_source_windows["code"]
     total = 3 * (len(web_rows) + len(code_rows))  # forces upsampling of both
@@ -195,7 +199,7 @@ def test_weighted_mix_proportions_within_one_window(
         assert src["repetitions"] == got[name] - avail and src["full_copies"] == got[name] // avail
 
 
-def test_token_budgets_upsample_by_repetition(corpus, tokenizer, ray_session, tmp_path, per_source_windows):
+def test_token_budgets_upsample_by_repetition(corpus, tokenizer, tmp_path, per_source_windows):
     web_rows, code_rows = per_source_windows["web"], per_source_windows["code"]
     nw, nc = len(web_rows) // 2, 2 * len(code_rows) + 3  # subsample web, repeat code 2x plus 3
     w = SEQ + 1
@@ -218,7 +222,7 @@ def test_token_budgets_upsample_by_repetition(corpus, tokenizer, ray_session, tm
 
 
 def test_weights_without_total_use_the_scarcest_source_once(
-    corpus, tokenizer, ray_session, tmp_path, per_source_windows
+    corpus, tokenizer, tmp_path, per_source_windows
 ):
     nw, nc = len(per_source_windows["web"]), len(per_source_windows["code"])
     m = build_token_stream({corpus["web"]: 1.0, corpus["code"]: 1.0}, str(tmp_path), tokenizer, seq_len=SEQ, seed=2)
@@ -227,7 +231,7 @@ def test_weights_without_total_use_the_scarcest_source_once(
     assert all(s["repetitions"] == 0 for s in src.values())
 
 
-def test_errors_are_clear(corpus, tokenizer, ray_session, tmp_path):
+def test_errors_are_clear(corpus, tokenizer, tmp_path):
     out = str(tmp_path / "o")
     build_token_stream([corpus["code"]], out, tokenizer, seq_len=SEQ)
     with pytest.raises(FileExistsError):
@@ -243,7 +247,7 @@ def test_errors_are_clear(corpus, tokenizer, ray_session, tmp_path):
     assert json.load(open(os.path.join(out, "manifest.json")))["num_windows"] == m["num_windows"]
 
 
-def test_unreadable_shards_are_skipped_and_reported(corpus, tokenizer, ray_session, tmp_path):
+def test_unreadable_shards_are_skipped_and_reported(corpus, tokenizer, tmp_path):
     import shutil
 
     import pyarrow as pa
@@ -268,7 +272,7 @@ def test_unreadable_shards_are_skipped_and_reported(corpus, tokenizer, ray_sessi
 REAL = os.path.join(os.path.dirname(os.path.abspath(__file__)), *[".."] * 3, "..", "shared", "data", "corpora")
 
 
-def test_real_documents_come_back_verbatim(tokenizer, ray_session, tmp_path):
+def test_real_documents_come_back_verbatim(tokenizer, tmp_path):
     """Real C4/RedPajama text (unicode, code, LaTeX) survives tokenise -> pack -> detokenise byte for byte."""
     import glob
     import gzip
@@ -298,7 +302,7 @@ def test_real_documents_come_back_verbatim(tokenizer, ray_session, tmp_path):
     assert m["recipe_hashes"] == [None]  # no run.json: recorded as null
 
 
-def test_tokens_are_counted_per_corpus_source(tokenizer, ray_session, tmp_path):
+def test_tokens_are_counted_per_corpus_source(tokenizer, tmp_path):
     """A run mixing corpus sources (the documents' ``source`` column) reports document tokens per source."""
     import random
 
@@ -325,7 +329,7 @@ def test_tokens_are_counted_per_corpus_source(tokenizer, ray_session, tmp_path):
     assert abs(sum(est.values()) - m["num_tokens"]) <= len(est)  # the estimate splits the stream's tokens
 
 
-def test_bucket_count_follows_the_memory_bound(unshuffled, corpus, tokenizer, ray_session, tmp_path):
+def test_bucket_count_follows_the_memory_bound(unshuffled, corpus, tokenizer, tmp_path):
     plain_out, plain = unshuffled
     wbytes = (SEQ + 1) * 2
     m = build_token_stream(
@@ -336,7 +340,7 @@ def test_bucket_count_follows_the_memory_bound(unshuffled, corpus, tokenizer, ra
     assert _row_counter(_rows(str(tmp_path))) == _row_counter(_rows(plain_out))
 
 
-def test_leftovers_of_an_interrupted_build_are_removed(corpus, tokenizer, ray_session, tmp_path, monkeypatch):
+def test_leftovers_of_an_interrupted_build_are_removed(corpus, tokenizer, tmp_path, monkeypatch):
     out = tmp_path / "o"
     out.mkdir()
     (out / "tokens-00007-of-00009.arrow").write_bytes(b"half a file")
@@ -348,7 +352,11 @@ def test_leftovers_of_an_interrupted_build_are_removed(corpus, tokenizer, ray_se
                                              + [f["name"] for f in m["files"]])  # fmt: skip
 
 
-def test_an_interrupted_build_resumes_from_its_packed_shards(corpus, tokenizer, ray_session, tmp_path):
+def _passes(out: str) -> dict[str, dict]:
+    return {p["pass"]: p for p in json.load(open(os.path.join(out, "build.json")))["passes"]}
+
+
+def test_an_interrupted_build_resumes_from_its_pass_markers(corpus, tokenizer, tmp_path):
     import shutil
 
     run = tmp_path / "run"
@@ -359,11 +367,21 @@ def test_an_interrupted_build_resumes_from_its_packed_shards(corpus, tokenizer, 
     blobs = {f["name"]: open(os.path.join(out, f["name"]), "rb").read() for f in clean["files"]}
     again = build_token_stream([str(run)], out, tokenizer, overwrite=True, keep_work=True, **kw)
     assert json.load(open(os.path.join(out, "build.json")))["reused_packed_shards"] == 3
+    p = _passes(out)
+    assert (p["tokenize"]["ran"], p["tokenize"]["skipped"]) == (0, 3)
+    assert (p["scatter"]["ran"], p["scatter"]["skipped"]) == (0, 4)  # 3 shards + the tails
+    assert (p["shuffle"]["ran"], p["shuffle"]["skipped"]) == (2, 0)  # overwrite removed the stream files
     assert again == clean and all(open(os.path.join(out, n), "rb").read() == b for n, b in blobs.items())
-    # a changed input shard is packed again; the others are reused
+    # a changed input shard is packed again; the others are reused; everything downstream follows
     os.utime(run / "data" / "00001.parquet", ns=(1, 1))
     build_token_stream([str(run)], out, tokenizer, overwrite=True, **kw)
-    assert json.load(open(os.path.join(out, "build.json")))["reused_packed_shards"] == 2
+    p = _passes(out)
+    assert (p["tokenize"]["ran"], p["tokenize"]["skipped"]) == (1, 2)
+    assert p["scatter"]["ran"] == 4 and p["shuffle"]["ran"] == 2
     assert not os.path.exists(os.path.join(out, "_work"))  # removed after a successful build
     build_token_stream([str(run)], out, tokenizer, overwrite=True, **kw)
     assert json.load(open(os.path.join(out, "build.json")))["reused_packed_shards"] == 0
+    # resume=False recomputes what a kept _work holds
+    build_token_stream([str(run)], out, tokenizer, overwrite=True, keep_work=True, **kw)
+    build_token_stream([str(run)], out, tokenizer, overwrite=True, resume=False, **kw)
+    assert _passes(out)["tokenize"]["ran"] == 3

@@ -39,7 +39,7 @@ def test_help_documents_every_flag():
     assert out.returncode == 0 and "--train-tokenizer" in out.stdout and "DIR:=TOKENS" in out.stdout
 
 
-def test_cli_build_equals_api(corpus, tokenizer, ray_session, tmp_path, capsys):
+def test_cli_build_equals_api(corpus, tokenizer, tmp_path, capsys):
     from curation.tokens import build_token_stream
 
     cli_out, api_out = str(tmp_path / "cli"), str(tmp_path / "api")
@@ -59,7 +59,7 @@ def test_cli_build_equals_api(corpus, tokenizer, ray_session, tmp_path, capsys):
     assert m["tokens_per_source"] == {"web": 94 * 32, "code": 31 * 32}  # 3:1 of 125 windows, largest remainder
 
 
-def test_cli_trains_a_tokenizer_when_asked(corpus, ray_session, tmp_path, capsys):
+def test_cli_trains_a_tokenizer_when_asked(corpus, tmp_path, capsys):
     out = str(tmp_path / "t")
     assert main(["build", "--runs", corpus["code"], "--out", out, "--train-tokenizer", "--vocab-size", "400",
                  "--seq-len", "15", "--no-shuffle"]) == 0  # fmt: skip

@@ -1,4 +1,4 @@
-"""Longer checks (pytest -m slow): a larger build across many buckets, and a worker killed mid-task."""
+"""Longer checks (pytest -m slow): a larger build across many buckets on Ray, and a Ray worker killed mid-task."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 from curation.tokens import TokenStream, build_token_stream
 from tests.curation.tokens.conftest import write_run
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def _descends_from_us(pid: int) -> bool:
 
 
 def _task_pids() -> list[int]:
-    """Our Ray workers currently running one of our tasks (process title ``ray::_timed``)."""
+    """Our Ray workers currently running one of our pass items (process title ``ray::_execute_retrying``)."""
     pids = []
     for d in os.listdir("/proc"):
         if d.isdigit():
@@ -47,7 +47,7 @@ def _task_pids() -> list[int]:
                 cmd = open(f"/proc/{d}/cmdline", "rb").read().replace(b"\0", b" ")
             except OSError:
                 continue
-            if cmd.startswith(b"ray::_timed") and _descends_from_us(int(d)):
+            if cmd.startswith(b"ray::_execute_retrying") and _descends_from_us(int(d)):
                 pids.append(int(d))
     return pids
 
@@ -57,7 +57,7 @@ def _files(out: str) -> dict[str, bytes]:
 
 
 def test_many_buckets_two_workers_equal_one_worker_and_lose_nothing(big_run, tokenizer, ray_session, tmp_path):
-    kw = dict(seq_len=255, seed=1, max_shard_bytes=64 << 10)
+    kw = dict(seq_len=255, seed=1, max_shard_bytes=64 << 10, executor="ray")
     a = build_token_stream([big_run], str(tmp_path / "a"), tokenizer, num_workers=1, **kw)
     b = build_token_stream([big_run], str(tmp_path / "b"), tokenizer, num_workers=2, **kw)
     assert a["num_buckets"] >= 10 and _files(str(tmp_path / "a")) == _files(str(tmp_path / "b"))
@@ -68,7 +68,7 @@ def test_many_buckets_two_workers_equal_one_worker_and_lose_nothing(big_run, tok
 
 
 def test_a_worker_killed_mid_task_changes_nothing(big_run, tokenizer, ray_session, tmp_path):
-    kw = dict(seq_len=255, seed=3, num_shards=4, num_workers=2)
+    kw = dict(seq_len=255, seed=3, num_shards=4, num_workers=2, executor="ray")
     clean = build_token_stream([big_run], str(tmp_path / "clean"), tokenizer, **kw)
     killed: list[int] = []
 

@@ -17,7 +17,7 @@ SEQ = 31
 
 
 @pytest.fixture(scope="module")
-def stream(corpus, tokenizer, ray_session, tmp_path_factory):
+def stream(corpus, tokenizer, tmp_path_factory):
     out = str(tmp_path_factory.mktemp("stream"))
     build_token_stream([corpus["web"], corpus["code"]], out, tokenizer, seq_len=SEQ, seed=4, num_shards=3)
     return out

@@ -75,7 +75,7 @@ def test_too_small_vocab_is_a_clear_error(corpus, tmp_path):
         train_tokenizer([corpus["code"]], str(tmp_path / "t"), vocab_size=100, sample_docs=50)
 
 
-def test_large_vocabulary_uses_uint32_end_to_end(tokenizer, corpus, ray_session, tmp_path):
+def test_large_vocabulary_uses_uint32_end_to_end(tokenizer, corpus, tmp_path):
     """A real >65,536-piece model (user-defined pieces appended): ids above 65535 survive the uint32 stream."""
     from sentencepiece import sentencepiece_model_pb2 as pb
 

@@ -85,13 +85,13 @@ def _apply(stage: TopFractionSelect, shards: list[PhaseShard]) -> tuple[list[str
 
 
 @pytest.mark.parametrize("fraction", [0.1, 0.37, 0.0, 1.0])
-def test_top_fraction_keeps_the_exact_count_of_the_best(ray_local, tmp_path: Path, fraction: float) -> None:
+def test_top_fraction_keeps_the_exact_count_of_the_best(tmp_path: Path, fraction: float) -> None:
     shards, everything = _write_shards(tmp_path, 4, 150, seed=3)
     n = everything.num_rows
     # max_candidates=5 forces the multi-pass radix select through the id-hash digits
     stage = TopFractionSelect(fraction, max_candidates=5)
     state = stage.fit(GlobalContext(shards=shards, workdir=str(tmp_path / "work"), num_workers=2, seed=7))
-    json.dumps(state)  # the runner saves it as JSON
+    json.dumps(state.to_json())  # the runner saves it as JSON
     kept, dropped = _apply(stage, shards)
     expected = math.floor(fraction * n + 0.5)
     assert len(kept) == expected and len(kept) + dropped == n
@@ -101,15 +101,15 @@ def test_top_fraction_keeps_the_exact_count_of_the_best(ray_local, tmp_path: Pat
         kept_scores = [scores[i] for i in kept]
         rest = [v for i, v in scores.items() if i not in set(kept)]
         assert min(kept_scores) >= max(rest)  # the best ones, ties cut at one score
-        assert state["summary"]["threshold"] == pytest.approx(min(kept_scores))
-        assert state["summary"]["passes"] > 3  # the radix path really ran
-    summary = state["summary"]
+        assert state.summary["threshold"] == pytest.approx(min(kept_scores))
+        assert state.summary["passes"] > 3  # the radix path really ran
+    summary = state.summary
     assert summary["n_in"] == n and summary["n_kept"] == expected
     assert sum(v["kept"] for v in summary["by_source"].values()) == expected
     assert sum(v["n"] for v in summary["by_source"].values()) == n
 
 
-def test_top_fraction_is_independent_of_candidate_budget_and_workers(ray_local, tmp_path: Path) -> None:
+def test_top_fraction_is_independent_of_candidate_budget_and_workers(tmp_path: Path) -> None:
     shards, _ = _write_shards(tmp_path, 3, 120, seed=4)
     results = []
     for max_candidates, workers in [(1 << 20, 2), (3, 1), (50, 2)]:
@@ -125,22 +125,55 @@ def test_top_fraction_is_independent_of_candidate_budget_and_workers(ray_local, 
     assert len(_apply(other, shards)[0]) == len(results[0])
 
 
-def test_top_fraction_report_and_state_roundtrip(ray_local, tmp_path: Path) -> None:
+def test_top_fraction_resumes_and_reduces_many_histograms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second fit over the same inputs runs no item (the passes' markers); a fit whose histograms are summed by
+    reduce passes (FAN_IN lowered to 2) keeps exactly what the driver-side sum keeps."""
+    from curation.passes import ExecConfig, Executor
+    from filters.quality import select
+
+    shards, _ = _write_shards(tmp_path, 5, 60, seed=6)
+    direct = TopFractionSelect(0.3, max_candidates=4)
+    direct.fit(GlobalContext(shards=shards, workdir=str(tmp_path / "direct"), seed=3))
+    monkeypatch.setattr(select, "FAN_IN", 2)
+    ex = Executor(ExecConfig(mode="local", progress=False))
+    ctx = GlobalContext(shards=shards, workdir=str(tmp_path / "reduced"), seed=3, executor=ex, fit_key="f")
+    state = TopFractionSelect(0.3, max_candidates=4).fit(ctx)
+    first = {p["pass"]: p for p in ex.log}
+    assert {"sum-d0-0", "sum-d0-1", "gather", "cut"} <= set(first)  # 5 -> 3 -> 2 files, then the driver
+    assert first["sum-d0-0"]["items"] == 3 and first["keys"]["ran"] == 5
+    assert state.cut == direct.state.cut and state.summary["n_kept"] == direct.state.summary["n_kept"]
+    ex.log.clear()
+    again = TopFractionSelect(0.3, max_candidates=4).fit(ctx)
+    assert ex.log and all(p["ran"] == 0 and p["skipped"] == p["items"] for p in ex.log)
+    assert again == state
+
+
+def test_top_fraction_candidate_budget_follows_memory() -> None:
+    assert TopFractionSelect(0.1).max_candidates(2 << 30) == (2 << 30) // 64
+    TopFractionSelect(0.1).check_budget(64 << 20)
+    with pytest.raises(ValueError, match="lower max_candidates or raise --memory-per-worker"):
+        TopFractionSelect(0.1, max_candidates=10**8).check_budget(2 << 30)
+    # the budget settings stay out of the recipe hash: they never change which documents are kept
+    assert TopFractionSelect(0.1, max_candidates=5, plot=False).config() == TopFractionSelect(0.1).config()
+
+
+def test_top_fraction_report_and_state_roundtrip(tmp_path: Path) -> None:
     shards, everything = _write_shards(tmp_path, 3, 100, seed=5)
     stage = TopFractionSelect(0.2)
     state = stage.fit(GlobalContext(shards=shards, workdir=str(tmp_path / "work"), num_workers=2, seed=0))
-    assert len(state["plots"]) == 1 and Path(state["plots"][0]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    by_source = state["summary"]["by_source"]
+    assert len(state.plots) == 1 and Path(state.plots[0]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    by_source = state.summary["by_source"]
     assert set(by_source) == {"web", "books", "code"}
     for v in by_source.values():
         assert v["kept_fraction"] == pytest.approx(v["kept"] / v["n"])
         assert sum(v["hist"]) == v["n"]
     restored = TopFractionSelect(0.2)
-    restored.load_state(json.loads(json.dumps(state)))
+    restored.load_state(json.loads(json.dumps(state.to_json())))
+    assert restored.state == state and isinstance(restored.state.cut, tuple)
     assert sorted(_apply(restored, shards)[0]) == sorted(_apply(stage, shards)[0])
 
 
-def test_top_fraction_rejects_bad_settings_and_missing_scores(ray_local, tmp_path: Path) -> None:
+def test_top_fraction_rejects_bad_settings_and_missing_scores(tmp_path: Path) -> None:
     for bad in (-0.1, 1.5):
         with pytest.raises(ValueError):
             TopFractionSelect(bad)
@@ -155,6 +188,7 @@ def test_top_fraction_rejects_bad_settings_and_missing_scores(ray_local, tmp_pat
         TopFractionSelect(0.5).process(_scored([0.1]))
 
 
+@pytest.mark.integration
 def test_runner_scores_then_keeps_the_top_fraction(ray_local, tmp_path: Path, small_model: str) -> None:
     from curation.runner import run_recipe
     from filters.quality import QualityScorer
@@ -167,7 +201,8 @@ def test_runner_scores_then_keeps_the_top_fraction(ray_local, tmp_path: Path, sm
         path.write_text("".join(json.dumps({"id": f"{s}-{i}", "text": t}) + "\n" for i, t in enumerate(texts)))
         inputs.append(str(path))
     out = tmp_path / "run"
-    result = run_recipe([QualityScorer(small_model), TopFractionSelect(0.25)], inputs, str(out), num_workers=2)
+    result = run_recipe([QualityScorer(small_model), TopFractionSelect(0.25)], inputs, str(out), num_workers=2,
+                        executor="ray")
     assert result.ok
     kept = pa.concat_tables([pq.read_table(p) for p in sorted((out / "data").glob("*.parquet"))])
     assert kept.num_rows == 30  # round(0.25 * 120)

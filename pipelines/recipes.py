@@ -1,0 +1,216 @@
+"""Recipes as functions that return stage lists, shared by every entry point.
+
+``pipelines/baseline.py`` (its command line -> :class:`RecipeOptions` -> :func:`baseline_recipe`)
+and ``pipelines/ablate.py`` (one recipe per mix: the ablation's options, then the mix's own)
+build their stages here, so the two can never drift apart::
+
+    from pipelines.recipes import RecipeOptions, baseline_recipe
+
+    stages = baseline_recipe(("heuristics", "dedup", "quality"), RecipeOptions(quality_top_fraction=0.3),
+                             output_dir="runs/b1")
+
+The recipe reads top to bottom: HTML extraction (when an input is a WARC file), heuristics
+(RefinedWeb, optionally C4), decontamination,
+dedup (exact, MinHash, BFF, in the order given), the fastText quality score and a
+selection (top fraction of the pool, or a threshold). Every block can be switched off
+for ablations.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from curation.stage import Stage
+
+BLOCKS = ("heuristics", "dedup", "quality")
+DEDUP_METHODS = ("exact", "minhash", "bff")
+EXTRACTORS = ("resiliparse", "trafilatura")
+
+
+@dataclass(frozen=True)
+class RecipeOptions:
+    """The settings of the baseline recipe's blocks (the defaults are DCLM-Baseline's).
+
+    ``c4``: the C4 rules after the RefinedWeb heuristics. ``decontam``: an evaluation folder
+    (llm-foundry jsonl); training documents sharing 13-grams with it are dropped after the
+    heuristics. ``dedup``: methods in order. ``quality_model``: a fastText ``.bin`` (default:
+    train the offline default classifier into ``<output>/quality_model``).
+    ``quality_top_fraction`` / ``quality_threshold``: keep the top fraction of the pool, or
+    (when a threshold is given) every document scoring at least the threshold.
+    """
+
+    c4: bool = False
+    decontam: str | None = None
+    dedup: tuple[str, ...] = DEDUP_METHODS
+    quality_model: str | None = None
+    quality_label: str = "__label__hq"
+    quality_top_fraction: float = 0.1
+    quality_threshold: float | None = None
+    extractor: str = "resiliparse"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.dedup, str):  # "exact,minhash" as on the command line
+            object.__setattr__(self, "dedup", tuple(m for m in self.dedup.split(",") if m))
+        object.__setattr__(self, "dedup", tuple(self.dedup))
+        unknown = [m for m in self.dedup if m not in DEDUP_METHODS]
+        if unknown:
+            raise ValueError(f"unknown dedup method(s) {unknown}; choose from {list(DEDUP_METHODS)}")
+        if self.extractor not in EXTRACTORS:
+            raise ValueError(f"unknown extractor {self.extractor!r}; choose from {list(EXTRACTORS)}")
+        if not 0.0 <= self.quality_top_fraction <= 1.0:
+            raise ValueError(f"quality_top_fraction must be in [0, 1], got {self.quality_top_fraction}")
+
+    def overrides(self) -> dict[str, Any]:
+        """The fields that differ from the defaults (JSON-able: tuples as lists)."""
+        default = RecipeOptions()
+        return {f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v
+                for f in dataclasses.fields(self) if getattr(self, f.name) != getattr(default, f.name)}
+
+    def replace(self, **changes: Any) -> RecipeOptions:
+        """A copy with ``changes`` (field names; unknown names are a ValueError that lists the valid ones)."""
+        names = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(changes) - names)
+        if unknown:
+            raise ValueError(f"unknown recipe option(s) {unknown}; the options are {sorted(names)}")
+        return dataclasses.replace(self, **changes)
+
+
+# ----------------------------------------------------------------------------------------- blocks
+
+
+def extraction_stages(inputs: Sequence[Any], extractor: str = "resiliparse") -> list[Stage]:
+    """``[HtmlExtractor]`` when an input holds HTML (a WARC file), else ``[]``. The stage touches only the
+    rows the WARC reader marked, so mixed inputs are fine."""
+    from curation.readers import detect_format
+
+    if not any((spec.format or detect_format(spec.path)) == "warc" for spec in inputs):
+        return []
+    from filters.extract import HtmlExtractor
+
+    return [HtmlExtractor(extractor)]
+
+
+def heuristics_stages(c4: bool = False) -> list[Stage]:
+    """Language ID and the RefinedWeb heuristics (Gopher quality and repetition, line-wise fixes), then C4's."""
+    from filters.heuristics import c4_stages, refinedweb_stages
+
+    return refinedweb_stages() + (c4_stages() if c4 else [])
+
+
+def decontam_stages(eval_dir: str | None, n: int = 13) -> list[Stage]:
+    """Drop training documents sharing word ``n``-grams with the evaluation tasks in ``eval_dir``."""
+    if not eval_dir:
+        return []
+    from filters.decontam import Decontaminate
+
+    return [Decontaminate(eval_dir, n=n)]
+
+
+def dedup_stages(methods: Sequence[str] = DEDUP_METHODS) -> list[Stage]:
+    """Dedup in the order given: ``exact`` (normalised text, then URL), ``minhash`` (fuzzy, LSH), ``bff``
+    (Bloom paragraph dedup, DCLM's order-dependent step)."""
+    from filters.dedup import BloomDedup, ExactDedup, MinHashDedup
+
+    build = {
+        "exact": lambda: [ExactDedup(key="text"), ExactDedup(key="url")],
+        "minhash": lambda: [MinHashDedup()],
+        "bff": lambda: [BloomDedup()],
+    }
+    stages: list[Stage] = []
+    for m in methods:
+        if m not in build:
+            raise ValueError(f"unknown dedup method {m!r}; choose from {sorted(build)}")
+        stages += build[m]()
+    return stages
+
+
+def quality_stages(model: str | None, model_dir: str, label: str = "__label__hq", top_fraction: float = 0.1,
+                   threshold: float | None = None) -> list[Stage]:
+    """The fastText quality score, then the top fraction of the pool (or, with ``threshold``, a fixed cut).
+
+    Without ``model``, the offline default classifier is trained into ``model_dir`` (once; reused after).
+    """
+    from filters.quality import QualityScorer, QualityThreshold, TopFractionSelect, default_model
+
+    path = model or default_model(model_dir)
+    select = QualityThreshold(threshold) if threshold is not None else TopFractionSelect(top_fraction)
+    return [QualityScorer(path, label=label), select]
+
+
+def baseline_recipe(blocks: Sequence[str], options: RecipeOptions, output_dir: str,
+                    inputs: Sequence[Any] | None = None) -> list[Stage]:
+    """The DCLM-Baseline-style recipe: the stages of ``blocks`` (from :data:`BLOCKS`, in recipe order).
+
+    ``()`` keeps only reading (the raw pool), plus HTML extraction when one of ``inputs`` (InputSpecs)
+    is a WARC file. ``output_dir`` is the run directory (the default quality model is trained under it).
+    """
+    unknown = sorted(set(blocks) - set(BLOCKS))
+    if unknown:
+        raise ValueError(f"unknown blocks {unknown}; choose from {list(BLOCKS)}")
+    # extraction (WARC/HTML -> text) first: every block below works on text
+    stages: list[Stage] = extraction_stages(inputs or [], options.extractor)
+    if "heuristics" in blocks:
+        stages += heuristics_stages(options.c4)
+    stages += decontam_stages(options.decontam)
+    if "dedup" in blocks:
+        stages += dedup_stages(options.dedup)
+    if "quality" in blocks:
+        stages += quality_stages(options.quality_model, os.path.join(output_dir, "quality_model"),
+                                 options.quality_label, options.quality_top_fraction, options.quality_threshold)
+    return stages
+
+
+# ----------------------------------------------------------------------------------------- command line
+
+
+def add_recipe_arguments(group: Any, *, decontam: bool = True) -> None:
+    """The flags of :class:`RecipeOptions` (``decontam=False`` leaves ``--decontam`` to the caller)."""
+    group.add_argument("--extractor", default="resiliparse", choices=EXTRACTORS,
+                       help="HTML-to-text extractor for WARC inputs, run before everything else: resiliparse main "
+                       "content (DCLM's choice) or trafilatura (RefinedWeb's); default %(default)s")
+    group.add_argument("--c4", action="store_true",
+                       help="also apply the C4 rules block after the RefinedWeb heuristics")
+    if decontam:
+        group.add_argument("--decontam", default=None, metavar="EVAL_DIR",
+                           help="drop training documents sharing 13-grams with the evaluation tasks in EVAL_DIR "
+                           "(llm-foundry jsonl, e.g. ../shared/data/eval); runs after the heuristics")
+    group.add_argument("--dedup", default=",".join(DEDUP_METHODS),
+                       help="dedup methods in order: exact (normalised text and URL), minhash (fuzzy, LSH), "
+                       "bff (Bloom paragraph dedup, DCLM's order-dependent step); default %(default)s")
+    group.add_argument("--quality-model", default=None,
+                       help="fastText .bin quality classifier (e.g. DCLM's released one); default: train the "
+                       "offline default classifier into <output>/quality_model (see filters/quality)")
+    group.add_argument("--quality-label", default="__label__hq",
+                       help="the high-quality label of the classifier (default %(default)s)")
+    sel = group.add_mutually_exclusive_group()
+    sel.add_argument("--quality-top-fraction", type=float, default=0.1,
+                     help="keep this top fraction of the whole pool by quality score "
+                     "(default %(default)s: DCLM kept 10%%)")
+    sel.add_argument("--quality-threshold", type=float, default=None,
+                     help="keep documents with quality_score >= this instead of a top fraction")
+
+
+def options_from_args(args: argparse.Namespace, *, decontam: str | None = None) -> RecipeOptions:
+    """:class:`RecipeOptions` from the flags of :func:`add_recipe_arguments`."""
+    return RecipeOptions(c4=args.c4, decontam=decontam, dedup=args.dedup, quality_model=args.quality_model,
+                         quality_label=args.quality_label, quality_top_fraction=args.quality_top_fraction,
+                         quality_threshold=args.quality_threshold, extractor=args.extractor)
+
+
+def options_from_flags(flags: Sequence[str]) -> dict[str, Any]:
+    """The options a list of recipe flags sets (``["--quality-top-fraction", "0.3"]`` ->
+    ``{"quality_top_fraction": 0.3}``): the older, flag form of an ablation mix's recipe."""
+    parser = argparse.ArgumentParser(prog="recipe options", add_help=False, exit_on_error=False)
+    add_recipe_arguments(parser)
+    try:
+        ns, extra = parser.parse_known_args(list(flags))
+    except argparse.ArgumentError as e:
+        raise ValueError(f"bad recipe flags {list(flags)}: {e}") from None
+    if extra:
+        raise ValueError(f"unknown recipe flag(s) {extra}; see pipelines/baseline.py --help, group 'recipe'")
+    return options_from_args(ns, decontam=ns.decontam).overrides()

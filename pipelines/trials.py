@@ -1,0 +1,104 @@
+"""Ablation trials: mix x seed, each one ``train_small.eval.score`` run (proxy training, held-out loss,
+few-shot tasks), as one pass (:mod:`curation.passes`).
+
+An item is one trial; its key names the marker (``<output>/_passes/trials/<mix>-seed<s>.json``) and its
+params hold the trial key, a hash of everything the result depends on (the stream's manifest, recipe,
+budget, evaluation settings, held-out data), so a rerun skips the trials that finished for the same
+settings and runs the others. On Ray each trial asks for one GPU where the cluster has GPUs, else
+``cpus_per_trial`` CPUs; at most ``--workers`` trials are in flight. A failed trial does not stop the
+others: it is logged, and the next run retries it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from curation.passes import ExecConfig, Executor, Item, marker_path, read_marker
+from pipelines.mixes import Mix
+
+logger = logging.getLogger("ablate")
+
+
+def trial_key(mix: Mix, seed: int, stream: str, args: argparse.Namespace, heldout: Any) -> str:
+    manifest = Path(stream, "manifest.json").read_bytes()
+    payload = {
+        "mix": [mix.name, mix.curation_key, mix.to_json()["weights"]], "seed": seed,
+        "manifest": hashlib.sha256(manifest).hexdigest(),
+        "recipe": args.recipe, "total_tokens": args.total_tokens, "max_steps": args.max_steps,
+        "eval": [args.eval_dir, args.tasks, args.max_examples, args.num_fewshot, args.eval_seed],
+        "heldout": heldout, "max_heldout_tokens": args.max_heldout_tokens,
+    }  # fmt: skip
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _train_key(stream: str, seed: int, args: argparse.Namespace) -> str:
+    manifest = hashlib.sha256(Path(stream, "manifest.json").read_bytes()).hexdigest()
+    payload = [manifest, seed, args.recipe, args.total_tokens, args.max_steps]
+    return hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:8]
+
+
+def trial_items(args: argparse.Namespace, mixes: list[Mix], streams: dict[str, str], heldout: Any) -> list[Item]:
+    """One item per (mix, seed); its argument is the ``score`` spec (threads and device are added at run time)."""
+    items = []
+    for m in mixes:
+        for s in range(args.seeds):
+            # the folder is named by what training depends on, so a new budget never resumes an old run
+            out = os.path.join(args.output, "trials", m.name, f"seed{s}-{_train_key(streams[m.name], s, args)}")
+            key = trial_key(m, s, streams[m.name], args, heldout)
+            spec = dict(
+                data_dir=streams[m.name], recipe=args.recipe, out_dir=out, seed=s, eval_dir=args.eval_dir,
+                tasks=args.tasks, heldout=heldout, max_examples=args.max_examples, num_fewshot=args.num_fewshot,
+                max_heldout_tokens=args.max_heldout_tokens, total_tokens=args.total_tokens,
+                max_steps=args.max_steps, eval_seed=args.eval_seed, batch_tokens=args.batch_tokens,
+                extra={"mix": m.name, "mix_spec": m.to_json(), "trial_key": key}, force=True,
+            )  # fmt: skip
+            items.append(Item(f"{m.name}-seed{s}", (spec,), params={"trial_key": key}))
+    return items
+
+
+def trials_executor(args: argparse.Namespace) -> Executor:
+    """Trials run on Ray (an embedded cluster or ``--address``) unless ``--executor local`` asks for this
+    process: each is minutes of training, so running several at once pays for Ray's start-up."""
+    mode = "local" if args.executor == "local" else "ray"
+    return Executor(ExecConfig(mode=mode, num_workers=args.workers, address=args.address,
+                               max_retries=args.max_retries, memory_per_worker=args.memory_per_worker,
+                               progress=args.progress, dashboard=args.dashboard))
+
+
+def _gpus(ex: Executor) -> int:
+    if ex.uses_ray:
+        import ray
+
+        ex.ensure_ray()
+        return int(ray.cluster_resources().get("GPU", 0))
+    import torch
+
+    return torch.cuda.device_count()
+
+
+def run_trials(args: argparse.Namespace, items: list[Item], ex: Executor) -> tuple[list[dict[str, Any]], list[str]]:
+    """Run the trials as one pass; returns (results of the finished trials, keys of the failed ones)."""
+    from train_small.eval.score import score_trial  # importable by Ray workers (a script's functions are not)
+
+    marker_dir = os.path.join(args.output, "_passes", "trials")
+    # a rerun whose trials are all finished neither starts Ray nor looks for GPUs
+    done = all(read_marker(marker_path(marker_dir, it.key), ex.item_hash("trials", score_trial, "1", None, it))[0]
+               for it in items)
+    gpus = 0 if done else _gpus(ex)
+    device = args.device or ("cuda" if gpus else "cpu")
+    threads = 1 if gpus else args.cpus_per_trial
+    items = [Item(it.key, (dict(it.args[0], threads=threads, device=device),), params=it.params) for it in items]
+    logger.info("%d trials (%s per trial)", len(items), "1 GPU" if gpus else f"{args.cpus_per_trial} CPUs")
+    res = ex.run("trials", score_trial, items, marker_dir=marker_dir, on_error="collect",
+                 num_cpus=1 if gpus else args.cpus_per_trial, num_gpus=1 if gpus and ex.uses_ray else 0)
+    if res.skipped:
+        logger.info("%d trials finished earlier, %d run now", len(res.skipped), len(res.ran))
+    if res.failed:
+        logger.error("failed trials (rerun to retry): %s", sorted(res.failed))
+    return [r for r in res.results if r is not None], sorted(res.failed)
