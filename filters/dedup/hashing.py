@@ -218,8 +218,9 @@ def split_spaces(norm_text: pa.Array) -> tuple[np.ndarray, pa.Array]:
     padded[1 : n + 1] = is_word
     nz = np.flatnonzero(padded[1:] != padded[:-1])
     starts, ends = nz[0::2], nz[1::2]
-    # a document boundary inside a run of word bytes ends one word and starts the next
-    inner = rel[1:-1]
+    # a document boundary inside a run of word bytes ends one word and starts the next (empty
+    # documents repeat a boundary: cut there once)
+    inner = np.unique(rel[1:-1])
     cut = inner[(inner > 0) & (inner < n)]
     cut = cut[is_word[cut - 1] & is_word[cut]]
     if len(cut):
