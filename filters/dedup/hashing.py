@@ -7,11 +7,17 @@ Python loop runs per word, shingle or document.
   is dictionary-encoded (Arrow's C++ hash table), the dictionary is hashed with
   pandas' vectorised SipHash (fixed key, so hashes are stable across processes,
   machines and runs), and the codes index the dictionary hashes.
-* An n-gram hash is a polynomial over the word hashes modulo 2**64 computed with
+* An n-gram hash is a polynomial over the word hashes modulo 2**64,
+  ``H = sum_j w_j * P**(len-1-j)``, with the length mixed in and the murmur3
+  ``fmix64`` finaliser. :func:`range_hashes` computes it for arbitrary runs from
   prefix sums (``C[k] = sum_{j<k} w_j * P**-j``; ``H(a, e) = P**(e-1) * (C[e] - C[a])``),
-  so the cost does not depend on n, followed by the murmur3 ``fmix64`` finaliser.
-  numpy integer arithmetic wraps modulo 2**64, which is exactly the ring we want;
-  ``P`` is odd, hence invertible modulo 2**64.
+  so the cost does not depend on the run length; :func:`ngram_hashes` computes the
+  same values for the fixed-size n-grams of MinHash with ``n - 1`` Horner steps over
+  shifted views (no index arrays). numpy integer arithmetic wraps modulo 2**64,
+  which is exactly the ring we want; ``P`` is odd, hence invertible modulo 2**64.
+* Fuzzy (MinHash) words: :func:`normalize_fuzzy` leaves the ASCII space as the only
+  whitespace character, so :func:`split_spaces` finds words with byte comparisons on
+  the string buffer instead of a Unicode whitespace split.
 """
 
 from __future__ import annotations
@@ -27,8 +33,10 @@ _P = np.uint64(0x3243F6A8885A308D)
 _P_INV = np.uint64(pow(0x3243F6A8885A308D, -1, 1 << 64))
 _LEN_MIX = np.uint64(0x9E3779B97F4A7C15)
 
-# Punctuation, symbols and separators: replaced by spaces in fuzzy normalisation.
-_PUNCT_RE = r"[\p{P}\p{S}\p{Z}\s]+"
+# Punctuation, symbols, separators and whitespace: replaced by spaces in fuzzy normalisation.
+# U+0085 (NEL) is the one character Arrow's (and Python's) whitespace split breaks on that is
+# neither \s nor \p{Z}; with it the ASCII space is the only whitespace left (tested).
+_PUNCT_RE = r"[\p{P}\p{S}\p{Z}\s\x{85}]+"
 _DIGIT_RE = r"\p{Nd}"
 # bff tokens: runs of word characters, or any single other non-space character
 _NON_WORD_RE = r"([^\p{L}\p{N}\p{M}_\s])"
@@ -73,8 +81,10 @@ def _fuzzy_byte_table() -> np.ndarray:
         ch = chr(c)
         if ch.isdigit():
             table[c] = ord("0")
-        elif not ch.isalnum() and ch != "_":
-            table[c] = ord(" ")  # ASCII punctuation, symbols, whitespace and controls
+        elif ch.isalpha():
+            table[c] = ord(ch.lower())
+        else:
+            table[c] = ord(" ")  # ASCII punctuation (``_`` too: it is \p{Pc}), symbols, whitespace, controls
     return table
 
 
@@ -102,21 +112,28 @@ def map_ascii_bytes(arr: pa.Array, table: np.ndarray) -> pa.Array:
 def normalize_fuzzy(text: pa.Array | pa.ChunkedArray) -> pa.Array:
     """MinHash normalisation (as datatrove's ``simplify_text`` in spirit).
 
-    NFKC, lower case, every digit -> ``0``, punctuation/symbols/separators -> a
-    space, so that shingles are runs of words and formatting noise is ignored.
-    ASCII characters are mapped with a byte table (numpy); the Unicode
-    punctuation/symbol regex runs only on documents that are not pure ASCII.
+    NFKC, lower case, every digit -> ``0``, punctuation (``_`` included)/symbols/
+    separators/whitespace -> a space, so that shingles are runs of words and
+    formatting noise is ignored.
+    Nulls become empty strings. Afterwards the ASCII space is the only whitespace
+    character (what :func:`split_spaces` relies on).
+
+    Pure-ASCII documents (NFKC and lower case are ASCII-only there) get one byte
+    table (numpy) that lowers, maps digits and blanks punctuation; NFKC, Unicode lower
+    case and the Unicode punctuation/digit regexes run only on the other documents.
+    Runs of blanks may collapse to one space in those documents and not in ASCII
+    ones; only the words are meant to matter.
     """
     t = as_large_string(text)
-    t = pc.utf8_normalize(t, "NFKC")
-    t = pc.utf8_lower(t)
-    t = map_ascii_bytes(t, _FUZZY_TABLE)
-    non_ascii = pc.invert(pc.fill_null(pc.string_is_ascii(t), True))
+    if t.null_count:
+        t = pc.fill_null(t, "")
+    non_ascii = pc.invert(pc.string_is_ascii(t))
     if pc.any(non_ascii).as_py():
-        sub = pc.replace_substring_regex(t.filter(non_ascii), _PUNCT_RE, " ")
+        sub = pc.utf8_lower(pc.utf8_normalize(t.filter(non_ascii), "NFKC"))
+        sub = pc.replace_substring_regex(sub, _PUNCT_RE, " ")
         sub = pc.replace_substring_regex(sub, _DIGIT_RE, "0")
         t = pc.replace_with_mask(t, non_ascii, sub)
-    return t
+    return map_ascii_bytes(t, _FUZZY_TABLE)
 
 
 def normalize_url(url: pa.Array | pa.ChunkedArray) -> pa.Array:
@@ -169,6 +186,53 @@ def split_words(norm_text: pa.Array) -> tuple[np.ndarray, pa.Array]:
     offsets = np.zeros(len(counts) + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
     return offsets, flat
+
+
+def _buffer_view(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(offsets relative to the first string, bytes) of a large_string array without nulls, no copy."""
+    _, offsets, data = arr.buffers()
+    off = np.frombuffer(offsets, dtype=np.int64)[arr.offset : arr.offset + len(arr) + 1]
+    raw = np.frombuffer(data, dtype=np.uint8)[off[0] : off[-1]] if data is not None else np.zeros(0, np.uint8)
+    return off - off[0], raw
+
+
+def split_spaces(norm_text: pa.Array) -> tuple[np.ndarray, pa.Array]:
+    """Words of text whose only whitespace is the ASCII space (:func:`normalize_fuzzy`'s output).
+
+    Returns the same as :func:`split_words` on such text, (word offsets per document,
+    flat word array), but finds the words where one byte comparison over the
+    whole string buffer changes value and copies the non-space bytes once,
+    instead of Arrow's Unicode whitespace split.
+    """
+    t = as_large_string(norm_text)
+    if t.null_count:
+        t = pc.fill_null(t, "")
+    n_docs = len(t)
+    if n_docs == 0:
+        return np.zeros(1, dtype=np.int64), pa.array([], pa.large_string())
+    rel, raw = _buffer_view(t)
+    n = len(raw)
+    is_word = raw != 32
+    # word runs start and end where the space-padded mask changes (alternately)
+    padded = np.zeros(n + 2, dtype=bool)
+    padded[1 : n + 1] = is_word
+    nz = np.flatnonzero(padded[1:] != padded[:-1])
+    starts, ends = nz[0::2], nz[1::2]
+    # a document boundary inside a run of word bytes ends one word and starts the next (empty
+    # documents repeat a boundary: cut there once)
+    inner = np.unique(rel[1:-1])
+    cut = inner[(inner > 0) & (inner < n)]
+    cut = cut[is_word[cut - 1] & is_word[cut]]
+    if len(cut):
+        starts = np.insert(starts, np.searchsorted(starts, cut), cut)
+        ends = np.insert(ends, np.searchsorted(ends, cut), cut)
+    word_off = np.searchsorted(starts, rel).astype(np.int64)
+    lengths = ends - starts
+    data = np.compress(is_word, raw)
+    flat_off = np.zeros(len(starts) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=flat_off[1:])
+    words = pa.LargeStringArray.from_buffers(len(starts), pa.py_buffer(flat_off), pa.py_buffer(data), None, 0, 0)
+    return word_off, words
 
 
 def bff_tokens(text: pa.Array) -> pa.Array:
@@ -241,3 +305,49 @@ def ngram_spans(offsets: np.ndarray, n: int, min_n: int | None = None) -> tuple[
     starts = offsets[seg] + within
     ends = np.where(short[seg], offsets[seg + 1], starts + n)
     return seg, starts, ends
+
+
+def ngram_hashes(values: np.ndarray, offsets: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Hashes of each segment's ``n``-grams of ``values``: (n-gram offsets per segment, hashes).
+
+    The same values as ``range_hashes(values, starts, ends)`` over
+    ``ngram_spans(offsets, n, min_n=1)`` (a segment shorter than ``n`` has one n-gram
+    of all its values, an empty one none), computed with ``n - 1`` Horner steps over
+    shifted views of ``values`` for every start position at once; the starts whose
+    window would cross a segment end are then dropped.
+    """
+    if n < 1:
+        raise ValueError(f"n-gram size must be >= 1, got {n}")
+    values = np.asarray(values, dtype=np.uint64)
+    offsets = np.asarray(offsets, dtype=np.int64)
+    lengths = np.diff(offsets)
+    counts = np.where(lengths >= n, lengths - n + 1, (lengths > 0).astype(np.int64))
+    gram_off = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(counts, out=gram_off[1:])
+    out = np.empty(int(gram_off[-1]), dtype=np.uint64)
+    short = np.flatnonzero((lengths > 0) & (lengths < n))
+    in_short = np.zeros(len(out), dtype=bool)
+    in_short[gram_off[short]] = True
+    total = len(values)
+    with np.errstate(over="ignore"):
+        if total >= n and len(out) > len(short):
+            m = total - n + 1
+            acc = values[:m].copy()
+            for j in range(1, n):
+                acc *= _P
+                acc += values[j : j + m]
+            acc ^= np.uint64(n) * _LEN_MIX
+            # a start is invalid within n - 1 positions of any segment end (that covers its own)
+            valid = np.ones(m, dtype=bool)
+            bad = (offsets[1:][lengths > 0][:, None] - np.arange(1, n, dtype=np.int64)[None, :]).ravel()
+            valid[bad[(bad >= 0) & (bad < m)]] = False
+            out[~in_short] = acc[valid]
+        if len(short):
+            start, length = offsets[short], lengths[short]
+            acc_s = np.zeros(len(short), dtype=np.uint64)
+            for j in range(int(length.max())):
+                sel = length > j
+                acc_s[sel] = acc_s[sel] * _P + values[start[sel] + j]
+            acc_s ^= length.astype(np.uint64) * _LEN_MIX
+            out[in_short] = acc_s
+    return gram_off, fmix64(out)

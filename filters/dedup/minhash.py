@@ -6,16 +6,19 @@ Pipeline (``fit``):
 
 1. **signatures + band keys (map, one Ray task per shard).** Text is normalised
    (:func:`~filters.dedup.hashing.normalize_fuzzy`: NFKC, lower case, digits ->
-   0, punctuation/symbols -> space), split on whitespace, and every word
+   0, punctuation/symbols -> space), split on spaces, and every word
    ``ngram_size``-gram (default 5, as datatrove and DCLM's MinHash runs) is hashed
-   to 64 bits. Documents shorter than ``ngram_size`` words have one shingle of all
-   their words; documents with no word get no signature and are never fuzzy
-   duplicates. The ``num_bands * rows_per_band`` hash functions are
-   multiply-add-shift hashes ``(a_k * h + b_k) mod 2**64 >> 32`` (Dietzfelbinger
-   et al. 1997) with odd ``a_k`` drawn from ``seed``; the signature keeps each
-   function's minimum over the document's shingles (32-bit values), for a whole
-   batch at once with numpy. Band keys (64-bit hash of the band's rows and the
-   band index) go to one file per hash-range partition.
+   to 64 bits (SipHash of each distinct word, a polynomial over the n-gram's word
+   hashes, fmix64). Documents shorter than ``ngram_size`` words have one shingle of
+   all their words; documents with no word get no signature and are never fuzzy
+   duplicates. The ``num_bands * rows_per_band`` hash functions are affine maps
+   ``h_k(x) = (a_k * x + b_k) mod 2**32`` of the shingle hash's high 32 bits ``x``,
+   with odd ``a_k`` and any ``b_k`` drawn independently from ``seed`` (each a
+   permutation of the 32-bit values); the signature keeps each function's minimum
+   over the document's shingles (K independent functions, one minimum each: the
+   classic estimator), for a whole batch at once with numpy in 32-bit arithmetic.
+   Band keys (64-bit hash of the band's rows and the band index) go to one file
+   per hash-range partition.
 2. **candidate pairs (reduce, one task per partition).** Records are sorted by
    key; documents sharing a key are candidates (all pairs for buckets up to 32
    documents, else a star to the smallest plus a chain, which keeps the same
@@ -70,7 +73,7 @@ from .common import (
 )
 from .components import connected_components
 from .exact import summarize_clusters
-from .hashing import fmix64, hash_tokens, ngram_spans, normalize_fuzzy, range_hashes, split_words
+from .hashing import fmix64, hash_tokens, ngram_hashes, normalize_fuzzy, split_spaces
 
 logger = logging.getLogger(__name__)
 
@@ -86,55 +89,79 @@ def s_curve(j: np.ndarray | float, num_bands: int, rows_per_band: int) -> np.nda
 
 
 def hash_params(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Multipliers (odd) and offsets of the ``num_perm`` hash functions, from ``seed``."""
+    """Multipliers (odd) and offsets, uint32, of the ``num_perm`` functions ``(a*x + b) mod 2**32``, from ``seed``."""
+    if num_perm < 1:
+        raise ValueError(f"num_perm must be >= 1, got {num_perm}")
     rng = np.random.Generator(np.random.PCG64(seed))
-    a = rng.integers(1, 2**63, size=num_perm, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
-    b = rng.integers(0, 2**63, size=num_perm, dtype=np.uint64) * np.uint64(2)
+    a = (rng.integers(0, 2**31, size=num_perm, dtype=np.uint64) * np.uint64(2) + np.uint64(1)).astype(np.uint32)
+    b = rng.integers(0, 2**32, size=num_perm, dtype=np.uint64).astype(np.uint32)
     return a, b
 
 
 def shingle_hashes(text: pa.Array | pa.ChunkedArray, ngram_size: int) -> tuple[np.ndarray, np.ndarray]:
     """64-bit hashes of each document's word n-grams: (shingle offsets per document, hashes)."""
-    offsets, words = split_words(normalize_fuzzy(text))
-    wh = hash_tokens(words)
-    seg, starts, ends = ngram_spans(offsets, ngram_size, min_n=1)
-    h = range_hashes(wh, starts, ends)
-    counts = np.bincount(seg, minlength=len(offsets) - 1)
-    sh_off = np.zeros(len(offsets), dtype=np.int64)
-    np.cumsum(counts, out=sh_off[1:])
-    return sh_off, h
+    offsets, words = split_spaces(normalize_fuzzy(text))
+    return ngram_hashes(hash_tokens(words), offsets, ngram_size)
+
+
+def signature_keys(h: np.ndarray) -> np.ndarray:
+    """The 32-bit values the hash functions take: the high halves of the 64-bit shingle hashes."""
+    h = np.asarray(h)
+    if h.dtype == np.uint32:
+        return h
+    return (h.astype(np.uint64, copy=False) >> np.uint64(32)).astype(np.uint32)
+
+
+def _doc_blocks(sh_off: np.ndarray, block: int) -> list[tuple[int, int]]:
+    """Runs of whole documents ``[d0, d1)`` with at most ``block`` shingles (or one larger document)."""
+    n_docs = len(sh_off) - 1
+    out, d0 = [], 0
+    while d0 < n_docs:
+        d1 = int(np.searchsorted(sh_off, sh_off[d0] + block, side="right")) - 1
+        d1 = min(max(d1, d0 + 1), n_docs)
+        out.append((d0, d1))
+        d0 = d1
+    return out
 
 
 def signatures_from_hashes(
-    sh_off: np.ndarray, h: np.ndarray, a: np.ndarray, b: np.ndarray, chunk: int = 4096
+    sh_off: np.ndarray, h: np.ndarray, a: np.ndarray, b: np.ndarray, block: int = 1 << 17
 ) -> np.ndarray:
     """MinHash signatures (n_docs, num_perm) uint32; rows of documents without shingles are all 0xFFFFFFFF.
 
-    Works on ``(num_perm, chunk)`` blocks that stay in cache: one multiply-add pass
-    in uint64, then a segmented minimum over the high 32-bit halves (read in place
-    through a uint32 view, little-endian) per document.
+    ``h`` holds every document's shingle hashes back to back (64-bit, or the 32-bit
+    keys of :func:`signature_keys`), ``sh_off`` where each document starts. Blocks of
+    whole documents with about ``block`` shingles (0.5 MiB of keys: fits in L2) are
+    processed one hash function at a time: a multiply and an add in place on the
+    block (uint32 wraps modulo 2**32), then ``np.minimum.reduceat`` over the
+    documents' runs, written straight into the signature row. Three passes over
+    cache-resident data per function and a few numpy calls per block; a document's
+    values depend on its own shingles only, never on the batch or the block size.
     """
+    a = np.asarray(a, dtype=np.uint32)
+    b = np.asarray(b, dtype=np.uint32)
+    sh_off = np.asarray(sh_off, dtype=np.int64)
     n_docs = len(sh_off) - 1
     k = len(a)
     sig_t = np.full((k, n_docs), SIG_EMPTY, dtype=np.uint32)
-    total = len(h)
-    if total == 0:
+    x = signature_keys(h)
+    if len(x) == 0 or n_docs == 0:
         return np.ascontiguousarray(sig_t.T)
-    doc_of = np.repeat(np.arange(n_docs, dtype=np.int64), np.diff(sh_off))
-    buf = np.empty((k, chunk), dtype=np.uint64)
-    hi = 1 if np.little_endian else 0
-    with np.errstate(over="ignore"):
-        for s in range(0, total, chunk):
-            e = min(total, s + chunk)
-            v = buf[:, : e - s]
-            np.multiply(a[:, None], h[None, s:e], out=v)
-            v += b[:, None]
-            high = v.view(np.uint32)[:, hi::2]
-            d = doc_of[s:e]
-            seg_start = np.flatnonzero(np.r_[True, d[1:] != d[:-1]])
-            part = np.minimum.reduceat(high, seg_start, axis=1)
-            docs = d[seg_start]
-            sig_t[:, docs] = np.minimum(sig_t[:, docs], part)
+    buf = np.empty(block, dtype=np.uint32)
+    for d0, d1 in _doc_blocks(sh_off, block):
+        s, e = int(sh_off[d0]), int(sh_off[d1])
+        if e == s:
+            continue
+        lo = sh_off[d0:d1]
+        has = sh_off[d0 + 1 : d1 + 1] > lo
+        seg = lo[has] - s
+        docs = np.arange(d0, d1)[has]
+        xb = x[s:e]
+        t = buf[: e - s] if e - s <= block else np.empty(e - s, dtype=np.uint32)
+        for j in range(k):
+            np.multiply(xb, a[j], out=t)
+            t += b[j]
+            sig_t[j, docs] = np.minimum.reduceat(t, seg)
     return np.ascontiguousarray(sig_t.T)
 
 
@@ -574,5 +601,6 @@ __all__ = [
     "minhash_signatures",
     "s_curve",
     "shingle_hashes",
+    "signature_keys",
     "signatures_from_hashes",
 ]
