@@ -152,13 +152,52 @@ def _plain_chunks(f: IO[bytes], first: bytes) -> Iterator[bytes]:
         yield chunk
 
 
-def iter_chunks(path: str, compression: str = "infer") -> Iterator[bytes]:
+def _range_chunks(f: IO[bytes], start: int, stop: int) -> Iterator[bytes]:
+    """The bytes of the lines that start in ``[start, stop)`` of an uncompressed file: from the first
+    line start at or after ``start`` to the newline that ends the line holding byte ``stop - 1``."""
+    pos = 0  # absolute position of chunk[0]
+    if start > 0:
+        f.seek(start - 1)
+        pos = start - 1
+        while True:  # skip the end of the line that started before the range
+            chunk = f.read(PLAIN_CHUNK)
+            if not chunk:
+                return
+            nl = chunk.find(b"\n")
+            if nl >= 0:
+                pos += nl + 1
+                chunk = chunk[nl + 1 :]
+                break
+            pos += len(chunk)
+            if pos >= stop:
+                return  # no line starts in the range
+        if pos >= stop:
+            return
+        if not chunk:
+            chunk = f.read(PLAIN_CHUNK)
+    else:
+        chunk = f.read(PLAIN_CHUNK)
+    while chunk:
+        last = stop - 1 - pos  # index of byte stop - 1 in this chunk (negative: already behind)
+        if last < len(chunk):
+            nl = chunk.find(b"\n", max(last, 0))
+            if nl >= 0:
+                yield chunk[: nl + 1]
+                return
+        yield chunk
+        pos += len(chunk)
+        chunk = f.read(PLAIN_CHUNK)
+
+
+def iter_chunks(path: str, compression: str = "infer", byte_range: tuple[int, int] | None = None) -> Iterator[bytes]:
     """Decompressed bytes of ``path`` in chunks. Raises ``StreamError`` (with a quarantine reason).
 
     ``compression="infer"`` takes it from the extension; a file without a
     compression extension whose first bytes are a gzip / zstd magic number is
     decompressed anyway. A file that claims a compression it does not have is
     ``unreadable_file``; an empty file raises ``StreamError("empty_file")``.
+    ``byte_range=(start, stop)`` gives only the lines that start in that range of an
+    uncompressed file (ValueError for a compressed one: it has no byte ranges).
     """
     if compression not in COMPRESSIONS:
         raise ValueError(f"compression must be one of {COMPRESSIONS}, got {compression!r}")
@@ -167,6 +206,17 @@ def iter_chunks(path: str, compression: str = "infer") -> Iterator[bytes]:
     except Exception as exc:  # noqa: BLE001 - any open failure is an unreadable shard
         raise StreamError("unreadable_file", f"cannot open: {exc}") from exc
     with f:
+        if byte_range is not None:
+            start, stop = byte_range
+            head = f.read(4)
+            comp = compression_from_path(path) if compression == "infer" else compression
+            if comp != "none" or (compression == "infer" and head.startswith((GZIP_MAGIC, ZSTD_MAGIC))):
+                raise ValueError(f"{path}: a compressed stream has no byte ranges; read it whole")
+            if start == 0 and not head:
+                raise StreamError("empty_file", "file has no bytes")
+            f.seek(0)
+            yield from _range_chunks(f, start, stop)
+            return
         try:
             first = f.read(PLAIN_CHUNK)
         except Exception as exc:  # noqa: BLE001
