@@ -127,13 +127,14 @@ def _plan_jsonl(path: str, max_bytes: int) -> list[Split] | None:
             return None
         size = f.seek(0, 2)
         bounds = [0]
-        for b in range(max_bytes, size, max_bytes):
-            if b <= bounds[-1]:
-                continue  # a line longer than max_bytes swallowed this boundary
+        b = max_bytes
+        while b < size:
             ls = _next_line_start(f, b, size)
-            if ls < size and ls > bounds[-1]:
-                bounds.append(ls)
-        bounds.append(max(size, bounds[-1]))
+            if ls >= size:
+                break
+            bounds.append(ls)
+            b = (ls // max_bytes + 1) * max_bytes  # the next boundary after this line start
+        bounds.append(size)
     return [Split(BYTES, a, b, 0 if a == 0 else None) for a, b in zip(bounds, bounds[1:])]
 
 
