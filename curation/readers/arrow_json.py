@@ -91,9 +91,17 @@ def _list_parts(arr: pa.Array) -> Parts:
         if lo != 0 or hi != len(values):
             values = values.slice(lo, hi - lo)
             offsets = pc.subtract(offsets, lo)
-        child = json_encode(values)
         cls = pa.LargeListArray if pa.types.is_large_list(t) else pa.ListArray
-        rebuilt = cls.from_arrays(offsets, child)
+        vt = values.type
+        if (pa.types.is_string(vt) or pa.types.is_large_string(vt)) and not values.null_count:
+            # strings: quoted by the separators, '["' + '","'.join(escaped) + '"]', in one pass
+            joined = pc.binary_join(cls.from_arrays(offsets, _escape(values.cast(_LS))), pa.scalar('","', _LS))
+            parts = ['["', joined, '"]']
+            lengths = np.diff(offsets.to_numpy(zero_copy_only=False))
+            if (lengths == 0).any():  # an empty list is [], not [""]
+                return [pc.if_else(pa.array(lengths == 0), pa.scalar("[]", _LS), _join(parts))]
+            return parts
+        rebuilt = cls.from_arrays(offsets, json_encode(values))
     else:
         lengths = pc.fill_null(pc.list_value_length(arr), 0).to_numpy(zero_copy_only=False).astype(np.int64)
         offsets_np = np.zeros(len(arr) + 1, dtype=np.int64)
