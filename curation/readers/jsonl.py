@@ -39,8 +39,16 @@ from typing import Any, NamedTuple
 import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from curation.readers.base import QuarantineBuffer, Reader, ReaderOptions, open_binary
+from curation.readers.base import (
+    QuarantineBuffer,
+    Reader,
+    ReaderOptions,
+    constant_strings,
+    generated_ids,
+    open_binary,
+)
 from curation.readers.splits import BYTES, Split
 from curation.readers.streams import COMPRESSIONS, iter_chunks, iter_line_chunks
 from curation.schema import DOC_SCHEMA
@@ -49,6 +57,7 @@ logger = logging.getLogger(__name__)
 
 MISSING: Any = type("Missing", (), {"__repr__": lambda self: "MISSING"})()  # a field that is absent
 _BOM = b"\xef\xbb\xbf"
+_LS = pa.large_string()
 DEFAULT_MAX_BATCH_BYTES = 64 << 20
 
 
@@ -137,7 +146,7 @@ class JsonLinesReader(Reader):
                 budget = max_bytes - acc.nbytes
                 if room <= 0 or budget <= 0:
                     seen += acc.n + len(q)
-                    yield acc.table(self.source), q.take()
+                    yield acc.table(self.source, prefix), q.take()
                     acc = _Batch()
                     continue
                 base = cum[k - 1] if k else 0
@@ -148,7 +157,7 @@ class JsonLinesReader(Reader):
             lineno += len(lines)
         if acc.n or len(q):
             seen += acc.n + len(q)
-            yield acc.table(self.source), q.take()
+            yield acc.table(self.source, prefix), q.take()
         if seen == 0 and starts_file and (split is None or _rest_is_blank(path, split.stop)):
             q.add(-1, "empty_file", prefix.rstrip("/"), b"")
             yield DOC_SCHEMA.empty_table(), q.take()
@@ -176,22 +185,18 @@ class JsonLinesReader(Reader):
     def _documents(self, recs: list[dict], rows: Sequence[int], raws: list, q: QuarantineBuffer, state: Any,
                    prefix: str, acc: _Batch) -> None:
         """The format's columns of ``recs``; what is not a document goes to ``q``."""
-        f = self.fields(recs, state)
-        texts, metas = f.texts, f.metas
-        ids = f.ids
-        if ids is None:
-            ids = [prefix + str(n) for n in rows]
-        elif not all(ids):
-            ids = [i if i else prefix + str(n) for i, n in zip(ids, rows)]
-        urls = f.urls if f.urls is not None else [None] * len(recs)
+        texts, ids, urls, metas = self.fields(recs, state)
         check_size = max(map(len, raws)) > self.max_doc_bytes
         if check_size or set(map(type, texts)) != _ONLY_STR or not set(map(type, metas)) <= _META_TYPES:
-            keep = self._checked(texts, ids, metas, rows, raws, check_size, q)
+            gen = ids if ids is not None else [None] * len(recs)
+            keep = self._checked(texts, [i if i else prefix + str(n) for i, n in zip(gen, rows)], metas, rows,
+                                 raws, check_size, q)
             texts = [texts[k] for k in keep]
-            ids = [ids[k] for k in keep]
-            urls = [urls[k] for k in keep]
             metas = [metas[k] for k in keep]
-        acc.add(texts, ids, urls, metas)
+            rows = [rows[k] for k in keep]
+            ids = None if ids is None else [ids[k] for k in keep]
+            urls = None if urls is None else [urls[k] for k in keep]
+        acc.add(texts, ids, urls, metas, rows)
 
     def _checked(self, texts: list, ids: list, metas: list, rows: Sequence[int], raws: list, check_size: bool,
                  q: QuarantineBuffer) -> list[int]:
@@ -320,40 +325,62 @@ def dumps_many(objs: list) -> list:
 
 
 class _Batch:
-    """Columns of the documents of the batch being built; texts as UTF-8 bytes, joined once."""
+    """Columns of the documents of the batch being built. Texts become Arrow a piece at a time, while
+    the strings are still in the CPU cache; ids are generated from the row numbers when the batch is
+    built (``generated_ids``), except for the documents with ids of their own."""
 
-    __slots__ = ("ids", "texts", "urls", "metas", "nbytes")
+    __slots__ = ("n", "texts", "ids", "urls", "metas", "rows", "nbytes")
 
     def __init__(self) -> None:
-        self.ids: list[str] = []
-        self.texts: list[bytes] = []
-        self.urls: list[str | None] = []
+        self.n = 0
+        self.texts: list[pa.Array] = []
+        self.ids: list[str | None] | None = None  # None: no document has an id of its own (yet)
+        self.urls: list[str | None] | None = None  # None: no urls (yet)
         self.metas: list[bytes | None] = []
+        self.rows: list[Sequence[int]] = []
         self.nbytes = 0
 
-    @property
-    def n(self) -> int:
-        return len(self.ids)
-
-    def add(self, texts: list[str], ids: list[str], urls: list, metas: list) -> None:
-        # encoded while the strings are still in the CPU cache (a copy for ASCII text)
-        self.texts += [t.encode() for t in texts]
-        self.ids += ids
-        self.urls += urls
+    def add(self, texts: list[str], ids: list | None, urls: list | None, metas: list, rows: Sequence[int]) -> None:
+        n = len(texts)
+        if n == 0:
+            return
+        if ids is not None:
+            if self.ids is None:
+                self.ids = [None] * self.n
+            self.ids += ids
+        elif self.ids is not None:
+            self.ids += [None] * n
+        if urls is not None:
+            if self.urls is None:
+                self.urls = [None] * self.n
+            self.urls += urls
+        elif self.urls is not None:
+            self.urls += [None] * n
+        self.texts.append(pa.array(texts, pa.large_string()))
         self.metas += metas
+        self.rows.append(rows)
+        self.n += n
 
-    def table(self, source: str) -> pa.Table:
-        n = len(self.ids)
-        offsets = np.zeros(n + 1, np.int64)
-        np.cumsum(np.fromiter(map(len, self.texts), np.int64, n), out=offsets[1:])
-        text = pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(b"".join(self.texts)))
+    def table(self, source: str, prefix: str) -> pa.Table:
+        n = self.n
+        chunks = self.texts
+        text = chunks[0] if len(chunks) == 1 else pa.concat_arrays(chunks) if chunks else pa.array([], _LS)
+        ids = None
+        if self.ids is not None:
+            ids = pa.array(self.ids, pa.string())
+            missing = not all(self.ids)
+        if ids is None or missing:
+            rows = np.concatenate([np.arange(r.start, r.stop) if type(r) is range else np.asarray(r, np.int64)
+                                   for r in self.rows]) if n else np.empty(0, np.int64)
+            gen = generated_ids(prefix, rows)
+            ids = gen if ids is None else pc.if_else(pc.fill_null(pc.not_equal(ids, ""), False), ids, gen)
         return pa.Table.from_arrays(
             [
-                pa.array(self.ids, pa.string()),
+                ids,
                 text,
-                pa.array([source] * n, pa.string()),
-                pa.array(self.urls, pa.string()),
-                pa.array(self.metas, pa.string()),
+                constant_strings(source, n),
+                pa.array(self.urls, pa.string()) if self.urls is not None else pa.nulls(n, pa.string()),
+                pa.array(self.metas, pa.binary()).view(pa.string()),  # orjson output: valid UTF-8
             ],
             schema=DOC_SCHEMA,
         )

@@ -30,7 +30,16 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from curation.readers.arrow_json import json_encode, json_encode_object
-from curation.readers.base import RAW_SNIPPET_BYTES, QuarantineBuffer, Reader, ReaderOptions, local_path, open_binary
+from curation.readers.base import (
+    RAW_SNIPPET_BYTES,
+    QuarantineBuffer,
+    Reader,
+    ReaderOptions,
+    constant_strings,
+    generated_ids,
+    local_path,
+    open_binary,
+)
 from curation.readers.splits import ROW_GROUPS, Split
 from curation.schema import DOC_SCHEMA
 
@@ -190,12 +199,12 @@ class ParquetReader(Reader):
             own = own.cast(pa.string()) if not pa.types.is_string(own.type) else own
             missing = pc.or_kleene(pc.is_null(own), pc.equal(own, ""))
             if pc.any(missing).as_py():
-                gen_ids = generated_ids(prefix, row0, n)
+                gen_ids = generated_ids(prefix, np.arange(row0, row0 + n, dtype=np.int64))
                 ids = pc.fill_null(pc.if_else(missing, gen_ids, own), gen_ids)
             else:
                 ids = own
         else:
-            ids = gen_ids = generated_ids(prefix, row0, n)
+            ids = gen_ids = generated_ids(prefix, np.arange(row0, row0 + n, dtype=np.int64))
         if url_col is not None:
             url = batch.column(url_col)
             url = url.cast(pa.string()) if _is_texty(url.type) else json_encode(url).cast(pa.string())
@@ -246,19 +255,6 @@ class RefinedWebReader(ParquetReader):
 
     def columns(self) -> ColumnMap:
         return ColumnMap("content", None, "url", None)
-
-
-def generated_ids(prefix: str, row0: int, n: int) -> pa.Array:
-    """``prefix + str(row)`` for rows ``row0 .. row0 + n - 1`` (string)."""
-    rows = pa.array(np.arange(row0, row0 + n, dtype=np.int64)).cast(pa.string())
-    return pc.binary_join_element_wise(pa.scalar(prefix), rows, pa.scalar(""))
-
-
-def constant_strings(value: str, n: int) -> pa.Array:
-    """A string array of ``n`` copies of ``value``, built from buffers."""
-    raw = value.encode()
-    offsets = np.arange(0, (n + 1) * len(raw), len(raw), dtype=np.int32) if raw else np.zeros(n + 1, np.int32)
-    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(raw * n))
 
 
 def _binary_to_text(col: pa.Array) -> tuple[pa.Array, pa.Array | None]:

@@ -322,3 +322,19 @@ def test_json_encode_random_nested_values(kind, typ):
     for arr in arrays:  # and inside an object, beside other fields
         obj = json_encode_object([arr, pa.array(range(400))], ["v", "n"])
         assert [orjson.loads(e) for e in obj.to_pylist()] == [{"v": v, "n": i} for i, v in enumerate(arr.to_pylist())]
+
+
+@pytest.mark.parametrize("rows", [[], [0], list(range(95, 105)), list(range(1000, 3048)), [7, 3, 123456789012, 5],
+                                  list(range(10**12 - 3, 10**12 + 3))])
+def test_generated_ids_and_constant_strings(rows):
+    import numpy as np
+
+    from curation.readers.base import constant_strings, generated_ids
+
+    got = generated_ids("src/dir/f.jsonl/", np.array(rows, np.int64))
+    assert got.type == pa.string() and got.to_pylist() == [f"src/dir/f.jsonl/{r}" for r in rows]
+    got.validate(full=True)
+    for value in ("pile", "", "é"):
+        arr = constant_strings(value, len(rows))
+        arr.validate(full=True)
+        assert arr.to_pylist() == [value] * len(rows)
