@@ -28,6 +28,7 @@ COMPRESSIONS = ("infer", "none", "gzip", "zstd")
 # in the CPU cache (4 MiB pieces made the split + parse about twice as slow on the reference machine).
 READ_CHUNK = 1 << 20  # bytes per read of a compressed file
 PLAIN_CHUNK = 1 << 18  # bytes per read of an uncompressed file
+PIECE_BYTES = 1 << 18  # lines are handed on in pieces of at least this many bytes
 ZSTD_CHUNK = 1 << 16  # largest compressed slice per zstd call
 ZSTD_TARGET_OUT = 1 << 18  # decompressed bytes aimed at per zstd call
 GZIP_MAX_OUT = 1 << 18  # cap on decompressed bytes per zlib call (also bounds gzip bombs)
@@ -243,19 +244,21 @@ def iter_chunks(path: str, compression: str = "infer", byte_range: tuple[int, in
             yield from _plain_chunks(f, first)
 
 
-def iter_line_chunks(chunks: Iterator[bytes], max_line_bytes: int) -> Iterator[tuple]:
-    """Lines of a chunk stream. Yields ``("lines", lines, big)``: complete lines (``bytes``, or
-    ``memoryview``s of the chunk when lines are long), with ``None`` for a line over
-    ``max_line_bytes`` and ``big`` the first bytes of those lines in order; ends with
-    ``("error", exc, partial)`` when the stream fails."""
+def iter_line_chunks(chunks: Iterator[bytes], max_line_bytes: int, min_piece: int = PIECE_BYTES) -> Iterator[tuple]:
+    """Lines of a chunk stream, in pieces of at least ``min_piece`` bytes (whatever the size of the
+    chunks). Yields ``("lines", lines, big)``: complete lines (``bytes``, or ``memoryview``s of the
+    chunks when lines are long), with ``None`` for a line over ``max_line_bytes`` and ``big`` the
+    first bytes of those lines in order; ends with ``("error", exc, partial)`` when the stream fails."""
     carry: list[bytes] = []
     carry_len = 0
     skipping: bytes | None = None  # first bytes of an oversize line being skipped
     long_lines = True  # mean line length of the previous chunk >= 512 bytes
+    out: list[bytes | None] = []
+    big: list[bytes] = []
+    size = 0  # bytes of the chunks behind ``out``
     try:
         for chunk in chunks:
-            out: list[bytes | None] = []
-            big: list[bytes] = []
+            size += len(chunk)
             pos = 0
             if skipping is not None or carry:
                 nl = chunk.find(b"\n")
@@ -280,6 +283,7 @@ def iter_line_chunks(chunks: Iterator[bytes], max_line_bytes: int) -> Iterator[t
                         out.append(b"".join(carry))
                     carry, carry_len = [], 0
                 pos = nl + 1
+            n0 = len(out)
             if long_lines:
                 # long lines: zero-copy views of the chunk (the parse reads them while they are hot)
                 mv = memoryview(chunk)
@@ -295,7 +299,6 @@ def iter_line_chunks(chunks: Iterator[bytes], max_line_bytes: int) -> Iterator[t
                         out.append(mv[pos:nl])
                     pos = nl + 1
                 tail = chunk[pos:]
-                long_lines = len(out) * 512 <= len(chunk)
             else:  # short lines: one C-level split is cheaper than a Python loop
                 parts = (chunk[pos:] if pos else chunk).split(b"\n")
                 tail = parts.pop()
@@ -308,20 +311,26 @@ def iter_line_chunks(chunks: Iterator[bytes], max_line_bytes: int) -> Iterator[t
                             out.append(p)
                 else:
                     out.extend(parts)
-                long_lines = len(out) * 512 <= len(chunk)
+            long_lines = (len(out) - n0) * 512 <= len(chunk)
             if tail:
                 if len(tail) > max_line_bytes:
                     skipping = tail[:RAW_SNIPPET_BYTES]
                 else:
                     carry.append(tail)
                     carry_len = len(tail)
-            if out:
+            if out and size >= min_piece:
                 yield ("lines", out, big)
+                out, big, size = [], [], 0
     except StreamError as exc:
+        if out:
+            yield ("lines", out, big)
         partial = skipping if skipping is not None else b"".join(carry)[:RAW_SNIPPET_BYTES]
         yield ("error", exc, partial)
         return
     if skipping is not None:
-        yield ("lines", [None], [skipping])
+        out.append(None)
+        big.append(skipping)
     elif carry:
-        yield ("lines", [b"".join(carry)], [])
+        out.append(b"".join(carry))
+    if out:
+        yield ("lines", out, big)
