@@ -184,21 +184,28 @@ class JsonLinesReader(Reader):
 
     def _documents(self, recs: list[dict], rows: Sequence[int], raws: list, q: QuarantineBuffer, state: Any,
                    prefix: str, acc: _Batch) -> None:
-        """The format's columns of ``recs``; what is not a document goes to ``q``."""
+        """The format's columns of ``recs``; what is not a document goes to ``q``. The Arrow conversions
+        are the checks: a text that is not a string (or null) or metadata that could not be encoded make
+        them fail, and the texts' byte lengths are in the offsets."""
         texts, ids, urls, metas = self.fields(recs, state)
-        check_size = max(map(len, raws)) > self.max_doc_bytes
-        if check_size or set(map(type, texts)) != _ONLY_STR or not set(map(type, metas)) <= _META_TYPES:
+        try:
+            text = pa.array(texts, _LS)
+            meta = pa.array(metas, pa.binary())
+            good = not text.null_count and _max_length(text) <= self.max_doc_bytes
+        except (pa.ArrowTypeError, pa.ArrowInvalid):
+            good = False
+        if not good:
             gen = ids if ids is not None else [None] * len(recs)
             keep = self._checked(texts, [i if i else prefix + str(n) for i, n in zip(gen, rows)], metas, rows,
-                                 raws, check_size, q)
-            texts = [texts[k] for k in keep]
-            metas = [metas[k] for k in keep]
+                                 raws, q)
+            text = pa.array([texts[k] for k in keep], _LS)
+            meta = pa.array([metas[k] for k in keep], pa.binary())
             rows = [rows[k] for k in keep]
             ids = None if ids is None else [ids[k] for k in keep]
             urls = None if urls is None else [urls[k] for k in keep]
-        acc.add(texts, ids, urls, metas, rows)
+        acc.add(text, ids, urls, meta, rows)
 
-    def _checked(self, texts: list, ids: list, metas: list, rows: Sequence[int], raws: list, check_size: bool,
+    def _checked(self, texts: list, ids: list, metas: list, rows: Sequence[int], raws: list,
                  q: QuarantineBuffer) -> list[int]:
         """Indices of the records that are documents; the others go to quarantine with their reason."""
         limit = self.max_doc_bytes
@@ -206,7 +213,7 @@ class JsonLinesReader(Reader):
         for k, text in enumerate(texts):
             if type(text) is not str:
                 reason = "missing_text" if text is MISSING else "null_text" if text is None else "non_string_text"
-            elif check_size and len(text) * 4 > limit and len(text.encode("utf-8")) > limit:
+            elif len(text) * 4 > limit and len(text.encode("utf-8")) > limit:
                 reason = "doc_too_large"
             elif metas[k] is UNENCODABLE:
                 logger.warning("line %d: record nested too deeply to encode its metadata", rows[k])
@@ -216,6 +223,14 @@ class JsonLinesReader(Reader):
                 continue
             q.add(rows[k], reason, ids[k], raws[k])
         return keep
+
+
+def _max_length(arr: pa.Array) -> int:
+    """The largest value length of a large_string / large_binary array (from its offsets)."""
+    if len(arr) == 0:
+        return 0
+    offsets = np.frombuffer(arr.buffers()[1], np.int64, len(arr) + 1, arr.offset * 8)
+    return int(np.diff(offsets).max())
 
 
 def _parse_lines(lines: list, start: int, oversize: dict[int, bytes], q: QuarantineBuffer,
@@ -285,7 +300,6 @@ _ONLY_DICT = {dict}
 _ONLY_STR = {str}
 _STR_OR_NONE = {str, type(None)}
 UNENCODABLE: Any = type("Unencodable", (), {"__repr__": lambda self: "UNENCODABLE"})()
-_META_TYPES = {bytes, type(None)}
 _SEP = orjson.Fragment(b"\x00") if hasattr(orjson, "Fragment") else None
 
 
@@ -325,9 +339,9 @@ def dumps_many(objs: list) -> list:
 
 
 class _Batch:
-    """Columns of the documents of the batch being built. Texts become Arrow a piece at a time, while
-    the strings are still in the CPU cache; ids are generated from the row numbers when the batch is
-    built (``generated_ids``), except for the documents with ids of their own."""
+    """Columns of the documents of the batch being built. Texts and metadata become Arrow a piece at a
+    time, while the strings are still in the CPU cache; ids are generated from the row numbers when the
+    batch is built (``generated_ids``), except for the documents with ids of their own."""
 
     __slots__ = ("n", "texts", "ids", "urls", "metas", "rows", "nbytes")
 
@@ -336,12 +350,12 @@ class _Batch:
         self.texts: list[pa.Array] = []
         self.ids: list[str | None] | None = None  # None: no document has an id of its own (yet)
         self.urls: list[str | None] | None = None  # None: no urls (yet)
-        self.metas: list[bytes | None] = []
+        self.metas: list[pa.Array] = []
         self.rows: list[Sequence[int]] = []
         self.nbytes = 0
 
-    def add(self, texts: list[str], ids: list | None, urls: list | None, metas: list, rows: Sequence[int]) -> None:
-        n = len(texts)
+    def add(self, text: pa.Array, ids: list | None, urls: list | None, meta: pa.Array, rows: Sequence[int]) -> None:
+        n = len(text)
         if n == 0:
             return
         if ids is not None:
@@ -356,15 +370,13 @@ class _Batch:
             self.urls += urls
         elif self.urls is not None:
             self.urls += [None] * n
-        self.texts.append(pa.array(texts, pa.large_string()))
-        self.metas += metas
+        self.texts.append(text)
+        self.metas.append(meta)
         self.rows.append(rows)
         self.n += n
 
     def table(self, source: str, prefix: str) -> pa.Table:
         n = self.n
-        chunks = self.texts
-        text = chunks[0] if len(chunks) == 1 else pa.concat_arrays(chunks) if chunks else pa.array([], _LS)
         ids = None
         if self.ids is not None:
             ids = pa.array(self.ids, pa.string())
@@ -377,13 +389,19 @@ class _Batch:
         return pa.Table.from_arrays(
             [
                 ids,
-                text,
+                _concat(self.texts, _LS),
                 constant_strings(source, n),
                 pa.array(self.urls, pa.string()) if self.urls is not None else pa.nulls(n, pa.string()),
-                pa.array(self.metas, pa.binary()).view(pa.string()),  # orjson output: valid UTF-8
+                _concat(self.metas, pa.binary()).view(pa.string()),  # orjson output: valid UTF-8
             ],
             schema=DOC_SCHEMA,
         )
+
+
+def _concat(chunks: list[pa.Array], type: pa.DataType) -> pa.Array:
+    if len(chunks) == 1:
+        return chunks[0]
+    return pa.concat_arrays(chunks) if chunks else pa.array([], type)
 
 
 # -- the generic reader -----------------------------------------------------------------

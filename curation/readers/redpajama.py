@@ -15,12 +15,22 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any
 
 import orjson
 
 from curation.readers.base import file_basename
-from curation.readers.jsonl import _STR_OR_NONE, MISSING, Fields, JsonLinesOptions, JsonLinesReader, dumps_many
+from curation.readers.jsonl import (
+    _ONLY_DICT,
+    _ONLY_STR,
+    _STR_OR_NONE,
+    MISSING,
+    Fields,
+    JsonLinesOptions,
+    JsonLinesReader,
+    dumps_many,
+)
 
 # file-name tokens that name a RedPajama-1T subset
 SUBSETS = {
@@ -76,8 +86,10 @@ class RedPajamaReader(JsonLinesReader):
         if MISSING in texts:  # RedPajama-V2 / CCNet layout: raw_content
             texts = [r.pop("raw_content", t) if t is MISSING else t for t, r in zip(texts, recs)]
         metas = [r.pop("meta", None) for r in recs]
-        if str in set(map(type, metas)):  # the Hugging Face copy: meta as a JSON string
+        kinds = set(map(type, metas))
+        if str in kinds:  # the Hugging Face copy: meta as a JSON string
             metas = [_parse_meta(m) for m in metas]
+            kinds = set(map(type, metas))
         if any(recs):  # fields beside text and meta (C4: url, timestamp; HF: red_pajama_subset; V2: doc_id)
             subsets = [r.pop("red_pajama_subset", None) for r in recs]
             urls = [r.pop("url", None) for r in recs]
@@ -85,21 +97,30 @@ class RedPajamaReader(JsonLinesReader):
             ids = [r.pop("doc_id", None) if i is None else i for i, r in zip(ids, recs)]
             if not set(map(type, ids)) <= _STR_OR_NONE:
                 ids = [i if i is None or type(i) is str else str(i) for i in ids]
-        else:  # the same pops would give None
-            subsets, urls, ids = [None] * n, [None] * n, None
-        # the url from meta where the top level had none; then meta's fields after the record's others
-        urls = [m.pop("url", None) if u is None and type(m) is dict else u for u, m in zip(urls, metas)]
-        outs = [({**r, **m} if r else m) if type(m) is dict else ({**r, "meta": m} if m is not None else r)
-                for r, m in zip(recs, metas)]
+            # the url from meta where the top level had none; then meta's fields after the record's others
+            urls = [m.pop("url", None) if u is None and type(m) is dict else u for u, m in zip(urls, metas)]
+            outs = [({**r, **m} if r else m) if type(m) is dict else ({**r, "meta": m} if m is not None else r)
+                    for r, m in zip(recs, metas)]
+            subsets = [(m.get("redpajama_set_name") or m.get("source")) if s is None and type(m) is dict else s
+                       for s, m in zip(subsets, metas)]
+        elif kinds == _ONLY_DICT:  # {"text", "meta": {...}}: the same steps, with nothing on the top level
+            ids = None
+            urls = [m.pop("url", None) for m in metas]
+            outs = metas
+            subsets = [m.get("redpajama_set_name") or m.get("source") for m in metas]
+        else:
+            ids = None
+            urls = [m.pop("url", None) if type(m) is dict else None for m in metas]
+            outs = [m if type(m) is dict else ({"meta": m} if m is not None else r) for r, m in zip(recs, metas)]
+            subsets = [(m.get("redpajama_set_name") or m.get("source")) if type(m) is dict else None for m in metas]
         if not set(map(type, urls)) <= _STR_OR_NONE:
             for k, url in enumerate(urls):
                 if url is not None and type(url) is not str:  # keep odd values in the metadata
                     outs[k]["url"] = url
                     urls[k] = None
-        for out, sub, m in zip(outs, subsets, metas):
-            if sub is None and type(m) is dict:
-                sub = m.get("redpajama_set_name") or m.get("source")
-            out["subset"] = sub if type(sub) is str else state
+        if not set(map(type, subsets)) <= _ONLY_STR:
+            subsets = [s if type(s) is str else state for s in subsets]
+        list(map(dict.__setitem__, outs, repeat("subset", n), subsets))
         return Fields(texts, ids, urls, dumps_many(outs))
 
 
