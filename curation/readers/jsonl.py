@@ -191,7 +191,9 @@ class JsonLinesReader(Reader):
         try:
             text = pa.array(texts, _LS)
             meta = pa.array(metas, pa.binary())
-            good = not text.null_count and _max_length(text) <= self.max_doc_bytes
+            # a decoded text is never longer than its line: only a long line needs the lengths
+            good = not text.null_count and (max(map(len, raws)) <= self.max_doc_bytes
+                                            or _max_length(text) <= self.max_doc_bytes)
         except (pa.ArrowTypeError, pa.ArrowInvalid):
             good = False
         if not good:
