@@ -166,25 +166,9 @@ class Reader:
 
 
 def generated_ids(prefix: str, rows: np.ndarray) -> pa.Array:
-    """``prefix + str(row)`` for every row number (string): the ids of records without their own.
-
-    Built from the decimal digits Arrow casts the numbers to; where every number has the
-    same count of digits (nearly always within a batch) by filling a 2-D byte array."""
-    n = len(rows)
+    """``prefix + str(row)`` for every row number (string): the ids of records without their own."""
     digits = pa.array(rows, pa.int64()).cast(pa.string())
-    bufs = digits.buffers()
-    if n == 0 or bufs[2] is None:
-        return pc.binary_join_element_wise(pa.scalar(prefix), digits, pa.scalar(""))
-    doff = np.frombuffer(bufs[1], np.int32, n + 1)
-    width = int(doff[1] - doff[0])
-    if int(doff[-1] - doff[0]) != width * n:  # numbers of several lengths
-        return pc.binary_join_element_wise(pa.scalar(prefix), digits, pa.scalar(""))
-    head = np.frombuffer(prefix.encode(), np.uint8)
-    out = np.empty((n, len(head) + width), np.uint8)
-    out[:, : len(head)] = head
-    out[:, len(head) :] = np.frombuffer(bufs[2], np.uint8, width * n, int(doff[0])).reshape(n, width)
-    offsets = np.arange(0, (n + 1) * out.shape[1], out.shape[1], dtype=np.int32)
-    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(out))
+    return pc.binary_join_element_wise(pa.scalar(prefix), digits, pa.scalar(""))
 
 
 def constant_strings(value: str, n: int) -> pa.Array:
