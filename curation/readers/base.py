@@ -64,6 +64,8 @@ DEFAULT_MAX_DOC_BYTES = 8 * 1024 * 1024  # 8 MiB of UTF-8 text
 RAW_SNIPPET_BYTES = 4096  # quarantine keeps at most this many raw bytes per record
 READ_STAGE = "read"
 
+_NO_QUARANTINE = QUARANTINE_SCHEMA.empty_table()  # tables are immutable: one empty table serves every batch
+
 REASONS = (
     "malformed_json",
     "invalid_utf8",
@@ -235,7 +237,7 @@ class QuarantineBuffer:
     def take(self) -> pa.Table:
         n = len(self._pos)
         if n == 0:
-            return QUARANTINE_SCHEMA.empty_table()
+            return _NO_QUARANTINE
         table = pa.table(
             {
                 "file": pa.array([self.file] * n, pa.string()),

@@ -1,10 +1,10 @@
 """Incremental decompression and line splitting with bounded memory.
 
 A file is read in fixed-size compressed chunks and decompressed with
-``zlib.decompressobj`` (gzip, multi-member) or ``zstandard``'s ``decompressobj``
-(zstd, multi-frame), because both say whether the stream reached its end: a
-stream that stops before its end marker is *truncated*, and the lines decoded
-before the cut are still delivered. The output is split into lines
+``zlib.decompressobj`` (gzip, multi-member), which says whether the stream reached
+its end, or ``zstandard``'s ``stream_reader`` (zstd, multi-frame) with ``ZstdFrames``
+following the frame headers to say the same: a stream that stops before its end
+marker is *truncated*, and the lines decoded before the cut are still delivered. The output is split into lines
 chunk by chunk (so a consumer parses lines while they are still in the CPU
 cache); a line longer than ``max_line_bytes`` is never buffered whole (only its
 first bytes are kept for the quarantine record).
@@ -30,10 +30,7 @@ COMPRESSIONS = ("infer", "none", "gzip", "zstd")
 READ_CHUNK = 1 << 20  # bytes per read of a compressed file
 PLAIN_CHUNK = 1 << 18  # bytes per read of an uncompressed file
 PIECE_BYTES = 1 << 18  # lines are handed on in pieces of at least this many bytes
-ZSTD_CHUNK = 1 << 16  # largest compressed slice per zstd call
-# decompressed bytes aimed at per zstd call: under zstandard's 128 KiB output buffer, so that a call
-# fills one buffer and returns it (more output is gathered in several buffers and joined: ~10% slower)
-ZSTD_TARGET_OUT = 112 << 10
+ZSTD_OUT = 1 << 17  # decompressed bytes per zstd read
 GZIP_MAX_OUT = 1 << 18  # cap on decompressed bytes per zlib call (also bounds gzip bombs)
 
 
@@ -109,40 +106,113 @@ def _gzip_chunks(f: IO[bytes], first: bytes) -> Iterator[bytes]:
         raise StreamError("truncated_stream", "gzip stream ended before its end-of-stream marker")
 
 
+class ZstdFrames:
+    """Follows the frame structure of a zstd stream through its compressed bytes (frame and block
+    headers only, RFC 8878), to tell whether the stream ended on a frame boundary: zstandard's
+    ``stream_reader`` (the fastest way to decompress) returns end-of-data on a cut stream too."""
+
+    __slots__ = ("state", "need", "head", "checksum", "valid", "after_skip")
+
+    def __init__(self) -> None:
+        self.state = "magic"  # what the next ``need`` bytes are (``skip``: bytes to pass over)
+        self.need = 4
+        self.head = b""
+        self.checksum = False
+        self.valid = True
+        self.after_skip = "magic"  # the state that follows a skip
+
+    @property
+    def at_frame_end(self) -> bool:
+        return self.valid and self.state == "magic" and not self.head
+
+    def feed(self, data: bytes) -> None:
+        pos, n = 0, len(data)
+        while pos < n and self.valid:
+            if self.state == "skip":
+                step = min(self.need, n - pos)
+                pos += step
+                self.need -= step
+                if self.need == 0:
+                    self.state, self.need = self.after_skip, 4 if self.after_skip == "magic" else 3
+                continue
+            take = min(self.need - len(self.head), n - pos)
+            self.head += data[pos : pos + take]
+            pos += take
+            if len(self.head) == self.need:
+                head, self.head = self.head, b""
+                self._header(head)
+
+    def _header(self, head: bytes) -> None:
+        if self.state == "magic":
+            magic = int.from_bytes(head, "little")
+            if magic == 0xFD2FB528:
+                self.state, self.need = "descriptor", 1
+            elif magic & 0xFFFFFFF0 == 0x184D2A50:  # skippable frame: its size follows
+                self.state, self.need = "skippable", 4
+            else:
+                self.valid = False  # not zstd: the decompressor reports it
+        elif self.state == "skippable":
+            self._skip(int.from_bytes(head, "little"), "magic")
+        elif self.state == "descriptor":
+            d = head[0]
+            single = (d >> 5) & 1
+            self.checksum = bool((d >> 2) & 1)
+            fcs = (1 if single else 0, 2, 4, 8)[d >> 6]
+            self._skip((0 if single else 1) + (0, 1, 2, 4)[d & 3] + fcs, "block")
+        else:  # block header: last flag, type, size
+            h = int.from_bytes(head, "little")
+            kind, size = (h >> 1) & 3, h >> 3
+            if kind == 3:
+                self.valid = False
+                return
+            content = 1 if kind == 1 else size
+            if h & 1:  # last block of the frame
+                self._skip(content + (4 if self.checksum else 0), "magic")
+            else:
+                self._skip(content, "block")
+
+    def _skip(self, count: int, then: str) -> None:
+        self.after_skip = then
+        if count:
+            self.state, self.need = "skip", count
+        else:
+            self.state, self.need = then, 4 if then == "magic" else 3
+
+
+class _Tee:
+    """A file whose reads also feed a ``ZstdFrames`` (and that starts with bytes already read)."""
+
+    def __init__(self, f: IO[bytes], first: bytes, frames: ZstdFrames) -> None:
+        self.f, self.first, self.frames = f, first, frames
+
+    def read(self, size: int = -1) -> bytes:
+        if self.first:
+            data, self.first = self.first, b""
+        else:
+            data = self.f.read(size)
+        self.frames.feed(data)
+        return data
+
+
 def _zstd_chunks(f: IO[bytes], first: bytes) -> Iterator[bytes]:
-    """zstd frames one after another. ``decompressobj`` has no output cap, so the input is fed in
-    slices sized from the compression ratio seen so far (about ``ZSTD_TARGET_OUT`` bytes out per call)."""
+    """zstd frames one after another, through zstandard's ``stream_reader``; ``ZstdFrames`` tells a
+    stream cut inside a frame (truncated) from one that ended on a frame boundary."""
     import zstandard
 
-    dctx = zstandard.ZstdDecompressor()
-    d = None
+    frames = ZstdFrames()
+    reader = zstandard.ZstdDecompressor().stream_reader(_Tee(f, first, frames), read_size=READ_CHUNK,
+                                                         read_across_frames=True)
     produced = 0
-    pending = memoryview(first)
-    step = 4096  # grows (or shrinks) with the ratio observed
     while True:
-        if not pending:
-            more = f.read(READ_CHUNK)
-            if not more:
-                break
-            pending = memoryview(more)
-        piece, pending = pending[:step], pending[step:]
-        while piece:
-            if d is None:
-                d = dctx.decompressobj()
-            try:
-                out = d.decompress(piece)
-            except zstandard.ZstdError as exc:
-                raise StreamError("unreadable_file" if produced == 0 else "corrupt_stream", f"zstd: {exc}") from exc
-            if out:
-                produced += len(out)
-                step = max(1024, min(ZSTD_CHUNK, int(ZSTD_TARGET_OUT * len(piece) / len(out))))
-                yield out
-            if d.eof:
-                piece = memoryview(d.unused_data)
-                d = None
-            else:
-                piece = b""
-    if d is not None:
+        try:
+            out = reader.read(ZSTD_OUT)
+        except zstandard.ZstdError as exc:
+            raise StreamError("unreadable_file" if produced == 0 else "corrupt_stream", f"zstd: {exc}") from exc
+        if not out:
+            break
+        produced += len(out)
+        yield out
+    if not frames.at_frame_end:
         raise StreamError("truncated_stream", "zstd stream ended inside a frame")
 
 
