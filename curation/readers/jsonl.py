@@ -1,27 +1,30 @@
 """JSON lines (plain, gzip or zstd): the loop shared by the Pile / RedPajama / Dolma readers, and the
 generic reader with a field mapping.
 
-``JsonLinesReader`` owns everything but the format: the decompressed stream arrives in
-pieces of about 256 KiB (``streams.iter_chunks``, or one byte range of a plain file),
-split into lines (``streams.iter_line_chunks``: zero-copy memoryviews when lines are
-long) that are parsed at once, while the piece is still in the CPU cache, with one
-``orjson.loads`` per line (the same work as a raw zstandard + orjson read). Only a piece
-that holds a bad line is parsed line by line to find which lines are bad and why. The
-records of a piece go to the format's one hook, ``fields(recs, state)``, which maps a
-list of records to the document columns (list comprehensions, one ``orjson.dumps`` for
-all the metadata of the piece, see ``dumps_many``). The base then checks what the
-format returned (texts that are strings, sizes, encodable metadata), sends the rest to
-quarantine, and adds the piece to the batch. Texts are encoded to UTF-8 while they are
-still in the cache and joined into the Arrow text column once per batch.
+``JsonLinesReader`` owns everything but the format: the decompressed stream (or one byte
+range of a plain file, ``splits.Split``) is split into lines (``streams.iter_line_chunks``:
+zero-copy memoryviews when lines are long) handed on in pieces of about 256 KiB, parsed at
+once while the piece is still in the CPU cache, with one ``orjson.loads`` per line (the
+same work as a raw zstandard + orjson read). Only a piece that holds a bad line is parsed
+line by line to find which lines are bad and why. The records of a piece go to the
+format's one hook, ``fields(recs, state)``, which maps a list of records to the document
+columns (list comprehensions, one ``orjson.dumps`` for all the metadata of the piece, see
+``dumps_many``). The base turns the texts and the metadata into Arrow at once; those
+conversions are also the checks: a text that is not a string, or metadata orjson could not
+encode, makes them fail, and only then does the piece go record by record to find what
+to quarantine and why. The pieces' columns are joined once per batch; generated ids
+(``<source>/<file>/<line>``) are built then, from the line numbers.
 
 Documents accumulate until the batch holds ``batch_size`` records or ``max_batch_bytes``
 bytes of lines. Only a line longer than ``max_doc_bytes`` can hold a text over the limit
-(decoding never grows a JSON string), so the UTF-8 size check runs on those lines only.
+(decoding never grows a JSON string), so the texts' sizes are only looked at then.
 
-``pyarrow.json.read_json`` was measured as a whole-piece parser and not kept: on one core
-it used more CPU than ``orjson.loads`` per line plus the UTF-8 encoding of the texts
-(15 ms against 11 ms for 8 MB of Pile records) and cannot reproduce orjson's metadata
-bytes (key order per record, number formatting) without a second parse.
+Measured and not kept (``bench/runner.py``, CPU seconds): ``pyarrow.json.read_json`` as a
+whole-piece parser (on one core it used more CPU than ``orjson.loads`` per line plus the
+Arrow conversion of the texts, 15 ms against 11 ms for 8 MB of Pile records, and it cannot
+reproduce orjson's metadata bytes: key order per record, number formatting); texts encoded
+to UTF-8 and joined instead of converted by Arrow (no faster, more page faults); the texts
+of a whole batch converted at once (the same CPU under load, more memory).
 
 Blank lines are not records; they still count for line numbers, which are the positions
 in generated ids and quarantine records (file-global, also in a byte-range split).
