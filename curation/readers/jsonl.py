@@ -119,7 +119,9 @@ class JsonLinesReader(Reader):
         # a line longer than this cannot hold a text under the limit (a JSON escape takes at
         # most 6 bytes per text byte): skip it without buffering it whole
         max_line = 6 * self.max_doc_bytes + (1 << 20)
-        acc = _Batch()
+        # a piece holds at most one carried line and one chunk: 32-bit offsets unless lines may be huge
+        text_type = pa.string() if max_line + (16 << 20) < 2**31 else _LS
+        acc = _Batch(text_type)
         lineno = 0 if split is None else split.first_row  # physical number of the next line
         seen = 0  # records so far (documents + quarantined)
         bs, max_bytes = self.batch_size, self.options.max_batch_bytes
@@ -150,7 +152,7 @@ class JsonLinesReader(Reader):
                 if room <= 0 or budget <= 0:
                     seen += acc.n + len(q)
                     yield acc.table(self.source, prefix), q.take()
-                    acc = _Batch()
+                    acc = _Batch(text_type)
                     continue
                 base = cum[k - 1] if k else 0
                 m = max(1, min(room, bisect_right(cum, base + budget, k, min(len(lines), k + room)) - k))
@@ -192,23 +194,22 @@ class JsonLinesReader(Reader):
         them fail, and the texts' byte lengths are in the offsets."""
         texts, ids, urls, metas = self.fields(recs, state)
         try:
-            text = pa.array(texts, _LS)
-            meta = pa.array(metas, pa.binary())
+            text = pa.array(texts, acc.text_type)
             # a decoded text is never longer than its line: only a long line needs the lengths
-            good = not text.null_count and (max(map(len, raws)) <= self.max_doc_bytes
-                                            or _max_length(text) <= self.max_doc_bytes)
+            good = not text.null_count and set(map(type, metas)) <= _META_TYPES and (
+                max(map(len, raws)) <= self.max_doc_bytes or _max_length(text) <= self.max_doc_bytes)
         except (pa.ArrowTypeError, pa.ArrowInvalid):
             good = False
         if not good:
             gen = ids if ids is not None else [None] * len(recs)
             keep = self._checked(texts, [i if i else prefix + str(n) for i, n in zip(gen, rows)], metas, rows,
                                  raws, q)
-            text = pa.array([texts[k] for k in keep], _LS)
-            meta = pa.array([metas[k] for k in keep], pa.binary())
+            text = pa.array([texts[k] for k in keep], acc.text_type)
+            metas = [metas[k] for k in keep]
             rows = [rows[k] for k in keep]
             ids = None if ids is None else [ids[k] for k in keep]
             urls = None if urls is None else [urls[k] for k in keep]
-        acc.add(text, ids, urls, meta, rows)
+        acc.add(text, ids, urls, metas, rows)
 
     def _checked(self, texts: list, ids: list, metas: list, rows: Sequence[int], raws: list,
                  q: QuarantineBuffer) -> list[int]:
@@ -231,10 +232,11 @@ class JsonLinesReader(Reader):
 
 
 def _max_length(arr: pa.Array) -> int:
-    """The largest value length of a large_string / large_binary array (from its offsets)."""
+    """The largest value length of a string / binary array (from its offsets)."""
     if len(arr) == 0:
         return 0
-    offsets = np.frombuffer(arr.buffers()[1], np.int64, len(arr) + 1, arr.offset * 8)
+    width = 8 if pa.types.is_large_string(arr.type) or pa.types.is_large_binary(arr.type) else 4
+    offsets = np.frombuffer(arr.buffers()[1], np.int64 if width == 8 else np.int32, len(arr) + 1, arr.offset * width)
     return int(np.diff(offsets).max())
 
 
@@ -303,6 +305,7 @@ def _rest_is_blank(path: str, pos: int) -> bool:
 
 _ONLY_DICT = {dict}
 _ONLY_STR = {str}
+_META_TYPES = {bytes, type(None)}
 _STR_OR_NONE = {str, type(None)}
 UNENCODABLE: Any = type("Unencodable", (), {"__repr__": lambda self: "UNENCODABLE"})()
 _SEP = orjson.Fragment(b"\x00") if hasattr(orjson, "Fragment") else None
@@ -344,22 +347,23 @@ def dumps_many(objs: list) -> list:
 
 
 class _Batch:
-    """Columns of the documents of the batch being built. Texts and metadata become Arrow a piece at a
-    time, while the strings are still in the CPU cache; ids are generated from the row numbers when the
-    batch is built (``generated_ids``), except for the documents with ids of their own."""
+    """Columns of the documents of the batch being built. Texts become Arrow a piece at a time, while
+    the strings are still in the CPU cache; ids are generated from the row numbers when the batch is
+    built (``generated_ids``), except for the documents with ids of their own."""
 
-    __slots__ = ("n", "texts", "ids", "urls", "metas", "rows", "nbytes")
+    __slots__ = ("text_type", "n", "texts", "ids", "urls", "metas", "rows", "nbytes")
 
-    def __init__(self) -> None:
+    def __init__(self, text_type: pa.DataType) -> None:
+        self.text_type = text_type  # of the pieces' texts (widened to large_string per batch)
         self.n = 0
         self.texts: list[pa.Array] = []
         self.ids: list[str | None] | None = None  # None: no document has an id of its own (yet)
         self.urls: list[str | None] | None = None  # None: no urls (yet)
-        self.metas: list[pa.Array] = []
+        self.metas: list[bytes | None] = []
         self.rows: list[Sequence[int]] = []
         self.nbytes = 0
 
-    def add(self, text: pa.Array, ids: list | None, urls: list | None, meta: pa.Array, rows: Sequence[int]) -> None:
+    def add(self, text: pa.Array, ids: list | None, urls: list | None, metas: list, rows: Sequence[int]) -> None:
         n = len(text)
         if n == 0:
             return
@@ -376,7 +380,7 @@ class _Batch:
         elif self.urls is not None:
             self.urls += [None] * n
         self.texts.append(text)
-        self.metas.append(meta)
+        self.metas += metas
         self.rows.append(rows)
         self.n += n
 
@@ -394,10 +398,10 @@ class _Batch:
         return pa.Table.from_arrays(
             [
                 ids,
-                _concat(self.texts, _LS),
+                _concat(self.texts, self.text_type).cast(_LS),
                 constant_strings(source, n),
                 pa.array(self.urls, pa.string()) if self.urls is not None else pa.nulls(n, pa.string()),
-                _concat(self.metas, pa.binary()).view(pa.string()),  # orjson output: valid UTF-8
+                pa.array(self.metas, pa.binary()).view(pa.string()),  # orjson output: valid UTF-8
             ],
             schema=DOC_SCHEMA,
         )
