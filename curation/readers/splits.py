@@ -159,14 +159,16 @@ def count_records(path: str, split: Split | None = None) -> int:
     """Records of ``split`` (or of the whole file): rows of its parquet row groups (from the footer),
     or the lines that start in its byte range, blank ones included (they count for line numbers).
     Raises ValueError for a byte range of a compressed file."""
-    if split is not None and split.kind == ROW_GROUPS:
-        import pyarrow.parquet as pq
-
-        with open_binary(path) as f:
-            meta = pq.ParquetFile(f).metadata
-        return sum(meta.row_group(rg).num_rows for rg in range(split.start, min(split.stop, meta.num_row_groups)))
     with open_binary(path) as f:
-        if _is_compressed(path, f.read(4)):
+        head = f.read(4)
+        if (split is None and head == b"PAR1") or (split is not None and split.kind == ROW_GROUPS):
+            import pyarrow.parquet as pq
+
+            f.seek(0)
+            meta = pq.ParquetFile(f).metadata
+            first, stop = (0, meta.num_row_groups) if split is None else (split.start, split.stop)
+            return sum(meta.row_group(rg).num_rows for rg in range(first, min(stop, meta.num_row_groups)))
+        if _is_compressed(path, head):
             raise ValueError(f"{path}: a compressed stream has no byte ranges; read it whole")
         size = f.seek(0, 2)
         start, stop = (0, size) if split is None else (split.start, min(split.stop, size))
