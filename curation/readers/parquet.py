@@ -151,6 +151,8 @@ class ParquetReader(Reader):
             wanted = names if cmap.metadata is None else cmap.metadata
             meta_cols = [n for n in wanted if n in names and n not in taken]
             read_cols = [c for c in names if c in taken or c in meta_cols]
+            if len(read_cols) == len(names):
+                read_cols = None  # every column: no projection
             first, stop = 0, meta.num_row_groups
             if split is not None:
                 first, stop = split.start, min(split.stop, stop)
