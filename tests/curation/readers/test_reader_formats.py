@@ -338,3 +338,30 @@ def test_generated_ids_and_constant_strings(rows):
         arr = constant_strings(value, len(rows))
         arr.validate(full=True)
         assert arr.to_pylist() == [value] * len(rows)
+
+
+def test_reader_options_dataclasses():
+    """One options dataclass per reader: unknown options name the valid ones, values are checked,
+    an options object can be reused with overrides, and config() is JSON for every format."""
+    import dataclasses
+
+    from curation.readers import READERS, JsonlOptions, JsonlReader, PileReader
+
+    with pytest.raises(TypeError, match="no option 'text_field'.*batch_size"):
+        PileReader(text_field="body")  # the Pile's fields are fixed
+    with pytest.raises(ValueError, match="compression"):
+        PileReader(compression="brotli")
+    with pytest.raises(ValueError, match="max_doc_bytes"):
+        JsonlReader(max_doc_bytes=0)
+    opts = JsonlOptions(text_field="body", batch_size=9)
+    r = JsonlReader(opts, source="mine")
+    assert (r.options.text_field, r.batch_size, r.source) == ("body", 9, "mine") and opts.source is None
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        opts.batch_size = 3
+    with pytest.raises(TypeError, match="takes JsonlOptions"):
+        PileReader(opts)
+    for fmt, cls in READERS.items():
+        cfg = cls(source="s").config()
+        assert cfg["format"] == fmt and cfg["source"] == "s"
+        assert orjson.loads(orjson.dumps(cfg)) == {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()}
+    assert get_reader("x.parquet", metadata_fields=["a"]).config()["metadata_fields"] == ("a",)
