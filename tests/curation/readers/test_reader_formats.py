@@ -358,7 +358,7 @@ def test_reader_options_dataclasses():
     assert (r.options.text_field, r.batch_size, r.source) == ("body", 9, "mine") and opts.source is None
     with pytest.raises(dataclasses.FrozenInstanceError):
         opts.batch_size = 3
-    with pytest.raises(TypeError, match="takes JsonlOptions"):
+    with pytest.raises(TypeError, match="takes JsonLinesOptions, got JsonlOptions"):
         PileReader(opts)
     for fmt, cls in READERS.items():
         cfg = cls(source="s").config()
