@@ -52,7 +52,7 @@ import pyarrow.parquet as pq
 from curation import io
 from curation.passes import DEFAULT_MEMORY_PER_WORKER, ExecConfig, Executor, Item, digest
 from curation.readers.base import DEFAULT_BATCH_SIZE, DEFAULT_MAX_DOC_BYTES
-from curation.shard import READ_STAGE, InputSpec, ShardTask, run_shard
+from curation.shard import READ_STAGE, InputSpec, ShardTask, count_split_records, run_shard, split_spec
 from curation.stage import FittedState, GlobalContext, GlobalStage, PhaseShard, Stage, recipe_hash
 from curation.stats import merge_shard_stats
 
@@ -285,33 +285,36 @@ class Runner:
         self.unsplittable = []
         to_count: list[int] = []
         for spec in self.inputs:
-            if limit is None or _file_size(spec.path) <= limit:
+            size = _file_size(spec.path)
+            if limit is None or size <= limit:
                 units.append(spec)
                 continue
             from curation.readers import detect_format, plan_splits
 
             fmt = spec.format or detect_format(spec.path)
             splits = plan_splits(spec.path, fmt, limit)
-            if not splits:
-                self.unsplittable.append(spec.path)
+            if not splits or len(splits) == 1:
+                if not splits:
+                    self.unsplittable.append(spec.path)
                 units.append(spec)
                 continue
-            for sp in splits:
-                if sp.get("first_row") is None:
+            # byte ranges do not know their first line number: count every split of such a file
+            count = any(sp.first_row is None for sp in splits)
+            for i, sp in enumerate(splits):
+                if count:
                     to_count.append(len(units))
-                units.append(dataclasses.replace(spec, split=sp))
+                nbytes = sp.stop - sp.start if sp.kind == "bytes" else size / len(splits)
+                units.append(dataclasses.replace(spec, split=split_spec(sp, i, nbytes)))
         if self.unsplittable:
             logger.info("%d input files are over --max-shard-bytes but cannot be split (compressed streams): %s",
                         len(self.unsplittable), self.unsplittable[:5])
         if to_count:
-            from curation.readers import count_split_records
-
             items = [Item(units[i].shard_id, (units[i].path, units[i].split), inputs=(units[i].path,),
-                          params=units[i].split, weight=float(units[i].split.get("bytes") or 0)) for i in to_count]
+                          params=units[i].split, weight=float(units[i].split["bytes"])) for i in to_count]
             counted = executor.run("plan-count", count_split_records, items,
                                    marker_dir=io.join(self.out, "_passes", "plan-count"), progress="counting records")
             first: dict[str, int] = {}
-            for i, n in zip(to_count, counted.results):
+            for i, n in zip(to_count, counted.results):  # splits of a file are in file order
                 path = units[i].path
                 units[i] = dataclasses.replace(units[i], split=dict(units[i].split, first_row=first.get(path, 0)))
                 first[path] = first.get(path, 0) + int(n)

@@ -37,6 +37,26 @@ logger = logging.getLogger(__name__)
 READ_STAGE = "read"
 
 
+def split_spec(split: Any, index: int, nbytes: float) -> dict[str, Any]:
+    """A :class:`curation.readers.Split` as the JSON-able dict an :class:`InputSpec` carries."""
+    return {"kind": split.kind, "start": split.start, "stop": split.stop, "first_row": split.first_row,
+            "index": index, "bytes": int(nbytes)}
+
+
+def split_of(spec: dict[str, Any]) -> Any:
+    """The reader's :class:`curation.readers.Split` of a split dict."""
+    from curation.readers import Split
+
+    return Split(spec["kind"], spec["start"], spec["stop"], spec.get("first_row"))
+
+
+def count_split_records(path: str, split: dict[str, Any]) -> int:
+    """Records (lines) that start in a split: the runner's counting pass, for file-global row numbers."""
+    from curation.readers import count_records
+
+    return count_records(path, split_of(split))
+
+
 @dataclass
 class InputSpec:
     """One unit of input: a file and how to read it, or one split of a large file.
@@ -173,7 +193,7 @@ def _read_batches(task: ShardTask) -> Iterator[tuple[pa.Table, pa.Table, pa.Tabl
     n_docs = 0
     try:
         batches = (reader.read_with_dropped(task.spec.path) if task.spec.split is None
-                   else reader.read_with_dropped(task.spec.path, split=task.spec.split))
+                   else reader.read_with_dropped(task.spec.path, split=split_of(task.spec.split)))
         for docs, quarantine, dropped in batches:
             if task.limit is not None and n_docs + docs.num_rows >= task.limit:
                 yield docs.slice(0, task.limit - n_docs), quarantine, dropped

@@ -19,6 +19,11 @@ wet            ``*.wet[.gz]``, ``*.warc.wet[.gz]``:       :class:`~curation.read
                Common Crawl text conversions
 =============  =========================================  ==========================================
 
+Large files are read as several work items: ``plan_splits(path, format, max_bytes)`` (parquet
+row groups, byte ranges of uncompressed JSON lines; None for compressed streams),
+``count_records`` and ``assign_first_rows`` give byte ranges their first line number, and
+``reader.read(path, split)`` reads one (see ``curation.readers.splits``).
+
 ``detect_format(path)`` picks one from the extension and name hints in the path
 (the file name first, then its folders, nearest first): ``refinedweb`` / ``falcon``
 for parquet; ``pile``, ``dolma``, ``redpajama`` (also ``arxiv`` and ``c4``, which
@@ -33,12 +38,13 @@ from __future__ import annotations
 
 import re
 
-from curation.readers.base import REASONS, Reader
+from curation.readers.base import REASONS, Reader, ReaderOptions
 from curation.readers.dolma import DolmaReader
-from curation.readers.jsonl import JsonlReader
-from curation.readers.parquet import ParquetReader, RefinedWebReader
+from curation.readers.jsonl import JsonLinesOptions, JsonLinesReader, JsonlOptions, JsonlReader
+from curation.readers.parquet import ParquetMappingOptions, ParquetOptions, ParquetReader, RefinedWebReader
 from curation.readers.pile import PileReader
-from curation.readers.redpajama import RedPajamaReader
+from curation.readers.redpajama import RedPajamaOptions, RedPajamaReader
+from curation.readers.splits import Split, assign_first_rows, count_records, plan_splits
 from curation.readers.warc import WarcReader, WetReader
 
 READERS: dict[str, type[Reader]] = {
@@ -112,12 +118,23 @@ __all__ = [
     "READERS",
     "REASONS",
     "Reader",
+    "ReaderOptions",
+    "Split",
+    "assign_first_rows",
+    "count_records",
     "detect_format",
     "get_reader",
+    "plan_splits",
     "DolmaReader",
+    "JsonLinesOptions",
+    "JsonLinesReader",
+    "JsonlOptions",
     "JsonlReader",
+    "ParquetMappingOptions",
+    "ParquetOptions",
     "ParquetReader",
     "PileReader",
+    "RedPajamaOptions",
     "RedPajamaReader",
     "RefinedWebReader",
     "WarcReader",

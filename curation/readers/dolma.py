@@ -13,56 +13,19 @@ reader's source, ``dolma`` by default).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import Any
 
-import orjson
-
-from curation.readers.base import DEFAULT_BATCH_SIZE, DEFAULT_MAX_DOC_BYTES
-from curation.readers.jsonl import _STR_OR_NONE, DEFAULT_MAX_BATCH_BYTES, JsonlReader, _Batch, dumps_many
+from curation.readers.jsonl import _STR_OR_NONE, MISSING, Fields, JsonLinesReader, dumps_many
 
 _HTTP = ("http://", "https://")
 
 
-class DolmaReader(JsonlReader):
+class DolmaReader(JsonLinesReader):
     format = "dolma"
     default_source = "dolma"
 
-    def __init__(
-        self,
-        source: str | None = None,
-        batch_size: int = DEFAULT_BATCH_SIZE,
-        max_doc_bytes: int = DEFAULT_MAX_DOC_BYTES,
-        id_parents: int = 0,
-        compression: str = "infer",
-        max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
-    ) -> None:
-        super().__init__(
-            source=source,
-            batch_size=batch_size,
-            max_doc_bytes=max_doc_bytes,
-            id_parents=id_parents,
-            text_field="text",
-            id_field="id",
-            url_field=None,
-            compression=compression,
-            max_batch_bytes=max_batch_bytes,
-        )
-
-    def _extract(self, rec: dict, lineno: int, ctx: dict) -> tuple[str, str | None, str | None]:
-        ident = rec.pop("id", None)
-        if ident is not None and type(ident) is not str:
-            ident = str(ident)
-        url = None
-        meta = rec.get("metadata")
-        if type(meta) is dict:
-            url = meta.get("url")
-            if type(url) is not str:
-                url = None
-        if url is None and ident and ident.startswith(_HTTP):
-            url = ident
-        return ident or ctx["prefix"] + str(lineno), url, orjson.dumps(rec).decode() if rec else None
-
-    def _extract_many(self, recs: list[dict], nums: Sequence[int], ctx: dict, acc: _Batch) -> None:
+    def fields(self, recs: list[dict], state: Any) -> Fields:
+        texts = [r.pop("text", MISSING) for r in recs]
         ids = [r.pop("id", None) for r in recs]
         if not set(map(type, ids)) <= _STR_OR_NONE:
             ids = [i if i is None or type(i) is str else str(i) for i in ids]
@@ -70,7 +33,4 @@ class DolmaReader(JsonlReader):
         if not set(map(type, urls)) <= _STR_OR_NONE:
             urls = [u if type(u) is str else None for u in urls]
         urls = [u if u is not None or not i or not i.startswith(_HTTP) else i for u, i in zip(urls, ids)]
-        prefix = ctx["prefix"]
-        acc.ids.extend([i or prefix + str(n) for i, n in zip(ids, nums)])
-        acc.urls.extend(urls)
-        acc.metas.extend(dumps_many(recs))
+        return Fields(texts, ids, urls, dumps_many(recs))

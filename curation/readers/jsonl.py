@@ -1,31 +1,33 @@
-"""JSON-lines reader (plain, gzip or zstd), and the base of the Pile / RedPajama / Dolma readers.
+"""JSON lines (plain, gzip or zstd): the loop shared by the Pile / RedPajama / Dolma readers, and the
+generic reader with a field mapping.
 
-The decompressed stream arrives in pieces of about 256 KiB (``streams.iter_chunks``)
-that are split into lines (``streams.iter_line_chunks``: zero-copy memoryviews when
-lines are long) and parsed at once, while the piece is still in the CPU cache, with
-one ``orjson.loads`` per line in a list comprehension (the same work as a raw
-zstandard + orjson read). Only a piece that holds a bad line goes through the slow
-per-line path that finds which lines are bad and why. A clean piece is turned into
-columns a piece at a time (``_pop_texts`` / ``_extract_many``: list comprehensions and one
-``orjson.dumps`` for all its metadata, see ``dumps_many``); a piece with a bad record or
-an oversize line goes record by record (``_parse_records``, the reference the batched
-hooks are tested against, ``tests/curation/readers/test_reader_batched.py``). The text
-column is converted to Arrow piece by piece while the strings are still in the cache
-(for 40 KB documents this took 15-35% off the read) and concatenated once per batch.
+``JsonLinesReader`` owns everything but the format: the decompressed stream (or one byte
+range of a plain file, ``splits.Split``) is split into lines (``streams.iter_line_chunks``:
+zero-copy memoryviews when lines are long) handed on in pieces of about 256 KiB, parsed at
+once while the piece is still in the CPU cache, with one ``orjson.loads`` per line (the
+same work as a raw zstandard + orjson read). Only a piece that holds a bad line is parsed
+line by line to find which lines are bad and why. The records of a piece go to the
+format's one hook, ``fields(recs, state)``, which maps a list of records to the document
+columns (list comprehensions, one ``orjson.dumps`` for all the metadata of the piece, see
+``dumps_many``). The base turns the texts and the metadata into Arrow at once; those
+conversions are also the checks: a text that is not a string, or metadata orjson could not
+encode, makes them fail, and only then does the piece go record by record to find what
+to quarantine and why. The pieces' columns are joined once per batch; generated ids
+(``<source>/<file>/<line>``) are built then, from the line numbers.
+
 Documents accumulate until the batch holds ``batch_size`` records or ``max_batch_bytes``
 bytes of lines. Only a line longer than ``max_doc_bytes`` can hold a text over the limit
-(decoding never grows a JSON string), so the UTF-8 size check runs on those lines only.
+(decoding never grows a JSON string), so the texts' sizes are only looked at then.
 
-``pyarrow.json.read_json`` was measured as a whole-piece fast path and not kept: on one
-core it used more CPU than ``orjson.loads`` per line (about 11-12 ms against 8 ms for
-5.8 MB of demo records) and cannot reproduce orjson's metadata bytes (key order per
-record, number formatting) without a second parse.
+Measured and not kept (``bench/runner.py``, CPU seconds): ``pyarrow.json.read_json`` as a
+whole-piece parser (on one core it used more CPU than ``orjson.loads`` per line plus the
+Arrow conversion of the texts, 15 ms against 11 ms for 8 MB of Pile records, and it cannot
+reproduce orjson's metadata bytes: key order per record, number formatting); texts encoded
+to UTF-8 and joined instead of converted by Arrow (no faster, more page faults); the texts
+of a whole batch converted at once (the same CPU under load, more memory).
 
-Generic field mapping: ``text_field`` (default ``text``), ``id_field`` (default
-``id``; missing ids are generated), ``url_field`` (default ``url``); a dotted name
-(``meta.url``) reaches into a nested object. Every other field goes to ``metadata``
-as JSON (null when nothing is left). Blank lines are not records; they still count
-for line numbers, which are the positions in generated ids and quarantine records.
+Blank lines are not records; they still count for line numbers, which are the positions
+in generated ids and quarantine records (file-global, also in a byte-range split).
 """
 
 from __future__ import annotations
@@ -33,26 +35,251 @@ from __future__ import annotations
 import logging
 from bisect import bisect_right
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from itertools import accumulate
-from typing import Any
+from typing import Any, NamedTuple
 
+import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from curation.readers.base import (
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_MAX_DOC_BYTES,
     QuarantineBuffer,
     Reader,
+    ReaderOptions,
+    constant_strings,
+    generated_ids,
+    open_binary,
 )
+from curation.readers.splits import BYTES, Split
 from curation.readers.streams import COMPRESSIONS, iter_chunks, iter_line_chunks
 from curation.schema import DOC_SCHEMA
 
 logger = logging.getLogger(__name__)
 
-_MISSING = object()
+MISSING: Any = type("Missing", (), {"__repr__": lambda self: "MISSING"})()  # a field that is absent
 _BOM = b"\xef\xbb\xbf"
+_LS = pa.large_string()
 DEFAULT_MAX_BATCH_BYTES = 64 << 20
+
+
+@dataclass(frozen=True, kw_only=True)
+class JsonLinesOptions(ReaderOptions):
+    """``compression``: infer (from the extension and the magic bytes), none, gzip, zstd.
+    ``max_batch_bytes``: a batch ends when its lines reach this many bytes."""
+
+    compression: str = "infer"
+    max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.compression not in COMPRESSIONS:
+            raise ValueError(f"compression must be one of {COMPRESSIONS}, got {self.compression!r}")
+        if self.max_batch_bytes <= 0:
+            raise ValueError(f"max_batch_bytes must be positive, got {self.max_batch_bytes}")
+
+
+class Fields(NamedTuple):
+    """What a format makes of a list of records (one entry per record, in order)."""
+
+    texts: list  # the text values, as found (the base quarantines what is not a string)
+    ids: list[str | None] | None  # own ids (None or "": generated); None: the format has no ids
+    urls: list[str | None] | None  # None: no urls
+    metas: list  # metadata JSON (``dumps_many``: bytes, None, or UNENCODABLE)
+
+
+class JsonLinesReader(Reader):
+    """The JSON-lines loop. A format implements ``fields`` (and ``file_state`` when it needs per-file
+    state, e.g. a subset name from the path)."""
+
+    container = "jsonl"
+    Options: type[JsonLinesOptions] = JsonLinesOptions
+    options: JsonLinesOptions
+
+    def file_state(self, path: str) -> Any:
+        """Per-file state handed to ``fields`` (None unless a format needs some)."""
+        return None
+
+    def fields(self, recs: list[dict], state: Any) -> Fields:
+        """Map records (dicts, which may be changed in place) to the document columns."""
+        raise NotImplementedError
+
+    # -- the loop -----------------------------------------------------------------
+
+    def read(self, path: str, split: Split | None = None) -> Iterator[tuple[pa.Table, pa.Table]]:
+        if split is not None and split.kind != BYTES:
+            raise ValueError(f"a JSON-lines reader reads byte-range splits, got {split.kind!r}")
+        if split is not None and split.first_row is None:
+            raise ValueError(f"split {split.key()} has no first_row; count the lines before it (count_records)")
+        q = QuarantineBuffer(path, self.source)
+        state = self.file_state(path)
+        prefix = self.id_prefix(path)
+        starts_file = split is None or split.starts_file
+        # a line longer than this cannot hold a text under the limit (a JSON escape takes at
+        # most 6 bytes per text byte): skip it without buffering it whole
+        max_line = 6 * self.max_doc_bytes + (1 << 20)
+        # a piece holds at most one carried line and one chunk: 32-bit offsets unless lines may be huge
+        text_type = pa.string() if max_line + (16 << 20) < 2**31 else _LS
+        acc = _Batch(text_type)
+        lineno = 0 if split is None else split.first_row  # physical number of the next line
+        seen = 0  # records so far (documents + quarantined)
+        bs, max_bytes = self.batch_size, self.options.max_batch_bytes
+        chunks = iter_chunks(path, self.options.compression, None if split is None else (split.start, split.stop))
+        for item in iter_line_chunks(chunks, max_line):
+            if item[0] == "error":
+                _, exc, partial = item
+                if exc.reason == "empty_file":
+                    break
+                pos = lineno if exc.reason in ("truncated_stream", "corrupt_stream") else -1
+                if pos < 0 and not starts_file:
+                    break  # a file-level record belongs to the split that starts the file
+                logger.warning("%s: %s (line %d)", path, exc, pos)
+                q.add(pos, exc.reason, prefix + str(pos) if pos >= 0 else prefix.rstrip("/"),
+                      partial or exc.detail.encode())
+                break
+            _, lines, big = item
+            oversize = {}
+            if big:
+                nums = [lineno + k for k, x in enumerate(lines) if x is None]
+                oversize = dict(zip(nums, big))
+            sizes = (len(x) if x is not None else 0 for x in lines) if big else map(len, lines)
+            cum = list(accumulate(sizes))
+            k = 0
+            while k < len(lines):
+                room = bs - acc.n - len(q)
+                budget = max_bytes - acc.nbytes
+                if room <= 0 or budget <= 0:
+                    seen += acc.n + len(q)
+                    yield acc.table(self.source, prefix), q.take()
+                    acc = _Batch(text_type)
+                    continue
+                base = cum[k - 1] if k else 0
+                m = max(1, min(room, bisect_right(cum, base + budget, k, min(len(lines), k + room)) - k))
+                self._piece(lines[k : k + m], lineno + k, oversize, q, state, prefix, acc)
+                acc.nbytes += cum[k + m - 1] - base
+                k += m
+            lineno += len(lines)
+        if acc.n or len(q):
+            seen += acc.n + len(q)
+            yield acc.table(self.source, prefix), q.take()
+        if seen == 0 and starts_file and (split is None or _rest_is_blank(path, split.stop)):
+            q.add(-1, "empty_file", prefix.rstrip("/"), b"")
+            yield DOC_SCHEMA.empty_table(), q.take()
+
+    def _piece(
+        self, lines: list, start: int, oversize: dict[int, bytes], q: QuarantineBuffer, state: Any, prefix: str,
+        acc: _Batch,
+    ) -> None:
+        """Lines ``start``, ``start + 1``... into ``acc`` (documents) and ``q`` (the rest)."""
+        loads = orjson.loads
+        mark = len(q)
+        try:
+            recs = [loads(line) for line in lines]
+            rows: Sequence[int] = range(start, start + len(lines))
+            raws = lines
+        except (orjson.JSONDecodeError, TypeError):  # TypeError: an oversize line (None)
+            recs, rows, raws = _parse_lines(lines, start, oversize, q, prefix)
+        if set(map(type, recs)) != _ONLY_DICT:
+            recs, rows, raws = _objects_only(recs, rows, raws, q, prefix)
+        if recs:
+            self._documents(recs, rows, raws, q, state, prefix, acc)
+        if len(q) > mark + 1:
+            q.sort_from(mark)
+
+    def _documents(self, recs: list[dict], rows: Sequence[int], raws: list, q: QuarantineBuffer, state: Any,
+                   prefix: str, acc: _Batch) -> None:
+        """The format's columns of ``recs``; what is not a document goes to ``q``. The Arrow conversions
+        are the checks: a text that is not a string (or null) or metadata that could not be encoded make
+        them fail, and the texts' byte lengths are in the offsets."""
+        texts, ids, urls, metas = self.fields(recs, state)
+        try:
+            text = pa.array(texts, acc.text_type)
+            # a decoded text is never longer than its line: only a long line needs the lengths
+            good = not text.null_count and set(map(type, metas)) <= _META_TYPES and (
+                max(map(len, raws)) <= self.max_doc_bytes or _max_length(text) <= self.max_doc_bytes)
+        except (pa.ArrowTypeError, pa.ArrowInvalid):
+            good = False
+        if not good:
+            gen = ids if ids is not None else [None] * len(recs)
+            keep = self._checked(texts, [i if i else prefix + str(n) for i, n in zip(gen, rows)], metas, rows,
+                                 raws, q)
+            text = pa.array([texts[k] for k in keep], acc.text_type)
+            metas = [metas[k] for k in keep]
+            rows = [rows[k] for k in keep]
+            ids = None if ids is None else [ids[k] for k in keep]
+            urls = None if urls is None else [urls[k] for k in keep]
+        acc.add(text, ids, urls, metas, rows)
+
+    def _checked(self, texts: list, ids: list, metas: list, rows: Sequence[int], raws: list,
+                 q: QuarantineBuffer) -> list[int]:
+        """Indices of the records that are documents; the others go to quarantine with their reason."""
+        limit = self.max_doc_bytes
+        keep = []
+        for k, text in enumerate(texts):
+            if type(text) is not str:
+                reason = "missing_text" if text is MISSING else "null_text" if text is None else "non_string_text"
+            elif len(text) * 4 > limit and len(text.encode("utf-8")) > limit:
+                reason = "doc_too_large"
+            elif metas[k] is UNENCODABLE:
+                logger.warning("line %d: record nested too deeply to encode its metadata", rows[k])
+                reason = "malformed_json"
+            else:
+                keep.append(k)
+                continue
+            q.add(rows[k], reason, ids[k], raws[k])
+        return keep
+
+
+def _max_length(arr: pa.Array) -> int:
+    """The largest value length of a string / binary array (from its offsets)."""
+    if len(arr) == 0:
+        return 0
+    width = 8 if pa.types.is_large_string(arr.type) or pa.types.is_large_binary(arr.type) else 4
+    offsets = np.frombuffer(arr.buffers()[1], np.int64 if width == 8 else np.int32, len(arr) + 1, arr.offset * width)
+    return int(np.diff(offsets).max())
+
+
+def _parse_lines(lines: list, start: int, oversize: dict[int, bytes], q: QuarantineBuffer,
+                 prefix: str) -> tuple[list, list[int], list]:
+    """Parse line by line: the records with their line numbers and lines; bad lines go to ``q``."""
+    loads = orjson.loads
+    recs, rows, raws = [], [], []
+    for k, line in enumerate(lines):
+        n = start + k
+        if line is None:
+            q.add(n, "doc_too_large", prefix + str(n), oversize.get(n))
+            continue
+        line = bytes(line)
+        try:
+            rec = loads(line)
+        except orjson.JSONDecodeError as exc:
+            if not line.strip():
+                continue  # a blank line is not a record
+            if not line.startswith(_BOM):
+                q.add(n, _bad_line_reason(line, exc), prefix + str(n), line)
+                continue
+            try:
+                rec = loads(line[3:])
+            except orjson.JSONDecodeError as exc2:
+                q.add(n, _bad_line_reason(line, exc2), prefix + str(n), line)
+                continue
+        recs.append(rec)
+        rows.append(n)
+        raws.append(line)
+    return recs, rows, raws
+
+
+def _objects_only(recs: list, rows: Sequence[int], raws: list, q: QuarantineBuffer,
+                  prefix: str) -> tuple[list, list[int], list]:
+    """The records that are JSON objects; the others are quarantined as ``malformed_json``."""
+    keep = []
+    for k, r in enumerate(recs):
+        if type(r) is dict:
+            keep.append(k)
+        else:
+            q.add(rows[k], "malformed_json", prefix + str(rows[k]), raws[k])
+    return [recs[k] for k in keep], [rows[k] for k in keep], [raws[k] for k in keep]
 
 
 def _bad_line_reason(line: bytes, exc: Exception) -> str:
@@ -64,312 +291,38 @@ def _bad_line_reason(line: bytes, exc: Exception) -> str:
     return "invalid_utf8" if "surrogate" in str(exc) else "malformed_json"
 
 
-def _text_reason(value: Any) -> str:
-    if value is _MISSING:
-        return "missing_text"
-    if value is None:
-        return "null_text"
-    return "non_string_text"
-
-
-def _pop_path(rec: dict, parts: tuple[str, ...]) -> Any:
-    """Pop ``a.b.c`` from nested dicts; ``_MISSING`` when absent."""
-    obj = rec
-    for p in parts[:-1]:
-        obj = obj.get(p)
-        if type(obj) is not dict:
-            return _MISSING
-    return obj.pop(parts[-1], _MISSING)
-
-
-class JsonlReader(Reader):
-    """Generic JSON lines with a field mapping. ``compression``: infer (from the extension), none, gzip, zstd."""
-
-    format = "jsonl"
-    default_source = "jsonl"
-    # build a piece's columns with the batched hooks (False: record by record, the reference path)
-    _batched = True
-
-    def __init__(
-        self,
-        source: str | None = None,
-        batch_size: int = DEFAULT_BATCH_SIZE,
-        max_doc_bytes: int = DEFAULT_MAX_DOC_BYTES,
-        text_field: str = "text",
-        id_field: str | None = "id",
-        url_field: str | None = "url",
-        compression: str = "infer",
-        max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
-        id_parents: int = 0,
-    ) -> None:
-        super().__init__(source=source, batch_size=batch_size, max_doc_bytes=max_doc_bytes, id_parents=id_parents)
-        if compression not in COMPRESSIONS:
-            raise ValueError(f"compression must be one of {COMPRESSIONS}, got {compression!r}")
-        if not text_field:
-            raise ValueError("text_field must be a field name")
-        self.text_field = text_field
-        self.id_field = id_field
-        self.url_field = url_field
-        self.compression = compression
-        self.max_batch_bytes = max_batch_bytes
-
-    # -- per-format hooks ---------------------------------------------------------
-
-    def _file_context(self, path: str) -> dict:
-        """Per-file state handed to ``_extract`` (the id prefix, a subset name...)."""
-        return {"prefix": self.id_prefix(path)}
-
-    def _pop_text(self, rec: dict) -> Any:
-        if "." in self.text_field:
-            return _pop_path(rec, tuple(self.text_field.split(".")))
-        return rec.pop(self.text_field, _MISSING)
-
-    def _extract(self, rec: dict, lineno: int, ctx: dict) -> tuple[str, str | None, str | None]:
-        """(id, url, metadata JSON) of a record whose text was already popped."""
-        ident = None
-        if self.id_field:
-            ident = _pop_path(rec, tuple(self.id_field.split("."))) if "." in self.id_field else rec.pop(
-                self.id_field, None
-            )
-            if ident is _MISSING:
-                ident = None
-            elif ident is not None and type(ident) is not str:
-                ident = orjson.dumps(ident).decode() if isinstance(ident, (dict, list)) else str(ident)
-        url = None
-        if self.url_field:
-            parts = tuple(self.url_field.split("."))
-            url = _pop_path(rec, parts) if len(parts) > 1 else rec.pop(self.url_field, _MISSING)
-            if url is _MISSING:
-                url = None
-            elif url is not None and type(url) is not str:  # keep odd values where they were
-                rec[self.url_field] = url
-                url = None
-        return (
-            ident if ident else ctx["prefix"] + str(lineno),
-            url,
-            orjson.dumps(rec).decode() if rec else None,
-        )
-
-    def _failed_id(self, rec: Any, lineno: int, ctx: dict) -> str:
-        """Id for a record that goes to quarantine: its own id when it has one."""
-        if type(rec) is dict and self.id_field and "." not in self.id_field:
-            own = rec.get(self.id_field)
-            if own is not None and own != "":
-                return str(own)
-        return ctx["prefix"] + str(lineno)
-
-    # -- the loop -----------------------------------------------------------------
-
-    def read(self, path: str) -> Iterator[tuple[pa.Table, pa.Table]]:
-        q = QuarantineBuffer(path, self.source)
-        ctx = self._file_context(path)
-        # a line longer than this cannot hold a text under the limit (a JSON escape takes at
-        # most 6 bytes per text byte): skip it without buffering it whole
-        max_line = 6 * self.max_doc_bytes + (1 << 20)
-        acc = _Batch()
-        lineno = 0  # physical number of the next line
-        seen = 0  # records so far (documents + quarantined)
-        bs = self.batch_size
-        for item in iter_line_chunks(iter_chunks(path, self.compression), max_line):
-            if item[0] == "error":
-                _, exc, partial = item
-                if exc.reason == "empty_file":
-                    break
-                pos = lineno if exc.reason in ("truncated_stream", "corrupt_stream") else -1
-                logger.warning("%s: %s (line %d)", path, exc, pos)
-                ident = ctx["prefix"] + str(pos) if pos >= 0 else ctx["prefix"].rstrip("/")
-                q.add(pos, exc.reason, ident, partial or exc.detail.encode())
-                break
-            _, lines, big = item
-            oversize = {}
-            if big:
-                nums = [lineno + k for k, x in enumerate(lines) if x is None]
-                oversize = dict(zip(nums, big))
-            cum = list(accumulate(map(len, lines) if not big else (len(x) if x is not None else 0 for x in lines)))
-            k = 0
-            while k < len(lines):
-                room = bs - len(acc.ids) - len(q)
-                budget = self.max_batch_bytes - acc.nbytes
-                if room <= 0 or budget <= 0:
-                    seen += len(acc.ids) + len(q)
-                    yield self._table(acc), q.take()
-                    acc = _Batch()
-                    continue
-                base = cum[k - 1] if k else 0
-                m = max(1, min(room, bisect_right(cum, base + budget, k, min(len(lines), k + room)) - k))
-                self._parse(lines[k : k + m], lineno + k, oversize, q, ctx, acc)
-                acc.nbytes += cum[k + m - 1] - base
-                k += m
-            lineno += len(lines)
-        if acc.ids or len(q):
-            seen += len(acc.ids) + len(q)
-            yield self._table(acc), q.take()
-        if seen == 0:
-            q.add(-1, "empty_file", ctx["prefix"].rstrip("/"), b"")
-            yield DOC_SCHEMA.empty_table(), q.take()
-
-    def _table(self, acc: _Batch) -> pa.Table:
-        n = len(acc.ids)
-        return pa.Table.from_arrays(
-            [
-                pa.array(acc.ids, pa.string()),
-                acc.text_array(),
-                pa.array([self.source] * n, pa.string()),
-                pa.array(acc.urls, pa.string()),
-                pa.array(acc.metas, pa.string()),
-            ],
-            schema=DOC_SCHEMA,
-        )
-
-    def _parse(
-        self, lines: list, start: int, oversize: dict[int, bytes], q: QuarantineBuffer, ctx: dict, acc: _Batch
-    ) -> None:
-        """Parse ``lines`` (line ``start`` onwards) into ``acc`` and ``q``."""
-        loads = orjson.loads
-        try:
-            recs = [loads(line) for line in lines]
-            nums = None
-            kept = lines
-        except (orjson.JSONDecodeError, TypeError):
-            recs, nums, kept = [], [], []
-            for k, line in enumerate(lines):
-                n = start + k
-                if line is None:
-                    q.add(n, "doc_too_large", ctx["prefix"] + str(n), oversize.get(n))
-                    continue
-                line = bytes(line)
-                try:
-                    rec = loads(line)
-                except orjson.JSONDecodeError as exc:
-                    if not line.strip():
-                        continue  # a blank line is not a record
-                    if not line.startswith(_BOM):
-                        q.add(n, _bad_line_reason(line, exc), ctx["prefix"] + str(n), line)
-                        continue
-                    try:
-                        rec = loads(line[3:])
-                    except orjson.JSONDecodeError as exc2:
-                        q.add(n, _bad_line_reason(line, exc2), ctx["prefix"] + str(n), line)
-                        continue
-                recs.append(rec)
-                nums.append(n)
-                kept.append(line)
-        if not recs:
-            return
-        # only a line longer than the limit can hold a text over it (decoding never grows a JSON string)
-        check_size = max(map(len, kept)) > self.max_doc_bytes
-        texts = None
-        if self._batched and set(map(type, recs)) == _ONLY_DICT:
-            texts = self._pop_texts(recs)
-            if not check_size and set(map(type, texts)) == _ONLY_STR:
-                # the common case: every record is a document; columns are built a piece at a time
-                self._extract_many(recs, range(start, start + len(recs)) if nums is None else nums, ctx, acc)
-                acc.add_texts(texts)
-                return
-        self._parse_records(recs, texts, nums, start, kept, check_size, q, ctx, acc)
-        acc.add_texts([])
-
-    def _parse_records(
-        self,
-        recs: list,
-        texts: list | None,
-        nums: list[int] | None,
-        start: int,
-        kept: list,
-        check_size: bool,
-        q: QuarantineBuffer,
-        ctx: dict,
-        acc: _Batch,
-    ) -> None:
-        """The record-by-record path (a piece with a bad record or a line over ``max_doc_bytes``);
-        ``texts`` are the texts already popped from ``recs`` (None: not popped yet)."""
-        limit = self.max_doc_bytes
-        ids, urls, metas = acc.ids, acc.urls, acc.metas
-        out_texts = acc.texts
-        extract = self._extract
-        pop_text = self._pop_text
-        for k, rec in enumerate(recs):
-            n = start + k if nums is None else nums[k]
-            if type(rec) is not dict:
-                q.add(n, "malformed_json", ctx["prefix"] + str(n), kept[k])
-                continue
-            text = pop_text(rec) if texts is None else texts[k]
-            if type(text) is not str:
-                q.add(n, _text_reason(text), self._failed_id(rec, n, ctx), kept[k])
-                continue
-            ident, url, meta = extract(rec, n, ctx)
-            if check_size and len(text) * 4 > limit and len(text.encode("utf-8")) > limit:
-                q.add(n, "doc_too_large", ident, kept[k])
-                continue
-            ids.append(ident)
-            out_texts.append(text)
-            urls.append(url)
-            metas.append(meta)
-
-    # -- batched hooks (the same results as the per-record hooks, a piece at a time) ---------
-
-    def _pop_texts(self, recs: list[dict]) -> list:
-        """``_pop_text`` of every record."""
-        if "." in self.text_field or type(self)._pop_text is not JsonlReader._pop_text:
-            return [self._pop_text(r) for r in recs]
-        field = self.text_field
-        return [r.pop(field, _MISSING) for r in recs]
-
-    def _extract_many(self, recs: list[dict], nums: Sequence[int], ctx: dict, acc: _Batch) -> None:
-        """``_extract`` of every record (texts already popped), appended to ``acc``. A subclass that
-        overrides ``_extract`` overrides this too (or gets the record-by-record ``_extract_each``)."""
-        if (
-            type(self)._extract is not JsonlReader._extract
-            or (self.id_field and "." in self.id_field)
-            or (self.url_field and "." in self.url_field)
-        ):
-            self._extract_each(recs, nums, ctx, acc)
-            return
-        n = len(recs)
-        idf, urlf = self.id_field, self.url_field
-        ids = [r.pop(idf, None) for r in recs] if idf else [None] * n
-        if not set(map(type, ids)) <= _STR_OR_NONE:
-            ids = [_id_str(i) for i in ids]
-        if urlf:
-            urls = [r.pop(urlf, None) for r in recs]
-            if not set(map(type, urls)) <= _STR_OR_NONE:
-                for k, url in enumerate(urls):
-                    if url is not None and type(url) is not str:  # keep odd values where they were
-                        recs[k][urlf] = url
-                        urls[k] = None
-        else:
-            urls = [None] * n
-        prefix = ctx["prefix"]
-        acc.ids.extend([i if i else prefix + str(m) for i, m in zip(ids, nums)])
-        acc.urls.extend(urls)
-        acc.metas.extend(dumps_many(recs))
-
-    def _extract_each(self, recs: list[dict], nums: Sequence[int], ctx: dict, acc: _Batch) -> None:
-        """``_extract`` record by record (the reference the batched hooks must match)."""
-        extract = self._extract
-        ids, urls, metas = acc.ids, acc.urls, acc.metas
-        for rec, n in zip(recs, nums):
-            ident, url, meta = extract(rec, n, ctx)
-            ids.append(ident)
-            urls.append(url)
-            metas.append(meta)
-
-
-def _id_str(ident: Any) -> str | None:
-    """An id value as ``_extract`` stores it: strings as they are, objects as JSON, the rest via ``str``."""
-    if ident is None or type(ident) is str:
-        return ident
-    return orjson.dumps(ident).decode() if isinstance(ident, (dict, list)) else str(ident)
+def _rest_is_blank(path: str, pos: int) -> bool:
+    """True when the file holds only whitespace from byte ``pos`` on (no record after a split)."""
+    with open_binary(path) as f:
+        f.seek(pos)
+        while True:
+            buf = f.read(1 << 16)
+            if not buf:
+                return True
+            if buf.strip():
+                return False
 
 
 _ONLY_DICT = {dict}
 _ONLY_STR = {str}
+_META_TYPES = {bytes, type(None)}
 _STR_OR_NONE = {str, type(None)}
+UNENCODABLE: Any = type("Unencodable", (), {"__repr__": lambda self: "UNENCODABLE"})()
 _SEP = orjson.Fragment(b"\x00") if hasattr(orjson, "Fragment") else None
 
 
-def dumps_many(objs: list[dict | None]) -> list[bytes | None]:
-    """``orjson.dumps(o) if o else None`` for every dict (or None), as UTF-8 bytes, with one ``orjson.dumps`` call.
+def _dumps_one(o: Any) -> Any:
+    if not o:
+        return None
+    try:
+        return orjson.dumps(o)
+    except orjson.JSONEncodeError:
+        return UNENCODABLE
+
+
+def dumps_many(objs: list) -> list:
+    """``orjson.dumps(o) if o else None`` for every dict (or None), as UTF-8 bytes, with one ``orjson.dumps``
+    call; ``UNENCODABLE`` for an object orjson cannot encode (nested deeper than 255 levels).
 
     The objects are serialised as one list with a NUL byte between them (a raw NUL never
     occurs in orjson's output: control characters in strings are escaped), then split.
@@ -379,45 +332,159 @@ def dumps_many(objs: list[dict | None]) -> list[bytes | None]:
     if n == 0:
         return []
     if _SEP is None or n == 1:
-        return [orjson.dumps(o) if o else None for o in objs]
+        return [_dumps_one(o) for o in objs]
     inter = [_SEP] * (2 * n - 1)
     inter[::2] = objs
     try:
         out = orjson.dumps(inter)[1:-1].split(b",\x00,")
     except orjson.JSONEncodeError:
-        return [orjson.dumps(o) if o else None for o in objs]
+        return [_dumps_one(o) for o in objs]
     if len(out) != n:  # cannot happen (no raw NUL in orjson output); stay exact anyway
-        return [orjson.dumps(o) if o else None for o in objs]
+        return [_dumps_one(o) for o in objs]
     if b"{}" in out or b"null" in out:
         return [p if o else None for p, o in zip(out, objs)]
     return out
 
 
 class _Batch:
-    """Columns of the documents of the batch being built."""
+    """Columns of the documents of the batch being built. Texts become Arrow a piece at a time, while
+    the strings are still in the CPU cache; ids are generated from the row numbers when the batch is
+    built (``generated_ids``), except for the documents with ids of their own."""
 
-    __slots__ = ("ids", "texts", "text_chunks", "urls", "metas", "nbytes")
+    __slots__ = ("text_type", "n", "texts", "ids", "urls", "metas", "rows", "nbytes")
 
-    def __init__(self) -> None:
-        self.ids: list[str] = []
-        self.texts: list[str] = []  # texts not yet in text_chunks
-        self.text_chunks: list[pa.Array] = []
-        self.urls: list[str | None] = []
-        self.metas: list[str | bytes | None] = []  # JSON text (bytes from the batched path)
+    def __init__(self, text_type: pa.DataType) -> None:
+        self.text_type = text_type  # of the pieces' texts (widened to large_string per batch)
+        self.n = 0
+        self.texts: list[pa.Array] = []
+        self.ids: list[str | None] | None = None  # None: no document has an id of its own (yet)
+        self.urls: list[str | None] | None = None  # None: no urls (yet)
+        self.metas: list[bytes | None] = []
+        self.rows: list[Sequence[int]] = []
         self.nbytes = 0
 
-    def add_texts(self, texts: list[str]) -> None:
-        """Append ``texts`` (after those still in ``self.texts``) to the text column as one Arrow chunk,
-        converted while the strings are still in the CPU cache, so that they are freed piece by piece."""
-        if self.texts:
-            texts = self.texts + texts
-            self.texts = []
-        if texts:
-            self.text_chunks.append(pa.array(texts, pa.large_string()))
+    def add(self, text: pa.Array, ids: list | None, urls: list | None, metas: list, rows: Sequence[int]) -> None:
+        n = len(text)
+        if n == 0:
+            return
+        if ids is not None:
+            if self.ids is None:
+                self.ids = [None] * self.n
+            self.ids += ids
+        elif self.ids is not None:
+            self.ids += [None] * n
+        if urls is not None:
+            if self.urls is None:
+                self.urls = [None] * self.n
+            self.urls += urls
+        elif self.urls is not None:
+            self.urls += [None] * n
+        self.texts.append(text)
+        self.metas += metas
+        self.rows.append(rows)
+        self.n += n
 
-    def text_array(self) -> pa.Array:
-        self.add_texts([])
-        chunks = self.text_chunks
-        if len(chunks) == 1:
-            return chunks[0]
-        return pa.concat_arrays(chunks) if chunks else pa.array([], pa.large_string())
+    def table(self, source: str, prefix: str) -> pa.Table:
+        n = self.n
+        ids = None
+        if self.ids is not None:
+            ids = pa.array(self.ids, pa.string())
+            missing = not all(self.ids)
+        if ids is None or missing:
+            rows = np.concatenate([np.arange(r.start, r.stop) if type(r) is range else np.asarray(r, np.int64)
+                                   for r in self.rows]) if n else np.empty(0, np.int64)
+            gen = generated_ids(prefix, rows)
+            ids = gen if ids is None else pc.if_else(pc.fill_null(pc.not_equal(ids, ""), False), ids, gen)
+        return pa.Table.from_arrays(
+            [
+                ids,
+                _concat(self.texts, self.text_type).cast(_LS),
+                constant_strings(source, n),
+                pa.array(self.urls, pa.string()) if self.urls is not None else pa.nulls(n, pa.string()),
+                pa.array(self.metas, pa.binary()).view(pa.string()),  # orjson output: valid UTF-8
+            ],
+            schema=DOC_SCHEMA,
+        )
+
+
+def _concat(chunks: list[pa.Array], type: pa.DataType) -> pa.Array:
+    if len(chunks) == 1:
+        return chunks[0]
+    return pa.concat_arrays(chunks) if chunks else pa.array([], type)
+
+
+# -- the generic reader -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class JsonlOptions(JsonLinesOptions):
+    """Field mapping of the generic reader: ``text_field`` (default ``text``), ``id_field`` (``id``;
+    missing ids are generated), ``url_field`` (``url``); a dotted name (``meta.url``) reaches into a
+    nested object. Every other field goes to ``metadata`` as JSON (null when nothing is left)."""
+
+    text_field: str = "text"
+    id_field: str | None = "id"
+    url_field: str | None = "url"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.text_field:
+            raise ValueError("text_field must be a field name")
+
+
+class JsonlReader(JsonLinesReader):
+    """Generic JSON lines with a field mapping (``JsonlOptions``)."""
+
+    format = "jsonl"
+    default_source = "jsonl"
+    Options = JsonlOptions
+    options: JsonlOptions
+
+    def fields(self, recs: list[dict], state: Any) -> Fields:
+        o = self.options
+        texts = _pop_all(recs, o.text_field)
+        ids = None
+        if o.id_field:
+            ids = _pop_all(recs, o.id_field, None)
+            if not set(map(type, ids)) <= _STR_OR_NONE:
+                ids = [id_str(i) for i in ids]
+        urls = None
+        if o.url_field:
+            urls = _pop_all(recs, o.url_field, None)
+            if not set(map(type, urls)) <= _STR_OR_NONE:
+                for k, url in enumerate(urls):
+                    if url is not None and type(url) is not str:  # keep odd values where they were
+                        _put_path(recs[k], o.url_field, url)
+                        urls[k] = None
+        return Fields(texts, ids, urls, dumps_many(recs))
+
+
+def id_str(ident: Any) -> str | None:
+    """An id value as stored: strings as they are, objects as JSON, other values via ``str``."""
+    if ident is None or type(ident) is str:
+        return ident
+    return orjson.dumps(ident).decode() if isinstance(ident, (dict, list)) else str(ident)
+
+
+def _pop_all(recs: list[dict], field: str, missing: Any = MISSING) -> list:
+    """Pop ``field`` (``a.b.c`` reaches into nested objects) from every record; ``missing`` when absent."""
+    if "." not in field:
+        return [r.pop(field, missing) for r in recs]
+    parts = field.split(".")
+    out = []
+    for rec in recs:
+        obj = rec
+        for p in parts[:-1]:
+            obj = obj.get(p)
+            if type(obj) is not dict:
+                break
+        out.append(obj.pop(parts[-1], missing) if type(obj) is dict else missing)
+    return out
+
+
+def _put_path(rec: dict, field: str, value: Any) -> None:
+    """Put ``value`` back at ``field`` (dotted: inside the nested object it came from)."""
+    parts = field.split(".")
+    for p in parts[:-1]:
+        rec = rec[p]
+    rec[parts[-1]] = value

@@ -1,39 +1,46 @@
-"""Parquet reader with a field mapping, and the RefinedWeb reader built on it.
+"""Parquet: the loop for parquet sources, the generic reader with a column mapping, and RefinedWeb.
 
-Row group by row group, ``ParquetFile.iter_batches`` gives record batches of at
-most ``batch_size`` rows, so memory is bounded by one row group's column chunks
-(never the whole file). Everything is vectorised: the text column is cast to
-``large_string`` (binary is validated as UTF-8), null texts and texts over
-``max_doc_bytes`` are found with compute kernels, generated ids are
-``<source>/<file>/<row>`` built by ``binary_join_element_wise``, and the remaining
-columns become the ``metadata`` JSON through ``arrow_json.json_encode``.
+Row group by row group, ``ParquetFile.iter_batches`` gives record batches of at most
+``batch_size`` rows, so memory is bounded by one row group's column chunks (never the
+whole file); a split (``splits.Split`` of kind ``row_groups``) reads a range of row
+groups, its first row index taken from the footer. A format is a column mapping
+(``ColumnMap``: text, id, url, metadata columns); everything is vectorised: the text
+column is cast to ``large_string`` (binary is validated as UTF-8), null texts and texts
+over ``max_doc_bytes`` are found with compute kernels (only when the batch has any),
+generated ids are ``<source>/<file>/<row>``, and the remaining columns become the
+``metadata`` JSON in one pass (``arrow_json.json_encode_object``).
 
-A file without the text column (or with a text column that is not a string /
-binary type) gives one ``wrong_schema`` quarantine record; a file that is not
-parquet one ``unreadable_file`` record; a row group that fails to decode one
-``unreadable_file`` record per row of it (its row count is in the footer), and
-the next row groups are still read.
+A file without the text column (or with a text column that is not a string / binary
+type) gives one ``wrong_schema`` quarantine record; a file that is not parquet one
+``unreadable_file`` record; a row group that fails to decode one ``unreadable_file``
+record per row of it (its row count is in the footer), and the next row groups are
+still read.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from curation.readers.arrow_json import json_encode
+from curation.readers.arrow_json import json_encode, json_encode_object
 from curation.readers.base import (
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_MAX_DOC_BYTES,
     RAW_SNIPPET_BYTES,
     QuarantineBuffer,
     Reader,
+    ReaderOptions,
+    constant_strings,
+    generated_ids,
+    local_path,
     open_binary,
 )
+from curation.readers.splits import ROW_GROUPS, Split
 from curation.schema import DOC_SCHEMA
 
 logger = logging.getLogger(__name__)
@@ -53,78 +60,112 @@ def _is_texty(t: pa.DataType) -> bool:
     )
 
 
+class ColumnMap(NamedTuple):
+    """Which columns hold the text, the id and the url; ``metadata`` None: every other column."""
+
+    text: str
+    id: str | None
+    url: str | None
+    metadata: tuple[str, ...] | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ParquetOptions(ReaderOptions):
+    """``use_threads``: let Arrow decode the columns of a batch in parallel."""
+
+    use_threads: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
+class ParquetMappingOptions(ParquetOptions):
+    """Column mapping of the generic reader; ``metadata_fields=None`` keeps every other column."""
+
+    text_field: str = "text"
+    id_field: str | None = "id"
+    url_field: str | None = "url"
+    metadata_fields: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.text_field:
+            raise ValueError("text_field must be a column name")
+        if self.metadata_fields is not None:
+            object.__setattr__(self, "metadata_fields", tuple(self.metadata_fields))
+
+
 class ParquetReader(Reader):
-    """Generic parquet with a field mapping; ``metadata_fields=None`` keeps every other column."""
+    """Generic parquet with a column mapping (``ParquetMappingOptions``)."""
 
     format = "parquet"
     default_source = "parquet"
+    container = "parquet"
+    Options: type[ParquetOptions] = ParquetMappingOptions
+    options: ParquetOptions
 
-    def __init__(
-        self,
-        source: str | None = None,
-        batch_size: int = DEFAULT_BATCH_SIZE,
-        max_doc_bytes: int = DEFAULT_MAX_DOC_BYTES,
-        text_field: str = "text",
-        id_field: str | None = "id",
-        url_field: str | None = "url",
-        metadata_fields: list[str] | None = None,
-        use_threads: bool = True,
-        id_parents: int = 0,
-    ) -> None:
-        super().__init__(source=source, batch_size=batch_size, max_doc_bytes=max_doc_bytes, id_parents=id_parents)
-        if not text_field:
-            raise ValueError("text_field must be a column name")
-        self.text_field = text_field
-        self.id_field = id_field
-        self.url_field = url_field
-        self.metadata_fields = list(metadata_fields) if metadata_fields is not None else None
-        self.use_threads = use_threads
+    def columns(self) -> ColumnMap:
+        """The format's column mapping."""
+        o = self.options
+        assert isinstance(o, ParquetMappingOptions)
+        return ColumnMap(o.text_field, o.id_field, o.url_field, o.metadata_fields)
 
-    def read(self, path: str) -> Iterator[tuple[pa.Table, pa.Table]]:
+    def read(self, path: str, split: Split | None = None) -> Iterator[tuple[pa.Table, pa.Table]]:
+        if split is not None and split.kind != ROW_GROUPS:
+            raise ValueError(f"a parquet reader reads row-group splits, got {split.kind!r}")
         q = QuarantineBuffer(path, self.source)
         prefix = self.id_prefix(path)
         file_id = prefix.rstrip("/")
+        starts_file = split is None or split.starts_file
+
+        def file_record(reason: str, raw: object) -> Iterator[tuple[pa.Table, pa.Table]]:
+            if starts_file:  # one record per file, from the split that starts it
+                q.add(-1, reason, file_id, raw)
+                yield DOC_SCHEMA.empty_table(), q.take()
+
+        local = local_path(path)
         try:
             # a local file goes to Arrow's native reader (no Python file object in the read path)
-            f = pa.OSFile(_local(path), "rb") if _local(path) is not None else open_binary(path)
+            f = pa.OSFile(local, "rb") if local is not None else open_binary(path)
         except Exception as exc:  # noqa: BLE001 - an unreadable shard is quarantined, not raised
-            q.add(-1, "unreadable_file", file_id, f"cannot open: {exc}")
-            yield DOC_SCHEMA.empty_table(), q.take()
+            yield from file_record("unreadable_file", f"cannot open: {exc}")
             return
         with f:
             try:
                 pf = pq.ParquetFile(f)
                 schema = pf.schema_arrow
             except Exception as exc:  # noqa: BLE001
-                q.add(-1, "empty_file" if _is_empty(f) else "unreadable_file", file_id, f"not parquet: {exc}")
-                yield DOC_SCHEMA.empty_table(), q.take()
+                yield from file_record("empty_file" if _is_empty(f) else "unreadable_file", f"not parquet: {exc}")
                 return
+            cmap = self.columns()
             names = schema.names
-            if self.text_field not in names or not _is_texty(schema.field(self.text_field).type):
-                got = schema.field(self.text_field).type if self.text_field in names else "absent"
-                q.add(-1, "wrong_schema", file_id, f"text column {self.text_field!r}: {got}; schema: {schema}")
-                yield DOC_SCHEMA.empty_table(), q.take()
+            if cmap.text not in names or not _is_texty(schema.field(cmap.text).type):
+                got = schema.field(cmap.text).type if cmap.text in names else "absent"
+                yield from file_record("wrong_schema", f"text column {cmap.text!r}: {got}; schema: {schema}")
                 return
-            if pf.metadata.num_rows == 0:
-                q.add(-1, "empty_file", file_id, b"")
-                yield DOC_SCHEMA.empty_table(), q.take()
+            meta = pf.metadata
+            if meta.num_rows == 0:
+                yield from file_record("empty_file", b"")
                 return
-            id_col = self.id_field if self.id_field in names else None
-            url_col = self.url_field if self.url_field in names else None
-            taken = {self.text_field, id_col, url_col}
-            if self.metadata_fields is None:
-                meta_cols = [n for n in names if n not in taken]
-            else:
-                meta_cols = [n for n in self.metadata_fields if n in names and n not in taken]
-            row = 0
-            for rg in range(pf.num_row_groups):
-                rg_rows = pf.metadata.row_group(rg).num_rows
+            id_col = cmap.id if cmap.id in names else None
+            url_col = cmap.url if cmap.url in names else None
+            taken = {cmap.text, id_col, url_col}
+            wanted = names if cmap.metadata is None else cmap.metadata
+            meta_cols = [n for n in wanted if n in names and n not in taken]
+            read_cols = [c for c in names if c in taken or c in meta_cols]
+            if len(read_cols) == len(names):
+                read_cols = None  # every column: no projection
+            first, stop = 0, meta.num_row_groups
+            if split is not None:
+                first, stop = split.start, min(split.stop, stop)
+            row = sum(meta.row_group(rg).num_rows for rg in range(first))
+            if split is not None and split.first_row is not None and split.first_row != row:
+                raise ValueError(f"{path}: split {split.key()} says first_row {split.first_row}, the footer {row}")
+            for rg in range(first, stop):
+                rg_rows = meta.row_group(rg).num_rows
                 rg_start = row
                 try:
-                    for batch in pf.iter_batches(
-                        batch_size=self.batch_size, row_groups=[rg], use_threads=self.use_threads
-                    ):
-                        docs = self._convert(batch, row, prefix, id_col, url_col, meta_cols, q)
+                    for batch in pf.iter_batches(batch_size=self.batch_size, row_groups=[rg], columns=read_cols,
+                                                 use_threads=self.options.use_threads):
+                        docs = self._convert(batch, row, prefix, cmap.text, id_col, url_col, meta_cols, q)
                         row += batch.num_rows
                         yield docs, q.take()
                 except Exception as exc:  # noqa: BLE001 - a corrupt row group loses only its rows
@@ -139,51 +180,55 @@ class ParquetReader(Reader):
         batch: pa.RecordBatch,
         row0: int,
         prefix: str,
+        text_col: str,
         id_col: str | None,
         url_col: str | None,
         meta_cols: list[str],
         q: QuarantineBuffer,
     ) -> pa.Table:
         n = batch.num_rows
-        text = batch.column(self.text_field)
+        text = batch.column(text_col)
         if pa.types.is_dictionary(text.type):
             text = text.dictionary_decode()
         bad_utf8 = None
         if pa.types.is_binary(text.type) or pa.types.is_large_binary(text.type):
             text, bad_utf8 = _binary_to_text(text)
-        else:
+        elif text.type != _LS:
             text = text.cast(_LS)
-        rows = pa.array(np.arange(row0, row0 + n, dtype=np.int64))
-        gen_ids = pc.binary_join_element_wise(pa.scalar(prefix), rows.cast(pa.string()), pa.scalar(""))
+        gen_ids = None
         if id_col is not None:
             own = batch.column(id_col)
             own = own.cast(pa.string()) if not pa.types.is_string(own.type) else own
-            ids = pc.if_else(pc.or_kleene(pc.is_null(own), pc.equal(own, "")), gen_ids, own)
-            ids = pc.fill_null(ids, gen_ids)
+            missing = pc.or_kleene(pc.is_null(own), pc.equal(own, ""))
+            if pc.any(missing).as_py():
+                gen_ids = generated_ids(prefix, np.arange(row0, row0 + n, dtype=np.int64))
+                ids = pc.fill_null(pc.if_else(missing, gen_ids, own), gen_ids)
+            else:
+                ids = own
         else:
-            ids = gen_ids
+            ids = gen_ids = generated_ids(prefix, np.arange(row0, row0 + n, dtype=np.int64))
         if url_col is not None:
             url = batch.column(url_col)
-            url = url.cast(pa.string()) if pa.types.is_string(url.type) or _is_texty(url.type) else json_encode(
-                url
-            ).cast(pa.string())
+            url = url.cast(pa.string()) if _is_texty(url.type) else json_encode(url).cast(pa.string())
         else:
             url = pa.nulls(n, pa.string())
         if meta_cols:
-            meta = json_encode(pa.StructArray.from_arrays([batch.column(c) for c in meta_cols], meta_cols))
-            meta = meta.cast(pa.string())
+            meta = json_encode_object([batch.column(c) for c in meta_cols], meta_cols).cast(pa.string())
         else:
             meta = pa.nulls(n, pa.string())
-        docs = pa.Table.from_arrays(
-            [ids, text, pa.array([self.source] * n, pa.string()) if n else pa.array([], pa.string()), url, meta],
-            schema=DOC_SCHEMA,
-        )
+        docs = pa.Table.from_arrays([ids, text, constant_strings(self.source, n), url, meta], schema=DOC_SCHEMA)
+        if n == 0:
+            return docs
         # quarantine: null text, invalid UTF-8 (binary columns), text over the size limit
+        offsets = np.frombuffer(text.buffers()[1], np.int64, n + 1, text.offset * 8)
+        too_big = int(np.diff(offsets).max()) > self.max_doc_bytes
+        if not text.null_count and bad_utf8 is None and not too_big:
+            return docs
         reasons = pc.if_else(pc.is_null(text), pa.scalar("null_text"), pa.scalar(None, pa.string()))
         if bad_utf8 is not None:
             reasons = pc.if_else(bad_utf8, pa.scalar("invalid_utf8"), reasons)
-        too_big = pc.greater(pc.binary_length(text), self.max_doc_bytes)
-        reasons = pc.if_else(pc.fill_null(too_big, False), pa.scalar("doc_too_large"), reasons)
+        big = pc.greater(pc.binary_length(text), self.max_doc_bytes)
+        reasons = pc.if_else(pc.fill_null(big, False), pa.scalar("doc_too_large"), reasons)
         if reasons.null_count == n:
             return docs
         bad = pc.is_valid(reasons)
@@ -196,6 +241,22 @@ class ParquetReader(Reader):
         ):
             q.add(row0 + i, reason, ident, raw)
         return docs.filter(pc.invert(bad))
+
+
+class RefinedWebReader(ParquetReader):
+    """Falcon RefinedWeb parquet: ``content``, ``url``, ``timestamp``, ``dump``, ``segment``, ``image_urls``.
+
+    Penedo et al. 2023, "The RefinedWeb Dataset for Falcon LLM". No document ids in
+    the release, so ids are ``refinedweb/<file>/<row>``; ``metadata`` holds
+    ``timestamp``, ``dump``, ``segment`` and ``image_urls`` (and any other column).
+    """
+
+    format = "refinedweb"
+    default_source = "refinedweb"
+    Options = ParquetOptions
+
+    def columns(self) -> ColumnMap:
+        return ColumnMap("content", None, "url", None)
 
 
 def _binary_to_text(col: pa.Array) -> tuple[pa.Array, pa.Array | None]:
@@ -219,50 +280,9 @@ def _binary_to_text(col: pa.Array) -> tuple[pa.Array, pa.Array | None]:
         return pa.array(out, _LS), pa.array(bad, pa.bool_())
 
 
-def _local(path: str) -> str | None:
-    if "://" not in path:
-        return path
-    if path.startswith("file://"):
-        return path[len("file://"):]
-    return None
-
-
 def _is_empty(f: object) -> bool:
     try:
         f.seek(0)  # type: ignore[attr-defined]
         return not f.read(1)  # type: ignore[attr-defined]
     except Exception:  # noqa: BLE001
         return False
-
-
-class RefinedWebReader(ParquetReader):
-    """Falcon RefinedWeb parquet: ``content``, ``url``, ``timestamp``, ``dump``, ``segment``, ``image_urls``.
-
-    Penedo et al. 2023, "The RefinedWeb Dataset for Falcon LLM". No document ids in
-    the release, so ids are ``refinedweb/<file>/<row>``; ``metadata`` holds
-    ``timestamp``, ``dump``, ``segment`` and ``image_urls`` (and any other column).
-    """
-
-    format = "refinedweb"
-    default_source = "refinedweb"
-
-    def __init__(
-        self,
-        source: str | None = None,
-        batch_size: int = DEFAULT_BATCH_SIZE,
-        max_doc_bytes: int = DEFAULT_MAX_DOC_BYTES,
-        use_threads: bool = True,
-        id_parents: int = 0,
-    ) -> None:
-        super().__init__(
-            source=source,
-            batch_size=batch_size,
-            max_doc_bytes=max_doc_bytes,
-            id_parents=id_parents,
-            text_field="content",
-            id_field=None,
-            url_field="url",
-            metadata_fields=None,
-            use_threads=use_threads,
-        )
-

@@ -14,18 +14,21 @@ top-level ``url``. RedPajama-V2 / CCNet records with ``raw_content`` instead of
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import repeat
+from typing import Any
 
 import orjson
 
-from curation.readers.base import DEFAULT_BATCH_SIZE, DEFAULT_MAX_DOC_BYTES, file_basename
+from curation.readers.base import file_basename
 from curation.readers.jsonl import (
-    _MISSING,
     _ONLY_DICT,
+    _ONLY_STR,
     _STR_OR_NONE,
-    DEFAULT_MAX_BATCH_BYTES,
-    JsonlReader,
-    _Batch,
+    MISSING,
+    Fields,
+    JsonLinesOptions,
+    JsonLinesReader,
     dumps_many,
 )
 
@@ -60,112 +63,72 @@ def subset_from_path(path: str) -> str | None:
     return None
 
 
-class RedPajamaReader(JsonlReader):
+@dataclass(frozen=True, kw_only=True)
+class RedPajamaOptions(JsonLinesOptions):
+    """``subset``: the subset of every file read (None: from the records, else from the file name)."""
+
+    subset: str | None = None
+
+
+class RedPajamaReader(JsonLinesReader):
     format = "redpajama"
     default_source = "redpajama"
+    Options = RedPajamaOptions
+    options: RedPajamaOptions
 
-    def __init__(
-        self,
-        source: str | None = None,
-        batch_size: int = DEFAULT_BATCH_SIZE,
-        max_doc_bytes: int = DEFAULT_MAX_DOC_BYTES,
-        id_parents: int = 0,
-        compression: str = "infer",
-        max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
-        subset: str | None = None,
-    ) -> None:
-        super().__init__(
-            source=source,
-            batch_size=batch_size,
-            max_doc_bytes=max_doc_bytes,
-            id_parents=id_parents,
-            text_field="text",
-            id_field="id",
-            url_field="url",
-            compression=compression,
-            max_batch_bytes=max_batch_bytes,
-        )
-        self.subset = subset
+    def file_state(self, path: str) -> str | None:
+        """The subset this file's records default to."""
+        return self.options.subset or subset_from_path(file_basename(path)) or subset_from_path(path)
 
-    def _file_context(self, path: str) -> dict:
-        return {"prefix": self.id_prefix(path), "subset": self.subset or subset_from_path(file_basename(path))
-                or subset_from_path(path)}
-
-    def _pop_text(self, rec: dict) -> object:
-        text = rec.pop("text", _MISSING)
-        if text is _MISSING and "raw_content" in rec:  # RedPajama-V2 / CCNet layout
-            text = rec.pop("raw_content")
-        return text
-
-    def _pop_texts(self, recs: list[dict]) -> list:
-        texts = [r.pop("text", _MISSING) for r in recs]
-        if _MISSING in texts:
-            for k, rec in enumerate(recs):
-                if texts[k] is _MISSING and "raw_content" in rec:
-                    texts[k] = rec.pop("raw_content")
-        return texts
-
-    def _extract(self, rec: dict, lineno: int, ctx: dict) -> tuple[str, str | None, str | None]:
-        return self._extract_meta(rec, rec.pop("meta", None), lineno, ctx)
-
-    def _extract_meta(self, rec: dict, meta: object, lineno: int, ctx: dict) -> tuple[str, str | None, str | None]:
-        """``_extract`` of a record whose ``meta`` was already popped."""
-        if type(meta) is str:
-            try:
-                meta = orjson.loads(meta)
-            except orjson.JSONDecodeError:
-                pass  # keep the string as it is
-        if rec:  # fields beside text and meta (C4: url, timestamp; HF: red_pajama_subset)
-            subset = rec.pop("red_pajama_subset", None)
-            url = rec.pop("url", None)
-            ident = rec.pop("id", None)
-            if ident is None:
-                ident = rec.pop("doc_id", None)
-        else:
-            subset = url = ident = None
-        if type(meta) is dict:
-            if url is None:
-                url = meta.pop("url", None)
-            if subset is None:
-                subset = meta.get("redpajama_set_name") or meta.get("source")
-            out = {**rec, **meta} if rec else meta
-        else:
-            out = {**rec, "meta": meta} if meta is not None else rec
-        if url is not None and type(url) is not str:
-            out["url"] = url
-            url = None
-        out["subset"] = subset if type(subset) is str else ctx["subset"]
-        if ident is not None and type(ident) is not str:
-            ident = str(ident)
-        return ident or ctx["prefix"] + str(lineno), url, orjson.dumps(out).decode()
-
-    def _extract_many(self, recs: list[dict], nums: Sequence[int], ctx: dict, acc: _Batch) -> None:
+    def fields(self, recs: list[dict], state: Any) -> Fields:
+        n = len(recs)
+        texts = [r.pop("text", MISSING) for r in recs]
+        if MISSING in texts:  # RedPajama-V2 / CCNet layout: raw_content
+            texts = [r.pop("raw_content", t) if t is MISSING else t for t, r in zip(texts, recs)]
         metas = [r.pop("meta", None) for r in recs]
-        if any(recs) or set(map(type, metas)) != _ONLY_DICT:  # other top-level fields, or a meta string
-            extract = self._extract_meta
-            for rec, meta, n in zip(recs, metas, nums):
-                ident, url, out = extract(rec, meta, n, ctx)
-                acc.ids.append(ident)
-                acc.urls.append(url)
-                acc.metas.append(out)
-            return
-        # {"text", "meta": {...}}: the same steps as _extract_meta, a column at a time
-        urls = [m.pop("url", None) for m in metas]
+        kinds = set(map(type, metas))
+        if str in kinds:  # the Hugging Face copy: meta as a JSON string
+            metas = [_parse_meta(m) for m in metas]
+            kinds = set(map(type, metas))
+        if any(recs):  # fields beside text and meta (C4: url, timestamp; HF: red_pajama_subset; V2: doc_id)
+            subsets = [r.pop("red_pajama_subset", None) for r in recs]
+            urls = [r.pop("url", None) for r in recs]
+            ids = [r.pop("id", None) for r in recs]
+            ids = [r.pop("doc_id", None) if i is None else i for i, r in zip(ids, recs)]
+            if not set(map(type, ids)) <= _STR_OR_NONE:
+                ids = [i if i is None or type(i) is str else str(i) for i in ids]
+            # the url from meta where the top level had none; then meta's fields after the record's others
+            urls = [m.pop("url", None) if u is None and type(m) is dict else u for u, m in zip(urls, metas)]
+            outs = [({**r, **m} if r else m) if type(m) is dict else ({**r, "meta": m} if m is not None else r)
+                    for r, m in zip(recs, metas)]
+            subsets = [(m.get("redpajama_set_name") or m.get("source")) if s is None and type(m) is dict else s
+                       for s, m in zip(subsets, metas)]
+        elif kinds == _ONLY_DICT:  # {"text", "meta": {...}}: the same steps, with nothing on the top level
+            ids = None
+            urls = [m.pop("url", None) for m in metas]
+            outs = metas
+            subsets = [m.get("redpajama_set_name") or m.get("source") for m in metas]
+        else:
+            ids = None
+            urls = [m.pop("url", None) if type(m) is dict else None for m in metas]
+            outs = [m if type(m) is dict else ({"meta": m} if m is not None else r) for r, m in zip(recs, metas)]
+            subsets = [(m.get("redpajama_set_name") or m.get("source")) if type(m) is dict else None for m in metas]
         if not set(map(type, urls)) <= _STR_OR_NONE:
             for k, url in enumerate(urls):
-                if url is not None and type(url) is not str:
-                    metas[k]["url"] = url
+                if url is not None and type(url) is not str:  # keep odd values in the metadata
+                    outs[k]["url"] = url
                     urls[k] = None
-        default = ctx["subset"]
-        for m in metas:
-            subset = m.get("redpajama_set_name") or m.get("source")
-            m["subset"] = subset if type(subset) is str else default
-        prefix = ctx["prefix"]
-        acc.ids.extend([prefix + str(n) for n in nums])
-        acc.urls.extend(urls)
-        acc.metas.extend(dumps_many(metas))
+        if not set(map(type, subsets)) <= _ONLY_STR:
+            subsets = [s if type(s) is str else state for s in subsets]
+        list(map(dict.__setitem__, outs, repeat("subset", n), subsets))
+        return Fields(texts, ids, urls, dumps_many(outs))
 
-    def _failed_id(self, rec: object, lineno: int, ctx: dict) -> str:
-        if type(rec) is dict and rec.get("id"):
-            return str(rec["id"])
-        return ctx["prefix"] + str(lineno)
+
+def _parse_meta(meta: Any) -> Any:
+    """A meta string parsed as JSON (kept as it is when it is not JSON)."""
+    if type(meta) is not str:
+        return meta
+    try:
+        return orjson.loads(meta)
+    except orjson.JSONDecodeError:
+        return meta

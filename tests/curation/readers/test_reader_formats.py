@@ -15,7 +15,7 @@ import pytest
 import zstandard
 
 from curation.readers import FORMATS, detect_format, get_reader
-from curation.readers.arrow_json import json_encode
+from curation.readers.arrow_json import json_encode, json_encode_object
 from curation.schema import DOC_SCHEMA
 
 
@@ -272,3 +272,96 @@ def test_inspect_cli(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "format=pile docs=1 quarantined: malformed_json=1, null_text=1" in out
     assert '"text": "hello"' in out and '"reason": "null_text"' in out
+
+
+def _random_value(rng, kind: str, depth: int = 0):
+    if rng.random() < 0.1:
+        return None
+    if kind == "str":
+        chars = ["a", "é", '"', "\\", "\n", "\x01", "\x1f", "😀", " ", "/"]
+        return "".join(rng.choice(chars) for _ in range(rng.randint(0, 6)))
+    if kind == "list_str":
+        return [_random_value(rng, "str") for _ in range(rng.choice([0, 0, 1, 2, 3]))]
+    if kind == "list_list_str":
+        return [_random_value(rng, "list_str") for _ in range(rng.choice([0, 1, 2]))]
+    if kind == "struct":
+        return {"s": _random_value(rng, "str"), "l": _random_value(rng, "list_str"), "i": rng.randint(-5, 5)}
+    raise ValueError(kind)
+
+
+def _no_nulls(v, kind: str):
+    if kind == "list_str":
+        return [x if x is not None else "n" for x in v or []]
+    return [_no_nulls(x, "list_str") for x in v or []]
+
+
+@pytest.mark.parametrize("kind,typ", [
+    ("str", pa.string()),
+    ("list_str", pa.list_(pa.string())),
+    ("list_list_str", pa.list_(pa.list_(pa.string()))),
+    ("list_list_str", pa.large_list(pa.list_(pa.large_string()))),
+    ("struct", pa.struct([("s", pa.string()), ("l", pa.list_(pa.string())), ("i", pa.int64())])),
+])
+def test_json_encode_random_nested_values(kind, typ):
+    """Escapes, empty and null lists, null leaves, sliced arrays: every encoding parses back to the value."""
+    import random
+
+    rng = random.Random(7)
+    values = [_random_value(rng, kind) for _ in range(400)]
+    plain = {"str": "x\"y", "list_str": ["a", "b\\"], "list_list_str": [["a"], ["b", "c"]],
+             "struct": {"s": "t", "l": ["u"], "i": 1}}[kind]
+    for k in range(0, 400, 50):  # runs without nulls or empty lists, to reach the fused paths too
+        values[k : k + 10] = [plain] * 10
+    arrays = [pa.array(values, typ)]
+    if kind.startswith("list"):  # no nulls at any level, empty lists left in: the fused string-list path
+        arrays.append(pa.array([_no_nulls(v, kind) for v in values], typ))
+    for sl in [a.slice(*r) for a in arrays for r in ((0,), (3, 100), (50, 10), (399,))]:
+        enc = json_encode(sl)
+        assert enc.null_count == 0 and len(enc) == len(sl)
+        assert [orjson.loads(e) for e in enc.to_pylist()] == sl.to_pylist()
+    for arr in arrays:  # and inside an object, beside other fields
+        obj = json_encode_object([arr, pa.array(range(400))], ["v", "n"])
+        assert [orjson.loads(e) for e in obj.to_pylist()] == [{"v": v, "n": i} for i, v in enumerate(arr.to_pylist())]
+
+
+@pytest.mark.parametrize("rows", [[], [0], list(range(95, 105)), list(range(1000, 3048)), [7, 3, 123456789012, 5],
+                                  list(range(10**12 - 3, 10**12 + 3))])
+def test_generated_ids_and_constant_strings(rows):
+    import numpy as np
+
+    from curation.readers.base import constant_strings, generated_ids
+
+    got = generated_ids("src/dir/f.jsonl/", np.array(rows, np.int64))
+    assert got.type == pa.string() and got.to_pylist() == [f"src/dir/f.jsonl/{r}" for r in rows]
+    got.validate(full=True)
+    for value in ("pile", "", "é"):
+        arr = constant_strings(value, len(rows))
+        arr.validate(full=True)
+        assert arr.to_pylist() == [value] * len(rows)
+
+
+def test_reader_options_dataclasses():
+    """One options dataclass per reader: unknown options name the valid ones, values are checked,
+    an options object can be reused with overrides, and config() is JSON for every format."""
+    import dataclasses
+
+    from curation.readers import READERS, JsonlOptions, JsonlReader, PileReader
+
+    with pytest.raises(TypeError, match="no option 'text_field'.*batch_size"):
+        PileReader(text_field="body")  # the Pile's fields are fixed
+    with pytest.raises(ValueError, match="compression"):
+        PileReader(compression="brotli")
+    with pytest.raises(ValueError, match="max_doc_bytes"):
+        JsonlReader(max_doc_bytes=0)
+    opts = JsonlOptions(text_field="body", batch_size=9)
+    r = JsonlReader(opts, source="mine")
+    assert (r.options.text_field, r.batch_size, r.source) == ("body", 9, "mine") and opts.source is None
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        opts.batch_size = 3
+    with pytest.raises(TypeError, match="takes JsonLinesOptions, got JsonlOptions"):
+        PileReader(opts)
+    for fmt, cls in READERS.items():
+        cfg = cls(source="s").config()
+        assert cfg["format"] == fmt and cfg["source"] == "s"
+        assert orjson.loads(orjson.dumps(cfg)) == {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()}
+    assert get_reader("x.parquet", metadata_fields=["a"]).config()["metadata_fields"] == ("a",)

@@ -270,3 +270,50 @@ def test_parquet_corrupt_row_group_loses_only_its_rows(tmp_path):
     assert set(reasons(q)) == {"unreadable_file"}
     assert q.column("position").to_pylist() == list(range(group, 2 * group))
     assert docs.num_rows + q.num_rows == n
+
+
+def test_zstd_frame_tracker_tells_cut_streams():
+    """``ZstdFrames`` ends on a frame boundary exactly at the end of every frame (content sizes,
+    checksums, raw / RLE / compressed blocks, skippable frames), never inside one, whatever the reads."""
+    import os
+    import random
+
+    from curation.readers.streams import ZstdFrames
+
+    rng = random.Random(1)
+    frames = [
+        zstandard.ZstdCompressor(write_checksum=True).compress(b"".join(doc_lines(50))),
+        zstandard.ZstdCompressor(write_content_size=False).compress(b"a" * 300_000),  # RLE blocks
+        zstandard.ZstdCompressor(level=1).compress(os.urandom(200_000)),  # raw blocks
+        zstandard.ZstdCompressor().compress(b""),
+        (0x184D2A53).to_bytes(4, "little") + (5).to_bytes(4, "little") + b"skip!",  # skippable frame
+    ]
+    ends, pos = set(), 0
+    for fr in frames:
+        pos += len(fr)
+        ends.add(pos)
+    blob = b"".join(frames)
+    step = max(1, len(blob) // 3000)
+    for cut in list(range(0, len(blob), step)) + sorted(ends) + [e - 1 for e in ends]:
+        t = ZstdFrames()
+        k = 0
+        while k < cut:  # fed in reads of random sizes
+            n = rng.choice([1, 3, 7, 4096, 1 << 17])
+            t.feed(blob[k : min(cut, k + n)])
+            k += n
+        assert t.at_frame_end == (cut == 0 or cut in ends), cut
+
+
+def test_zstd_frames_of_every_kind_read_whole(tmp_path):
+    """Frames with and without content size and checksum, and a skippable frame between them."""
+    a, b = doc_lines(300), doc_lines(300, 300)
+    skippable = (0x184D2A5F).to_bytes(4, "little") + (3).to_bytes(4, "little") + b"xyz"
+    blob = (zstandard.ZstdCompressor(write_checksum=True).compress(b"\n".join(a) + b"\n") + skippable
+            + zstandard.ZstdCompressor(write_content_size=False).compress(b"\n".join(b) + b"\n"))
+    path = tmp_path / "kinds.jsonl.zst"
+    path.write_bytes(blob)
+    docs, q = read_all(path)
+    assert q.num_rows == 0 and docs.num_rows == 600
+    path.write_bytes(blob[:-1])  # the last frame cut by one byte
+    docs, q = read_all(path)
+    assert reasons(q) == ["truncated_stream"]
