@@ -37,9 +37,9 @@ from typing import Any
 
 import torch
 
-from train_small.configs import OpenELMConfig, get_config
+from train_small.configs import ModelConfig, get_config
 from train_small.data import TokenStream, manifest_sha256, open_token_stream, to_batch
-from train_small.model import OpenELM, flops_per_token, lm_loss
+from train_small.model import DecoderLM, build_model, flops_per_token
 from train_small.recipes import RECIPES, Recipe, get_recipe
 
 logger = logging.getLogger(__name__)
@@ -94,21 +94,21 @@ def _latest_checkpoint(ckpt_dir: Path) -> Path | None:
     return found[-1] if found else None
 
 
-def _param_groups(model: OpenELM, weight_decay: float) -> list[dict[str, Any]]:
+def _param_groups(model: DecoderLM, weight_decay: float) -> list[dict[str, Any]]:
     """Weight decay on matrices and the (tied) embedding; none on norm weights (all 1-D parameters)."""
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def _build(recipe: Recipe, data: TokenStream, device: torch.device) -> tuple[OpenELM, OpenELMConfig]:
+def _build(recipe: Recipe, data: TokenStream, device: torch.device) -> tuple[DecoderLM, ModelConfig]:
     use_kernels = recipe.use_kernels if recipe.use_kernels is not None else device.type == "cuda"
     if use_kernels and device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
         raise ValueError("use_kernels needs CUDA (or TRITON_INTERPRET=1 for a slow CPU check)")
     cfg = get_config(recipe.model, vocab_size=data.vocab_size, use_kernels=use_kernels,
                      max_seq_len=recipe.seq_len)
     torch.manual_seed(recipe.seed)
-    model = OpenELM(cfg)  # initialised on CPU, so the weights do not depend on the device
+    model = build_model(cfg)  # initialised on CPU, so the weights do not depend on the device
     return model.to(device), cfg
 
 
@@ -213,9 +213,8 @@ def train(
         for _ in range(recipe.grad_accum):
             x, y = to_batch(data.batch(position, recipe.micro_batch), recipe.seq_len, device)
             position += recipe.micro_batch
-            with amp:
-                logits = fwd(x)
-            total, ce, z = lm_loss(logits, y, recipe.z_loss)
+            with amp:  # on the kernel path (GPU) the loss is the fused chunked LM-head loss: no (B, T, V) logits
+                total, ce, z = fwd(x, y, z_loss=recipe.z_loss)
             (total / recipe.grad_accum).backward()
             step_sums += torch.stack([ce.detach(), recipe.z_loss * z.detach(), total.detach()]) / recipe.grad_accum
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
