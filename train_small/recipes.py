@@ -78,6 +78,21 @@ class Recipe:
         floor = self.min_lr_ratio * self.lr
         return floor + 0.5 * (self.lr - floor) * (1 + math.cos(math.pi * progress))
 
+    @property
+    def arch(self) -> str:
+        """The proxy family of ``model`` (``openelm`` or ``mobilellm``)."""
+        from train_small.configs import get_config
+
+        return get_config(self.model).arch
+
+    def for_arch(self, arch: str) -> Recipe:
+        """This recipe with the model of family ``arch`` that stands in for ``model`` (about the same parameter
+        count; :func:`train_small.configs.arch_equivalent`); everything else, the data included, is unchanged.
+        ``get_recipe("proxy-20m").for_arch("mobilellm").model == "mobilellm-20m"``."""
+        from train_small.configs import arch_equivalent
+
+        return dataclasses.replace(self, model=arch_equivalent(self.model, arch))
+
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["betas"] = list(self.betas)

@@ -278,6 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m train_small.train", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--recipe", default="tiny", choices=sorted(RECIPES), help="training recipe (train_small.recipes)")
+    p.add_argument("--arch", default=None, choices=["openelm", "mobilellm"],
+                   help="proxy family: the recipe's model is replaced by this family's model of about the same size "
+                        "(default: the recipe's own model)")
     p.add_argument("--data", help="token-stream folder (manifest.json + Arrow stream files)")
     p.add_argument("--out", help="output folder: run.json, metrics.jsonl, tb/, ckpt/, model.pt")
     p.add_argument("--max-steps", type=int, default=None, help="stop after this optimizer step (absolute)")
@@ -314,6 +317,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.compile:
         overrides["compile"] = True
     recipe = get_recipe(args.recipe, **overrides)
+    if args.arch:
+        recipe = recipe.for_arch(args.arch)
     metrics = train(recipe, args.data, args.out, resume=not args.no_resume, max_steps=args.max_steps,
                     device=args.device, peak_tflops=args.peak_tflops, tensorboard=not args.no_tensorboard)
     print(json.dumps(metrics, indent=2))

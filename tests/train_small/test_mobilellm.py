@@ -141,3 +141,14 @@ def test_every_named_config_builds():
     for name in CONFIGS:
         cfg = get_config(name)
         assert cfg.arch in ("openelm", "mobilellm") and cfg.name == name
+
+
+def test_recipe_for_arch_swaps_only_the_model():
+    from train_small.recipes import get_recipe
+
+    base = get_recipe("proxy-20m")
+    mob = base.for_arch("mobilellm")
+    assert base.arch == "openelm" and mob.arch == "mobilellm" and mob.model == "mobilellm-20m"
+    assert {k: v for k, v in mob.to_dict().items() if k != "model"} == {
+        k: v for k, v in base.to_dict().items() if k != "model"}
+    assert mob.for_arch("openelm") == base and get_recipe("tiny").for_arch("mobilellm").model == "mobilellm-tiny"

@@ -77,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("score", help="train the proxy on a token stream, evaluate, write result.json")
     s.add_argument("--data", required=True, help="token-stream folder (manifest.json + Arrow files)")
     s.add_argument("--recipe", default="tiny", help="train_small recipe name")
+    s.add_argument("--arch", default=None, choices=["openelm", "mobilellm"],
+                   help="proxy family to train (the recipe's model size in that family); default: the recipe's model")
     s.add_argument("--out", required=True, help="output folder (train/, result.json)")
     s.add_argument("--seed", type=int, default=None, help="override the recipe seed")
     s.add_argument("--total-tokens", type=int, default=None, help="override the recipe's token budget")
@@ -119,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         heldout=_heldout_arg(args.heldout), max_examples=args.max_examples, num_fewshot=args.num_fewshot,
         max_heldout_tokens=args.max_heldout_tokens, total_tokens=args.total_tokens, max_steps=args.max_steps,
         device=args.device, eval_seed=args.eval_seed, batch_tokens=args.batch_tokens, force=args.force,
+        arch=args.arch,
     )  # fmt: skip
     summary = {k: res.get(k) for k in ("recipe_name", "seed", "data_manifest_sha256", "core")}
     if "heldout" in res:

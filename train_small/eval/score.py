@@ -107,11 +107,14 @@ def score(
     batch_tokens: int = 16384,
     extra: dict[str, Any] | None = None,
     force: bool = False,
+    arch: str | None = None,
 ) -> dict[str, Any]:
     """Train ``recipe`` on the stream in ``data_dir``, evaluate, and write ``out_dir/result.json``.
 
     Args:
         recipe: a recipe name (``tiny``, ``proxy-60m``, ...) or a ``train_small.recipes.Recipe``.
+        arch: train the recipe with this proxy family's model of the same size (``openelm``, ``mobilellm``;
+            :meth:`Recipe.for_arch`); None keeps the recipe's own model. Recorded as ``result["arch"]``.
         seed: overrides the recipe's seed (model init and data order).
         eval_dir: an llm-foundry eval folder; None skips the few-shot tasks.
         tasks: task selection for :func:`train_small.eval.tasks.resolve_tasks` (None: DCLM CORE).
@@ -139,6 +142,8 @@ def score(
         rec = Recipe.from_dict({**recipe.to_dict(), **overrides})
     else:
         rec = get_recipe(str(recipe), **overrides)
+    if arch is not None:
+        rec = rec.for_arch(arch)
     info = manifest_info(data_dir)
     heldout_texts = load_texts(heldout) if heldout is not None else None
     settings = {
@@ -174,6 +179,8 @@ def score(
     result: dict[str, Any] = {
         "recipe_name": rec.name,
         "recipe": rec.to_dict(),
+        "arch": rec.arch,
+        "model": rec.model,
         "seed": rec.seed,
         **info,
         **git_info(),
@@ -212,7 +219,10 @@ def score(
 
 
 def score_trial(spec: dict[str, Any]) -> dict[str, Any]:
-    """``score(**spec)`` with ``spec["threads"]`` torch threads: one trial of an ablation (a Ray task body)."""
+    """``score(**spec)`` with ``spec["threads"]`` torch threads: one trial of an ablation (a Ray task body).
+
+    ``spec["arch"]`` picks the proxy family (see :func:`score`); results carry ``arch``, so
+    :func:`train_small.eval.agreement.rank_agreement_from_results` can compare the families' leaderboards."""
     spec = dict(spec)
     torch.set_num_threads(max(1, int(spec.pop("threads", 1))))
     return score(**spec)
