@@ -139,11 +139,15 @@ class DecoderLM(nn.Module):
     @torch.no_grad()
     def reset_parameters(self) -> None:
         self._init_weights()
-        cfg = self.cfg
         if not self.rope_cos.is_meta:
-            cos, sin = rope_cos_sin(cfg.max_seq_len, cfg.head_dim, cfg.rope_theta, device=self.rope_cos.device)
-            self.rope_cos.copy_(cos)
-            self.rope_sin.copy_(sin)
+            self.reset_rope()
+
+    def reset_rope(self) -> None:
+        """Recompute the RoPE tables (non-persistent buffers) on the embedding's device, e.g. after a model built
+        on the meta device received its weights with ``load_state_dict(assign=True)``."""
+        cfg = self.cfg
+        dev = self.token_embeddings.weight.device
+        self.rope_cos, self.rope_sin = rope_cos_sin(cfg.max_seq_len, cfg.head_dim, cfg.rope_theta, device=dev)
 
     def _init_weights(self) -> None:
         raise NotImplementedError
@@ -261,10 +265,15 @@ def flops_per_token(cfg: ModelConfig, seq_len: int) -> int:
 def load_from_checkpoint(
     path: str | Path, device: str | torch.device | None = None, use_kernels: bool | None = None
 ) -> tuple[DecoderLM, ModelConfig]:
-    """Rebuild a model from a trainer checkpoint (``torch.load(weights_only=True)``); returns it in eval mode.
+    """Rebuild a model from a trainer checkpoint (``torch.load(weights_only=True)``), or a published OpenELM
+    checkpoint (a folder with ``config.json`` + safetensors: :mod:`train_small.hf_openelm`); in eval mode.
 
     ``use_kernels`` overrides the saved flag; by default kernels are used only if saved *and* ``device`` is CUDA.
     """
+    from train_small.hf_openelm import is_hf_checkpoint, load_openelm_hf
+
+    if is_hf_checkpoint(path):  # a published OpenELM (Hugging Face config.json + safetensors)
+        return load_openelm_hf(path, device, use_kernels=use_kernels)
     state = torch.load(Path(path), map_location="cpu", weights_only=True)
     cfg = config_from_dict(state["model_config"])
     dev = torch.device(device if device is not None else "cpu")

@@ -82,7 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m train_small.eval", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("tasks", help="evaluate a trained checkpoint (few-shot tasks and/or held-out loss)")
-    t.add_argument("--ckpt", required=True, help="trainer checkpoint (model.pt or ckpt/step_*.pt)")
+    t.add_argument("--ckpt", required=True,
+                   help="trainer checkpoint (model.pt or ckpt/step_*.pt), or a published OpenELM folder "
+                        "(Hugging Face config.json + safetensors, e.g. apple/OpenELM-270M downloaded beforehand)")
     t.add_argument("--tokenizer", required=True, help="SentencePiece .model used for the training stream")
     t.add_argument("--out", default=None, help="write the JSON here (default: print it)")
     add_eval_args(t)
