@@ -387,6 +387,10 @@ def trial_key(mix: Mix, seed: int, stream: str, args: argparse.Namespace, heldou
         "eval": [args.eval_dir, args.tasks, args.max_examples, args.num_fewshot, args.eval_seed],
         "heldout": heldout, "max_heldout_tokens": args.max_heldout_tokens,
     }  # fmt: skip
+    if getattr(args, "heldout_ref", None):  # only when set, so earlier trials keep their keys
+        payload["reference"] = sorted(args.heldout_ref)
+    if getattr(args, "precision", "fp32") != "fp32":
+        payload["precision"] = args.precision
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -681,6 +685,7 @@ def main(argv: list[str] | None = None) -> int:
                 tasks=args.tasks, heldout=heldout, max_examples=args.max_examples, num_fewshot=args.num_fewshot,
                 max_heldout_tokens=args.max_heldout_tokens, total_tokens=args.total_tokens,
                 max_steps=args.max_steps, eval_seed=args.eval_seed, batch_tokens=args.batch_tokens,
+                reference=args.heldout_ref, precision=args.precision,
                 extra={"mix": m.name, "mix_spec": m.to_json(), "trial_key": key}, force=True,
             )  # fmt: skip
             jobs.append({"mix": m.name, "seed": s, "spec": spec})

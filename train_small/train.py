@@ -101,12 +101,13 @@ def _param_groups(model: DecoderLM, weight_decay: float) -> list[dict[str, Any]]
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def _build(recipe: Recipe, data: TokenStream, device: torch.device) -> tuple[DecoderLM, ModelConfig]:
+def _build(recipe: Recipe, data: TokenStream, device: torch.device,
+           overrides: dict[str, Any] | None = None) -> tuple[DecoderLM, ModelConfig]:
     use_kernels = recipe.use_kernels if recipe.use_kernels is not None else device.type == "cuda"
     if use_kernels and device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
         raise ValueError("use_kernels needs CUDA (or TRITON_INTERPRET=1 for a slow CPU check)")
-    cfg = get_config(recipe.model, vocab_size=data.vocab_size, use_kernels=use_kernels,
-                     max_seq_len=recipe.seq_len)
+    cfg = get_config(recipe.model, **{"vocab_size": data.vocab_size, "use_kernels": use_kernels,
+                                      "max_seq_len": recipe.seq_len, **(overrides or {})})
     torch.manual_seed(recipe.seed)
     model = build_model(cfg)  # initialised on CPU, so the weights do not depend on the device
     return model.to(device), cfg
@@ -122,12 +123,15 @@ def train(
     *,
     peak_tflops: float | None = None,
     tensorboard: bool = True,
+    config_overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train ``recipe`` on the token stream in ``data_dir``; write logs and checkpoints to ``out_dir``.
 
     ``max_steps`` stops after that optimizer step (an absolute step: the LR schedule still spans the recipe's
     full budget, so a stopped run is a prefix of the full one). ``resume`` continues from the newest
-    checkpoint in ``out_dir/ckpt`` when there is one. Returns the final metrics (see ``metrics.jsonl`` keys,
+    checkpoint in ``out_dir/ckpt`` when there is one. ``config_overrides`` changes fields of the recipe's model
+    config (e.g. ``{"model_dim": 128}`` in a width sweep); they are saved in the checkpoint's model config and in
+    ``run.json``. Returns the final metrics (see ``metrics.jsonl`` keys,
     plus ``num_params``, ``total_steps``, ``checkpoint``, ``finished``).
     """
     recipe = get_recipe(recipe) if isinstance(recipe, str) else recipe
@@ -140,7 +144,7 @@ def train(
         raise ValueError(f"data windows hold {data.seq_len} tokens, the recipe needs {recipe.seq_len}")
     if data.seq_len > recipe.seq_len:
         logger.warning("data seq_len %d > recipe seq_len %d: each window is cropped", data.seq_len, recipe.seq_len)
-    model, cfg = _build(recipe, data, device)
+    model, cfg = _build(recipe, data, device, config_overrides)
     num_params = model.num_parameters()
     total_steps = recipe.total_steps(num_params)
     end_step = total_steps if max_steps is None else min(total_steps, max_steps)
@@ -157,6 +161,11 @@ def train(
         now = {k: v for k, v in recipe.to_dict().items() if k not in _RESUME_FREE}
         if saved != now:
             raise ValueError(f"{latest} was written by a different recipe: {saved} != {now}")
+        old, new = state["model_config"], cfg.to_dict()
+        differ = sorted(k for k in set(old) & set(new) if k != "use_kernels" and old[k] != new[k])
+        if differ:
+            raise ValueError(f"{latest} was written for another model config ({differ} differ); pass the same "
+                             "config_overrides or --no-resume")
         if state.get("data_manifest_sha256") != data_hash:
             raise ValueError(f"{latest} was trained on different data (manifest hash differs)")
         model.load_state_dict(state["model"])
