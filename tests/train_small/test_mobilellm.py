@@ -149,6 +149,9 @@ def test_recipe_for_arch_swaps_only_the_model():
     base = get_recipe("proxy-20m")
     mob = base.for_arch("mobilellm")
     assert base.arch == "openelm" and mob.arch == "mobilellm" and mob.model == "mobilellm-20m"
-    assert {k: v for k, v in mob.to_dict().items() if k != "model"} == {
-        k: v for k, v in base.to_dict().items() if k != "model"}
-    assert mob.for_arch("openelm") == base and get_recipe("tiny").for_arch("mobilellm").model == "mobilellm-tiny"
+    assert mob.lr == pytest.approx(base.lr / 4)  # the family's LR factor (no q/k norm: a quarter)
+    assert {k: v for k, v in mob.to_dict().items() if k not in ("model", "lr")} == {
+        k: v for k, v in base.to_dict().items() if k not in ("model", "lr")}
+    assert mob.for_arch("openelm") == base and base.for_arch("openelm") is base
+    tiny = get_recipe("tiny").for_arch("mobilellm")
+    assert tiny.model == "mobilellm-tiny" and tiny.lr == 2.5e-3
