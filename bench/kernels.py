@@ -22,8 +22,9 @@ GPU (a CUDA device; otherwise the rows are written with ``ours``/``reference`` n
 GPU times are CUDA-event medians over the same number of timed calls per side (after warm-up), each call being
 forward + backward with gradients for every input.
 
-The full run takes about 5 minutes on 2 CPU cores (the eager side of row 1 computes 1.3 TFLOP per pass and holds
-~8 GiB at its peak) plus about a minute of GPU time; ``--quick`` takes ~30 s on CPU.
+The full run takes about 9 CPU-minutes (row 1: 8 passes at 16,384 tokens; the eager side computes ~4 TFLOP per
+forward + backward and holds ~8.6 GiB at its peak, extrapolated from the quick run's 1.07 GiB at 2,048 tokens) plus
+about a minute of GPU time; ``--quick`` takes ~40 CPU-seconds.
 """
 
 from __future__ import annotations
