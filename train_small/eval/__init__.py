@@ -5,7 +5,8 @@ Public API::
     from train_small.eval import evaluate, heldout_loss, load_texts, score, centered_accuracy
 
     res = evaluate(model, "tokenizer.model", "../shared/data/eval", tasks="cpu", max_examples=100)
-    res["tasks"]["copa"]["accuracy"], res["core"]
+    res["tasks"]["copa"]["accuracy"], res["core"]            # core: None unless all 22 CORE tasks ran
+    res["core_partial"], res["core_missing"]                 # ... then the mean over those that did
     ho = heldout_loss(model, sp, load_texts({"clean": "heldout/*.parquet"}))
     ref = reference_loss(model, sp, load_reference_domains(["wiki=wikitext/", "books=pg19/"]))   # Paloma-style
     result = score("tokens/", "tiny", "scores/mix", eval_dir=..., heldout=...)   # writes result.json
