@@ -128,6 +128,11 @@ class DecoderLM(nn.Module):
         self.cfg = cfg
         add_norm_op, qkv_op = _ops(cfg.use_kernels)
         self._add_norm = add_norm_op
+        self._fused_loss = None
+        if cfg.use_kernels:  # the chunked LM-head loss of the training forward (no (B, T, V) logits)
+            from train_small.kernels.fused_linear_ce import linear_cross_entropy
+
+            self._fused_loss = linear_cross_entropy
         self.token_embeddings = nn.Embedding(cfg.vocab_size, cfg.model_dim)
         self.layers = nn.ModuleList(DecoderLayer(cfg, i, add_norm_op, qkv_op) for i in range(cfg.num_layers))
         self.norm = RMSNorm(cfg.model_dim, cfg.norm_eps)
@@ -177,10 +182,8 @@ class DecoderLM(nn.Module):
                 h, pending = layer(h, pending, cos, sin, dtype)
         x, _ = self._add_norm(h, pending, self.norm.weight, self.norm.eps, dtype)
         if targets is not None and z_loss is not None:
-            if self.cfg.use_kernels:
-                from train_small.kernels.fused_linear_ce import linear_cross_entropy
-
-                return linear_cross_entropy(x, self.token_embeddings.weight, targets, z_loss)
+            if self._fused_loss is not None:
+                return self._fused_loss(x, self.token_embeddings.weight, targets, z_loss)
             return lm_loss(F.linear(x, self.token_embeddings.weight), targets, z_loss)
         logits = F.linear(x, self.token_embeddings.weight)  # tied output layer: (B, T, V)
         if targets is None:
