@@ -191,4 +191,6 @@ def print_table(rows: list[dict[str, Any]]) -> None:
     for r in rows:
         tgt = "" if r.get("target") is None else f"{r['target']:g}"
         met = {True: "yes", False: "NO", None: "-"}[r.get("met")]
-        print(f"{r['name'][:44]:44s} {r['ours']:12.4g} {r['reference']:12.4g} {r['ratio']:8.3f} {tgt:>7s}  {met}")
+        ours, ref, ratio = (f"{r[k]:{w}}" if r.get(k) is not None else "-" for k, w in
+                            (("ours", ".4g"), ("reference", ".4g"), ("ratio", ".3f")))  # None: not measured
+        print(f"{r['name'][:44]:44s} {ours:>12s} {ref:>12s} {ratio:>8s} {tgt:>7s}  {met}")

@@ -3,10 +3,11 @@
 
     python bench/train.py                 # 270M, micro-batch 16 x 2048, 20 timed steps per path (+ torch.compile)
     python bench/train.py --quick         # 8 timed steps, eager only
+    python bench/train.py --variants fused,reference,fused+compile --steps 10     # what bench/gpu.sh runs
 
 Questions and targets (issue 7, on an H100, bf16 autocast):
-1. tokens/s of the fused path (Triton add+RMSNorm, q/k RMSNorm+RoPE; flash SDPA) vs the reference path
-   (plain PyTorch norms and RoPE; same SDPA): ratio >= 1.5;
+1. tokens/s of the fused path (Triton add+RMSNorm, q/k RMSNorm+RoPE, chunked LM-head loss; flash SDPA) vs the
+   reference path (plain PyTorch norms, RoPE and loss; same SDPA): ratio >= 1.5;
 2. MFU of the fused path: >= 45%, reported as ratio MFU / 0.45 (target 1.0).
 Each timed step is one optimizer step of the trainer's work: forward under bf16 autocast, CE + z-loss,
 backward, clip to 1.0, fused AdamW. Tokens are random ids (the data loader is not the question).
@@ -29,7 +30,7 @@ import torch  # noqa: E402
 from _common import commit, machine  # noqa: E402
 
 from train_small.configs import get_config  # noqa: E402
-from train_small.model import OpenELM, flops_per_token, lm_loss  # noqa: E402
+from train_small.model import build_model, flops_per_token  # noqa: E402
 from train_small.train import MFU_FORMULA, _param_groups, peak_flops  # noqa: E402
 
 MFU_TARGET = 0.45
@@ -40,7 +41,7 @@ MFU_TARGET = 0.45
 def run(model_name: str, use_kernels: bool, compile_: bool, micro: int, seq: int, steps: int, warmup: int) -> dict:
     torch.manual_seed(0)
     cfg = get_config(model_name, use_kernels=use_kernels, max_seq_len=seq)
-    model = OpenELM(cfg).cuda()
+    model = build_model(cfg).cuda()
     opt = torch.optim.AdamW(_param_groups(model, 0.1), lr=1e-4, betas=(0.9, 0.95), eps=1e-8, fused=True)
     fwd = torch.compile(model) if compile_ else model
     batch = torch.randint(0, cfg.vocab_size, (micro, seq + 1), device="cuda")
@@ -51,9 +52,8 @@ def run(model_name: str, use_kernels: bool, compile_: bool, micro: int, seq: int
         if i == warmup:
             torch.cuda.synchronize()
             t0 = time.perf_counter()
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            logits = fwd(x)
-        loss = lm_loss(logits, y, 1e-4)[0]
+        with torch.autocast("cuda", dtype=torch.bfloat16):  # fused path: the chunked LM-head loss, no logits
+            loss = fwd(x, y, z_loss=1e-4)[0]
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
@@ -69,60 +69,91 @@ def run(model_name: str, use_kernels: bool, compile_: bool, micro: int, seq: int
     return out
 
 
+ALL_VARIANTS = {"fused": (True, False), "reference": (False, False), "fused+compile": (True, True),
+                "reference+compile": (False, True)}
+
+
+def _rows(res: dict, inp: str, command: str, note: str | None = None) -> list[dict]:
+    """The result rows from the variants measured so far (a missing side leaves the row unmeasured)."""
+    common = {"input": inp, "machine": machine(), "command": command, "commit": commit()}
+    if note:
+        common["note"] = note
+
+    def tps(k):
+        return res.get(k, {}).get("tokens_per_s")
+
+    def pair(name, a, b, ref_name, target):
+        ours, ref = tps(a), tps(b)
+        ratio = ours / ref if ours and ref else None
+        return {"name": name, "metric": "tokens/s", "ours": ours, "reference": ref, "reference_name": ref_name,
+                "ratio": ratio, "target": target, "met": None if ratio is None or target is None else ratio >= target,
+                **common}  # fmt: skip
+
+    fused = [k for k in ("fused", "fused+compile") if tps(k)]
+    best = max(fused, key=tps) if fused else "fused"
+    mfu = res.get(best, {}).get("mfu")
+    rows = [
+        pair("train_tokens_per_s_fused_vs_reference", "fused", "reference", "reference path (PyTorch norms/RoPE/loss)",
+             1.5),
+        {"name": f"train_mfu_{best}", "metric": "MFU", "ours": mfu, "reference": MFU_TARGET,
+         "reference_name": "issue target MFU", "ratio": mfu / MFU_TARGET if mfu else None, "target": 1.0,
+         "met": None if mfu is None else mfu >= MFU_TARGET, "mfu_formula": MFU_FORMULA, **common},
+        pair("train_tokens_per_s_fused_compile_vs_reference_compile", "fused+compile", "reference+compile",
+             "reference path under torch.compile", None),
+    ]
+    rows.append({"name": "train_variants", "metric": "raw measurements per variant", "variants": res, **common})
+    return rows
+
+
+def _write(rows: list[dict], path: str) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(rows, f, indent=2, default=float)
+    os.replace(tmp, path)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="fewer steps, eager only")
+    ap.add_argument("--quick", action="store_true", help="8 timed steps, eager variants only")
     ap.add_argument("--model", default="openelm-270m", help="model config name (train_small.configs)")
     ap.add_argument("--micro-batch", type=int, default=16, help="sequences per step")
     ap.add_argument("--seq-len", type=int, default=2048, help="sequence length")
-    ap.add_argument("--out", default="bench/results/train.json", help="JSON output path")
+    ap.add_argument("--variants", default=None,
+                    help=f"comma list of {sorted(ALL_VARIANTS)} (default: all; --quick: fused,reference)")
+    ap.add_argument("--steps", type=int, default=None, help="timed steps per variant (default 20; --quick 8)")
+    ap.add_argument("--out", default="bench/results/train.json", help="JSON output path (rewritten after each variant)")
     args = ap.parse_args()
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-    command = "python bench/train.py" + (" --quick" if args.quick else "")
+    command = "python " + " ".join([os.path.relpath(sys.argv[0])] + sys.argv[1:])
     inp = f"{args.model}, {args.micro_batch} x {args.seq_len} tokens per step, bf16 autocast, random ids"
     if not torch.cuda.is_available():
         msg = "no CUDA GPU: training throughput and MFU were not measured (the CPU path is the reference path)"
         print(msg)
-        result = [
-            {"name": "train_tokens_per_s_fused_vs_reference", "metric": "tokens/s", "ours": None, "reference": None,
-             "reference_name": "reference path (PyTorch norms/RoPE)", "ratio": None, "target": 1.5},
-            {"name": "train_mfu_fused", "metric": "MFU", "ours": None, "reference": MFU_TARGET,
-             "reference_name": "issue target MFU", "ratio": None, "target": 1.0},
-        ]
-        for r in result:
-            r.update(input=inp, machine=machine(), command=command, commit=commit(), note=msg)
-        with open(args.out, "w") as f:
-            json.dump(result, f, indent=2)
+        _write(_rows({}, inp, command, msg), args.out)
         return 0
-    steps, warmup = (8, 3) if args.quick else (20, 5)
-    variants = [("fused", True, False), ("reference", False, False)]
-    if not args.quick:
-        variants += [("fused+compile", True, True), ("reference+compile", False, True)]
-    res = {}
-    for name, kernels, comp in variants:
-        res[name] = run(args.model, kernels, comp, args.micro_batch, args.seq_len, steps, warmup)
+    names = (args.variants.split(",") if args.variants else
+             ["fused", "reference"] if args.quick else list(ALL_VARIANTS))  # fmt: skip
+    unknown = [n for n in names if n not in ALL_VARIANTS]
+    if unknown:
+        ap.error(f"unknown variants {unknown}; choose from {sorted(ALL_VARIANTS)}")
+    steps = args.steps or (8 if args.quick else 20)
+    warmup = 3 if args.quick else 5
+    res: dict = {}
+    for name in names:
+        kernels, comp = ALL_VARIANTS[name]
+        try:
+            res[name] = run(args.model, kernels, comp, args.micro_batch, args.seq_len, steps, warmup)
+        except Exception as e:  # an OOM or a compile failure in one variant must not lose the others
+            res[name] = {"error": f"{type(e).__name__}: {e}"[:500]}
+            print(f"{name}: failed: {res[name]['error']}")
+            torch.cuda.empty_cache()
+            _write(_rows(res, inp, command), args.out)
+            continue
         r = res[name]
         mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "n/a"
         print(f"{name:20s} {r['tokens_per_s']:12.0f} tok/s  MFU {mfu:>6s}  peak {r['peak_mem_gb']:.1f} GiB")
-    best = max(("fused", "fused+compile"), key=lambda k: res.get(k, {"tokens_per_s": 0})["tokens_per_s"])
-    common = {"input": inp, "machine": machine(), "command": command, "commit": commit()}
-    results = [
-        {"name": "train_tokens_per_s_fused_vs_reference", "metric": "tokens/s", "ours": res["fused"]["tokens_per_s"],
-         "reference": res["reference"]["tokens_per_s"], "reference_name": "reference path (PyTorch norms/RoPE)",
-         "ratio": res["fused"]["tokens_per_s"] / res["reference"]["tokens_per_s"], "target": 1.5, **common},
-        {"name": f"train_mfu_{best}", "metric": "MFU", "ours": res[best]["mfu"], "reference": MFU_TARGET,
-         "reference_name": "issue target MFU", "ratio": (res[best]["mfu"] or 0) / MFU_TARGET, "target": 1.0,
-         "mfu_formula": MFU_FORMULA, **common},
-    ]
-    if "reference+compile" in res:
-        results.append({
-            "name": "train_tokens_per_s_fused_compile_vs_reference_compile", "metric": "tokens/s",
-            "ours": res["fused+compile"]["tokens_per_s"], "reference": res["reference+compile"]["tokens_per_s"],
-            "reference_name": "reference path under torch.compile",
-            "ratio": res["fused+compile"]["tokens_per_s"] / res["reference+compile"]["tokens_per_s"], "target": None,
-            **common})
-    with open(args.out, "w") as f:
-        json.dump(results, f, indent=2)
+        _write(_rows(res, inp, command), args.out)
+    _write(_rows(res, inp, command), args.out)
     print(f"wrote {args.out}")
     return 0
 

@@ -61,7 +61,14 @@ sys.path.insert(0, str(HERE.parent))
 from curation import io as cio  # noqa: E402
 from filters.decontam import HoldoutSplit  # noqa: E402,F401 - part of this script's API (tests use it)
 from pipelines.ablation_data import build_heldout, curate, resolve_inputs, token_stream, tokenizer_for  # noqa: E402
-from pipelines.leaderboard import PRIMARY, leaderboard, plot_leaderboard, write_leaderboard  # noqa: E402
+from pipelines.leaderboard import (  # noqa: E402
+    PRIMARY,
+    agreement_markdown,
+    leaderboard,
+    leaderboard_markdown,
+    plot_leaderboard,
+    write_leaderboard,
+)
 from pipelines.mixes import DEFAULT_MIXES, KNOWN_MIXES, Mix, select_mixes  # noqa: E402,F401
 from pipelines.recipes import add_recipe_arguments, options_from_args  # noqa: E402
 from pipelines.trials import run_trials, trial_items, trials_executor  # noqa: E402
@@ -127,12 +134,34 @@ def build_parser() -> argparse.ArgumentParser:
         help="size every token stream to this many tokens (default: each mix's natural size)",
     )
     t.add_argument("--cpus-per-trial", type=int, default=1, help="CPUs (torch threads) per trial without GPUs")
+    t.add_argument("--archs", default=None, type=lambda v: [a for a in v.split(",") if a], metavar="A,B",
+                   help="proxy families to train every mix with (openelm, mobilellm: the same size, "
+                   "train_small Recipe.for_arch); with two or more the leaderboard reports the rank agreement "
+                   "between the families (Kendall tau over mixes, per seed and its spread). Default: the "
+                   "recipe's own model")
     e = p.add_argument_group("evaluation")
     from train_small.eval.__main__ import add_eval_args
 
     add_eval_args(e)
     e.set_defaults(tasks="cpu", max_heldout_tokens=None)
+    e.add_argument("--primary", default=None, metavar="METRIC",
+                   help="the metric that ranks the mixes (a key of train_small.eval.score.flat_metrics, e.g. "
+                   "reference/mean_bits_per_byte, heldout/clean/loss, core); default: the reference domains' "
+                   "mean bits per byte with --heldout-ref, else the clean held-out loss, else CORE (or the "
+                   "centered accuracy of a partial task set)")
     return p
+
+
+def choose_primary(results: list[dict[str, Any]], requested: str | None) -> str:
+    if requested:
+        return requested
+    from train_small.eval.score import flat_metrics
+
+    keys = set().union(*(flat_metrics(r) for r in results)) if results else set()
+    for k in ("reference/mean_bits_per_byte", PRIMARY, "core", "core_partial"):
+        if k in keys:
+            return k
+    return PRIMARY
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -152,6 +181,9 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"error: {e}") from None
     if args.decontam and not args.eval_dir:
         raise SystemExit("error: --decontam needs --eval-dir")
+    known = {"openelm", "mobilellm"}
+    if args.archs and (set(args.archs) - known or len(set(args.archs)) != len(args.archs)):
+        raise SystemExit(f"error: --archs takes distinct families from {sorted(known)}, got {args.archs}")
     os.makedirs(args.output, exist_ok=True)
 
     # data: held-out split, curation per recipe, one tokenizer, a token stream per mix
@@ -173,26 +205,44 @@ def main(argv: list[str] | None = None) -> int:
     results, failed = run_trials(args, trial_items(args, mixes, streams, heldout), trials_executor(args))
     t_trials = time.perf_counter() - t1
 
-    # leaderboard
-    primary = PRIMARY if any("heldout" in r and "clean" in r["heldout"]["domains"] for r in results) else "core"
-    rows = leaderboard(results, mixes, primary)
+    # leaderboard (one per proxy family, and their rank agreement)
+    primary = choose_primary(results, args.primary)
+    archs = args.archs or [None]
+    by_arch = {a: [r for r in results if a is None or r.get("arch") == a] for a in archs}
+    rows = leaderboard(by_arch[archs[0]], mixes, primary)
+    extra: list[str] = []
+    agreement = None
+    if len(archs) > 1:
+        from train_small.eval.agreement import rank_agreement_from_results
+
+        for a in archs[1:]:
+            extra += leaderboard_markdown(leaderboard(by_arch[a], mixes, primary), primary, f"Proxy family `{a}`")
+            extra.append("")
+        try:
+            agreement = rank_agreement_from_results(results, primary)
+            extra += agreement_markdown(agreement)
+        except ValueError as e:  # too few mixes or seeds finished
+            logger.warning("no rank agreement: %s", e)
     settings = {
         "recipe": args.recipe, "seeds": args.seeds, "mixes": [m.to_json() for m in mixes], "tokenizer": tok,
         "recipe_options": options.overrides(), "inputs": len(inputs), "demo_pool": demo, "limit": args.limit,
         "heldout": heldout, "eval_dir": args.eval_dir, "tasks": args.tasks, "max_examples": args.max_examples,
         "num_fewshot": args.num_fewshot, "total_tokens": args.total_tokens, "max_steps": args.max_steps,
-        "seconds": {"data": t_data, "trials": t_trials}, "failed_trials": failed,
+        "seconds": {"data": t_data, "trials": t_trials}, "failed_trials": failed, "archs": args.archs,
+        "heldout_ref": args.heldout_ref, "precision": args.precision,
     }  # fmt: skip
-    results.sort(key=lambda r: (r["extra"]["mix"], r["seed"]))
-    payload = {"settings": settings, "leaderboard": rows, "trials": results, "primary_metric": primary}
+    results.sort(key=lambda r: (str(r.get("arch")), r["extra"]["mix"], r["seed"]))
+    payload = {"settings": settings, "leaderboard": rows, "trials": results, "primary_metric": primary,
+               "rank_agreement": agreement}
     cio.write_bytes_atomic(
         os.path.join(args.output, "ablation.json"), json.dumps(payload, indent=2, default=float).encode()
     )
-    md = write_leaderboard(args.output, rows, settings, primary)
+    title = f"Proxy family `{archs[0]}`" if archs[0] else None
+    md = write_leaderboard(args.output, rows, settings, primary, extra=extra, title=title)
     png = plot_leaderboard(args.output, rows, primary)
     print(Path(md).read_text())
     print(f"leaderboard: {md}\nplot: {png}\nall results: {os.path.join(args.output, 'ablation.json')}")
-    return 0 if len(results) == len(mixes) * args.seeds else 1
+    return 0 if len(results) == len(mixes) * args.seeds * len(archs) else 1
 
 
 if __name__ == "__main__":

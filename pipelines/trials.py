@@ -25,7 +25,7 @@ from pipelines.mixes import Mix
 logger = logging.getLogger("ablate")
 
 
-def trial_key(mix: Mix, seed: int, stream: str, args: argparse.Namespace, heldout: Any) -> str:
+def trial_key(mix: Mix, seed: int, stream: str, args: argparse.Namespace, heldout: Any, arch: str | None = None) -> str:
     manifest = Path(stream, "manifest.json").read_bytes()
     payload = {
         "mix": [mix.name, mix.curation_key, mix.to_json()["weights"]], "seed": seed,
@@ -34,31 +34,44 @@ def trial_key(mix: Mix, seed: int, stream: str, args: argparse.Namespace, heldou
         "eval": [args.eval_dir, args.tasks, args.max_examples, args.num_fewshot, args.eval_seed],
         "heldout": heldout, "max_heldout_tokens": args.max_heldout_tokens,
     }  # fmt: skip
+    # added only when set, so that earlier trials keep their keys
+    if getattr(args, "heldout_ref", None):
+        payload["reference"] = sorted(args.heldout_ref)
+    if getattr(args, "precision", "fp32") != "fp32":
+        payload["precision"] = args.precision
+    if arch is not None:
+        payload["arch"] = arch
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _train_key(stream: str, seed: int, args: argparse.Namespace) -> str:
+def _train_key(stream: str, seed: int, args: argparse.Namespace, arch: str | None = None) -> str:
     manifest = hashlib.sha256(Path(stream, "manifest.json").read_bytes()).hexdigest()
-    payload = [manifest, seed, args.recipe, args.total_tokens, args.max_steps]
+    payload = [manifest, seed, args.recipe, args.total_tokens, args.max_steps] + ([arch] if arch else [])
     return hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:8]
 
 
 def trial_items(args: argparse.Namespace, mixes: list[Mix], streams: dict[str, str], heldout: Any) -> list[Item]:
-    """One item per (mix, seed); its argument is the ``score`` spec (threads and device are added at run time)."""
+    """One item per (proxy family, mix, seed); its argument is the ``score`` spec (threads and device are
+    added at run time). Without ``--archs`` the recipe's own model is trained."""
     items = []
-    for m in mixes:
-        for s in range(args.seeds):
-            # the folder is named by what training depends on, so a new budget never resumes an old run
-            out = os.path.join(args.output, "trials", m.name, f"seed{s}-{_train_key(streams[m.name], s, args)}")
-            key = trial_key(m, s, streams[m.name], args, heldout)
-            spec = dict(
-                data_dir=streams[m.name], recipe=args.recipe, out_dir=out, seed=s, eval_dir=args.eval_dir,
-                tasks=args.tasks, heldout=heldout, max_examples=args.max_examples, num_fewshot=args.num_fewshot,
-                max_heldout_tokens=args.max_heldout_tokens, total_tokens=args.total_tokens,
-                max_steps=args.max_steps, eval_seed=args.eval_seed, batch_tokens=args.batch_tokens,
-                extra={"mix": m.name, "mix_spec": m.to_json(), "trial_key": key}, force=True,
-            )  # fmt: skip
-            items.append(Item(f"{m.name}-seed{s}", (spec,), params={"trial_key": key}))
+    for arch in getattr(args, "archs", None) or [None]:
+        for m in mixes:
+            for s in range(args.seeds):
+                # the folder is named by what training depends on, so a new budget never resumes an old run
+                name = m.name if arch is None else f"{m.name}@{arch}"
+                out = os.path.join(args.output, "trials", name, f"seed{s}-{_train_key(streams[m.name], s, args, arch)}")
+                key = trial_key(m, s, streams[m.name], args, heldout, arch)
+                spec = dict(
+                    data_dir=streams[m.name], recipe=args.recipe, out_dir=out, seed=s, eval_dir=args.eval_dir,
+                    tasks=args.tasks, heldout=heldout, max_examples=args.max_examples, num_fewshot=args.num_fewshot,
+                    max_heldout_tokens=args.max_heldout_tokens, total_tokens=args.total_tokens,
+                    max_steps=args.max_steps, eval_seed=args.eval_seed, batch_tokens=args.batch_tokens,
+                    reference=getattr(args, "heldout_ref", None) or None,
+                    precision=getattr(args, "precision", "fp32"), arch=arch,
+                    extra={"mix": m.name, "mix_spec": m.to_json(), "trial_key": key}, force=True,
+                )  # fmt: skip
+                item_key = f"{m.name}-seed{s}" if arch is None else f"{m.name}-{arch}-seed{s}"
+                items.append(Item(item_key, (spec,), params={"trial_key": key}))
     return items
 
 

@@ -1,4 +1,4 @@
-"""OpenELM model configurations: the layer-wise scaling rules, the public sizes and a proxy ladder.
+"""Model configurations for the two proxy families: OpenELM (layer-wise scaling) and MobileLLM (deep and thin).
 
 OpenELM (Mehta et al. 2024, https://arxiv.org/abs/2404.14619) allocates parameters non-uniformly across
 layers ("layer-wise scaling", after DeLighT, https://arxiv.org/abs/2008.00623). For layer ``i`` of ``L``:
@@ -12,6 +12,17 @@ layers ("layer-wise scaling", after DeLighT, https://arxiv.org/abs/2008.00623). 
 The public sizes take their fields from apple/corenet's ``gpt_configs`` (``OpenELM-270M`` ... ``OpenELM-3B``)
 and the Hugging Face ``config.json`` files of ``apple/OpenELM-*`` (vocabulary 32,000). The proxy ladder
 (``cpu-tiny``, ``proxy-20m``, ``proxy-60m``, ``proxy-150m``) uses the same rules with smaller widths/depths.
+
+MobileLLM (Liu et al. 2024, https://arxiv.org/abs/2402.14905) is a Llama-style decoder made deep and thin for its
+size: SwiGLU, shared input/output embedding, grouped-query attention, no q/k norm, RMSNorm eps 1e-5, and optionally
+"immediate block-wise repeat" (each block runs twice in a row; ``layer_repeat=2``, the paper's MobileLLM-LS).
+Every layer has the same shape. ``mobilellm-125m`` / ``mobilellm-350m`` are the published models' shapes
+(``facebook/MobileLLM-*`` ``config.json``: 576 x 30, 9/3 heads, FFN 1536; 960 x 32, 15/5 heads, FFN 2560); the
+proxies ``mobilellm-tiny`` / ``-20m`` / ``-60m`` match the parameter counts of ``cpu-tiny`` / ``proxy-20m`` /
+``proxy-60m`` with two to four times their depth.
+
+Both config classes expose the same per-layer fields (``num_query_heads``, ``num_kv_heads``, ``ffn_dims``), plus
+``arch``, ``qk_norm`` and ``layer_repeat``, so one decoder (:mod:`train_small.model`) builds either family.
 """
 
 from __future__ import annotations
@@ -19,12 +30,17 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 __all__ = [
     "OpenELMConfig",
+    "MobileLLMConfig",
+    "ModelConfig",
+    "config_from_dict",
+    "ARCHS",
+    "arch_equivalent",
     "make_divisible",
     "layerwise_multipliers",
     "get_config",
@@ -58,6 +74,10 @@ class OpenELMConfig:
 
     ``use_kernels`` picks the fused Triton path (GPU) over the plain PyTorch reference path (CPU).
     """
+
+    arch: ClassVar[str] = "openelm"
+    qk_norm: ClassVar[bool] = True  # RMSNorm on each query and key head before RoPE
+    layer_repeat: ClassVar[int] = 1
 
     name: str = "custom"
     vocab_size: int = 32000
@@ -122,6 +142,7 @@ class OpenELMConfig:
         out = dataclasses.asdict(self)
         out["qkv_multipliers"] = list(self.qkv_multipliers)
         out["ffn_multipliers"] = list(self.ffn_multipliers)
+        out["arch"] = self.arch
         return out
 
     @classmethod
@@ -130,7 +151,89 @@ class OpenELMConfig:
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
-def count_parameters(cfg: OpenELMConfig, include_embedding: bool = True) -> int:
+@dataclass
+class MobileLLMConfig:
+    """One MobileLLM model: every layer has ``heads`` query heads, ``kv_heads`` key/value heads and FFN ``ffn_dim``.
+
+    ``layer_repeat=2`` is the paper's immediate block-wise weight sharing (MobileLLM-LS): each block runs twice in
+    a row, doubling depth and compute at the same parameter count. ``init_std`` is the normal initialisation of
+    every linear and embedding weight (``initializer_range`` 0.02 of the published configs).
+    """
+
+    arch: ClassVar[str] = "mobilellm"
+    qk_norm: ClassVar[bool] = False
+
+    name: str = "custom"
+    vocab_size: int = 32000
+    model_dim: int = 576
+    num_layers: int = 30
+    head_dim: int = 64
+    heads: int = 9
+    kv_heads: int = 3
+    ffn_dim: int = 1536
+    layer_repeat: int = 1
+    norm_eps: float = 1e-5
+    rope_theta: float = 10000.0
+    max_seq_len: int = 2048
+    init_std: float = 0.02
+    use_kernels: bool = False
+
+    def __post_init__(self) -> None:
+        if self.head_dim % 2 != 0:
+            raise ValueError(f"head_dim must be even for RoPE, got {self.head_dim}")
+        if min(self.model_dim, self.num_layers, self.vocab_size, self.heads, self.kv_heads, self.ffn_dim) <= 0:
+            raise ValueError("model_dim, num_layers, vocab_size, heads, kv_heads and ffn_dim must be positive")
+        if self.heads % self.kv_heads:
+            raise ValueError(f"heads ({self.heads}) must be a multiple of kv_heads ({self.kv_heads})")
+        if self.layer_repeat not in (1, 2):
+            raise ValueError(f"layer_repeat is 1 (no sharing) or 2 (block-wise repeat), got {self.layer_repeat}")
+
+    @property
+    def num_query_heads(self) -> list[int]:
+        return [self.heads] * self.num_layers
+
+    @property
+    def num_kv_heads(self) -> list[int]:
+        return [self.kv_heads] * self.num_layers
+
+    @property
+    def ffn_dims(self) -> list[int]:
+        return [self.ffn_dim] * self.num_layers
+
+    def layer_shapes(self, i: int) -> dict[str, tuple[int, ...]]:
+        """Weight shapes of layer ``i`` (PyTorch ``Linear`` layout), in our module names (no q/k norm)."""
+        d, hd, q, kv, f = self.model_dim, self.head_dim, self.heads, self.kv_heads, self.ffn_dim
+        return {
+            "attn_norm": (d,),
+            "qkv_proj": ((q + 2 * kv) * hd, d),
+            "out_proj": (d, q * hd),
+            "ffn_norm": (d,),
+            "proj_1": (2 * f, d),
+            "proj_2": (d, f),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "arch": self.arch}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> MobileLLMConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+ModelConfig = OpenELMConfig | MobileLLMConfig
+ARCHS: dict[str, type] = {"openelm": OpenELMConfig, "mobilellm": MobileLLMConfig}
+
+
+def config_from_dict(d: dict[str, Any]) -> ModelConfig:
+    """Rebuild a config saved with ``to_dict`` (checkpoints written before ``arch`` existed are OpenELM)."""
+    arch = d.get("arch", "openelm")
+    if arch not in ARCHS:
+        raise ValueError(f"unknown model family {arch!r}; known: {sorted(ARCHS)}")
+    return ARCHS[arch].from_dict(d)
+
+
+def count_parameters(cfg: ModelConfig, include_embedding: bool = True) -> int:
     """Parameter count from the config alone (tied input/output embedding counted once)."""
     total = cfg.model_dim  # final norm
     for i in range(cfg.num_layers):
@@ -140,12 +243,12 @@ def count_parameters(cfg: OpenELMConfig, include_embedding: bool = True) -> int:
     return total
 
 
-def _named(name: str, **kw: Any) -> Callable[..., OpenELMConfig]:
-    def build(vocab_size: int | None = None, **overrides: Any) -> OpenELMConfig:
+def _named(name: str, cls: type = OpenELMConfig, **kw: Any) -> Callable[..., ModelConfig]:
+    def build(vocab_size: int | None = None, **overrides: Any) -> ModelConfig:
         args = dict(kw, name=name, **overrides)
         if vocab_size is not None:
             args["vocab_size"] = vocab_size
-        return OpenELMConfig(**args)
+        return cls(**args)
 
     build.__name__ = name.replace("-", "_").replace(".", "_")
     return build
@@ -154,7 +257,7 @@ def _named(name: str, **kw: Any) -> Callable[..., OpenELMConfig]:
 # Public OpenELM sizes (apple/corenet gpt_configs; HF apple/OpenELM-* config.json, vocab 32000).
 # Proxy ladder: same scaling rules, head_dim 64, 4 GQA groups. Parameter counts at vocab 32000:
 # proxy-20m 23.8M, proxy-60m 65.0M, proxy-150m 142.6M (see tests/train_small/test_configs.py).
-CONFIGS: dict[str, Callable[..., OpenELMConfig]] = {
+CONFIGS: dict[str, Callable[..., ModelConfig]] = {
     "cpu-tiny": _named("cpu-tiny", vocab_size=512, model_dim=64, num_layers=2, head_dim=16, ffn_dim_divisor=32,
                        max_seq_len=256),
     "proxy-20m": _named("proxy-20m", model_dim=384, num_layers=8),
@@ -164,11 +267,47 @@ CONFIGS: dict[str, Callable[..., OpenELMConfig]] = {
     "openelm-450m": _named("openelm-450m", model_dim=1536, num_layers=20),
     "openelm-1.1b": _named("openelm-1.1b", model_dim=2048, num_layers=28),
     "openelm-3b": _named("openelm-3b", model_dim=3072, num_layers=36, head_dim=128),
+    # MobileLLM: published shapes (facebook/MobileLLM-125M, -350M config.json) and proxies of the OpenELM ladder's
+    # sizes at vocab 32000: tiny 0.11M (vocab 512), 20m 23.9M (20 layers), 60m 65.8M (34 layers).
+    "mobilellm-tiny": _named("mobilellm-tiny", MobileLLMConfig, vocab_size=512, model_dim=48, num_layers=4,
+                             head_dim=16, heads=3, kv_heads=1, ffn_dim=104, max_seq_len=256),
+    "mobilellm-20m": _named("mobilellm-20m", MobileLLMConfig, model_dim=256, num_layers=20, heads=4, kv_heads=2,
+                            ffn_dim=768),
+    "mobilellm-60m": _named("mobilellm-60m", MobileLLMConfig, model_dim=384, num_layers=34, heads=6, kv_heads=2,
+                            ffn_dim=1024),
+    "mobilellm-125m": _named("mobilellm-125m", MobileLLMConfig, model_dim=576, num_layers=30, heads=9, kv_heads=3,
+                             ffn_dim=1536),
+    "mobilellm-ls-125m": _named("mobilellm-ls-125m", MobileLLMConfig, model_dim=576, num_layers=30, heads=9,
+                                kv_heads=3, ffn_dim=1536, layer_repeat=2),
+    "mobilellm-350m": _named("mobilellm-350m", MobileLLMConfig, model_dim=960, num_layers=32, heads=15, kv_heads=5,
+                             ffn_dim=2560),
+}
+
+# The other family's model of about the same size, for training one recipe with either family
+# (``Recipe.for_arch``). Parameter counts at vocab 32000 (tiny: 512) are in train_small/README.md.
+_EQUIVALENT: dict[str, dict[str, str]] = {
+    "openelm": {"mobilellm-tiny": "cpu-tiny", "mobilellm-20m": "proxy-20m", "mobilellm-60m": "proxy-60m",
+                "mobilellm-125m": "proxy-150m", "mobilellm-350m": "openelm-270m"},
+    "mobilellm": {"cpu-tiny": "mobilellm-tiny", "proxy-20m": "mobilellm-20m", "proxy-60m": "mobilellm-60m",
+                  "proxy-150m": "mobilellm-125m", "openelm-270m": "mobilellm-350m"},
 }
 
 
-def get_config(name: str, vocab_size: int | None = None, **overrides: Any) -> OpenELMConfig:
-    """Build a named config (``cpu-tiny``, ``proxy-20m``, ..., ``openelm-3b``); ``vocab_size`` overrides the default."""
+def arch_equivalent(model: str, arch: str) -> str:
+    """The config of family ``arch`` that stands in for config ``model`` (itself when it is of that family)."""
+    key = model.lower().replace("_", "-")
+    if arch not in ARCHS:
+        raise ValueError(f"unknown model family {arch!r}; known: {sorted(ARCHS)}")
+    if key in CONFIGS and CONFIGS[key]().arch == arch:
+        return key
+    if key not in _EQUIVALENT[arch]:
+        raise KeyError(f"no {arch} model stands in for {model!r}; known: {sorted(_EQUIVALENT[arch])}")
+    return _EQUIVALENT[arch][key]
+
+
+def get_config(name: str, vocab_size: int | None = None, **overrides: Any) -> ModelConfig:
+    """Build a named config (``cpu-tiny``, ``proxy-20m``, ..., ``openelm-3b``, ``mobilellm-125m``, ...);
+    ``vocab_size`` overrides the default."""
     key = name.lower().replace("_", "-")
     if key not in CONFIGS:
         raise KeyError(f"unknown model config {name!r}; known: {sorted(CONFIGS)}")

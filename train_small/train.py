@@ -37,9 +37,9 @@ from typing import Any
 
 import torch
 
-from train_small.configs import OpenELMConfig, get_config
+from train_small.configs import ModelConfig, get_config
 from train_small.data import TokenStream, manifest_sha256, open_token_stream, to_batch
-from train_small.model import OpenELM, flops_per_token, lm_loss
+from train_small.model import DecoderLM, build_model, flops_per_token
 from train_small.recipes import RECIPES, Recipe, get_recipe
 
 logger = logging.getLogger(__name__)
@@ -94,21 +94,22 @@ def _latest_checkpoint(ckpt_dir: Path) -> Path | None:
     return found[-1] if found else None
 
 
-def _param_groups(model: OpenELM, weight_decay: float) -> list[dict[str, Any]]:
+def _param_groups(model: DecoderLM, weight_decay: float) -> list[dict[str, Any]]:
     """Weight decay on matrices and the (tied) embedding; none on norm weights (all 1-D parameters)."""
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def _build(recipe: Recipe, data: TokenStream, device: torch.device) -> tuple[OpenELM, OpenELMConfig]:
+def _build(recipe: Recipe, data: TokenStream, device: torch.device,
+           overrides: dict[str, Any] | None = None) -> tuple[DecoderLM, ModelConfig]:
     use_kernels = recipe.use_kernels if recipe.use_kernels is not None else device.type == "cuda"
     if use_kernels and device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
         raise ValueError("use_kernels needs CUDA (or TRITON_INTERPRET=1 for a slow CPU check)")
-    cfg = get_config(recipe.model, vocab_size=data.vocab_size, use_kernels=use_kernels,
-                     max_seq_len=recipe.seq_len)
+    cfg = get_config(recipe.model, **{"vocab_size": data.vocab_size, "use_kernels": use_kernels,
+                                      "max_seq_len": recipe.seq_len, **(overrides or {})})
     torch.manual_seed(recipe.seed)
-    model = OpenELM(cfg)  # initialised on CPU, so the weights do not depend on the device
+    model = build_model(cfg)  # initialised on CPU, so the weights do not depend on the device
     return model.to(device), cfg
 
 
@@ -122,12 +123,15 @@ def train(
     *,
     peak_tflops: float | None = None,
     tensorboard: bool = True,
+    config_overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train ``recipe`` on the token stream in ``data_dir``; write logs and checkpoints to ``out_dir``.
 
     ``max_steps`` stops after that optimizer step (an absolute step: the LR schedule still spans the recipe's
     full budget, so a stopped run is a prefix of the full one). ``resume`` continues from the newest
-    checkpoint in ``out_dir/ckpt`` when there is one. Returns the final metrics (see ``metrics.jsonl`` keys,
+    checkpoint in ``out_dir/ckpt`` when there is one. ``config_overrides`` changes fields of the recipe's model
+    config (e.g. ``{"model_dim": 128}`` in a width sweep); they are saved in the checkpoint's model config and in
+    ``run.json``. Returns the final metrics (see ``metrics.jsonl`` keys,
     plus ``num_params``, ``total_steps``, ``checkpoint``, ``finished``).
     """
     recipe = get_recipe(recipe) if isinstance(recipe, str) else recipe
@@ -140,7 +144,7 @@ def train(
         raise ValueError(f"data windows hold {data.seq_len} tokens, the recipe needs {recipe.seq_len}")
     if data.seq_len > recipe.seq_len:
         logger.warning("data seq_len %d > recipe seq_len %d: each window is cropped", data.seq_len, recipe.seq_len)
-    model, cfg = _build(recipe, data, device)
+    model, cfg = _build(recipe, data, device, config_overrides)
     num_params = model.num_parameters()
     total_steps = recipe.total_steps(num_params)
     end_step = total_steps if max_steps is None else min(total_steps, max_steps)
@@ -157,6 +161,11 @@ def train(
         now = {k: v for k, v in recipe.to_dict().items() if k not in _RESUME_FREE}
         if saved != now:
             raise ValueError(f"{latest} was written by a different recipe: {saved} != {now}")
+        old, new = state["model_config"], cfg.to_dict()
+        differ = sorted(k for k in set(old) & set(new) if k != "use_kernels" and old[k] != new[k])
+        if differ:
+            raise ValueError(f"{latest} was written for another model config ({differ} differ); pass the same "
+                             "config_overrides or --no-resume")
         if state.get("data_manifest_sha256") != data_hash:
             raise ValueError(f"{latest} was trained on different data (manifest hash differs)")
         model.load_state_dict(state["model"])
@@ -213,9 +222,8 @@ def train(
         for _ in range(recipe.grad_accum):
             x, y = to_batch(data.batch(position, recipe.micro_batch), recipe.seq_len, device)
             position += recipe.micro_batch
-            with amp:
-                logits = fwd(x)
-            total, ce, z = lm_loss(logits, y, recipe.z_loss)
+            with amp:  # on the kernel path (GPU) the loss is the fused chunked LM-head loss: no (B, T, V) logits
+                total, ce, z = fwd(x, y, z_loss=recipe.z_loss)
             (total / recipe.grad_accum).backward()
             step_sums += torch.stack([ce.detach(), recipe.z_loss * z.detach(), total.detach()]) / recipe.grad_accum
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
@@ -279,6 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m train_small.train", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--recipe", default="tiny", choices=sorted(RECIPES), help="training recipe (train_small.recipes)")
+    p.add_argument("--arch", default=None, choices=["openelm", "mobilellm"],
+                   help="proxy family: the recipe's model is replaced by this family's model of about the same size "
+                        "(default: the recipe's own model)")
     p.add_argument("--data", help="token-stream folder (manifest.json + Arrow stream files)")
     p.add_argument("--out", help="output folder: run.json, metrics.jsonl, tb/, ckpt/, model.pt")
     p.add_argument("--max-steps", type=int, default=None, help="stop after this optimizer step (absolute)")
@@ -315,6 +326,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.compile:
         overrides["compile"] = True
     recipe = get_recipe(args.recipe, **overrides)
+    if args.arch:
+        recipe = recipe.for_arch(args.arch)
     metrics = train(recipe, args.data, args.out, resume=not args.no_resume, max_steps=args.max_steps,
                     device=args.device, peak_tflops=args.peak_tflops, tensorboard=not args.no_tensorboard)
     print(json.dumps(metrics, indent=2))

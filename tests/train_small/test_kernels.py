@@ -139,9 +139,10 @@ def test_qk_norm_rope_matches_reference(dtype, bsz, seq, hq, hkv, hd):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("use_v", [True, False])
-def test_qkv_split_norm_rope_matches_reference(dtype, use_v):
-    """The model's op: one fused QKV tensor in, q/k normalised + rotated and v out; one dqkv buffer back
-    (including when v, or k, receives no gradient)."""
+@pytest.mark.parametrize("norm", [True, False])
+def test_qkv_split_norm_rope_matches_reference(dtype, use_v, norm):
+    """The model's op: one fused QKV tensor in, q/k normalised (OpenELM; ``norm=False``: MobileLLM, RoPE only)
+    + rotated and v out; one dqkv buffer back (including when v, or k, receives no gradient)."""
     torch.manual_seed(7)
     bsz, seq, hq, hkv, hd = 2, 9, 6, 2, 16
     cos, sin = rope_cos_sin(seq, hd, device=DEVICE)
@@ -152,7 +153,8 @@ def test_qkv_split_norm_rope_matches_reference(dtype, use_v):
     leaves, outs = [], []
     for fn in (qkv_norm_rope_triton, qkv_norm_rope_ref):
         p = [_leaf(t) for t in (qkv, wq, wk)]
-        q, k, v = fn(p[0], hq, hkv, p[1], p[2], cos, sin, 1e-6, dtype)
+        w1, w2 = (p[1], p[2]) if norm else (None, None)
+        q, k, v = fn(p[0], hq, hkv, w1, w2, cos, sin, 1e-6, dtype)
         assert q.dtype == k.dtype == v.dtype == dtype
         assert q.shape == (bsz, hq, seq, hd) and k.shape == v.shape == (bsz, hkv, seq, hd)
         loss = (q.float() * grads[0]).sum() + ((v.float() * grads[2]).sum() if use_v else 0)
@@ -163,6 +165,9 @@ def test_qkv_split_norm_rope_matches_reference(dtype, use_v):
         outs.append((q, k, v))
     for name, a, b in zip("qkv", *outs):
         assert_close(a, b, dtype, name)
+    if not norm:  # RoPE only: q and k are pure rotations of the input rows, so norms are preserved
+        q_in = qkv[:, :, :hq].transpose(1, 2).float()
+        torch.testing.assert_close(outs[0][0].float().norm(dim=-1), q_in.norm(dim=-1), rtol=2e-2, atol=1e-5)
     for name, t1, t2 in zip(("dqkv", "dwq", "dwk"), *leaves):
         if t2.grad is None:
             assert t1.grad is None or t1.grad.abs().max() == 0, name
@@ -214,14 +219,15 @@ def test_rmsnorm_reference_cast_order():
     assert not torch.equal(rmsnorm_ref(x, w), (n * w.float()).to(torch.bfloat16))
 
 
-def test_model_kernel_path_matches_reference_path():
-    """The whole cpu-tiny model: logits and every parameter gradient, kernels vs references (fp32)."""
+@pytest.mark.parametrize("name", ["cpu-tiny", "mobilellm-tiny"])
+def test_model_kernel_path_matches_reference_path(name):
+    """The whole tiny model of each family: logits and every parameter gradient, kernels vs references (fp32)."""
     from train_small.configs import get_config
-    from train_small.model import OpenELM, lm_loss
+    from train_small.model import build_model, lm_loss
 
     torch.manual_seed(6)
-    ref = OpenELM(get_config("cpu-tiny")).to(DEVICE)
-    fused = OpenELM(get_config("cpu-tiny", use_kernels=True)).to(DEVICE)
+    ref = build_model(get_config(name)).to(DEVICE)
+    fused = build_model(get_config(name, use_kernels=True)).to(DEVICE)
     fused.load_state_dict(ref.state_dict())
     idx = torch.randint(0, 512, (2, 19), device=DEVICE)
     out = []

@@ -200,3 +200,17 @@ def test_module_entry_point_help():
 
     out = subprocess.run([sys.executable, "-m", "train_small", "--help"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "--recipe" in out.stdout and "--data" in out.stdout
+
+
+def test_recipe_learning_rates_follow_the_stated_rule():
+    """OpenELM's 5.3e-3 at 2048 x 2048 tokens and width 1280, moved by sqrt(batch) and 1/width; tiny from the sweep."""
+    from train_small.configs import get_config
+    from train_small.recipes import scaled_lr
+
+    assert scaled_lr(2048 * 2048, 1280) == 5.3e-3  # the anchor itself
+    assert scaled_lr(4 * 2048 * 2048, 1280) == pytest.approx(2 * 5.3e-3, rel=0.05)  # 4x batch: 2x LR (2 digits)
+    assert scaled_lr(2048 * 2048, 640) == pytest.approx(2 * 5.3e-3, rel=0.05)  # half the width: 2x LR
+    for name in ("proxy-20m", "proxy-60m", "proxy-150m", "openelm-270m"):
+        r = get_recipe(name)
+        assert r.lr == scaled_lr(r.tokens_per_step, get_config(r.model).model_dim) < 5.3e-3, name
+    assert get_recipe("proxy-20m").lr == 2.2e-3 and get_recipe("tiny").lr == 1e-2

@@ -61,8 +61,20 @@ def add_eval_args(p: argparse.ArgumentParser) -> None:
         default=None,
         help="held-out text: PATH/GLOB (domain = source column or file stem) or NAME=PATH; repeatable",
     )
-    p.add_argument("--max-heldout-tokens", type=int, default=None, help="cap scored tokens per held-out domain")
+    p.add_argument(
+        "--heldout-ref",
+        action="append",
+        default=None,
+        metavar="NAME=PATH",
+        help="reference domain of real text no mix trains on (a text file, a folder of .txt, a jsonl or a parquet "
+        "with a text column), scored per document in loss and bits per byte; repeatable",
+    )
+    p.add_argument("--max-heldout-tokens", type=int, default=None,
+                   help="cap scored tokens per held-out and per reference domain")  # fmt: skip
     p.add_argument("--batch-tokens", type=int, default=16384, help="padded tokens per scoring batch")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                   help="evaluation precision: fp32 (as DCLM evaluates; the default of every entry point) or bf16 "
+                        "autocast (CUDA only)")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")  # fmt: skip
 
 
@@ -70,13 +82,17 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m train_small.eval", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("tasks", help="evaluate a trained checkpoint (few-shot tasks and/or held-out loss)")
-    t.add_argument("--ckpt", required=True, help="trainer checkpoint (model.pt or ckpt/step_*.pt)")
+    t.add_argument("--ckpt", required=True,
+                   help="trainer checkpoint (model.pt or ckpt/step_*.pt), or a published OpenELM folder "
+                        "(Hugging Face config.json + safetensors, e.g. apple/OpenELM-270M downloaded beforehand)")
     t.add_argument("--tokenizer", required=True, help="SentencePiece .model used for the training stream")
     t.add_argument("--out", default=None, help="write the JSON here (default: print it)")
     add_eval_args(t)
     s = sub.add_parser("score", help="train the proxy on a token stream, evaluate, write result.json")
     s.add_argument("--data", required=True, help="token-stream folder (manifest.json + Arrow files)")
     s.add_argument("--recipe", default="tiny", help="train_small recipe name")
+    s.add_argument("--arch", default=None, choices=["openelm", "mobilellm"],
+                   help="proxy family to train (the recipe's model size in that family); default: the recipe's model")
     s.add_argument("--out", required=True, help="output folder (train/, result.json)")
     s.add_argument("--seed", type=int, default=None, help="override the recipe seed")
     s.add_argument("--total-tokens", type=int, default=None, help="override the recipe's token budget")
@@ -99,11 +115,19 @@ def main(argv: list[str] | None = None) -> int:
         ho = _heldout_arg(args.heldout)
         if ho is not None:
             res["heldout"] = heldout_loss(model, args.tokenizer, load_texts(ho), seq_len=cfg.max_seq_len,
-                                          max_tokens_per_domain=args.max_heldout_tokens)  # fmt: skip
+                                          max_tokens_per_domain=args.max_heldout_tokens,
+                                          precision=args.precision)  # fmt: skip
+        if args.heldout_ref:
+            from train_small.eval.reference import load_reference_domains, reference_loss
+
+            res["reference"] = reference_loss(model, args.tokenizer, load_reference_domains(args.heldout_ref),
+                                              seq_len=cfg.max_seq_len, max_tokens_per_domain=args.max_heldout_tokens,
+                                              batch_tokens=args.batch_tokens, precision=args.precision)  # fmt: skip
         if args.eval_dir:
             res.update(evaluate(model, args.tokenizer, args.eval_dir, args.tasks, seed=args.eval_seed,
                                 max_examples=args.max_examples, num_fewshot=args.num_fewshot,
-                                max_seq_len=cfg.max_seq_len, batch_tokens=args.batch_tokens))  # fmt: skip
+                                max_seq_len=cfg.max_seq_len, batch_tokens=args.batch_tokens,
+                                precision=args.precision))  # fmt: skip
         if args.out:
             write_results(res, args.out)
             print(f"wrote {args.out}")
@@ -119,10 +143,13 @@ def main(argv: list[str] | None = None) -> int:
         heldout=_heldout_arg(args.heldout), max_examples=args.max_examples, num_fewshot=args.num_fewshot,
         max_heldout_tokens=args.max_heldout_tokens, total_tokens=args.total_tokens, max_steps=args.max_steps,
         device=args.device, eval_seed=args.eval_seed, batch_tokens=args.batch_tokens, force=args.force,
+        arch=args.arch, precision=args.precision, reference=args.heldout_ref,
     )  # fmt: skip
-    summary = {k: res.get(k) for k in ("recipe_name", "seed", "data_manifest_sha256", "core")}
+    summary = {k: res.get(k) for k in ("recipe_name", "arch", "seed", "data_manifest_sha256", "core", "core_partial")}
     if "heldout" in res:
         summary["heldout_mean_loss"] = res["heldout"].get("mean_loss")
+    if "reference" in res:
+        summary["reference_bits_per_byte"] = {d: m["bits_per_byte"] for d, m in res["reference"]["domains"].items()}
     print(json.dumps(summary, indent=2, default=float))
     print(f"result: {args.out}/result.json")
     return 0

@@ -8,8 +8,14 @@ Prompt construction follows llm-foundry's ``InContextLearning*Dataset``
   (the delimiter only when some text precedes it), appended to ``prompt_string``;
 * the evaluated example's context is built the same way without the answer, then
   right-stripped ("a prompt ending in a space results in degenerate output");
-* the answer gets a leading space when the tokenizer needs one to start a word
-  (llm-foundry's ``tokenizer_needs_prefix_space``: ``" a"`` encodes to one token);
+* the word boundary before the answer is written once, the way the tokenizer expects it
+  (:func:`prompts.boundary_mode`): an explicit space when ``" a"`` is one token (llm-foundry's
+  ``tokenizer_needs_prefix_space``), the tokenizer's own word-start marker for SentencePiece models that add
+  one (a raw leading space on a choice would add a second ``▁``: HellaSwag has such choices), nothing for
+  character tokenizers;
+* tasks with categories (Jeopardy, DCLM ``has_categories: true``) are evaluated per category, shots drawn
+  from the same category, and the category accuracies averaged with equal weight (DCLM
+  ``eval/eval_openlm_ckpt.py``);
 * schema tasks (Winograd) score the shared continuation after each context option
   (partial scoring, Trinh & Le 2018, arXiv:1806.02847).
 
@@ -33,9 +39,19 @@ Scores (llm-foundry metrics, ``llmfoundry/eval/metrics/nlp.py``):
   softmax over the choices' summed log-probabilities (MC/schema), or the probability
   of the whole continuation (LM);
 * ``centered_accuracy`` = (acc − rb/100) / (1 − rb/100) with rb the task's random
-  baseline (the Eval Gauntlet rescaling; DCLM ``eval/aggregated_metrics.py``), and
-  ``core``: the mean centered accuracy over the evaluated tasks (DCLM's CORE when
-  the 22 ``low_variance_datasets`` are all present).
+  baseline (the Eval Gauntlet rescaling; DCLM ``eval/aggregated_metrics.py``);
+* ``core``: DCLM's CORE, the mean centered accuracy over its 22 ``low_variance_datasets``, only when all 22
+  were evaluated (``core_is_full_dclm_core``); otherwise ``core`` is None and ``core_partial`` is the mean
+  over the CORE tasks that were, with ``core_missing`` naming the others. ``centered_mean`` is the mean over
+  every evaluated task.
+
+Window limits: a continuation longer than the model window cannot be scored whole, so its example is
+skipped and counted (``n_skipped_long``), never scored on its first tokens; contexts longer than the window
+keep their end (llm-foundry ``trim_context``), counted as ``n_context_truncated`` (frequent at tiny recipes'
+64-token windows, where few-shot prompts rarely fit).
+
+Precision: fp32 by default from every entry point, as DCLM evaluates (``precision: fp32`` in its
+``eval/heavy.yaml``); ``precision="bf16"`` runs the model under bf16 autocast on CUDA.
 """
 
 from __future__ import annotations
@@ -46,215 +62,28 @@ import math
 import os
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 import torch
 
-from train_small.eval.tasks import CORE_TASKS, LM, MC, SCHEMA, TaskSpec, resolve_tasks
+from train_small.eval.prompts import (  # noqa: F401  (re-exported: the harness's public names)
+    Prompt,
+    SentencePieceTokenizer,
+    TextTokenizer,
+    as_tokenizer,
+    boundary_mode,
+    build_prompt,
+    encode_continuation,
+    fewshot_indices,
+    load_examples,
+    needs_prefix_space,
+)
+from train_small.eval.tasks import CORE_TASKS, LM, TaskSpec, resolve_tasks
 
 log = logging.getLogger(__name__)
-
-
-# ----------------------------------------------------------------------------- tokenizer
-
-
-@runtime_checkable
-class TextTokenizer(Protocol):
-    """What the harness needs from a tokenizer."""
-
-    eos_id: int | None
-
-    def encode(self, text: str) -> list[int]: ...
-
-
-class SentencePieceTokenizer:
-    """A thin adapter over ``sentencepiece.SentencePieceProcessor`` (or a ``.model`` path)."""
-
-    def __init__(self, sp: Any) -> None:
-        import sentencepiece as spm
-
-        if isinstance(sp, (str, os.PathLike)):
-            path = str(sp)
-            if not os.path.exists(path):
-                raise FileNotFoundError(f"tokenizer model {path} does not exist")
-            sp = spm.SentencePieceProcessor(model_file=path)
-        if not isinstance(sp, spm.SentencePieceProcessor):
-            raise TypeError(f"expected a SentencePieceProcessor or a model path, got {type(sp).__name__}")
-        self.sp = sp
-        eos = int(sp.eos_id())
-        self.eos_id: int | None = eos if eos >= 0 else None
-        self.vocab_size = int(sp.get_piece_size())
-
-    def encode(self, text: str) -> list[int]:
-        return list(self.sp.encode(text))
-
-    def encode_batch(self, texts: list[str]) -> list[list[int]]:
-        return [list(x) for x in self.sp.encode(texts)]
-
-    def decode(self, ids: list[int]) -> str:
-        return self.sp.decode(ids)
-
-
-def as_tokenizer(tok: Any) -> TextTokenizer:
-    """Wrap a SentencePieceProcessor / model path; pass through anything with ``encode`` and ``eos_id``."""
-    if isinstance(tok, (str, os.PathLike)):
-        return SentencePieceTokenizer(tok)
-    try:
-        import sentencepiece as spm
-
-        if isinstance(tok, spm.SentencePieceProcessor):
-            return SentencePieceTokenizer(tok)
-    except ImportError:  # pragma: no cover
-        pass
-    if hasattr(tok, "encode"):
-        if not hasattr(tok, "eos_id"):
-            raise TypeError("tokenizer object needs an `eos_id` attribute (None if it has no EOS)")
-        eos = tok.eos_id() if callable(tok.eos_id) else tok.eos_id
-        if callable(tok.eos_id):  # e.g. a raw processor-like object
-            return _CallableEos(tok, eos)
-        return tok
-    raise TypeError(f"cannot use {type(tok).__name__} as a tokenizer")
-
-
-class _CallableEos:
-    def __init__(self, tok: Any, eos: int | None) -> None:
-        self._tok = tok
-        self.eos_id = eos if eos is None or eos >= 0 else None
-
-    def encode(self, text: str) -> list[int]:
-        return list(self._tok.encode(text))
-
-
-def needs_prefix_space(tok: TextTokenizer) -> bool:
-    """llm-foundry's rule: a word needs an explicit leading space when ``" a"`` is one token."""
-    return len(tok.encode(" a")) == 1
-
-
-# ----------------------------------------------------------------------------- examples and prompts
-
-
-def load_examples(path: str | os.PathLike, task_type: str) -> tuple[list[dict], int]:
-    """Read a jsonl task file; return (valid examples with strings stripped, number of rows skipped).
-
-    A row with missing or ill-typed fields is skipped with a warning, never a crash.
-    """
-    out: list[dict] = []
-    bad = 0
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                ex = _validate(row, task_type)
-            except (ValueError, TypeError, KeyError) as e:
-                bad += 1
-                if bad <= 3:
-                    log.warning("%s:%d skipped: %s", path, lineno, e)
-                continue
-            out.append(ex)
-    if bad:
-        log.warning("%s: %d malformed rows skipped", path, bad)
-    return out, bad
-
-
-def _validate(row: Any, task_type: str) -> dict:
-    if not isinstance(row, dict):
-        raise TypeError("row is not an object")
-    # llm-foundry strip_data: strip every top-level string field (lists are left alone)
-    row = {k: (v.strip() if isinstance(v, str) else v) for k, v in row.items()}
-    if task_type == MC:
-        q, ch, g = row["query"], row["choices"], row["gold"]
-        if not isinstance(q, str) or not isinstance(ch, list) or len(ch) < 2 or not all(isinstance(c, str) for c in ch):
-            raise TypeError("multiple choice needs a string query and >= 2 string choices")
-        if not isinstance(g, int) or not 0 <= g < len(ch):
-            raise ValueError(f"gold {g!r} out of range")
-        return {"query": q, "choices": ch, "gold": g}
-    if task_type == LM:
-        c, cont = row["context"], row["continuation"]
-        if not isinstance(c, str) or not isinstance(cont, str) or not cont:
-            raise TypeError("language modelling needs string context and non-empty continuation")
-        return {"context": c, "continuation": cont}
-    if task_type == SCHEMA:
-        opts, cont, g = row["context_options"], row["continuation"], row["gold"]
-        if not isinstance(opts, list) or len(opts) < 2 or not all(isinstance(o, str) for o in opts):
-            raise TypeError("schema needs >= 2 string context_options")
-        if not isinstance(cont, str) or not cont:
-            raise TypeError("schema needs a non-empty string continuation")
-        if not isinstance(g, int) or not 0 <= g < len(opts):
-            raise ValueError(f"gold {g!r} out of range")
-        return {"context_options": opts, "continuation": cont, "gold": g}
-    raise ValueError(f"unknown task type {task_type!r}")
-
-
-def fewshot_indices(n: int, k: int, idx: int, seed: int, label: str) -> list[int]:
-    """``k`` distinct example indices in ``[0, n)``, never ``idx``, fixed by (seed, label, idx)."""
-    k = min(k, n - 1)
-    if k <= 0:
-        return []
-    rng = random.Random(f"{seed}/{label}/{idx}")
-    picks = rng.sample(range(n - 1), k)
-    return [p + 1 if p >= idx else p for p in picks]  # skip idx without rejection sampling
-
-
-@dataclass
-class Prompt:
-    """The strings scored for one example: one (context, continuation) pair per choice."""
-
-    contexts: list[str]
-    continuations: list[str]
-    gold: int | None  # None for language modelling
-    shots: list[int] = field(default_factory=list)
-
-
-def _answer(spec: TaskSpec, ex: dict) -> str:
-    if spec.task_type == MC:
-        return ex["choices"][ex["gold"]]
-    return ex["continuation"]
-
-
-def _shot_text(spec: TaskSpec, ex: dict, preceding: str) -> str:
-    """One solved example as llm-foundry's ``construct_context(add_answer=True)`` writes it."""
-    if spec.task_type == SCHEMA:
-        ctx = ex["context_options"][ex["gold"]]
-        if preceding:
-            ctx = spec.example_delimiter + ctx
-        return f"{spec.prelimiter}{ctx}{spec.continuation_delimiter}{ex['continuation']}"
-    ctx = spec.prelimiter + (ex["query"] if spec.task_type == MC else ex["context"])
-    if preceding:
-        ctx = spec.example_delimiter + ctx
-    return f"{ctx}{spec.continuation_delimiter}{_answer(spec, ex)}"
-
-
-def build_prompt(spec: TaskSpec, examples: list[dict], idx: int, seed: int = 1234, prefix_space: bool = True) -> Prompt:
-    """The scored strings of ``examples[idx]`` with ``spec.num_fewshot`` solved shots before it."""
-    shots = fewshot_indices(len(examples), spec.num_fewshot, idx, seed, spec.label)
-    text = spec.prompt_string
-    for j in shots:
-        text += _shot_text(spec, examples[j], text)
-    ex = examples[idx]
-
-    def cont(s: str) -> str:
-        return f" {s}" if prefix_space and not s.startswith(" ") else s
-
-    if spec.task_type == SCHEMA:
-        if text:
-            cdel = spec.continuation_delimiter.rstrip()
-            opts = [f"{spec.prelimiter}{spec.example_delimiter}{c}{cdel}" for c in ex["context_options"]]
-        else:
-            opts = [f"{spec.prelimiter}{c}" for c in ex["context_options"]]
-        contexts = [text + o for o in opts]
-        return Prompt(contexts, [cont(ex["continuation"])] * len(opts), ex["gold"], shots)
-    ctx = spec.prelimiter + (ex["query"] if spec.task_type == MC else ex["context"])
-    if text:
-        ctx = spec.example_delimiter + ctx
-    context = (text + ctx + spec.continuation_delimiter).rstrip()
-    if spec.task_type == MC:
-        return Prompt([context] * len(ex["choices"]), [cont(c) for c in ex["choices"]], ex["gold"], shots)
-    return Prompt([context], [cont(ex["continuation"])], None, shots)
 
 
 # ----------------------------------------------------------------------------- scoring
@@ -293,14 +122,25 @@ def _logits(model: torch.nn.Module, idx: torch.Tensor) -> torch.Tensor:
     return out
 
 
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
+
+
+def autocast_dtype_for(precision: str) -> torch.dtype | None:
+    """``"fp32"`` -> None (no autocast), ``"bf16"`` -> bf16 autocast (CUDA only)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
+    return PRECISIONS[precision]
+
+
 def _fit(req: Request, max_len: int) -> tuple[list[int], int]:
     """Concatenate and left-truncate to ``max_len + 1`` tokens (llm-foundry ``trim_context``).
 
-    Returns the token list and the number of continuation tokens kept.
+    Returns the token list and the number of continuation tokens. A continuation longer than the window is
+    an error: it cannot be scored whole (:func:`evaluate_task` skips and counts such examples).
     """
     cont = req.continuation
-    if len(cont) > max_len:  # a continuation longer than the window: score its head (counted by the caller)
-        cont = cont[:max_len]
+    if len(cont) > max_len:
+        raise ValueError(f"continuation of {len(cont)} tokens does not fit the {max_len}-token window")
     ctx = req.context[-(max_len + 1 - len(cont)) :] if req.context else []
     if not ctx:
         raise ValueError("a request needs at least one context token (prepend EOS)")
@@ -334,10 +174,6 @@ def score_requests(
         device = p.device if p is not None else torch.device("cpu")
     device = torch.device(device)
     fitted = [_fit(r, max_len) for r in requests]
-    n_cut = sum(len(r.continuation) > max_len for r in requests)
-    if n_cut:
-        log.warning("%d of %d continuations longer than the model window %d: scored on their head",
-                    n_cut, len(requests), max_len)  # fmt: skip
     order = sorted(range(len(fitted)), key=lambda i: -len(fitted[i][0]))
     results: list[Score | None] = [None] * len(requests)
     pos = 0
@@ -413,6 +249,70 @@ def select_examples(n: int, max_examples: int | None, seed: int, label: str) -> 
     return sorted(rng.sample(range(n), max_examples))
 
 
+def _score_examples(
+    model: torch.nn.Module,
+    tok: TextTokenizer,
+    spec: TaskSpec,
+    examples: list[dict],
+    idxs: list[int],
+    *,
+    seed: int,
+    bos: list[int],
+    mode: str,
+    max_len: int,
+    score_kw: dict[str, Any],
+    rows: list[int] | None = None,
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Per-example metrics of ``examples[idxs]`` (shots drawn from ``examples``), and the window counts.
+
+    ``rows``: the file row of each of ``examples`` (reported as ``index`` and ``shots``)."""
+    requests: list[Request] = []
+    groups: list[tuple[int, int, Prompt, int]] = []
+    cache: dict[str, list[int]] = {}
+    counts = {"n_skipped_long": 0, "n_context_truncated": 0}
+
+    def enc(text: str) -> list[int]:
+        v = cache.get(text)
+        if v is None:
+            if len(cache) > 4096:
+                cache.clear()
+            v = cache[text] = tok.encode(text)
+        return v
+
+    for i in idxs:
+        pr = build_prompt(spec, examples, i, seed=seed, prefix_space=mode == "space")
+        reqs = [Request(bos + enc(c), enc(k)) for c, k in zip(pr.contexts, pr.continuations)]
+        if any(len(r.continuation) > max_len for r in reqs):
+            counts["n_skipped_long"] += 1  # cannot be scored whole: skipped, never scored on its head
+            continue
+        if any(len(r.context) + len(r.continuation) > max_len + 1 for r in reqs):
+            counts["n_context_truncated"] += 1
+        groups.append((len(requests), len(requests) + len(reqs), pr, rows[i] if rows else i))
+        requests += reqs
+    scores = score_requests(model, requests, max_seq_len=max_len, **score_kw)
+    per: list[dict[str, float]] = []
+    for s, e, pr, i in groups:
+        sc = scores[s:e]
+        if spec.task_type == LM:
+            m = {"accuracy": float(sc[0].greedy), "prob_correct": math.exp(sc[0].logprob),
+                 "nll_per_token": -sc[0].logprob / max(sc[0].n_tokens, 1)}  # fmt: skip
+        else:
+            m = choice_metrics(
+                np.array([x.logprob for x in sc]),
+                np.array([x.n_tokens for x in sc]),
+                np.array([len(c) for c in pr.continuations]),
+                int(pr.gold),  # type: ignore[arg-type]
+            )
+        m["index"] = i
+        m["shots"] = [rows[j] for j in pr.shots] if rows else list(pr.shots)
+        per.append(m)
+    return per, counts
+
+
+def _means(per: list[dict[str, Any]]) -> dict[str, float]:
+    return {k: float(np.mean([p[k] for p in per])) for k in per[0] if k not in ("index", "shots", "category")}
+
+
 def evaluate_task(
     model: torch.nn.Module,
     tokenizer: Any,
@@ -423,67 +323,67 @@ def evaluate_task(
     max_examples: int | None = None,
     prepend_eos: bool = True,
     return_per_example: bool = False,
+    max_seq_len: int | None = None,
+    precision: str = "fp32",
     **score_kw: Any,
 ) -> dict[str, Any]:
-    """Evaluate one task file; returns its metrics (see the module docstring)."""
+    """Evaluate one task file; returns its metrics (see the module docstring).
+
+    ``spec.has_categories``: the examples are split by their ``category`` field; each category is a sub-task
+    (shots from the same category, ``max_examples`` per category) and the task's metrics are the unweighted
+    means over categories, listed under ``subcategories``. ``n`` is 0, with no metrics, when every example was
+    skipped (continuations longer than the window).
+    """
     tok = as_tokenizer(tokenizer)
     examples, n_bad = load_examples(path, spec.task_type)
     if len(examples) == 0:
         raise ValueError(f"{spec.label}: no valid examples in {path}")
     t0 = time.perf_counter()
-    prefix_space = needs_prefix_space(tok)
-    idxs = select_examples(len(examples), max_examples, seed, spec.label)
-    bos = [tok.eos_id] if (prepend_eos and tok.eos_id is not None) else []
-    requests: list[Request] = []
-    groups: list[tuple[int, int, Prompt]] = []
-    cache: dict[str, list[int]] = {}
-
-    def enc(s: str) -> list[int]:
-        v = cache.get(s)
-        if v is None:
-            v = cache[s] = tok.encode(s)
-        return v
-
-    for i in idxs:
-        pr = build_prompt(spec, examples, i, seed=seed, prefix_space=prefix_space)
-        start = len(requests)
-        for ctx, cont in zip(pr.contexts, pr.continuations):
-            requests.append(Request(bos + enc(ctx), enc(cont)))
-        groups.append((start, len(requests), pr))
-        if len(cache) > 4096:
-            cache.clear()
-    scores = score_requests(model, requests, **score_kw)
-
-    per: list[dict[str, float]] = []
-    for (s, e, pr), i in zip(groups, idxs):
-        sc = scores[s:e]
-        if spec.task_type == LM:
-            m = {"accuracy": float(sc[0].greedy), "prob_correct": math.exp(sc[0].logprob)}
-            m["nll_per_token"] = -sc[0].logprob / max(sc[0].n_tokens, 1)
-        else:
-            m = choice_metrics(
-                np.array([x.logprob for x in sc]),
-                np.array([x.n_tokens for x in sc]),
-                np.array([len(c) for c in pr.continuations]),
-                int(pr.gold),  # type: ignore[arg-type]
-            )
-        m["index"] = i
-        per.append(m)
-    keys = [k for k in per[0] if k != "index"]
-    res: dict[str, Any] = {k: float(np.mean([p[k] for p in per])) for k in keys}
-    res["centered_accuracy"] = centered_accuracy(res["accuracy"], spec.random_baseline)
+    max_len = max_seq_len or _model_max_len(model)
+    score_kw = {"autocast_dtype": autocast_dtype_for(precision), **score_kw}
+    common = dict(seed=seed, bos=[tok.eos_id] if (prepend_eos and tok.eos_id is not None) else [],
+                  mode=boundary_mode(tok), max_len=max_len, score_kw=score_kw)  # fmt: skip
+    rows_of: dict[str, list[int]] = {}
+    if spec.has_categories:
+        for row, ex in enumerate(examples):
+            rows_of.setdefault(ex.get("category", ""), []).append(row)
+        if "" in rows_of:
+            raise ValueError(f"{spec.label}: has_categories is set but {len(rows_of[''])} rows have no category")
+    else:
+        rows_of[""] = list(range(len(examples)))
+    parts = {cat: [examples[r] for r in rows] for cat, rows in rows_of.items()}
+    res: dict[str, Any] = {}
+    subs: dict[str, dict[str, Any]] = {}
+    per_all: list[dict[str, float]] = []
+    counts = {"n_skipped_long": 0, "n_context_truncated": 0}
+    for cat in sorted(parts):
+        sub_spec = replace(spec, label=f"{spec.label}/{cat}") if cat else spec
+        idxs = select_examples(len(parts[cat]), max_examples, seed, sub_spec.label)
+        per, c = _score_examples(model, tok, sub_spec, parts[cat], idxs, rows=rows_of[cat], **common)
+        for k in counts:
+            counts[k] += c[k]
+        if per:
+            subs[cat] = {**_means(per), "n": len(per), "n_total": len(parts[cat]), **c}
+            per_all += [{**p, "category": cat} for p in per] if cat else per
+    if spec.has_categories and subs:
+        keys = [k for k in next(iter(subs.values())) if k not in ("n", "n_total", *counts)]
+        res = {k: float(np.mean([v[k] for v in subs.values()])) for k in keys}  # categories weigh equally
+        res["subcategories"] = subs
+    elif subs:
+        res = _means(per_all)
+    if res:
+        res["centered_accuracy"] = centered_accuracy(res["accuracy"], spec.random_baseline)
     res.update(
-        task_type=spec.task_type,
-        num_fewshot=spec.num_fewshot,
-        random_baseline=spec.random_baseline,
-        category=spec.category,
-        n=len(per),
-        n_total=len(examples),
-        n_malformed=n_bad,
-        seconds=round(time.perf_counter() - t0, 3),
-    )
+        task_type=spec.task_type, num_fewshot=spec.num_fewshot, random_baseline=spec.random_baseline,
+        category=spec.category, n=len(per_all), n_total=len(examples), n_malformed=n_bad, **counts,
+        max_seq_len=max_len, precision=precision, seconds=round(time.perf_counter() - t0, 3),
+    )  # fmt: skip
+    if counts["n_skipped_long"] or counts["n_context_truncated"]:
+        log.warning("%s: %d examples skipped (continuation longer than the %d-token window), %d with their "
+                    "context cut to fit", spec.label, counts["n_skipped_long"], max_len,
+                    counts["n_context_truncated"])  # fmt: skip
     if return_per_example:
-        res["per_example"] = per
+        res["per_example"] = per_all
     return res
 
 
@@ -497,40 +397,47 @@ def evaluate(
     max_examples: int | None = None,
     num_fewshot: int | None = None,
     prepend_eos: bool = True,
+    precision: str = "fp32",
     **score_kw: Any,
 ) -> dict[str, Any]:
     """Evaluate ``model`` on the tasks of ``eval_dir`` (see :func:`tasks.resolve_tasks` for ``tasks``).
 
-    Returns ``{"tasks": {label: metrics}, "core": mean centered accuracy, "categories": {...},
-    "core_missing": [...], "settings": {...}}``.
+    Returns ``{"tasks": {label: metrics}, "core", "core_partial", "core_is_full_dclm_core", "core_missing",
+    "centered_mean", "categories", "skipped_tasks", "window": {...}, "settings": {...}}`` (see the module
+    docstring). A task none of whose examples fit the window is left out of ``tasks`` and listed in
+    ``skipped_tasks``.
     """
     tok = as_tokenizer(tokenizer)
+    autocast_dtype_for(precision)  # validate before any work
     resolved = resolve_tasks(eval_dir, tasks, num_fewshot=num_fewshot)
     if not resolved:
         raise ValueError(f"no configured task found under {eval_dir}")
     was_training = model.training
     model.eval()
-    out: dict[str, Any] = {"tasks": {}}
+    out: dict[str, Any] = {"tasks": {}, "skipped_tasks": {}}
     try:
         for spec, path in resolved:
-            r = evaluate_task(
-                model, tok, spec, path, seed=seed, max_examples=max_examples, prepend_eos=prepend_eos, **score_kw
-            )
+            r = evaluate_task(model, tok, spec, path, seed=seed, max_examples=max_examples, prepend_eos=prepend_eos,
+                              precision=precision, **score_kw)  # fmt: skip
+            if r["n"] == 0:
+                out["skipped_tasks"][spec.label] = f"all {r['n_skipped_long']} examples longer than the window"
+                log.warning("%s: no example fits the %d-token window, task skipped", spec.label, r["max_seq_len"])
+                continue
             log.info("%s: acc %.4f centered %.4f (%d ex, %.1fs)", spec.label, r["accuracy"],
                      r["centered_accuracy"], r["n"], r["seconds"])  # fmt: skip
             out["tasks"][spec.label] = r
     finally:
         model.train(was_training)
     out.update(aggregate(out["tasks"]))
-    core_set = set(CORE_TASKS)
-    if tasks is None or tasks == "core":
-        out["core_missing"] = [t for t in CORE_TASKS if t not in out["tasks"]]
-    out["core_is_full_dclm_core"] = core_set.issubset(out["tasks"])
+    out["window"] = {k: sum(r[k] for r in out["tasks"].values()) for k in ("n_skipped_long", "n_context_truncated")}
+    out["window"]["n_examples"] = sum(r["n"] for r in out["tasks"].values())
     out["settings"] = {
         "seed": seed,
         "max_examples": max_examples,
         "num_fewshot_override": num_fewshot,
         "prepend_eos": prepend_eos,
+        "precision": precision,
+        "boundary_mode": boundary_mode(tok),
         "eval_dir": str(eval_dir),
         "max_seq_len": score_kw.get("max_seq_len") or _model_max_len(model),
         "tasks": [asdict(s) for s, _ in resolved],
@@ -539,14 +446,29 @@ def evaluate(
 
 
 def aggregate(task_results: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """CORE-like aggregates: mean centered accuracy overall and per category, mean accuracy."""
+    """Aggregates over evaluated tasks: ``core`` (DCLM CORE, only when all 22 CORE tasks are there, else None),
+    ``core_partial`` (mean centered accuracy over the CORE tasks present, when some are missing),
+    ``core_missing``, ``core_is_full_dclm_core``, ``centered_mean`` (over every task), per-category means,
+    mean accuracy and mean ``prob_correct``."""
+    present = [t for t in CORE_TASKS if t in task_results]
+    full = len(present) == len(CORE_TASKS)
+    core_vals = [task_results[t]["centered_accuracy"] for t in present]
+    out: dict[str, Any] = {
+        "core": float(np.mean(core_vals)) if full else None,
+        "core_is_full_dclm_core": full,
+        "core_missing": [t for t in CORE_TASKS if t not in task_results],
+    }
+    if not full:
+        out["core_partial"] = float(np.mean(core_vals)) if core_vals else None
+        out["core_partial_tasks"] = len(present)
     if not task_results:
-        return {"core": float("nan"), "mean_accuracy": float("nan"), "categories": {}}
+        return {**out, "centered_mean": float("nan"), "mean_accuracy": float("nan"), "categories": {}}
     cats: dict[str, list[float]] = {}
     for r in task_results.values():
         cats.setdefault(r.get("category") or "other", []).append(r["centered_accuracy"])
     return {
-        "core": float(np.mean([r["centered_accuracy"] for r in task_results.values()])),
+        **out,
+        "centered_mean": float(np.mean([r["centered_accuracy"] for r in task_results.values()])),
         "mean_accuracy": float(np.mean([r["accuracy"] for r in task_results.values()])),
         "mean_prob_correct": float(np.mean([r["prob_correct"] for r in task_results.values()])),
         "categories": {k: float(np.mean(v)) for k, v in sorted(cats.items())},

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from train_small.eval.harness import _logits, _model_max_len, as_tokenizer
+from train_small.eval.harness import _logits, _model_max_len, as_tokenizer, autocast_dtype_for
 
 log = logging.getLogger(__name__)
 
@@ -160,11 +160,14 @@ def stream_nll(
     seq_len: int,
     batch_size: int = 8,
     device: torch.device | str | None = None,
+    precision: str = "fp32",
 ) -> tuple[float, int]:
     """Summed next-token NLL (nats) and number of predicted tokens over ``tokens`` in windows."""
     if device is None:
         p = next(model.parameters(), None)
         device = p.device if p is not None else torch.device("cpu")
+    device = torch.device(device)
+    amp = autocast_dtype_for(precision)
     W = seq_len + 1
     starts = list(range(0, max(len(tokens) - 1, 0), seq_len))
     total, count = 0.0, 0
@@ -180,7 +183,8 @@ def stream_nll(
             t = torch.from_numpy(np.ascontiguousarray(c))
             x[b, : len(c) - 1] = t[:-1]
             y[b, : len(c) - 1] = t[1:]
-        logits = _logits(model, x.to(device)).float()
+        with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None and device.type == "cuda"):
+            logits = _logits(model, x.to(device)).float()
         nll = torch.nn.functional.cross_entropy(
             logits.reshape(-1, logits.shape[-1]), y.to(device).reshape(-1), ignore_index=-100, reduction="sum"
         )
@@ -198,6 +202,7 @@ def heldout_loss(
     max_tokens_per_domain: int | None = None,
     batch_size: int = 8,
     device: torch.device | str | None = None,
+    precision: str = "fp32",
 ) -> dict[str, Any]:
     """Per-domain ``{loss, bits_per_byte, perplexity, tokens, bytes, docs}`` plus their macro means.
 
@@ -212,7 +217,7 @@ def heldout_loss(
     try:
         for domain, docs in texts.items():
             stream, n_bytes, n_docs = _domain_stream(tok, docs, max_tokens_per_domain)
-            nll, n = stream_nll(model, stream, seq_len, batch_size=batch_size, device=device)
+            nll, n = stream_nll(model, stream, seq_len, batch_size=batch_size, device=device, precision=precision)
             if n == 0:
                 log.warning("held-out domain %s: nothing to score", domain)
                 continue
@@ -231,4 +236,5 @@ def heldout_loss(
         out["mean_loss"] = float(np.mean([d["loss"] for d in per.values()]))
         out["mean_bits_per_byte"] = float(np.mean([d["bits_per_byte"] for d in per.values()]))
     out["seq_len"] = seq_len
+    out["precision"] = precision
     return out

@@ -29,6 +29,7 @@ import torch
 
 from train_small.eval.harness import as_tokenizer, evaluate, write_results
 from train_small.eval.heldout import heldout_loss, load_texts
+from train_small.eval.reference import load_reference_domains, reference_loss
 
 log = logging.getLogger(__name__)
 
@@ -107,21 +108,30 @@ def score(
     batch_tokens: int = 16384,
     extra: dict[str, Any] | None = None,
     force: bool = False,
+    arch: str | None = None,
+    precision: str = "fp32",
+    reference: list[str] | dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Train ``recipe`` on the stream in ``data_dir``, evaluate, and write ``out_dir/result.json``.
 
     Args:
         recipe: a recipe name (``tiny``, ``proxy-60m``, ...) or a ``train_small.recipes.Recipe``.
+        arch: train the recipe with this proxy family's model of the same size (``openelm``, ``mobilellm``;
+            :meth:`Recipe.for_arch`); None keeps the recipe's own model. Recorded as ``result["arch"]``.
         seed: overrides the recipe's seed (model init and data order).
         eval_dir: an llm-foundry eval folder; None skips the few-shot tasks.
         tasks: task selection for :func:`train_small.eval.tasks.resolve_tasks` (None: DCLM CORE).
         heldout: held-out text for :func:`heldout.load_texts` (path, glob, list or {domain: paths});
             None skips held-out loss.
         max_examples / num_fewshot: cap examples per task / override shots (quick CPU runs).
-        max_heldout_tokens: cap the scored tokens per held-out domain.
+        max_heldout_tokens: cap the scored tokens per held-out domain (and per reference domain).
+        reference: reference domains, ``["NAME=PATH", ...]`` or ``{NAME: PATH}`` (:mod:`train_small.eval.reference`):
+            real text no mix trains on, scored per document (Paloma-style) into ``result["reference"]``.
         total_tokens / max_steps: override the recipe's budget / stop early (the result records it).
         tokenizer: a SentencePiece processor or model path; default: the one in the manifest.
         extra: recorded as-is in the result (e.g. the ablation's mix name).
+        precision: evaluation precision, ``"fp32"`` (default, as DCLM evaluates and as the CLI does) or
+            ``"bf16"`` (autocast on CUDA); the same for held-out loss and tasks.
         force: recompute even if a matching ``result.json`` exists.
     """
     from train_small.model import load_from_checkpoint
@@ -139,8 +149,11 @@ def score(
         rec = Recipe.from_dict({**recipe.to_dict(), **overrides})
     else:
         rec = get_recipe(str(recipe), **overrides)
+    if arch is not None:
+        rec = rec.for_arch(arch)
     info = manifest_info(data_dir)
     heldout_texts = load_texts(heldout) if heldout is not None else None
+    reference_texts = load_reference_domains(reference) if reference else None
     settings = {
         "recipe": rec.to_dict(),
         "data_manifest_sha256": info["data_manifest_sha256"],
@@ -151,7 +164,9 @@ def score(
         "num_fewshot": num_fewshot,
         "eval_seed": eval_seed,
         "heldout_sha256": _texts_sha(heldout_texts),
+        "reference_sha256": _texts_sha(reference_texts),
         "max_heldout_tokens": max_heldout_tokens,
+        "precision": precision,
     }
     key = _settings_key(settings)
     res_path = out / RESULT
@@ -174,6 +189,8 @@ def score(
     result: dict[str, Any] = {
         "recipe_name": rec.name,
         "recipe": rec.to_dict(),
+        "arch": rec.arch,
+        "model": rec.model,
         "seed": rec.seed,
         **info,
         **git_info(),
@@ -186,20 +203,25 @@ def score(
     t1 = time.perf_counter()
     if heldout_texts is not None:
         result["heldout"] = heldout_loss(
-            model, tok, heldout_texts, seq_len=cfg.max_seq_len, max_tokens_per_domain=max_heldout_tokens
-        )
+            model, tok, heldout_texts, seq_len=cfg.max_seq_len, max_tokens_per_domain=max_heldout_tokens,
+            precision=precision,
+        )  # fmt: skip
+    if reference_texts is not None:
+        result["reference"] = reference_loss(
+            model, tok, reference_texts, seq_len=cfg.max_seq_len, max_tokens_per_domain=max_heldout_tokens,
+            batch_tokens=batch_tokens, precision=precision,
+        )  # fmt: skip
     t_heldout = time.perf_counter() - t1
     t2 = time.perf_counter()
     if eval_dir is not None:
         ev = evaluate(
             model, tok, eval_dir, tasks, seed=eval_seed, max_examples=max_examples, num_fewshot=num_fewshot,
-            max_seq_len=cfg.max_seq_len, batch_tokens=batch_tokens,
-            autocast_dtype=torch.bfloat16 if dev.type == "cuda" else None,
+            max_seq_len=cfg.max_seq_len, batch_tokens=batch_tokens, precision=precision,
         )  # fmt: skip
-        result["tasks"] = ev["tasks"]
-        result["core"] = ev["core"]
-        result["categories"] = ev["categories"]
-        result["core_missing"] = ev.get("core_missing", [])
+        for k in ("tasks", "core", "core_is_full_dclm_core", "core_missing", "core_partial", "core_partial_tasks",
+                  "centered_mean", "categories", "skipped_tasks", "window"):
+            if k in ev:
+                result[k] = ev[k]
         result["eval_settings"] = ev["settings"]
     t_eval = time.perf_counter() - t2
     result["timings_s"] = {"train": t_train, "heldout": t_heldout, "tasks": t_eval}
@@ -212,7 +234,10 @@ def score(
 
 
 def score_trial(spec: dict[str, Any]) -> dict[str, Any]:
-    """``score(**spec)`` with ``spec["threads"]`` torch threads: one trial of an ablation (a Ray task body)."""
+    """``score(**spec)`` with ``spec["threads"]`` torch threads: one trial of an ablation (a Ray task body).
+
+    ``spec["arch"]`` picks the proxy family (see :func:`score`); results carry ``arch``, so
+    :func:`train_small.eval.agreement.rank_agreement_from_results` can compare the families' leaderboards."""
     spec = dict(spec)
     torch.set_num_threads(max(1, int(spec.pop("threads", 1))))
     return score(**spec)
@@ -239,12 +264,21 @@ def flat_metrics(result: dict[str, Any]) -> dict[str, float]:
     for k in ("mean_loss", "mean_bits_per_byte"):
         if k in ho:
             out[f"heldout/{k}"] = float(ho[k])
+    ref = result.get("reference") or {}
+    for d, m in (ref.get("domains") or {}).items():
+        for k in ("loss", "bits_per_byte"):
+            out[f"reference/{d}/{k}"] = float(m[k])
+    for k in ("mean_loss", "mean_bits_per_byte"):
+        if k in ref:
+            out[f"reference/{k}"] = float(ref[k])
     for t, m in (result.get("tasks") or {}).items():
         for k in ("accuracy", "centered_accuracy", "prob_correct"):
             if k in m:
                 out[f"task/{t}/{k}"] = float(m[k])
-    if "core" in result:
-        out["core"] = float(result["core"])
+    # "core" only for the full DCLM CORE set; a partial task set is "core_partial", never called CORE
+    for k in ("core", "core_partial", "centered_mean"):
+        if result.get(k) is not None:
+            out[k] = float(result[k])
     if "loss" in (result.get("train") or {}):
         out["train/loss"] = float(result["train"]["loss"])
     return out

@@ -47,6 +47,7 @@ class TaskSpec:
     example_delimiter: str = "\n"
     prompt_string: str = ""
     prelimiter: str = ""
+    has_categories: bool = False  # evaluate per ``category`` field, average the categories equally (DCLM)
 
     def __post_init__(self) -> None:
         if self.task_type not in TASK_TYPES:
@@ -87,6 +88,9 @@ _BUILTIN: dict[str, tuple[str, str, str]] = {
     "squad": ("reading_comprehension/squad.jsonl", LM, " "),
     "coqa": ("reading_comprehension/coqa.jsonl", LM, " "),
 }
+
+# Tasks DCLM's eval/heavy.yaml marks ``has_categories: true`` (among those we know).
+_HAS_CATEGORIES = {"jeopardy"}
 
 # Shots / random baselines used when the meta-data CSV is absent (values of that CSV).
 _FALLBACK_META: dict[str, tuple[int, float, str]] = {
@@ -180,6 +184,7 @@ def builtin_spec(label: str, eval_dir: str | os.PathLike | None = None, meta: di
         random_baseline=rb,
         category=cat,
         continuation_delimiter=cdelim,
+        has_categories=label in _HAS_CATEGORIES,
     )
 
 

@@ -22,7 +22,7 @@ __all__ = ["qk_norm_rope_triton", "qkv_norm_rope_triton"]
 def _qk_fwd_kernel(
     X, W, COS, SIN, Y, RSTD,
     n_rows, T, H, sxb, sxt, sxh, HALF, eps,
-    ROUND_TO_W: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_H: tl.constexpr,
+    NORM: tl.constexpr, ROUND_TO_W: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_H: tl.constexpr,
 ):
     rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     rmask = rows < n_rows
@@ -37,35 +37,45 @@ def _qk_fwd_kernel(
     x2 = tl.load(X + xoff + HALF, mask=m2, other=0.0)
     x1f = x1.to(tl.float32)
     x2f = x2.to(tl.float32)
-    rstd = 1.0 / tl.sqrt((tl.sum(x1f * x1f, axis=1) + tl.sum(x2f * x2f, axis=1)) / (2 * HALF) + eps)
-    w1 = tl.load(W + cols, mask=cols < HALF, other=0.0)
-    w2 = tl.load(W + HALF + cols, mask=cols < HALF, other=0.0)
-    # Reference order: fp32 normalise -> cast to x's dtype -> multiply by the weight (in promote(x, w)).
-    y1 = (x1f * rstd[:, None]).to(x1.dtype).to(tl.float32) * w1.to(tl.float32)[None, :]
-    y2 = (x2f * rstd[:, None]).to(x1.dtype).to(tl.float32) * w2.to(tl.float32)[None, :]
-    if ROUND_TO_W:  # promote(x, w) is w's dtype (e.g. both bf16): the product is rounded there.
-        y1 = y1.to(w1.dtype).to(tl.float32)
-        y2 = y2.to(w1.dtype).to(tl.float32)
+    if NORM:
+        rstd = 1.0 / tl.sqrt((tl.sum(x1f * x1f, axis=1) + tl.sum(x2f * x2f, axis=1)) / (2 * HALF) + eps)
+        w1 = tl.load(W + cols, mask=cols < HALF, other=0.0)
+        w2 = tl.load(W + HALF + cols, mask=cols < HALF, other=0.0)
+        # Reference order: fp32 normalise -> cast to x's dtype -> multiply by the weight (in promote(x, w)).
+        y1 = (x1f * rstd[:, None]).to(x1.dtype).to(tl.float32) * w1.to(tl.float32)[None, :]
+        y2 = (x2f * rstd[:, None]).to(x1.dtype).to(tl.float32) * w2.to(tl.float32)[None, :]
+        if ROUND_TO_W:  # promote(x, w) is w's dtype (e.g. both bf16): the product is rounded there.
+            y1 = y1.to(w1.dtype).to(tl.float32)
+            y2 = y2.to(w1.dtype).to(tl.float32)
+        tl.store(RSTD + rows64, rstd, mask=rmask)
+    else:  # RoPE only (no q/k norm): rotate the input row itself
+        y1 = x1f
+        y2 = x2f
     tc = (t * HALF)[:, None] + cols[None, :]
     c = tl.load(COS + tc, mask=m2, other=0.0)
     s = tl.load(SIN + tc, mask=m2, other=0.0)
     yoff = (((b * H + h) * T + t) * (2 * HALF))[:, None] + cols[None, :]
-    tl.store(Y + yoff, (y1 * c - y2 * s).to(Y.dtype.element_ty), mask=m2)
-    tl.store(Y + yoff + HALF, (y2 * c + y1 * s).to(Y.dtype.element_ty), mask=m2)
-    tl.store(RSTD + rows64, rstd, mask=rmask)
+    o1 = y1 * c - y2 * s
+    o2 = y2 * c + y1 * s
+    if not NORM:  # the reference rounds the rotated row to the input dtype first
+        o1 = o1.to(x1.dtype)
+        o2 = o2.to(x1.dtype)
+    tl.store(Y + yoff, o1.to(Y.dtype.element_ty), mask=m2)
+    tl.store(Y + yoff + HALF, o2.to(Y.dtype.element_ty), mask=m2)
 
 
 @triton.jit
 def _qk_bwd_kernel(
     DO, X, W, COS, SIN, RSTD, DX, DW_PART,
     n_rows, T, H, sxb, sxt, sxh, sdb, sdt, sdh, HALF, rows_per_prog,
-    BLOCK_M: tl.constexpr, BLOCK_H: tl.constexpr,
+    NORM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_H: tl.constexpr,
 ):
     pid = tl.program_id(0)
     cols = tl.arange(0, BLOCK_H)
     cmask = cols < HALF
-    w1 = tl.load(W + cols, mask=cmask, other=0.0).to(tl.float32)
-    w2 = tl.load(W + HALF + cols, mask=cmask, other=0.0).to(tl.float32)
+    if NORM:
+        w1 = tl.load(W + cols, mask=cmask, other=0.0).to(tl.float32)
+        w2 = tl.load(W + HALF + cols, mask=cmask, other=0.0).to(tl.float32)
     dw1 = tl.zeros((BLOCK_H,), dtype=tl.float32)
     dw2 = tl.zeros((BLOCK_H,), dtype=tl.float32)
     row_start = pid * rows_per_prog
@@ -78,13 +88,6 @@ def _qk_bwd_kernel(
         t = (rows64 // H) % T
         h = rows64 % H
         m2 = rmask[:, None] & cmask[None, :]
-        xoff = (b * sxb + t * sxt + h * sxh)[:, None] + cols[None, :]
-        x1 = tl.load(X + xoff, mask=m2, other=0.0)
-        n1 = x1.to(tl.float32)
-        n2 = tl.load(X + xoff + HALF, mask=m2, other=0.0).to(tl.float32)
-        rstd = tl.load(RSTD + rows64, mask=rmask, other=0.0)
-        n1 = n1 * rstd[:, None]
-        n2 = n2 * rstd[:, None]
         tc = (t * HALF)[:, None] + cols[None, :]
         c = tl.load(COS + tc, mask=m2, other=0.0)
         s = tl.load(SIN + tc, mask=m2, other=0.0)
@@ -94,16 +97,27 @@ def _qk_bwd_kernel(
         # Inverse (transposed) rotation gives the gradient of the normalised, weighted row.
         dy1 = do1 * c + do2 * s
         dy2 = do2 * c - do1 * s
-        dw1 += tl.sum(dy1 * n1.to(x1.dtype).to(tl.float32), axis=0)
-        dw2 += tl.sum(dy2 * n2.to(x1.dtype).to(tl.float32), axis=0)
-        dn1 = dy1 * w1[None, :]
-        dn2 = dy2 * w2[None, :]
-        dot = (tl.sum(dn1 * n1, axis=1) + tl.sum(dn2 * n2, axis=1)) / (2 * HALF)
         dxoff = (b * sdb + t * sdt + h * sdh)[:, None] + cols[None, :]
-        tl.store(DX + dxoff, (rstd[:, None] * (dn1 - n1 * dot[:, None])).to(DX.dtype.element_ty), mask=m2)
-        tl.store(DX + dxoff + HALF, (rstd[:, None] * (dn2 - n2 * dot[:, None])).to(DX.dtype.element_ty), mask=m2)
-    tl.store(DW_PART + pid * (2 * HALF) + cols, dw1, mask=cmask)
-    tl.store(DW_PART + pid * (2 * HALF) + HALF + cols, dw2, mask=cmask)
+        if NORM:
+            xoff = (b * sxb + t * sxt + h * sxh)[:, None] + cols[None, :]
+            x1 = tl.load(X + xoff, mask=m2, other=0.0)
+            n1 = x1.to(tl.float32)
+            n2 = tl.load(X + xoff + HALF, mask=m2, other=0.0).to(tl.float32)
+            rstd = tl.load(RSTD + rows64, mask=rmask, other=0.0)
+            n1 = n1 * rstd[:, None]
+            n2 = n2 * rstd[:, None]
+            dw1 += tl.sum(dy1 * n1.to(x1.dtype).to(tl.float32), axis=0)
+            dw2 += tl.sum(dy2 * n2.to(x1.dtype).to(tl.float32), axis=0)
+            dn1 = dy1 * w1[None, :]
+            dn2 = dy2 * w2[None, :]
+            dot = (tl.sum(dn1 * n1, axis=1) + tl.sum(dn2 * n2, axis=1)) / (2 * HALF)
+            dy1 = rstd[:, None] * (dn1 - n1 * dot[:, None])
+            dy2 = rstd[:, None] * (dn2 - n2 * dot[:, None])
+        tl.store(DX + dxoff, dy1.to(DX.dtype.element_ty), mask=m2)
+        tl.store(DX + dxoff + HALF, dy2.to(DX.dtype.element_ty), mask=m2)
+    if NORM:
+        tl.store(DW_PART + pid * (2 * HALF) + cols, dw1, mask=cmask)
+        tl.store(DW_PART + pid * (2 * HALF) + HALF + cols, dw2, mask=cmask)
 
 
 def _block_m(half: int) -> int:
@@ -111,25 +125,29 @@ def _block_m(half: int) -> int:
 
 
 def _forward(x, weight, cos, sin, eps, out_dtype):
-    """``x (B, T, H, D)`` strided view -> ``(y (B, H, T, D) contiguous, rstd (B*T*H,) fp32)``."""
+    """``x (B, T, H, D)`` strided view -> ``(y (B, H, T, D) contiguous, rstd (B*T*H,) fp32)``.
+
+    ``weight=None``: RoPE only, no norm (``rstd`` is then an empty placeholder)."""
     bsz, seq, heads, dim = x.shape
     half = dim // 2
     n_rows = bsz * seq * heads
+    norm = weight is not None
     y = torch.empty((bsz, heads, seq, dim), dtype=out_dtype, device=x.device)
-    rstd = torch.empty(n_rows, dtype=torch.float32, device=x.device)
+    rstd = torch.empty(n_rows if norm else 1, dtype=torch.float32, device=x.device)
     block_m = _block_m(half)
-    pdtype = torch.promote_types(x.dtype, weight.dtype)
+    pdtype = torch.promote_types(x.dtype, weight.dtype) if norm else x.dtype
     _qk_fwd_kernel[(triton.cdiv(n_rows, block_m),)](
-        x, weight, cos, sin, y, rstd,
+        x, weight if norm else x, cos, sin, y, rstd,
         n_rows, seq, heads, x.stride(0), x.stride(1), x.stride(2), half, eps,
-        ROUND_TO_W=pdtype == weight.dtype and weight.dtype != torch.float32,
+        NORM=norm, ROUND_TO_W=norm and pdtype == weight.dtype and weight.dtype != torch.float32,
         BLOCK_M=block_m, BLOCK_H=triton.next_power_of_2(half), num_warps=4,
     )
     return y, rstd
 
 
 def _backward(dy, x, weight, cos, sin, rstd, dx):
-    """Writes the input gradient into ``dx`` (a ``(B, T, H, D)`` view, any strides); returns the weight gradient."""
+    """Writes the input gradient into ``dx`` (a ``(B, T, H, D)`` view, any strides); returns the weight gradient
+    (None when ``weight`` is None: RoPE only)."""
     bsz, seq, heads, dim = x.shape
     half = dim // 2
     n_rows = bsz * seq * heads
@@ -139,13 +157,14 @@ def _backward(dy, x, weight, cos, sin, rstd, dx):
     blocks = triton.cdiv(n_rows, block_m)
     rows_per_prog = triton.cdiv(blocks, max(1, min(blocks, max_progs))) * block_m
     progs = max(1, triton.cdiv(n_rows, rows_per_prog))
-    dw_part = torch.zeros((progs, dim), dtype=torch.float32, device=x.device)
+    norm = weight is not None
+    dw_part = torch.zeros((progs, dim) if norm else (1, 1), dtype=torch.float32, device=x.device)
     _qk_bwd_kernel[(progs,)](
-        dy, x, weight, cos, sin, rstd, dx, dw_part,
+        dy, x, weight if norm else x, cos, sin, rstd, dx, dw_part,
         n_rows, seq, heads, x.stride(0), x.stride(1), x.stride(2), dx.stride(0), dx.stride(1), dx.stride(2),
-        half, rows_per_prog, BLOCK_M=block_m, BLOCK_H=triton.next_power_of_2(half), num_warps=4,
+        half, rows_per_prog, NORM=norm, BLOCK_M=block_m, BLOCK_H=triton.next_power_of_2(half), num_warps=4,
     )
-    return dw_part.sum(0).to(weight.dtype)
+    return dw_part.sum(0).to(weight.dtype) if norm else None
 
 
 class _QKNormRope(torch.autograd.Function):
@@ -208,29 +227,32 @@ def qkv_norm_rope_triton(
     qkv: torch.Tensor,
     num_q_heads: int,
     num_kv_heads: int,
-    q_weight: torch.Tensor,
-    k_weight: torch.Tensor,
+    q_weight: torch.Tensor | None,
+    k_weight: torch.Tensor | None,
     cos: torch.Tensor,
     sin: torch.Tensor,
     eps: float = 1e-6,
     out_dtype: torch.dtype | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``qkv (B, T, Hq + 2 Hkv, D)`` -> ``q (B, Hq, T, D)``, ``k, v (B, Hkv, T, D)``: q/k RMSNorm + RoPE fused.
+    """``qkv (B, T, Hq + 2 Hkv, D)`` -> ``q (B, Hq, T, D)``, ``k, v (B, Hkv, T, D)``: q/k RMSNorm + RoPE fused
+    (RoPE only when both weights are None: models without q/k norm, e.g. MobileLLM).
 
     Matches :func:`reference.qkv_norm_rope_ref`. ``out_dtype`` defaults to ``promote(qkv.dtype, q_weight.dtype)``.
     """
     if qkv.dim() != 4 or qkv.shape[2] != num_q_heads + 2 * num_kv_heads:
         raise ValueError(f"qkv shape {tuple(qkv.shape)} does not hold {num_q_heads} + 2 x {num_kv_heads} heads")
+    if (q_weight is None) != (k_weight is None):
+        raise ValueError("q_weight and k_weight are both given (q/k norm) or both None (RoPE only)")
     _check(qkv, q_weight, cos)
     if qkv.stride(-1) != 1:
         qkv = qkv.contiguous()
-    out_dtype = out_dtype or torch.promote_types(qkv.dtype, q_weight.dtype)
+    out_dtype = out_dtype or (torch.promote_types(qkv.dtype, q_weight.dtype) if q_weight is not None else qkv.dtype)
     return _QKVNormRope.apply(qkv, q_weight, k_weight, cos.contiguous(), sin.contiguous(), num_q_heads,
                               num_kv_heads, eps, out_dtype)
 
 
-def _check(x: torch.Tensor, weight: torch.Tensor, cos: torch.Tensor) -> None:
-    if x.dim() != 4 or x.shape[-1] % 2 or x.shape[-1] != weight.shape[-1]:
+def _check(x: torch.Tensor, weight: torch.Tensor | None, cos: torch.Tensor) -> None:
+    if x.dim() != 4 or x.shape[-1] % 2 or (weight is not None and x.shape[-1] != weight.shape[-1]):
         raise ValueError(f"expected x (B, T, H, D) with even D matching weight, got {tuple(x.shape)}")
     if cos.shape[0] < x.shape[1] or cos.dtype != torch.float32:
         raise ValueError("cos/sin must be fp32 tables covering the sequence length")

@@ -49,6 +49,8 @@ def _score(stream: Path, out: str, seed: int):
         max_examples=16,
         num_fewshot=0,
         heldout={"wiki": str(TEXT_DIR / "wikitext-103-raw")},
+        reference=[f"books={TEXT_DIR / 'pg19'}"],
+        max_heldout_tokens=20_000,
         extra={"mix": "test"},
     )
 
@@ -65,7 +67,12 @@ def test_score_writes_complete_result_and_is_deterministic(stream):
     assert set(a["tasks"]) == {"copa", "winogrande", "lambada_openai"}
     for t in a["tasks"].values():
         assert t["n"] == 16 and 0.0 <= t["accuracy"] <= 1.0 and 0.0 <= t["prob_correct"] <= 1.0
-    assert a["core"] == pytest.approx(sum(t["centered_accuracy"] for t in a["tasks"].values()) / 3)
+    # three CORE tasks of 22: reported as partial, never as CORE
+    assert a["core"] is None and not a["core_is_full_dclm_core"] and len(a["core_missing"]) == 19
+    assert a["core_partial"] == pytest.approx(sum(t["centered_accuracy"] for t in a["tasks"].values()) / 3)
+    assert a["eval_settings"]["precision"] == "fp32" == a["heldout"]["precision"] == a["reference"]["precision"]
+    books = a["reference"]["domains"]["books"]
+    assert books["docs"] >= 1 and 0 < books["bits_per_byte"] < 8 and a["arch"] == "openelm"
     wiki = a["heldout"]["domains"]["wiki"]
     assert 0.0 < wiki["loss"] < 7.0  # below log(512) = 6.24 plus slack: the model learned something
     assert a["extra"] == {"mix": "test"}
