@@ -16,12 +16,12 @@ from curation.stage import GlobalContext, ShardContext
 from filters.dedup.bloom import (
     REASON_DOC,
     REASON_EMPTY,
-    BloomDedup,
     BloomDedupShard,
     BloomFilter,
     bloom_size,
     false_positive_rate,
 )
+from filters.dedup.bloom_global import BloomDedup
 from filters.dedup.synthetic import generate_shard
 
 from .conftest import CORPORA, docs, write_shards
