@@ -4,7 +4,7 @@ datatrove's ``pipeline/dedup/minhash.py`` and NeMo Curator's fuzzy dedup).
 
 Pipeline (``fit``):
 
-1. **signatures + band keys (map pass, one item per shard).** Text is normalised
+1. **signatures + band keys (map, one Ray task per shard).** Text is normalised
    (:func:`~filters.dedup.hashing.normalize_fuzzy`: NFKC, lower case, digits ->
    0, punctuation/symbols -> space), split on whitespace, and every word
    ``ngram_size``-gram (default 5, as datatrove and DCLM's MinHash runs) is hashed
@@ -15,19 +15,16 @@ Pipeline (``fit``):
    et al. 1997) with odd ``a_k`` drawn from ``seed``; the signature keeps each
    function's minimum over the document's shingles (32-bit values), for a whole
    batch at once with numpy. Band keys (64-bit hash of the band's rows and the
-   band index) go to hash-range partitions, in chunk files flushed when the task's
-   buffer reaches a budget-derived size; signatures are appended to one raw
-   ``.bin`` per shard (fixed row width) as each batch is done.
-2. **candidate pairs (reduce pass, one item per partition).** Records are sorted by
+   band index) go to one file per hash-range partition.
+2. **candidate pairs (reduce, one task per partition).** Records are sorted by
    key; documents sharing a key are candidates (all pairs for buckets up to 32
    documents, else a star to the smallest plus a chain, which keeps the same
    components). With ``verify=True`` (default) a pair survives only if its
    estimated Jaccard similarity (fraction of equal signature values) reaches
    ``threshold + verify_margin``; this removes most of the S-curve's false
-   positives (signature rows are read from the memory-mapped ``.bin`` files, a
-   chunk of pairs at a time, one shard's map open at a time). The estimate of a
-   pair with Jaccard J has standard deviation sqrt(J (1 - J) / K) for K hash
-   functions (0.038 at J=0.8, K=112), so the default margin is one standard deviation at the threshold: pairs at the
+   positives. The estimate of a pair with Jaccard J has standard deviation
+   sqrt(J (1 - J) / K) for K hash functions (0.038 at J=0.8, K=112), so the
+   default margin is one standard deviation at the threshold: pairs at the
    threshold are flagged ~16% of the time, pairs 0.1 above it ~99% of the time
    (precision at ``threshold`` >= 0.95 with recall >= 0.95 at ``threshold + 0.1``
    on the test corpus, see tests/filters/dedup/test_dedup_minhash.py).
@@ -40,6 +37,14 @@ P(candidate | Jaccard J) = 1 - (1 - J**8)**14: 0.054 at J=0.5, 0.56 at 0.7,
 0.92 at 0.8, 0.9996 at 0.9; the 50% point is near (1/14)**(1/8) ~ 0.72. With
 verification (threshold 0.8, margin 0.038) the decision is close to a step at 0.84.
 NeMo Curator's 20 x 13 is steeper with its 50% point near 0.79.
+
+How the fit runs: every step above is a resumable pass (``ctx.run_pass``): ``map``
+(an item per shard; band records go to their partition in chunk files flushed when
+the task's buffer reaches a budget-derived size, signatures are appended to one raw
+``.bin`` per shard with a fixed row width), ``reduce`` (an item per partition, over
+the chunk files the maps reported; verification reads signature rows from the
+memory-mapped ``.bin`` files a chunk of pairs at a time, one shard's map open at a
+time), one pass per components round, ``gather`` (an item per shard) and ``s_curve``.
 """
 
 from __future__ import annotations
@@ -78,11 +83,11 @@ from .common import (
     removal_states,
     save_arrays,
     shard_items,
-    summarize_clusters,
     watch_list,
     working_memory,
 )
 from .components import connected_components
+from .exact import summarize_clusters
 from .hashing import fmix64, hash_tokens, ngram_spans, normalize_fuzzy, range_hashes, split_words
 
 logger = logging.getLogger(__name__)

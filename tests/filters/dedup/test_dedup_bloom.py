@@ -288,7 +288,7 @@ def _split(table: pa.Table, n: int) -> list[pa.Table]:
 
 
 def test_decisions_do_not_depend_on_shards_partitions_or_chunks(tmp_path):
-    """1, 3 or 7 shards of the same documents, 1 to 25 filter partitions, other map buffers: the same decisions,
+    """1, 3 or 7 shards of the same documents, 1, 4 or 18 filter partitions, other map buffers: the same decisions,
     equal to the sequential reference without Bloom errors, and identical to each other with many (fp 0.2)."""
     table = generate_shard(0, 400, seed=12, exact_frac=0.05, near_frac=0.05, para_frac=0.25, mean_words=90)
     ref = dict(zip(table.column("id").to_pylist(), reference_bff(table.column("text").to_pylist(), insert="all")))
