@@ -6,6 +6,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import shutil
 
 import pyarrow as pa
 import pytest
@@ -142,6 +143,10 @@ def test_resume_at_the_item(tmp_path):
               str(wd / "exact" / "removal" / "000002.parquet"), str(wd / "_passes" / "map" / "shard001.json"),
               str(wd / "_passes" / "reduce" / "p00003.json"), str(wd / "_passes" / "gather" / "shard002.json")]:
         os.remove(p)
+    # a stray file in the partition being redone (another shard's copy, as a killed older attempt might leave):
+    # the reduce reads the files the maps reported, never a directory listing
+    stray = sorted(glob.glob(str(wd / "exact" / "map" / "p00003" / "s000000-c*.npz")))[0]
+    shutil.copy(stray, wd / "exact" / "map" / "p00003" / "s000009-c0000.npz")
     again, ctx2 = _fit(ExactDedup(docs_per_partition=400, min_partitions=2), shards, wd)
     assert pass_counts(ctx2) == {"footers": (0, 3), "map": (1, 2), "reduce": (1, parts - 1), "gather": (1, 2)}
     assert {p: open(p, "rb").read() for p in chunks} == before
