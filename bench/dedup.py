@@ -436,38 +436,49 @@ def _datatrove_sig(step: Any, text: str) -> None:
 # --------------------------------------------------------------------------- 2. end to end
 
 
+def _apply_shard(shard: Any, stages: list[Any], out: str) -> int:
+    """Apply fitted dedup stages to one shard and write the kept documents (one pass item)."""
+    from curation.io import read_parquet, write_parquet_atomic
+    from curation.stage import ShardContext
+
+    t = read_parquet(shard.path)
+    for st in stages:
+        t = st.process(t, ShardContext(shard.shard_id, shard.input_path)).kept
+    write_parquet_atomic(out, t)
+    return t.num_rows
+
+
 def e2e_ours(paths: list[str], workdir: str, workers: int, exact: bool = False, bff: bool = False) -> dict[str, Any]:
     import logging
 
     logging.basicConfig(level=logging.WARNING)
-    from curation.io import read_parquet, write_parquet_atomic
-    from curation.ray_utils import init_ray
-    from curation.stage import GlobalContext, PhaseShard, ShardContext
+    from curation.passes import ExecConfig, Executor, Item
+    from curation.stage import GlobalContext, PhaseShard
     from filters.dedup import BloomDedup, ExactDedup, MinHashDedup
 
     t0 = time.perf_counter()
-    init_ray(num_workers=workers)
-    import ray
-
+    executor = Executor(ExecConfig(mode="ray", num_workers=workers, progress=False))
+    executor.ensure_ray()
     t_ray = time.perf_counter() - t0
     shards = [PhaseShard(f"s{k:05d}", p, p) for k, p in enumerate(paths)]
     stages = ([ExactDedup()] if exact else []) + [MinHashDedup(measure_curve=False)] + ([BloomDedup()] if bff else [])
     summaries = {}
     for st in stages:
-        state = st.fit(GlobalContext(shards=shards, workdir=os.path.join(workdir, st.name), num_workers=workers))
+        first = len(executor.log)
+        ctx = GlobalContext(shards=shards, workdir=os.path.join(workdir, st.name), num_workers=workers,
+                            executor=executor, fit_key=st.name)
+        state = st.fit(ctx)
         st.load_state(state)
-        summaries[st.name] = {k: state["summary"].get(k) for k in ("documents_removed", "clusters", "seconds")}
+        summaries[st.name] = {k: state.summary.get(k) for k in ("documents_removed", "clusters")}
+        summaries[st.name]["seconds"] = {p["pass"]: p["seconds"] for p in executor.log[first:]}
 
-    def apply(shard: PhaseShard, out: str) -> int:
-        t = read_parquet(shard.path)
-        for st in stages:
-            t = st.process(t, ShardContext(shard.shard_id, shard.input_path)).kept
-        write_parquet_atomic(out, t)
-        return t.num_rows
+    items = [Item(s.shard_id, (s, stages, os.path.join(workdir, "out", f"{s.shard_id}.parquet"))) for s in shards]
+    from ray import cloudpickle
 
-    from filters.dedup.common import run_tasks
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # a script's functions: ship them by value
+    kept = sum(executor.run("apply", _apply_shard, items, marker_dir=os.path.join(workdir, "_apply")).results)
+    import ray
 
-    kept = sum(run_tasks(apply, [(s, os.path.join(workdir, "out", f"{s.shard_id}.parquet")) for s in shards], workers))
     ray.shutdown()
     return {"kept": kept, "summaries": summaries, "seconds": time.perf_counter() - t0, "ray_start_s": t_ray}
 

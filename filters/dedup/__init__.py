@@ -1,20 +1,28 @@
 """Deduplication stages: exact (text / URL), MinHash-LSH fuzzy, and BFF-style Bloom paragraph dedup.
 
-All are :class:`curation.stage.GlobalStage` s (fit over every shard with Ray map/reduce
+All are :class:`curation.stage.GlobalStage` s (fit over every shard as a sequence of resumable
 passes, then applied per shard), except :class:`BloomDedupShard`, a per-shard
-:class:`curation.stage.Mapper` (the way DCLM-Baseline ran BFF).
+:class:`curation.stage.Mapper` (the way DCLM-Baseline ran BFF). Each global stage takes a frozen
+config dataclass (or the same settings as keyword arguments) and returns a typed fitted state.
 """
 
-from .bloom import BloomDedup, BloomDedupShard, BloomFilter, bloom_size
-from .exact import ExactDedup
-from .minhash import MinHashDedup, minhash_signatures, s_curve
+from .bloom import BloomDedupShard, BloomFilter, bloom_size
+from .bloom_global import BffDecisions, BloomConfig, BloomDedup
+from .common import RemovalLists
+from .exact import ExactDedup, ExactDedupConfig
+from .minhash import MinHashConfig, MinHashDedup, minhash_signatures, s_curve
 
 __all__ = [
+    "BffDecisions",
+    "BloomConfig",
     "BloomDedup",
     "BloomDedupShard",
     "BloomFilter",
     "ExactDedup",
+    "ExactDedupConfig",
+    "MinHashConfig",
     "MinHashDedup",
+    "RemovalLists",
     "bloom_size",
     "minhash_signatures",
     "s_curve",

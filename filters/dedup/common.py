@@ -1,5 +1,5 @@
-"""Shared plumbing of the dedup stages: Ray task fan-out, document numbering,
-hash-range partition files, per-shard removal lists, and the report summary.
+"""Shared plumbing of the dedup stages: document numbering, the memory budget, partition chunk
+files, the corpus-size pass, per-shard removal lists, the typed fitted state and the report summary.
 
 Document numbering (the deterministic keep rule)
 ------------------------------------------------
@@ -9,15 +9,26 @@ duplicate cluster keeps its smallest node, i.e. the copy that comes first in
 corpus order (shard id, then position in the shard), and removes the rest. The
 numbering depends only on the input, never on the number of workers or on
 task timing, so keep sets are identical across worker counts and reruns.
+
+Memory (DESIGN.md, "Distributed passes and scale")
+--------------------------------------------------
+Every fit is a sequence of passes (:meth:`curation.stage.GlobalContext.run_pass`).
+What one task may hold is the budget ``memory_per_worker`` less :data:`TASK_OVERHEAD`
+(the interpreter with numpy, pyarrow and a Ray worker loaded). Structures that grow
+with the corpus are cut into hash-range partitions, as many as the corpus size (read
+from parquet footers, never from ``num_workers``) times a stated per-record cost needs
+to fit that working memory; map tasks flush their per-partition buffers to chunk files
+when the buffer reaches a budget-derived size. Downstream tasks read explicit file
+lists built from the upstream results (:func:`partition_files`), never a directory
+listing, so a stray or stale file is never read.
 """
 
 from __future__ import annotations
 
 import io as _io
 import logging
-import os
-import time
-from collections.abc import Callable, Sequence
+import math
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -26,7 +37,16 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from curation import io
-from curation.stage import GlobalContext, GlobalStage, PhaseShard, ShardContext, StageResult, split_by_reason
+from curation.passes import Item
+from curation.stage import (
+    FittedState,
+    GlobalContext,
+    GlobalStage,
+    PhaseShard,
+    ShardContext,
+    StageResult,
+    split_by_reason,
+)
 
 from .hashing import fmix64
 
@@ -37,47 +57,58 @@ ROW_MASK = np.uint64((1 << ROW_BITS) - 1)
 REMOVAL_SCHEMA = pa.schema(
     [pa.field("id", pa.string()), pa.field("cluster", pa.string()), pa.field("nbytes", pa.int64())]
 )
+#: what a task costs before it holds any data: Python, numpy, pyarrow and a Ray worker (measured ~250 MiB RSS)
+TASK_OVERHEAD = 320 << 20
+#: a map task's partitioning buffer may use this fraction of the working memory (the rest: reading a batch)
+MAP_BUFFER_SHARE = 0.25
+TOP_CLUSTERS = 10
 
 
-# --------------------------------------------------------------------------- Ray
-
-_REMOTES: dict[Callable[..., Any], Any] = {}  # one Ray remote function per task function (exported once)
+# --------------------------------------------------------------------------- the budget
 
 
-def run_tasks(fn: Callable[..., Any], args: Sequence[tuple], num_workers: int, num_returns: int = 1) -> list[Any]:
-    """Run ``fn(*a)`` for every ``a`` as Ray tasks, at most ``num_workers`` in flight; results in input order.
+def working_memory(memory_per_worker: int, setting: str = "--memory-per-worker") -> int:
+    """Bytes a task may use for data under ``memory_per_worker``; ValueError when nothing is left."""
+    left = int(memory_per_worker) - TASK_OVERHEAD
+    if left < 32 << 20:
+        raise ValueError(
+            f"memory_per_worker={memory_per_worker >> 20} MiB leaves {max(left, 0) >> 20} MiB for data after a task's "
+            f"fixed cost (~{TASK_OVERHEAD >> 20} MiB); raise {setting} to at least {(TASK_OVERHEAD >> 20) + 64} MiB"
+        )
+    return left
 
-    When Ray is not initialised (unit use without a cluster), runs in-process.
+
+def check_fits(need: int, memory_per_worker: int, what: str, setting: str) -> None:
+    """Refuse (ValueError naming ``setting``) when ``need`` bytes do not fit one task's working memory."""
+    have = working_memory(memory_per_worker)
+    if need > have:
+        raise ValueError(
+            f"{what} needs about {need / 2**20:,.0f} MiB per task, over the {have / 2**20:,.0f} MiB a task has under "
+            f"--memory-per-worker={memory_per_worker / 2**30:.2f} GiB; lower {setting} (or leave it unset to derive "
+            "it from the budget), or raise --memory-per-worker"
+        )
+
+
+def partition_count(
+    records: int, bytes_per_record: float, memory_per_worker: int, *, minimum: int = 1,
+    records_per_partition: int | None = None,
+) -> int:
+    """Partitions for ``records`` records so that one partition's reduce fits the budget.
+
+    ``records_per_partition`` (an explicit setting) overrides the budget-derived size.
     """
-    import ray
-
-    if not ray.is_initialized():
-        return [fn(*a) for a in args]
-    remote = _REMOTES.get(fn)
-    if remote is None:
-        remote = _REMOTES[fn] = ray.remote(num_cpus=1, max_retries=3)(fn)
-    results: list[Any] = [None] * len(args)
-    pending: dict[Any, int] = {}
-    it = iter(enumerate(args))
-    limit = max(1, num_workers)
-    exhausted = False
-    while pending or not exhausted:
-        while not exhausted and len(pending) < limit:
-            nxt = next(it, None)
-            if nxt is None:
-                exhausted = True
-                break
-            i, a = nxt
-            pending[remote.remote(*a)] = i
-        if not pending:
-            break
-        done, _ = ray.wait(list(pending), num_returns=1)
-        for ref in done:
-            results[pending.pop(ref)] = ray.get(ref)
-    return results
+    per = records_per_partition or max(1, int(working_memory(memory_per_worker) // bytes_per_record))
+    return max(int(minimum), math.ceil(records / per))
 
 
-# --------------------------------------------------------------------------- numbering and files
+def buffer_records(bytes_per_record: float, memory_per_worker: int, explicit: int | None = None) -> int:
+    """Records a map task buffers before it writes a chunk file per partition."""
+    if explicit is not None:
+        return int(explicit)
+    return max(1024, int(working_memory(memory_per_worker) * MAP_BUFFER_SHARE // bytes_per_record))
+
+
+# --------------------------------------------------------------------------- numbering
 
 
 def ordered_shards(shards: list[PhaseShard]) -> list[PhaseShard]:
@@ -104,6 +135,9 @@ def partition_of(keys: np.ndarray, num_partitions: int) -> np.ndarray:
     return ((fmix64(keys) >> np.uint64(32)) * np.uint64(num_partitions) >> np.uint64(32)).astype(np.int64)
 
 
+# --------------------------------------------------------------------------- files
+
+
 def save_arrays(path: str, **arrays: np.ndarray) -> None:
     buf = _io.BytesIO()
     np.savez(buf, **arrays)
@@ -111,59 +145,142 @@ def save_arrays(path: str, **arrays: np.ndarray) -> None:
 
 
 def load_arrays(path: str) -> dict[str, np.ndarray]:
-    fs, p = io.fs_path(path)
-    with fs.open(p, "rb") as f:
-        data = f.read()
-    with np.load(_io.BytesIO(data)) as z:
+    with np.load(_io.BytesIO(io.read_bytes(path))) as z:
         return {k: z[k] for k in z.files}
 
 
-def list_files(folder: str) -> list[str]:
-    fs, p = io.fs_path(folder)
-    if not fs.exists(p):
-        return []
-    out = [f for f in fs.ls(p, detail=False) if not os.path.basename(f).startswith(".") and ".tmp-" not in f]
-    if not io.is_local(folder):
-        proto = fs.protocol[0] if isinstance(fs.protocol, (tuple, list)) else fs.protocol
-        out = [f"{proto}://{f}" for f in out]
-    return sorted(out)
-
-
-def count_rows(path: str) -> int:
+def remove_tree(path: str) -> None:
     fs, p = io.fs_path(path)
-    with fs.open(p, "rb") as f:
-        return pq.ParquetFile(f).metadata.num_rows
+    if fs.exists(p):
+        fs.rm(p, recursive=True)
 
 
-def text_bytes_estimate(path: str) -> int:
-    """Uncompressed size of the text column from the parquet footer (no data read)."""
+def chunk_path(folder: str, part: int, shard_idx: int, chunk: int) -> str:
+    return io.join(folder, f"p{part:05d}", f"s{shard_idx:06d}-c{chunk:04d}.npz")
+
+
+class PartitionChunks:
+    """A map task's records, written per hash-range partition in chunk files.
+
+    Records are buffered until ``flush_records`` of them are held, then sorted by
+    partition (stably: the order within a partition is the order of arrival) and
+    written as ``<folder>/p<part>/s<shard>-c<chunk>.npz``. :meth:`close` returns,
+    per partition with data, the chunk numbers written (what :func:`partition_files`
+    turns into the downstream task's file list).
+    """
+
+    def __init__(self, folder: str, shard_idx: int, num_partitions: int, flush_records: int) -> None:
+        self.folder = folder
+        self.shard_idx = shard_idx
+        self.num_partitions = num_partitions
+        self.flush_records = max(1, flush_records)
+        self._parts: list[np.ndarray] = []
+        self._cols: dict[str, list[np.ndarray]] = {}
+        self._held = 0
+        self._chunk = 0
+        self.written: dict[int, list[int]] = {}
+        self.records = 0
+
+    def add(self, part: np.ndarray, **cols: np.ndarray) -> None:
+        if len(part) == 0:
+            return
+        self._parts.append(np.asarray(part, dtype=np.int64))
+        for k, v in cols.items():
+            self._cols.setdefault(k, []).append(v)
+        self._held += len(part)
+        self.records += len(part)
+        if self._held >= self.flush_records:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._held:
+            return
+        part = np.concatenate(self._parts)
+        cols = {k: np.concatenate(v) for k, v in self._cols.items()}
+        self._parts, self._cols, self._held = [], {}, 0
+        order = np.argsort(part, kind="stable")
+        bounds = np.searchsorted(part[order], np.arange(self.num_partitions + 1))
+        for p in np.flatnonzero(np.diff(bounds)).tolist():
+            sel = order[bounds[p] : bounds[p + 1]]
+            save_arrays(chunk_path(self.folder, p, self.shard_idx, self._chunk), **{k: v[sel] for k, v in cols.items()})
+            self.written.setdefault(p, []).append(self._chunk)
+        self._chunk += 1
+
+    def close(self) -> dict[int, list[int]]:
+        self.flush()
+        return self.written
+
+
+def partition_files(folder: str, num_partitions: int, chunks_by_shard: list[dict[str, list[int]]]) -> list[list[str]]:
+    """Per partition, the chunk files the map tasks wrote, in corpus order (shard, then chunk).
+
+    ``chunks_by_shard[s]`` is shard ``s``'s :meth:`PartitionChunks.close` (keys as strings, as
+    every pass result is JSON-round-tripped).
+    """
+    out: list[list[str]] = [[] for _ in range(num_partitions)]
+    for s, written in enumerate(chunks_by_shard):
+        for p, chunks in sorted(((int(k), v) for k, v in written.items())):
+            out[p].extend(chunk_path(folder, p, s, c) for c in chunks)
+    return out
+
+
+# --------------------------------------------------------------------------- corpus size (parquet footers)
+
+
+def shard_footer(path: str) -> dict[str, int]:
+    """Rows and uncompressed text-column bytes of one parquet shard, from its footer (no data read)."""
     fs, p = io.fs_path(path)
     with fs.open(p, "rb") as f:
         md = pq.ParquetFile(f).metadata
     idx = md.schema.to_arrow_schema().get_field_index("text")
-    total = 0
-    for rg in range(md.num_row_groups):
-        total += md.row_group(rg).column(idx).total_uncompressed_size
-    return int(total)
+    text = 0
+    if idx >= 0:
+        text = sum(md.row_group(rg).column(idx).total_uncompressed_size for rg in range(md.num_row_groups))
+    return {"rows": int(md.num_rows), "text_bytes": int(text)}
+
+
+def corpus_size(ctx: GlobalContext, shards: list[PhaseShard]) -> list[dict[str, int]]:
+    """Per shard (in ``shards`` order): rows and text bytes, as a pass (a rerun reads the markers)."""
+    items = [Item(s.shard_id, (s.path,), inputs=(s.path,)) for s in shards]
+    return ctx.run_pass("footers", shard_footer, items, progress="dedup: corpus size").results
+
+
+def shard_items(shards: list[PhaseShard], args: Any, sizes: list[dict[str, int]] | None = None) -> list[Item]:
+    """One item per shard: ``args(i, shard)`` builds its arguments; the shard's index and file define it."""
+    return [
+        Item(s.shard_id, args(i, s), inputs=(s.path,), params={"index": i},
+             weight=float(sizes[i]["text_bytes"]) if sizes else 0.0)
+        for i, s in enumerate(shards)
+    ]
 
 
 # --------------------------------------------------------------------------- removal lists
 
 
-def write_removals(
-    workdir: str,
-    method: str,
-    shards: list[PhaseShard],
+@dataclass(frozen=True)
+class RemovalLists(FittedState):
+    """The fitted state of a removal-list dedup: per shard id, the parquet list of ids to drop, and the reason."""
+
+    reason: str = "dedup"
+    removal: dict[str, str] = field(default_factory=dict)
+
+
+def gather_removals(
+    shard: PhaseShard,
     shard_idx: int,
     parts: list[str],
-    watch: list[int] | None = None,
+    out_path: str,
+    batch_size: int,
+    watch_labels: list[int],
+    watch_nodes: list[int],
+    shard_ids: list[str],
 ) -> dict[str, Any]:
-    """Gather one shard's removed nodes from ``parts`` (npz with ``node``, ``label``) into its removal list.
+    """One shard's removal list from ``parts`` (npz with ``node``, ``label``), reading the shard in batches.
 
-    The list is a parquet file of (id, cluster = the kept copy's shard#row, nbytes),
-    and the function returns per-source counts of removed documents and bytes.
+    The list is a parquet file of (id, cluster = the kept copy's ``shard_id#row``, nbytes).
+    Returns per-source counts of removed documents and bytes, up to three removed members of
+    each label in ``watch_labels`` and the ids of those members and of ``watch_nodes`` in this shard.
     """
-    shard = shards[shard_idx]
     nodes, labels = [], []
     for p in parts:
         a = load_arrays(p)
@@ -174,33 +291,60 @@ def write_removals(
     order = np.argsort(node, kind="stable")
     node, label = node[order], label[order]
     rows = node_row(node)
-    if len(rows):
-        docs = io.read_parquet(shard.path, columns=["id", "source", "text"])
-        picked = docs.take(pa.array(rows))
-        nbytes = pc.binary_length(picked.column("text").cast(pa.large_binary())).cast(pa.int64())
-        ids = picked.column("id").cast(pa.string())
-        sources = picked.column("source").to_pylist()
-    else:
-        nbytes = pa.array([], pa.int64())
-        ids = pa.array([], pa.string())
-        sources = []
-    clusters = pa.array([f"{shards[s].shard_id}#{r}" for s, r in zip(node_shard(label), node_row(label))], pa.string())
-    table = pa.table({"id": ids, "cluster": clusters, "nbytes": nbytes}, schema=REMOVAL_SCHEMA)
-    path = io.join(workdir, method, "removal", f"{shard_idx:06d}.parquet")
-    io.write_parquet_atomic(path, table)
+    members: dict[str, list[int]] = {}
+    if watch_labels and len(label):
+        hit = np.isin(label, np.asarray(watch_labels, dtype=np.uint64))
+        for lab, nd in zip(label[hit].tolist(), node[hit].tolist()):
+            lst = members.setdefault(str(lab), [])
+            if len(lst) < 3:
+                lst.append(nd)
+    want = {n for n in watch_nodes if n >> ROW_BITS == shard_idx} | {n for v in members.values() for n in v}
+    want_rows = np.array(sorted(n & int(ROW_MASK) for n in want), dtype=np.int64)
+    ids_out, nbytes_out, sources = [], [], []
+    resolved: dict[str, str] = {}
+    start = 0
+    columns = ["id", "source", "text"] if len(rows) else ["id"]
+    if len(rows) or len(want_rows):
+        for batch in io.iter_parquet_batches(shard.path, batch_size=batch_size, columns=columns):
+            end = start + batch.num_rows
+            lo, hi = np.searchsorted(rows, [start, end])
+            if hi > lo:
+                picked = pa.Table.from_batches([batch]).take(pa.array(rows[lo:hi] - start))
+                ids_out.append(picked.column("id").cast(pa.string()))
+                nbytes_out.append(pc.binary_length(picked.column("text").cast(pa.large_binary())).cast(pa.int64()))
+                sources += picked.column("source").to_pylist()
+            wlo, whi = np.searchsorted(want_rows, [start, end])
+            if whi > wlo:
+                got = batch.column(0).take(pa.array(want_rows[wlo:whi] - start)).to_pylist()
+                for r, i in zip(want_rows[wlo:whi].tolist(), got):
+                    resolved[str((shard_idx << ROW_BITS) | r)] = i
+            start = end
+            if hi == len(rows) and whi == len(want_rows):
+                break
+    if len(rows) and sum(len(x) for x in ids_out) != len(rows):
+        raise RuntimeError(f"removal list of {shard.shard_id}: rows beyond the end of {shard.path}")
+    ids = pa.concat_arrays([c.combine_chunks() if isinstance(c, pa.ChunkedArray) else c for c in ids_out]) \
+        if ids_out else pa.array([], pa.string())
+    nbytes = pa.concat_arrays([c.combine_chunks() if isinstance(c, pa.ChunkedArray) else c for c in nbytes_out]) \
+        if nbytes_out else pa.array([], pa.int64())
+    clusters = pa.array([f"{shard_ids[s]}#{r}" for s, r in zip(node_shard(label), node_row(label))], pa.string())
+    io.write_parquet_atomic(out_path, pa.table({"id": ids, "cluster": clusters, "nbytes": nbytes},
+                                               schema=REMOVAL_SCHEMA))
     per_source: dict[str, list[int]] = {}
     for s, b in zip(sources, nbytes.to_pylist()):
         cur = per_source.setdefault(s, [0, 0])
         cur[0] += 1
         cur[1] += int(b)
-    watch_members: dict[str, list[int]] = {}
-    if watch and len(label):
-        hit = np.isin(label, np.asarray(watch, dtype=np.uint64))
-        for lab, nd in zip(label[hit].tolist(), node[hit].tolist()):
-            lst = watch_members.setdefault(str(lab), [])
-            if len(lst) < 3:
-                lst.append(nd)
-    return {"path": path, "removed": len(rows), "per_source": per_source, "watch_members": watch_members}
+    return {"path": out_path, "removed": len(rows), "per_source": per_source, "members": members, "ids": resolved}
+
+
+def removal_sources(results: list[dict[str, Any]], num_shards: int, key: str = "shards") -> list[list[int]]:
+    """Per shard, the producers (partitions) whose result lists it under ``key``: who wrote removals for it."""
+    out: list[list[int]] = [[] for _ in range(num_shards)]
+    for p, r in enumerate(results):
+        for s in r[key]:
+            out[int(s)].append(p)
+    return out
 
 
 def merge_per_source(items: list[dict[str, list[int]]]) -> dict[str, dict[str, int]]:
@@ -213,27 +357,51 @@ def merge_per_source(items: list[dict[str, list[int]]]) -> dict[str, dict[str, i
     return dict(sorted(out.items()))
 
 
-def resolve_ids(shards: list[PhaseShard], nodes: list[int]) -> dict[int, str]:
-    """String ids of a few nodes (for the report's example clusters)."""
-    by_shard: dict[int, list[int]] = {}
-    for n in nodes:
-        by_shard.setdefault(n >> ROW_BITS, []).append(n)
-    out: dict[int, str] = {}
-    for s, ns in sorted(by_shard.items()):
-        ids = io.read_parquet(shards[s].path, columns=["id"]).column("id")
-        for n in ns:
-            out[n] = ids[n & ((1 << ROW_BITS) - 1)].as_py()
-    return out
+def summarize_clusters(
+    method: str, stats: list[dict[str, Any]], gathers: list[dict[str, Any]], top_k: int = TOP_CLUSTERS
+) -> dict[str, Any]:
+    """Merge per-partition cluster stats (``clusters``, ``sizes``, ``top``: size, rep, examples) and the
+    per-shard gather results into the report summary (ids resolved by the gathers)."""
+    tops = sorted((t for r in stats for t in r["top"]), key=lambda t: (-t["size"], t["rep"]))[:top_k]
+    ids: dict[str, str] = {}
+    for g in gathers:
+        ids.update(g["ids"])
+    sizes: dict[str, int] = {}
+    for r in stats:
+        for k, v in r["sizes"].items():
+            sizes[k] = sizes.get(k, 0) + v
+    per_source = merge_per_source([g["per_source"] for g in gathers])
+    return {
+        "method": method,
+        "clusters": sum(r["clusters"] for r in stats),
+        "documents_removed": sum(g["removed"] for g in gathers),
+        "bytes_removed": sum(v["bytes"] for v in per_source.values()),
+        "removed_by_source": per_source,
+        "cluster_size_hist": {k: sizes[k] for k in sorted(sizes, key=int)},
+        "largest_clusters": [
+            {"size": t["size"], "kept": ids.get(str(t["rep"])),
+             "examples": [ids.get(str(e)) for e in t["examples"] if e != t["rep"]]}
+            for t in tops
+        ],
+    }
+
+
+def watch_list(stats: list[dict[str, Any]], top_k: int = TOP_CLUSTERS) -> tuple[list[int], list[int]]:
+    """(labels, nodes) whose members and ids the gathers should report for the largest clusters."""
+    tops = sorted((t for r in stats for t in r["top"]), key=lambda t: (-t["size"], t["rep"]))[:top_k]
+    labels = sorted({int(t["rep"]) for t in tops})
+    nodes = sorted({int(n) for t in tops for n in [t["rep"], *t.get("examples", [])]})
+    return labels, nodes
 
 
 class RemovalListStage(GlobalStage):
-    """A global stage whose ``process`` drops the ids on the shard's removal list.
+    """A global stage whose ``process`` drops the ids on the shard's removal list (:class:`RemovalLists`).
 
-    ``fit`` leaves ``state["removal"][shard_id]`` -> parquet path and ``state["reason"]``.
     Only one shard's list is cached per worker process, so memory stays bounded.
     """
 
     reason = "dedup"
+    state_type = RemovalLists
 
     def __init__(self) -> None:
         super().__init__()
@@ -242,7 +410,7 @@ class RemovalListStage(GlobalStage):
     def _removed_ids(self, shard_id: str) -> pa.Array:
         if self._cache is not None and self._cache[0] == shard_id:
             return self._cache[1]
-        path = self.state["removal"].get(shard_id)
+        path = self.state.removal.get(shard_id)
         if path is None:
             ids = pa.array([], pa.string())
         else:
@@ -257,22 +425,13 @@ class RemovalListStage(GlobalStage):
         if table.num_rows == 0 or len(removed) == 0:
             return split_by_reason(table, None)
         hit = pc.is_in(table.column("id").cast(pa.string()), value_set=removed)
-        reasons = pc.if_else(hit, pa.scalar(self.state.get("reason", self.reason)), pa.scalar(None, pa.string()))
+        reasons = pc.if_else(hit, pa.scalar(self.state.reason), pa.scalar(None, pa.string()))
         return split_by_reason(table, reasons)
 
 
-class Timer:
-    def __init__(self) -> None:
-        self.t0 = time.perf_counter()
-        self.marks: dict[str, float] = {}
-
-    def mark(self, name: str) -> None:
-        now = time.perf_counter()
-        self.marks[name] = round(now - self.t0, 3)
-        self.t0 = now
-
-
-def workdir_of(ctx: GlobalContext, method: str) -> str:
-    path = io.join(ctx.workdir, method)
-    io.makedirs(path)
-    return path
+def removal_states(
+    reason: str, shards: list[PhaseShard], gathers: list[dict[str, Any]], summary: dict[str, Any],
+    plots: tuple[str, ...] = (),
+) -> RemovalLists:
+    return RemovalLists(summary=summary, plots=plots, reason=reason,
+                        removal={s.shard_id: g["path"] for s, g in zip(shards, gathers)})

@@ -1,29 +1,37 @@
-"""Exact deduplication on normalised text or on normalised URL, as Ray map/reduce.
+"""Exact deduplication on normalised text or on normalised URL, as map/reduce passes.
 
-Map (one task per shard): hash every document's key (text after
+Map (one item per shard): hash every document's key (text after
 :func:`~filters.dedup.hashing.normalize_exact`, or URL after
 :func:`~filters.dedup.hashing.normalize_url`) to 128 bits (two independent
 64-bit hashes; a collision among 10**12 documents has probability ~1e-15) and
-write ``(h1, h2, node)`` to one file per hash-range partition. The text key is
-hashed as its word sequence (:func:`text_key_hashes`), which needs no regex pass.
-Reduce (one task per partition): sort, keep the smallest node of every group of
-equal hashes (the first copy in corpus order, see :mod:`filters.dedup.common`),
-list the others for removal. A last task per shard gathers its removal list.
+write ``(h1, h2, node)`` per hash-range partition, in chunk files flushed when the
+task's buffer reaches a budget-derived size. The text key is hashed as its word
+sequence (:func:`text_key_hashes`), which needs no regex pass. Reduce (one item per
+partition, over the explicit list of chunk files the maps wrote): sort, keep the
+smallest node of every group of equal hashes (the first copy in corpus order, see
+:mod:`filters.dedup.common`), list the others for removal. A gather item per shard
+writes its removal list.
 
 Keep rule: the first copy in corpus order (shards sorted by id, then row). The
 document schema carries no timestamp column and source metadata rarely carries
 a comparable one, so the rule is positional; put the preferred source's shards
 first (shard ids sort) to prefer it. Documents with a null URL are never URL
-duplicates. Memory: a map task holds one batch; a reduce task holds one
-partition, ~``24 bytes x documents / num_partitions``; the number of partitions
-grows with the corpus (``docs_per_partition``), so memory is set by configuration.
+duplicates.
+
+Memory: a map task holds one batch and a buffer of at most ``map_buffer_docs``
+records (:data:`MAP_BYTES_PER_DOC` each while partitioning); a reduce task holds one
+partition at :data:`REDUCE_BYTES_PER_DOC` per document; the number of partitions is
+``documents x REDUCE_BYTES_PER_DOC / working memory`` (or ``documents /
+docs_per_partition``), so it grows with the corpus and a task stays within
+``--memory-per-worker``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import logging
-import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -31,29 +39,66 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from curation import io
+from curation.passes import Item
 from curation.stage import GlobalContext, PhaseShard
 
 from .common import (
+    TOP_CLUSTERS,
+    PartitionChunks,
+    RemovalLists,
     RemovalListStage,
-    Timer,
-    count_rows,
-    list_files,
+    buffer_records,
+    check_fits,
+    corpus_size,
+    gather_removals,
     load_arrays,
-    merge_per_source,
     node_ids,
     ordered_shards,
+    partition_count,
+    partition_files,
     partition_of,
-    resolve_ids,
-    run_tasks,
+    removal_sources,
+    removal_states,
     save_arrays,
-    workdir_of,
-    write_removals,
+    shard_items,
+    summarize_clusters,
+    watch_list,
+    working_memory,
 )
 from .hashing import as_large_string, hash_strings, normalize_url, range_hashes, split_words
 
 logger = logging.getLogger(__name__)
 
-TOP_CLUSTERS = 10
+#: a map task's buffer, per document: (h1, h2, node) plus the copies of partitioning
+MAP_BYTES_PER_DOC = 96
+#: a reduce task, per document: the records (24 B), the sort permutation and the sorted copies, group arrays
+REDUCE_BYTES_PER_DOC = 128
+
+
+@dataclass(frozen=True)
+class ExactDedupConfig:
+    """Settings of :class:`ExactDedup` (all of them define its output or its layout).
+
+    ``docs_per_partition`` / ``map_buffer_docs``: ``None`` derives them from the memory budget
+    (the usual choice); an explicit value is checked against the budget before anything runs.
+    ``min_partitions`` keeps some parallelism in the reduce of a small corpus.
+    """
+
+    key: str = "text"
+    docs_per_partition: int | None = None
+    min_partitions: int = 4
+    map_buffer_docs: int | None = None
+    batch_size: int = 8192
+
+    def __post_init__(self) -> None:
+        if self.key not in ("text", "url"):
+            raise ValueError(f"key must be 'text' or 'url', got {self.key!r}")
+        for name in ("docs_per_partition", "map_buffer_docs"):
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                raise ValueError(f"{name} must be positive (or None to derive it from the memory budget), got {v}")
+        if self.min_partitions < 1 or self.batch_size < 1:
+            raise ValueError("min_partitions and batch_size must be positive")
 
 
 def text_key_hashes(text: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
@@ -75,15 +120,15 @@ def text_key_hashes(text: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.nd
 
 
 def _map_exact(
-    shard: PhaseShard, shard_idx: int, key: str, out_dir: str, num_partitions: int, batch_size: int
+    shard: PhaseShard, shard_idx: int, cfg: ExactDedupConfig, num_partitions: int, flush: int, out_dir: str
 ) -> dict[str, Any]:
-    h1s, h2s, ns = [], [], []
+    out = PartitionChunks(io.join(out_dir, "map"), shard_idx, num_partitions, flush)
     row = 0
-    for batch in io.iter_parquet_batches(shard.path, batch_size=batch_size, columns=[key]):
+    for batch in io.iter_parquet_batches(shard.path, batch_size=cfg.batch_size, columns=[cfg.key]):
         col = batch.column(0)
         nodes = node_ids(shard_idx, row, len(col))
         row += len(col)
-        if key == "text":
+        if cfg.key == "text":
             h1, h2 = text_key_hashes(col)
         else:
             norm = normalize_url(col)
@@ -92,28 +137,14 @@ def _map_exact(
                 norm = norm.filter(pc.is_valid(norm))
                 nodes = nodes[valid]
             h1, h2 = hash_strings(norm, "exact-dedup-k-01"), hash_strings(norm, "exact-dedup-k-02")
-        h1s.append(h1)
-        h2s.append(h2)
-        ns.append(nodes)
-    h1 = np.concatenate(h1s) if h1s else np.zeros(0, np.uint64)
-    h2 = np.concatenate(h2s) if h2s else np.zeros(0, np.uint64)
-    node = np.concatenate(ns) if ns else np.zeros(0, np.uint64)
-    part = partition_of(h1, num_partitions)
-    order = np.argsort(part, kind="stable")
-    bounds = np.searchsorted(part[order], np.arange(num_partitions + 1))
-    for p in range(num_partitions):
-        sel = order[bounds[p] : bounds[p + 1]]
-        if len(sel):
-            save_arrays(
-                io.join(out_dir, "map", f"p{p:05d}", f"s{shard_idx:06d}.npz"), h1=h1[sel], h2=h2[sel], node=node[sel]
-            )
-    return {"rows": row, "keyed": int(len(node))}
+        out.add(partition_of(h1, num_partitions), h1=h1, h2=h2, node=nodes)
+    keyed = out.records
+    return {"rows": row, "keyed": keyed, "chunks": out.close()}
 
 
-def _reduce_exact(part_dir: str, out_dir: str, p: int, top_k: int) -> dict[str, Any]:
-    files = list_files(part_dir)
+def _reduce_exact(files: list[str], out_dir: str, p: int, top_k: int) -> dict[str, Any]:
     if not files:
-        return {"clusters": 0, "removed": 0, "top": [], "sizes": {}}
+        return {"clusters": 0, "removed": 0, "top": [], "sizes": {}, "shards": []}
     arrs = [load_arrays(f) for f in files]
     h1 = np.concatenate([a["h1"] for a in arrs])
     h2 = np.concatenate([a["h2"] for a in arrs])
@@ -121,8 +152,10 @@ def _reduce_exact(part_dir: str, out_dir: str, p: int, top_k: int) -> dict[str, 
     del arrs
     order = np.lexsort((node, h2, h1))
     h1, h2, node = h1[order], h2[order], node[order]
+    del order
     new_group = np.ones(len(node), dtype=bool)
     new_group[1:] = (h1[1:] != h1[:-1]) | (h2[1:] != h2[:-1])
+    del h1, h2
     group = np.cumsum(new_group) - 1
     first_node = node[new_group][group]  # smallest node of each group (sorted by node within group)
     removed = ~new_group
@@ -130,11 +163,10 @@ def _reduce_exact(part_dir: str, out_dir: str, p: int, top_k: int) -> dict[str, 
     dup_groups = np.nonzero(sizes > 1)[0]
     rm_node, rm_label = node[removed], first_node[removed]
     shard_of = (rm_node >> np.uint64(32)).astype(np.int64)
-    for s in np.unique(shard_of):
+    shards = np.unique(shard_of)
+    for s in shards.tolist():
         sel = shard_of == s
-        save_arrays(
-            io.join(out_dir, "removed", f"s{int(s):06d}", f"p{p:05d}.npz"), node=rm_node[sel], label=rm_label[sel]
-        )
+        save_arrays(removed_path(out_dir, s, p), node=rm_node[sel], label=rm_label[sel])
     reps = node[new_group]
     top = heapq.nlargest(top_k, zip(sizes[dup_groups].tolist(), (-reps[dup_groups].astype(np.int64)).tolist()))
     top_full = []
@@ -148,95 +180,79 @@ def _reduce_exact(part_dir: str, out_dir: str, p: int, top_k: int) -> dict[str, 
         "removed": int(removed.sum()),
         "top": top_full,
         "sizes": {str(i): int(c) for i, c in enumerate(hist) if c},
+        "shards": shards.tolist(),
     }
 
 
-def _gather(workdir: str, method: str, shards: list[PhaseShard], s: int) -> dict[str, Any]:
-    parts = list_files(io.join(workdir, method, "removed", f"s{s:06d}"))
-    return write_removals(workdir, method, shards, s, parts)
-
-
-def summarize_clusters(
-    method: str, shards: list[PhaseShard], reduces: list[dict[str, Any]], gathers: list[dict[str, Any]], top_k: int
-) -> dict[str, Any]:
-    """Merge per-partition cluster stats and per-shard removal counts into the report summary."""
-    tops = [t for r in reduces for t in r["top"]]
-    tops.sort(key=lambda t: (-t["size"], t["rep"]))
-    tops = tops[:top_k]
-    ids = resolve_ids(shards, sorted({n for t in tops for n in [t["rep"], *t["examples"]]}))
-    sizes: dict[str, int] = {}
-    for r in reduces:
-        for k, v in r["sizes"].items():
-            sizes[k] = sizes.get(k, 0) + v
-    per_source = merge_per_source([g["per_source"] for g in gathers])
-    return {
-        "method": method,
-        "clusters": sum(r["clusters"] for r in reduces),
-        "documents_removed": sum(g["removed"] for g in gathers),
-        "bytes_removed": sum(v["bytes"] for v in per_source.values()),
-        "removed_by_source": per_source,
-        "cluster_size_hist": {k: sizes[k] for k in sorted(sizes, key=int)},
-        "largest_clusters": [
-            {"size": t["size"], "kept": ids[t["rep"]], "examples": [ids[e] for e in t["examples"] if e != t["rep"]]}
-            for t in tops
-        ],
-    }
+def removed_path(out_dir: str, shard_idx: int, part: int) -> str:
+    return io.join(out_dir, "removed", f"s{shard_idx:06d}", f"p{part:05d}.npz")
 
 
 class ExactDedup(RemovalListStage):
     """Exact duplicates on normalised text (``key="text"``) or normalised URL (``key="url"``).
 
-    Reasons: ``dedup:exact`` (text) and ``dedup:url`` (URL).
-    ``docs_per_partition`` bounds a reduce task's memory (~24 bytes per document).
+    Reasons: ``dedup:exact`` (text) and ``dedup:url`` (URL). Build it from keyword arguments
+    (``ExactDedup(key="url")``) or from an :class:`ExactDedupConfig`.
     """
 
     name = "exact_dedup"
-    version = "1"
+    version = "2"
 
-    def __init__(
-        self, key: str = "text", docs_per_partition: int = 2_000_000, min_partitions: int = 4, batch_size: int = 8192
-    ) -> None:
+    def __init__(self, config: ExactDedupConfig | None = None, /, **kwargs: Any) -> None:
         super().__init__()
-        if key not in ("text", "url"):
-            raise ValueError(f"key must be 'text' or 'url', got {key!r}")
-        if docs_per_partition < 1 or min_partitions < 1 or batch_size < 1:
-            raise ValueError("docs_per_partition, min_partitions and batch_size must be positive")
-        self.key = key
-        self.docs_per_partition = docs_per_partition
-        self.min_partitions = min_partitions
-        self.batch_size = batch_size
-        self.name = "exact_dedup" if key == "text" else "url_dedup"
-        self.reason = "dedup:exact" if key == "text" else "dedup:url"
+        if config is not None and kwargs:
+            raise ValueError("give either an ExactDedupConfig or keyword arguments, not both")
+        self.cfg = config if config is not None else ExactDedupConfig(**kwargs)
+        self.name = "exact_dedup" if self.cfg.key == "text" else "url_dedup"
+        self.reason = "dedup:exact" if self.cfg.key == "text" else "dedup:url"
 
-    def fit(self, ctx: GlobalContext) -> dict[str, Any]:
-        timer = Timer()
-        method = self.key if self.key == "url" else "exact"
+    @property
+    def method(self) -> str:
+        return "exact" if self.cfg.key == "text" else "url"
+
+    def config(self) -> dict[str, Any]:
+        return dataclasses.asdict(self.cfg)
+
+    def check_budget(self, memory_per_worker: int) -> None:
+        working_memory(memory_per_worker)
+        if self.cfg.docs_per_partition is not None:
+            check_fits(self.cfg.docs_per_partition * REDUCE_BYTES_PER_DOC, memory_per_worker,
+                       f"{self.name}: a reduce of docs_per_partition={self.cfg.docs_per_partition:,}",
+                       "docs_per_partition")
+        if self.cfg.map_buffer_docs is not None:
+            check_fits(self.cfg.map_buffer_docs * MAP_BYTES_PER_DOC, memory_per_worker,
+                       f"{self.name}: a map buffer of map_buffer_docs={self.cfg.map_buffer_docs:,}", "map_buffer_docs")
+
+    def fit(self, ctx: GlobalContext) -> RemovalLists:
+        cfg = self.cfg
+        self.check_budget(ctx.memory_per_worker)
         shards = ordered_shards(ctx.shards)
-        wd = workdir_of(ctx, method)
-        n_docs = sum(run_tasks(count_rows, [(s.path,) for s in shards], ctx.num_workers))
-        num_partitions = max(self.min_partitions, math.ceil(n_docs / self.docs_per_partition))
-        logger.info("%s: %d documents in %d shards, %d partitions", self.name, n_docs, len(shards), num_partitions)
-        run_tasks(
-            _map_exact,
-            [(s, i, self.key, wd, num_partitions, self.batch_size) for i, s in enumerate(shards)],
-            ctx.num_workers,
+        wd = io.join(ctx.workdir, self.method)
+        sizes = corpus_size(ctx, shards)
+        n_docs = sum(s["rows"] for s in sizes)
+        parts = partition_count(n_docs, REDUCE_BYTES_PER_DOC, ctx.memory_per_worker, minimum=cfg.min_partitions,
+                                records_per_partition=cfg.docs_per_partition)
+        flush = buffer_records(MAP_BYTES_PER_DOC, ctx.memory_per_worker, cfg.map_buffer_docs)
+        conf = {"stage": dataclasses.asdict(cfg), "partitions": parts, "flush": flush}
+        logger.info("%s: %d documents in %d shards, %d partitions", self.name, n_docs, len(shards), parts)
+        maps = ctx.run_pass("map", _map_exact, shard_items(shards, lambda i, s: (s, i, cfg, parts, flush, wd), sizes),
+                            config=conf, progress=f"{self.name}: hash", count=lambda r: r["rows"])
+        files = partition_files(io.join(wd, "map"), parts, [m["chunks"] for m in maps.results])
+        reduces = ctx.run_pass(
+            "reduce", _reduce_exact, [Item(f"p{p:05d}", (files[p], wd, p, TOP_CLUSTERS)) for p in range(parts)],
+            config={**conf, "map": maps.digest}, progress=f"{self.name}: reduce",
         )
-        timer.mark("map")
-        reduces = run_tasks(
-            _reduce_exact,
-            [(io.join(wd, "map", f"p{p:05d}"), wd, p, TOP_CLUSTERS) for p in range(num_partitions)],
-            ctx.num_workers,
+        _, watch = watch_list(reduces.results)
+        sources = removal_sources(reduces.results, len(shards))
+        gathers = ctx.run_pass(
+            "gather", gather_removals,
+            shard_items(shards, lambda i, s: (s, i, [removed_path(wd, i, p) for p in sources[i]],
+                                              io.join(wd, "removal", f"{i:06d}.parquet"), cfg.batch_size, [], watch)),
+            config={**conf, "reduce": reduces.digest}, shared=[s.shard_id for s in shards],
+            progress=f"{self.name}: removal lists",
         )
-        timer.mark("reduce")
-        gathers = run_tasks(_gather, [(ctx.workdir, method, shards, i) for i in range(len(shards))], ctx.num_workers)
-        timer.mark("removal_lists")
-        summary = summarize_clusters(method, shards, reduces, gathers, TOP_CLUSTERS)
-        summary.update({"documents_in": n_docs, "partitions": num_partitions, "seconds": timer.marks})
-        logger.info(
-            "%s: %d clusters, %d documents removed", self.name, summary["clusters"], summary["documents_removed"]
-        )
-        return {
-            "reason": self.reason,
-            "removal": {s.shard_id: g["path"] for s, g in zip(shards, gathers)},
-            "summary": summary,
-        }
+        summary = summarize_clusters(self.method, reduces.results, gathers.results)
+        summary.update({"documents_in": n_docs, "partitions": parts})
+        logger.info("%s: %d clusters, %d documents removed", self.name, summary["clusters"],
+                    summary["documents_removed"])
+        return removal_states(self.reason, shards, gathers.results, summary)

@@ -4,7 +4,7 @@ datatrove's ``pipeline/dedup/minhash.py`` and NeMo Curator's fuzzy dedup).
 
 Pipeline (``fit``):
 
-1. **signatures + band keys (map, one Ray task per shard).** Text is normalised
+1. **signatures + band keys (the map pass: one item per shard).** Text is normalised
    (:func:`~filters.dedup.hashing.normalize_fuzzy`: NFKC, lower case, digits ->
    0, punctuation/symbols -> space), split on spaces, and every word
    ``ngram_size``-gram (default 5, as datatrove and DCLM's MinHash runs) is hashed
@@ -31,45 +31,63 @@ Pipeline (``fit``):
    threshold are flagged ~16% of the time, pairs 0.1 above it ~99% of the time
    (precision at ``threshold`` >= 0.95 with recall >= 0.95 at ``threshold + 0.1``
    on the test corpus, see tests/filters/dedup/test_dedup_minhash.py).
-3. **connected components** (:mod:`filters.dedup.components`), distributed.
-4. **removal lists**, one per shard: every member of a component except its
-   smallest node (the first copy in corpus order) is removed (``dedup:minhash``).
+3. **connected components** (:mod:`filters.dedup.components`), one pass per round.
+4. **removal lists**, a gather pass with one item per shard: every member of a
+   component except its smallest node (the first copy in corpus order) is removed (``dedup:minhash``).
 
 Defaults and the S-curve: 14 bands x 8 rows (datatrove's ``MinhashConfig``), so
 P(candidate | Jaccard J) = 1 - (1 - J**8)**14: 0.054 at J=0.5, 0.56 at 0.7,
 0.92 at 0.8, 0.9996 at 0.9; the 50% point is near (1/14)**(1/8) ~ 0.72. With
 verification (threshold 0.8, margin 0.038) the decision is close to a step at 0.84.
 NeMo Curator's 20 x 13 is steeper with its 50% point near 0.79.
+
+How the fit runs: every step above is a resumable pass (``ctx.run_pass``): ``map``
+(an item per shard; band records go to their partition in chunk files flushed when
+the task's buffer reaches a budget-derived size, signatures are appended to one raw
+``.bin`` per shard with a fixed row width), ``reduce`` (an item per partition, over
+the chunk files the maps reported; verification reads signature rows from the
+memory-mapped ``.bin`` files a chunk of pairs at a time, one shard's map open at a
+time), one pass per components round, ``gather`` (an item per shard) and ``s_curve``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 import math
 import random
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from curation import io
+from curation.passes import Item
 from curation.stage import GlobalContext, PhaseShard
 
 from .common import (
+    TOP_CLUSTERS,
+    PartitionChunks,
+    RemovalLists,
     RemovalListStage,
-    Timer,
-    count_rows,
-    list_files,
+    buffer_records,
+    check_fits,
+    corpus_size,
+    gather_removals,
     load_arrays,
     node_ids,
     node_row,
     node_shard,
     ordered_shards,
+    partition_files,
     partition_of,
-    run_tasks,
+    removal_states,
     save_arrays,
-    workdir_of,
-    write_removals,
+    shard_items,
+    watch_list,
+    working_memory,
 )
 from .components import connected_components
 from .exact import summarize_clusters
@@ -79,7 +97,6 @@ logger = logging.getLogger(__name__)
 
 SIG_EMPTY = np.uint32(0xFFFFFFFF)
 ALL_PAIRS_MAX = 32  # buckets up to this size emit all pairs; larger ones a star + chain
-TOP_CLUSTERS = 10
 
 
 def s_curve(j: np.ndarray | float, num_bands: int, rows_per_band: int) -> np.ndarray:
@@ -185,60 +202,115 @@ def band_keys(sig: np.ndarray, num_bands: int, rows_per_band: int) -> np.ndarray
     return fmix64(acc)
 
 
-def _sig_path(wd: str, shard_idx: int) -> str:
-    return io.join(wd, "sig", f"s{shard_idx:06d}.npy")
+#: a band record (key, node) in a map task's buffer, with the copies of partitioning
+MAP_BYTES_PER_RECORD = 64
+#: a reduce task, per band record: the records (16 B), the sort, the bucket arrays of candidate pairs
+REDUCE_BYTES_PER_RECORD = 128
+#: candidate pairs verified at once (their signature rows are read for each chunk)
+VERIFY_CHUNK = 65536
+
+
+@dataclass(frozen=True)
+class MinHashConfig:
+    """Settings of :class:`MinHashDedup` (see the module docstring for the defaults).
+
+    ``docs_per_partition`` / ``map_buffer_docs``: ``None`` derives them from the memory budget;
+    an explicit value is checked against the budget before anything runs.
+    """
+
+    ngram_size: int = 5
+    num_bands: int = 14
+    rows_per_band: int = 8
+    threshold: float = 0.8
+    verify: bool = True
+    verify_margin: float | None = None
+    seed: int = 1
+    docs_per_partition: int | None = None
+    min_partitions: int = 4
+    map_buffer_docs: int | None = None
+    batch_size: int = 4096
+    max_rounds: int = 64
+    measure_curve: bool = True
+
+    def __post_init__(self) -> None:
+        if self.ngram_size < 1 or self.num_bands < 1 or self.rows_per_band < 1:
+            raise ValueError("ngram_size, num_bands and rows_per_band must be positive")
+        if not 0.0 < self.threshold <= 1.0:
+            raise ValueError(f"threshold must be in (0, 1], got {self.threshold}")
+        if self.verify_margin is not None and not 0.0 <= self.verify_margin < 1.0:
+            raise ValueError(f"verify_margin must be in [0, 1), got {self.verify_margin}")
+        for name in ("docs_per_partition", "map_buffer_docs"):
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                raise ValueError(f"{name} must be positive (or None to derive it from the memory budget), got {v}")
+        if self.min_partitions < 1 or self.batch_size < 1 or self.max_rounds < 1:
+            raise ValueError("min_partitions, batch_size and max_rounds must be positive")
+
+    @property
+    def num_perm(self) -> int:
+        return self.num_bands * self.rows_per_band
+
+    @property
+    def verify_at(self) -> float:
+        """The estimated-Jaccard cut of verification: ``threshold`` plus the margin."""
+        margin = self.verify_margin
+        if margin is None:
+            margin = math.sqrt(self.threshold * (1.0 - self.threshold) / self.num_perm)
+        return min(1.0, self.threshold + margin)
+
+
+def sig_path(wd: str, shard_idx: int) -> str:
+    return io.join(wd, "sig", f"s{shard_idx:06d}.bin")
 
 
 def _map_minhash(
-    shard: PhaseShard, shard_idx: int, wd: str, cfg: dict[str, Any], num_partitions: int
+    shard: PhaseShard, shard_idx: int, cfg: MinHashConfig, num_partitions: int, flush: int, wd: str
 ) -> dict[str, Any]:
-    a, b = hash_params(cfg["num_bands"] * cfg["rows_per_band"], cfg["seed"])
-    sigs, keys, nodes = [], [], []
+    a, b = hash_params(cfg.num_perm, cfg.seed)
+    bands = PartitionChunks(io.join(wd, "bands"), shard_idx, num_partitions, flush)
     row = 0
     no_sig = 0
-    for batch in io.iter_parquet_batches(shard.path, batch_size=cfg["batch_size"], columns=["text"]):
-        sh_off, h = shingle_hashes(batch.column(0), cfg["ngram_size"])
-        sig = signatures_from_hashes(sh_off, h, a, b)
-        has = np.diff(sh_off) > 0
-        no_sig += int((~has).sum())
-        k = band_keys(sig[has], cfg["num_bands"], cfg["rows_per_band"])
-        nd = node_ids(shard_idx, row, len(sig))[has]
-        keys.append(k.ravel())
-        nodes.append(np.repeat(nd, cfg["num_bands"]))
-        sigs.append(sig)
-        row += len(sig)
-    k_all = np.concatenate(keys) if keys else np.zeros(0, np.uint64)
-    n_all = np.concatenate(nodes) if nodes else np.zeros(0, np.uint64)
-    sig_all = np.concatenate(sigs) if sigs else np.zeros((0, len(a)), np.uint32)
-    if cfg["verify"]:
-        buf = _np_bytes(sig_all)
-        io.write_bytes_atomic(_sig_path(wd, shard_idx), buf)
-    part = partition_of(k_all, num_partitions)
-    order = np.argsort(part, kind="stable")
-    bounds = np.searchsorted(part[order], np.arange(num_partitions + 1))
-    for p in range(num_partitions):
-        sel = order[bounds[p] : bounds[p + 1]]
-        if len(sel):
-            save_arrays(io.join(wd, "bands", f"p{p:05d}", f"s{shard_idx:06d}.npz"), key=k_all[sel], node=n_all[sel])
-    return {"rows": row, "no_signature": no_sig}
+    with contextlib.ExitStack() as stack:
+        sigs = stack.enter_context(io.atomic_open(sig_path(wd, shard_idx), "wb")) if cfg.verify else None
+        for batch in io.iter_parquet_batches(shard.path, batch_size=cfg.batch_size, columns=["text"]):
+            sh_off, h = shingle_hashes(batch.column(0), cfg.ngram_size)
+            sig = signatures_from_hashes(sh_off, h, a, b)
+            has = np.diff(sh_off) > 0
+            no_sig += int((~has).sum())
+            keys = band_keys(sig[has], cfg.num_bands, cfg.rows_per_band).ravel()
+            nodes = np.repeat(node_ids(shard_idx, row, len(sig))[has], cfg.num_bands)
+            bands.add(partition_of(keys, num_partitions), key=keys, node=nodes)
+            if sigs is not None:  # rows of num_perm little-endian uint32, in row order
+                sigs.write(np.ascontiguousarray(sig, dtype="<u4").tobytes())
+            row += len(sig)
+    return {"rows": row, "no_signature": no_sig, "chunks": bands.close()}
 
 
-def _np_bytes(arr: np.ndarray) -> bytes:
-    import io as _io
-
-    buf = _io.BytesIO()
-    np.save(buf, arr)
-    return buf.getvalue()
-
-
-def _load_sig(path: str) -> np.ndarray:
+def _read_rows(path: str, rows: np.ndarray, k: int) -> np.ndarray:
+    """Rows ``rows`` (sorted) of a signature file; the map is closed before returning."""
     if io.is_local(path):
-        return np.load(path.removeprefix("file://"), mmap_mode="r")
-    import io as _io
-
+        mm = np.memmap(path.removeprefix("file://"), dtype="<u4", mode="r")
+        try:
+            return np.asarray(mm.reshape(-1, k)[rows])
+        finally:
+            del mm
     fs, p = io.fs_path(path)
-    with fs.open(p, "rb") as f:
-        return np.load(_io.BytesIO(f.read()))
+    width = 4 * k
+    starts = (rows.astype(np.int64) * width).tolist()
+    blobs = fs.cat_ranges([p] * len(starts), starts, [s + width for s in starts])
+    return np.frombuffer(b"".join(blobs), dtype="<u4").reshape(len(starts), k)
+
+
+def signature_rows(wd: str, nodes: np.ndarray, k: int) -> np.ndarray:
+    """Signatures of sorted, unique ``nodes``: (len(nodes), k) uint32, one shard's file open at a time."""
+    out = np.empty((len(nodes), k), dtype=np.uint32)
+    if len(nodes) == 0:
+        return out
+    sh, rw = node_shard(nodes), node_row(nodes)
+    bounds = np.flatnonzero(np.r_[True, sh[1:] != sh[:-1], True])
+    for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+        out[lo:hi] = _read_rows(sig_path(wd, int(sh[lo])), rw[lo:hi], k)
+    return out
 
 
 def _candidate_pairs(key: np.ndarray, node: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -276,35 +348,24 @@ def _candidate_pairs(key: np.ndarray, node: np.ndarray) -> tuple[np.ndarray, np.
     return u[uniq], v[uniq]
 
 
-def _estimated_jaccard(wd: str, u: np.ndarray, v: np.ndarray, chunk: int = 65536) -> np.ndarray:
-    """Fraction of equal signature values of each pair (reads rows from the per-shard signature files)."""
+def estimated_jaccard(wd: str, u: np.ndarray, v: np.ndarray, k: int, chunk: int = VERIFY_CHUNK) -> np.ndarray:
+    """Fraction of equal signature values of each pair, ``chunk`` pairs at a time."""
     out = np.empty(len(u), dtype=np.float32)
-    cache: dict[int, np.ndarray] = {}
-
-    def rows(nodes: np.ndarray) -> np.ndarray:
-        sh, rw = node_shard(nodes), node_row(nodes)
-        res = None
-        for s in np.unique(sh):
-            s = int(s)
-            if s not in cache:
-                cache[s] = _load_sig(_sig_path(wd, s))
-            sel = sh == s
-            part = np.asarray(cache[s][rw[sel]])
-            if res is None:
-                res = np.empty((len(nodes), part.shape[1]), dtype=np.uint32)
-            res[sel] = part
-        return res
-
     for s in range(0, len(u), chunk):
         e = min(len(u), s + chunk)
-        out[s:e] = (rows(u[s:e]) == rows(v[s:e])).mean(axis=1)
+        nodes = np.unique(np.concatenate([u[s:e], v[s:e]]))
+        rows = signature_rows(wd, nodes, k)
+        out[s:e] = (rows[np.searchsorted(nodes, u[s:e])] == rows[np.searchsorted(nodes, v[s:e])]).mean(axis=1)
     return out
 
 
-def _reduce_minhash(wd: str, p: int, cfg: dict[str, Any], num_partitions: int) -> dict[str, Any]:
-    files = list_files(io.join(wd, "bands", f"p{p:05d}"))
+def edge_path(wd: str, q: int, p: int) -> str:
+    return io.join(wd, "edges", f"q{q:05d}", f"from{p:05d}.npz")
+
+
+def _reduce_minhash(files: list[str], wd: str, p: int, cfg: MinHashConfig, num_partitions: int) -> dict[str, Any]:
     if not files:
-        return {"candidates": 0, "edges": 0, "est_hist": [0] * 20}
+        return {"candidates": 0, "edges": 0, "est_hist": [0] * 20, "edges_to": []}
     arrs = [load_arrays(f) for f in files]
     key = np.concatenate([x["key"] for x in arrs])
     node = np.concatenate([x["node"] for x in arrs])
@@ -313,10 +374,10 @@ def _reduce_minhash(wd: str, p: int, cfg: dict[str, Any], num_partitions: int) -
     del key, node
     n_cand = len(u)
     hist = [0] * 20
-    if cfg["verify"] and n_cand:
-        est = _estimated_jaccard(wd, u, v)
+    if cfg.verify and n_cand:
+        est = estimated_jaccard(wd, u, v, cfg.num_perm)
         hist = np.bincount(np.minimum((est * 20).astype(np.int64), 19), minlength=20).tolist()
-        ok = est >= cfg["verify_at"]
+        ok = est >= cfg.verify_at
         u, v = u[ok], v[ok]
     # both directions, routed to the partition of the source node
     src = np.concatenate([u, v])
@@ -324,16 +385,11 @@ def _reduce_minhash(wd: str, p: int, cfg: dict[str, Any], num_partitions: int) -
     part = partition_of(src, num_partitions)
     order = np.argsort(part, kind="stable")
     bounds = np.searchsorted(part[order], np.arange(num_partitions + 1))
-    for q in range(num_partitions):
+    edges_to = np.flatnonzero(np.diff(bounds)).tolist()
+    for q in edges_to:
         sel = order[bounds[q] : bounds[q + 1]]
-        if len(sel):
-            save_arrays(io.join(wd, "edges", f"q{q:05d}", f"from{p:05d}.npz"), src=src[sel], dst=dst[sel])
-    return {"candidates": int(n_cand), "edges": int(len(u)), "est_hist": hist}
-
-
-def _gather(wd_root: str, shards: list[PhaseShard], s: int, watch: list[int]) -> dict[str, Any]:
-    parts = list_files(io.join(wd_root, "minhash", "removed", f"s{s:06d}"))
-    return write_removals(wd_root, "minhash", shards, s, parts, watch)
+        save_arrays(edge_path(wd, q, p), src=src[sel], dst=dst[sel])
+    return {"candidates": int(n_cand), "edges": int(len(u)), "est_hist": hist, "edges_to": edges_to}
 
 
 def jaccard(a: set, b: set) -> float:
@@ -432,168 +488,136 @@ def _plot_s_curve(curve: dict[str, Any], num_bands: int, rows_per_band: int, thr
     return path
 
 
+def _measure_curve(path: str, cfg: MinHashConfig, png: str) -> dict[str, Any]:
+    """The S-curve measured on mutated copies of the first 200 documents of ``path``, and its plot."""
+    first = next(io.iter_parquet_batches(path, batch_size=200, columns=["text"]), None)
+    sample = first.column(0).to_pylist() if first is not None else []
+    curve = measure_s_curve(sample, cfg.ngram_size, cfg.num_bands, cfg.rows_per_band,
+                            cfg.verify_at if cfg.verify else None, cfg.seed)
+    try:
+        plot = _plot_s_curve(curve, cfg.num_bands, cfg.rows_per_band, cfg.threshold, png)
+    except Exception as e:  # plotting is a nicety; never fail the stage on it
+        logger.warning("minhash: S-curve plot failed: %s", e)
+        plot = None
+    return {"curve": curve, "plot": plot}
+
+
 class MinHashDedup(RemovalListStage):
     """Fuzzy deduplication with MinHash-LSH (see the module docstring for the pipeline and defaults).
 
-    Reason: ``dedup:minhash``. Memory: a map task holds one shard's band records
-    (``16 * num_bands`` bytes per document) and signatures; a reduce or
-    components task holds one partition; partitions grow with the corpus
-    (``docs_per_partition``), so per-task memory is set by configuration.
+    Reason: ``dedup:minhash``. Build it from keyword arguments (``MinHashDedup(threshold=0.85)``)
+    or from a :class:`MinHashConfig`. Memory: a map task holds one batch and a buffer of band
+    records (:data:`MAP_BYTES_PER_RECORD` each, ``num_bands`` per document); a reduce task holds
+    one partition (:data:`REDUCE_BYTES_PER_RECORD` per band record) and a chunk of pairs'
+    signatures; a components task one partition of the edges. Partitions grow with the corpus.
     """
 
     name = "minhash_dedup"
-    version = "1"
+    version = "2"
     reason = "dedup:minhash"
 
-    def __init__(
-        self,
-        ngram_size: int = 5,
-        num_bands: int = 14,
-        rows_per_band: int = 8,
-        threshold: float = 0.8,
-        verify: bool = True,
-        verify_margin: float | None = None,
-        seed: int = 1,
-        docs_per_partition: int = 250_000,
-        min_partitions: int = 4,
-        batch_size: int = 4096,
-        max_rounds: int = 64,
-        measure_curve: bool = True,
-    ) -> None:
+    def __init__(self, config: MinHashConfig | None = None, /, **kwargs: Any) -> None:
         super().__init__()
-        if ngram_size < 1 or num_bands < 1 or rows_per_band < 1:
-            raise ValueError("ngram_size, num_bands and rows_per_band must be positive")
-        if not 0.0 < threshold <= 1.0:
-            raise ValueError(f"threshold must be in (0, 1], got {threshold}")
-        if docs_per_partition < 1 or min_partitions < 1 or batch_size < 1:
-            raise ValueError("docs_per_partition, min_partitions and batch_size must be positive")
-        self.ngram_size = ngram_size
-        self.num_bands = num_bands
-        self.rows_per_band = rows_per_band
-        self.threshold = threshold
-        self.verify = verify
-        self.verify_margin = verify_margin
-        self.seed = seed
-        self.docs_per_partition = docs_per_partition
-        self.min_partitions = min_partitions
-        self.batch_size = batch_size
-        self.max_rounds = max_rounds
-        self.measure_curve = measure_curve
+        if config is not None and kwargs:
+            raise ValueError("give either a MinHashConfig or keyword arguments, not both")
+        self.cfg = config if config is not None else MinHashConfig(**kwargs)
 
-    @property
-    def verify_at(self) -> float:
-        """The estimated-Jaccard cut of verification: ``threshold`` plus the margin."""
-        k = self.num_bands * self.rows_per_band
-        margin = self.verify_margin
-        if margin is None:
-            margin = math.sqrt(self.threshold * (1.0 - self.threshold) / k)
-        return min(1.0, self.threshold + margin)
+    def config(self) -> dict[str, Any]:
+        return dataclasses.asdict(self.cfg)
 
-    def _cfg(self) -> dict[str, Any]:
-        return {
-            "ngram_size": self.ngram_size,
-            "num_bands": self.num_bands,
-            "rows_per_band": self.rows_per_band,
-            "threshold": self.threshold,
-            "verify": self.verify,
-            "verify_at": self.verify_at,
-            "seed": self.seed,
-            "batch_size": self.batch_size,
-        }
+    def _verify_bytes(self) -> int:
+        # a chunk's pairs touch up to 2 * VERIFY_CHUNK rows; two gathered copies compared
+        return 4 * VERIFY_CHUNK * self.cfg.num_perm * 4 if self.cfg.verify else 0
 
-    def fit(self, ctx: GlobalContext) -> dict[str, Any]:
-        timer = Timer()
+    def check_budget(self, memory_per_worker: int) -> None:
+        cfg = self.cfg
+        working_memory(memory_per_worker)
+        check_fits(self._verify_bytes(), memory_per_worker, f"{self.name}: verifying a chunk of candidate pairs",
+                   "num_bands * rows_per_band")
+        if cfg.docs_per_partition is not None:
+            need = cfg.docs_per_partition * cfg.num_bands * REDUCE_BYTES_PER_RECORD + self._verify_bytes()
+            what = f"{self.name}: a reduce of docs_per_partition={cfg.docs_per_partition:,}"
+            check_fits(need, memory_per_worker, what, "docs_per_partition")
+        if cfg.map_buffer_docs is not None:
+            check_fits(cfg.map_buffer_docs * cfg.num_bands * MAP_BYTES_PER_RECORD, memory_per_worker,
+                       f"{self.name}: a map buffer of map_buffer_docs={cfg.map_buffer_docs:,}", "map_buffer_docs")
+
+    def layout(self, n_docs: int, memory_per_worker: int) -> tuple[int, int]:
+        """(partitions, map buffer records) for ``n_docs`` documents under the budget."""
+        cfg = self.cfg
+        per_doc = cfg.num_bands * REDUCE_BYTES_PER_RECORD
+        per_part = cfg.docs_per_partition or max(
+            1, (working_memory(memory_per_worker) - self._verify_bytes()) // per_doc)
+        parts = max(cfg.min_partitions, math.ceil(n_docs / per_part))
+        explicit = cfg.map_buffer_docs * cfg.num_bands if cfg.map_buffer_docs is not None else None
+        return parts, buffer_records(MAP_BYTES_PER_RECORD, memory_per_worker, explicit)
+
+    def fit(self, ctx: GlobalContext) -> RemovalLists:
+        cfg = self.cfg
+        self.check_budget(ctx.memory_per_worker)
         shards = ordered_shards(ctx.shards)
-        wd = workdir_of(ctx, "minhash")
-        cfg = self._cfg()
-        n_docs = sum(run_tasks(count_rows, [(s.path,) for s in shards], ctx.num_workers))
-        num_partitions = max(self.min_partitions, math.ceil(n_docs / self.docs_per_partition))
-        logger.info(
-            "minhash: %d documents in %d shards, %d partitions, %dx%d bands, threshold %s",
-            n_docs,
-            len(shards),
-            num_partitions,
-            self.num_bands,
-            self.rows_per_band,
-            self.threshold,
+        wd = io.join(ctx.workdir, "minhash")
+        sizes = corpus_size(ctx, shards)
+        n_docs = sum(s["rows"] for s in sizes)
+        parts, flush = self.layout(n_docs, ctx.memory_per_worker)
+        conf = {"stage": dataclasses.asdict(cfg), "partitions": parts, "flush": flush}
+        logger.info("minhash: %d documents in %d shards, %d partitions, %dx%d bands, threshold %s", n_docs,
+                    len(shards), parts, cfg.num_bands, cfg.rows_per_band, cfg.threshold)
+        maps = ctx.run_pass("map", _map_minhash, shard_items(shards, lambda i, s: (s, i, cfg, parts, flush, wd), sizes),
+                            config=conf, progress="minhash: signatures", count=lambda r: r["rows"])
+        files = partition_files(io.join(wd, "bands"), parts, [m["chunks"] for m in maps.results])
+        reduces = ctx.run_pass(
+            "reduce", _reduce_minhash, [Item(f"p{p:05d}", (files[p], wd, p, cfg, parts)) for p in range(parts)],
+            config={**conf, "map": maps.digest}, progress="minhash: candidate pairs",
         )
-        maps = run_tasks(_map_minhash, [(s, i, wd, cfg, num_partitions) for i, s in enumerate(shards)], ctx.num_workers)
-        timer.mark("signatures")
-        reduces = run_tasks(
-            _reduce_minhash, [(wd, p, cfg, num_partitions) for p in range(num_partitions)], ctx.num_workers
+        edges = [[edge_path(wd, q, p) for p, r in enumerate(reduces.results) if q in r["edges_to"]]
+                 for q in range(parts)]
+        cc = connected_components(ctx, edges, io.join(wd, "cc"), wd, len(shards), reduces.digest, cfg.max_rounds,
+                                  TOP_CLUSTERS)
+        labels, nodes = watch_list(cc.cluster_stats)
+        gathers = ctx.run_pass(
+            "gather", gather_removals,
+            shard_items(shards, lambda i, s: (s, i, cc.removed_files[i], io.join(wd, "removal", f"{i:06d}.parquet"),
+                                              cfg.batch_size, labels, nodes)),
+            config={**conf, "components": cc.digest}, shared=[s.shard_id for s in shards],
+            progress="minhash: removal lists",
         )
-        timer.mark("candidates")
-        cc = connected_components(
-            io.join(wd, "edges"), io.join(wd, "cc"), wd, num_partitions, ctx.num_workers, self.max_rounds, TOP_CLUSTERS
-        )
-        timer.mark("components")
-        watch = sorted({t["rep"] for st in cc["cluster_stats"] for t in st["top"]})
-        gathers = run_tasks(_gather, [(ctx.workdir, shards, i, watch) for i in range(len(shards))], ctx.num_workers)
-        timer.mark("removal_lists")
-        summary = summarize_clusters("minhash", shards, _cc_as_reduces(cc, gathers), gathers, TOP_CLUSTERS)
-        est_hist = np.sum([r["est_hist"] for r in reduces], axis=0).astype(int).tolist()
-        summary.update(
-            {
-                "documents_in": n_docs,
-                "documents_without_signature": sum(m["no_signature"] for m in maps),
-                "partitions": num_partitions,
-                "candidate_pairs": sum(r["candidates"] for r in reduces),
-                "verified_pairs": sum(r["edges"] for r in reduces),
-                "candidate_estimated_jaccard_hist": est_hist if self.verify else None,
-                "components_rounds": cc["rounds"],
-                "config": cfg,
-                "s_curve_theory": {
-                    f"{j:.1f}": round(float(s_curve(j, self.num_bands, self.rows_per_band)), 4)
-                    for j in np.arange(0.1, 1.01, 0.1)
-                },
-            }
-        )
-        plots = []
-        if self.measure_curve and shards:
-            first = next(io.iter_parquet_batches(shards[0].path, batch_size=200, columns=["text"]), None)
-            sample = first.column(0).to_pylist() if first is not None else []
-            curve = measure_s_curve(
-                sample,
-                self.ngram_size,
-                self.num_bands,
-                self.rows_per_band,
-                self.verify_at if self.verify else None,
-                self.seed,
-            )
-            summary["s_curve_measured"] = curve
-            try:
-                plots.append(
-                    _plot_s_curve(curve, self.num_bands, self.rows_per_band, self.threshold, io.join(wd, "s_curve.png"))
-                )
-            except Exception as e:  # plotting is a nicety; never fail the stage on it
-                logger.warning("minhash: S-curve plot failed: %s", e)
-        timer.mark("s_curve")
-        summary["seconds"] = timer.marks
+        summary = summarize_clusters("minhash", _with_examples(cc.cluster_stats, gathers.results), gathers.results)
+        est_hist = np.sum([r["est_hist"] for r in reduces.results], axis=0).astype(int).tolist() if parts else []
+        summary.update({
+            "documents_in": n_docs,
+            "documents_without_signature": sum(m["no_signature"] for m in maps.results),
+            "partitions": parts,
+            "candidate_pairs": sum(r["candidates"] for r in reduces.results),
+            "verified_pairs": sum(r["edges"] for r in reduces.results),
+            "candidate_estimated_jaccard_hist": est_hist if cfg.verify else None,
+            "components_rounds": len(cc.rounds),
+            "config": {**dataclasses.asdict(cfg), "verify_at": cfg.verify_at},
+            "s_curve_theory": {f"{j:.1f}": round(float(s_curve(j, cfg.num_bands, cfg.rows_per_band)), 4)
+                               for j in np.arange(0.1, 1.01, 0.1)},
+        })
+        plots: tuple[str, ...] = ()
+        if cfg.measure_curve and shards:
+            item = Item("curve", (shards[0].path, cfg, io.join(wd, "s_curve.png")), inputs=(shards[0].path,))
+            res = ctx.run_pass("s_curve", _measure_curve, [item], config=conf, progress="minhash: S-curve").results[0]
+            summary["s_curve_measured"] = res["curve"]
+            plots = (res["plot"],) if res["plot"] else ()
         logger.info("minhash: %d clusters, %d documents removed", summary["clusters"], summary["documents_removed"])
-        return {
-            "reason": self.reason,
-            "removal": {s.shard_id: g["path"] for s, g in zip(shards, gathers)},
-            "summary": summary,
-            "plots": plots,
-        }
+        return removal_states(self.reason, shards, gathers.results, summary, plots)
 
 
-def _cc_as_reduces(cc: dict[str, Any], gathers: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Adapt component statistics to :func:`summarize_clusters`, with a few members of the largest clusters."""
+def _with_examples(stats: list[dict[str, Any]], gathers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Cluster statistics with up to three removed members of each largest cluster (found by the gathers)."""
     members: dict[int, list[int]] = {}
     for g in gathers:
-        for label, nodes in g["watch_members"].items():
-            members.setdefault(int(label), []).extend(nodes)
-    out = []
-    for st in cc["cluster_stats"]:
-        top = [
-            {"size": t["size"], "rep": t["rep"], "examples": sorted(members.get(t["rep"], []))[:3]} for t in st["top"]
-        ]
-        out.append({"clusters": st["clusters"], "sizes": st["sizes"], "top": top})
-    return out
+        for label, found in g["members"].items():
+            members.setdefault(int(label), []).extend(found)
+    return [{**st, "top": [{**t, "examples": sorted(members.get(t["rep"], []))[:3]} for t in st["top"]]}
+            for st in stats]
 
 
 __all__ = [
+    "MinHashConfig",
     "MinHashDedup",
     "band_keys",
     "hash_params",

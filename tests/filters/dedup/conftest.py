@@ -1,4 +1,4 @@
-"""Shared fixtures of the dedup tests: a Ray session per module, shard writers, real documents."""
+"""Shared fixtures of the dedup tests: fit contexts (in-process or Ray), shard writers, real documents."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from curation.io import write_parquet_atomic
+from curation.io import read_parquet, write_parquet_atomic
+from curation.passes import ExecConfig, Executor
 from curation.schema import DOC_SCHEMA
-from curation.stage import PhaseShard
+from curation.stage import GlobalContext, PhaseShard, ShardContext
 
 DATA = Path(__file__).resolve().parents[3] / ".." / "shared" / "data"
 CORPORA = DATA / "corpora"
@@ -27,6 +28,51 @@ def ray_session():
     init_ray(num_workers=2)
     yield
     ray.shutdown()
+
+
+def local_ctx(shards: list[PhaseShard], workdir: Path, workers: int = 1, memory: int = 2 << 30) -> GlobalContext:
+    """A fit context whose passes run in this process."""
+    ex = Executor(ExecConfig(mode="local", num_workers=workers, progress=False, memory_per_worker=memory))
+    return GlobalContext(shards=shards, workdir=str(workdir), num_workers=workers, executor=ex,
+                         memory_per_worker=memory)
+
+
+def ray_ctx(shards: list[PhaseShard], workdir: Path, workers: int = 2) -> GlobalContext:
+    """A fit context whose passes run as Ray tasks (the module's ``ray_session`` must be up).
+
+    Tasks ask Ray for 256 MiB each so that the shared test machine schedules them; the layout
+    (partition counts) uses the same 2 GiB budget as :func:`local_ctx`.
+    """
+    ex = Executor(ExecConfig(mode="ray", num_workers=workers, progress=False, memory_per_worker=256 << 20))
+    return GlobalContext(shards=shards, workdir=str(workdir), num_workers=workers, executor=ex,
+                         memory_per_worker=2 << 30)
+
+
+def pass_counts(ctx: GlobalContext) -> dict[str, tuple[int, int]]:
+    """(items run, items complete from before) per pass of the fits run with ``ctx``'s executor."""
+    return {p["pass"]: (p["ran"], p["skipped"]) for p in ctx.executor.log}
+
+
+def removal_bytes(state) -> dict[str, bytes]:  # noqa: ANN001 - RemovalLists or BffDecisions
+    paths = getattr(state, "removal", None) or state.decisions
+    return {sid: open(p, "rb").read() for sid, p in sorted(paths.items())}
+
+
+def apply_stage(stage, shards: list[PhaseShard], batch_rows: int | None = None) -> dict:  # noqa: ANN001
+    """``process`` every shard (in batches): {id: (text or None, reason or None)}."""
+    out = {}
+    for s in shards:
+        t = read_parquet(s.path)
+        step = batch_rows or max(1, t.num_rows)
+        for i in range(0, t.num_rows, step):
+            b = t.slice(i, step)
+            res = stage.process(b, ShardContext(s.shard_id, s.input_path))
+            assert res.kept.num_rows + res.dropped.num_rows == b.num_rows
+            out.update({k: (v, None) for k, v in zip(res.kept.column("id").to_pylist(),
+                                                     res.kept.column("text").to_pylist())})
+            out.update({k: (None, r) for k, r in zip(res.dropped.column("id").to_pylist(),
+                                                     res.dropped.column("reason").to_pylist())})
+    return out
 
 
 def write_shards(folder: Path, tables: list[pa.Table], prefix: str = "shard") -> list[PhaseShard]:

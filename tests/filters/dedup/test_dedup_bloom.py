@@ -1,30 +1,34 @@
-"""BFF-style Bloom dedup: the filter and its sizing, paragraph/document rules, DCLM's checker data, global mode."""
+"""BFF-style Bloom dedup: the filter and its sizing, paragraph/document rules, DCLM's checker data, global mode
+(against the sequential reference, independent of shards, partitions and workers; resume; the budget)."""
 
 from __future__ import annotations
 
 import gzip
 import json
 import logging
+import os
+import random
 import re
+import shutil
 
 import numpy as np
 import pyarrow as pa
 import pytest
 
 from curation.io import read_parquet
-from curation.stage import GlobalContext, ShardContext
+from curation.stage import ShardContext
 from filters.dedup.bloom import (
     REASON_DOC,
     REASON_EMPTY,
-    BloomDedup,
     BloomDedupShard,
     BloomFilter,
     bloom_size,
     false_positive_rate,
 )
+from filters.dedup.bloom_global import BffDecisions, BloomConfig, BloomDedup
 from filters.dedup.synthetic import generate_shard
 
-from .conftest import CORPORA, docs, write_shards
+from .conftest import CORPORA, apply_stage, docs, local_ctx, pass_counts, ray_ctx, removal_bytes, write_shards
 
 CHECKER = CORPORA / "dolma" / "provided" / "deduper" / "dclm_bff_checker.jsonl.gz"
 
@@ -222,59 +226,163 @@ def test_dclm_bff_checker_file():
     assert got["doc_08"] == (None, REASON_DOC)  # a copy of doc_07
 
 
-# --------------------------------------------------------------------------- global mode on Ray
+# --------------------------------------------------------------------------- global mode
 
 
-def _fit_global(shards, tmp_path, name, workers, **kw):
+def _fit_global(shards, workdir, workers=1, **kw):
     stage = BloomDedup(**kw)
-    state = stage.fit(GlobalContext(shards=shards, workdir=str(tmp_path / name), num_workers=workers))
-    json.dumps(state)
-    stage.load_state(state)
-    out = {}
-    for s in shards:
-        t = read_parquet(s.path)
-        for i in range(0, t.num_rows, 150):
-            res = stage.process(t.slice(i, 150), ShardContext(s.shard_id, s.input_path))
-            out.update(
-                {k: (v, None) for k, v in zip(res.kept.column("id").to_pylist(), res.kept.column("text").to_pylist())}
-            )
-            out.update(
-                {
-                    k: (None, r)
-                    for k, r in zip(res.dropped.column("id").to_pylist(), res.dropped.column("reason").to_pylist())
-                }
-            )
-    return state, out
+    ctx = local_ctx(shards, workdir, workers)
+    state = stage.fit(ctx)
+    stage.load_state(json.loads(json.dumps(state.to_json())))  # as the runner reloads state.json
+    assert stage.state == state
+    return state, apply_stage(stage, shards, 150), ctx
 
 
-def test_global_mode_matches_reference_and_is_worker_independent(ray_session, tmp_path, caplog):
+def _two_shards(tmp_path):
     a = generate_shard(0, 300, seed=4, exact_frac=0.03, near_frac=0.03, para_frac=0.1, mean_words=100)
     b = generate_shard(1, 300, seed=4, exact_frac=0.03, near_frac=0.03, para_frac=0.1, mean_words=100)
     copies = a.slice(0, 50).set_column(
         0, pa.field("id", pa.string(), nullable=False), pa.array([f"copy-{i}" for i in range(50)], pa.string())
     )
     b = pa.concat_tables([b.slice(0, 250), copies])  # shard 1 ends with copies of shard 0's first docs
-    shards = write_shards(tmp_path, [a, b])
-    with caplog.at_level(logging.INFO, logger="filters.dedup.bloom"):
-        state, got = _fit_global(shards, tmp_path, "g2", 2, fp_rate=1e-6, batch_size=256)
+    return a, b, write_shards(tmp_path, [a, b])
+
+
+def test_global_mode_matches_reference_and_is_worker_independent(tmp_path, caplog):
+    a, b, shards = _two_shards(tmp_path)
+    with caplog.at_level(logging.INFO, logger="filters.dedup.bloom_global"):
+        state, got, _ = _fit_global(shards, tmp_path / "g1", 1, fp_rate=1e-6, batch_size=256)
     assert any("MiB" in r.getMessage() and "expected n-grams" in r.getMessage() for r in caplog.records)
     texts = a.column("text").to_pylist() + b.column("text").to_pylist()
     ids = a.column("id").to_pylist() + b.column("id").to_pylist()
     assert got == dict(zip(ids, reference_bff(texts, insert="all")))
     assert all(got[f"copy-{i}"][1] is not None for i in range(50))  # cross-shard copies go in global mode
-    summary = state["summary"]
+    summary = state.summary
     assert summary["documents_removed"] == sum(r is not None for _, r in got.values())
     assert summary["filter"]["bytes"] > 0 and summary["paragraphs_removed_from_kept_documents"] > 0
-    # one worker, and a rerun: identical decisions
-    state1, got1 = _fit_global(shards, tmp_path, "g1", 1, fp_rate=1e-6, batch_size=256)
-    assert got1 == got
+    assert summary["filter"]["partitions"] == 4 and summary["ngrams_seen"] > 0
+    # more workers in flight, small map buffers (several chunk files), and a rerun: identical decisions
+    for name, workers, kw in (("g3", 3, {}), ("chunks", 1, {"map_buffer_ngrams": 2000, "batch_size": 40})):
+        other, got_other, _ = _fit_global(shards, tmp_path / name, workers, fp_rate=1e-6, **kw)
+        assert got_other == got and removal_bytes(other) == removal_bytes(state)
+    assert len(os.listdir(tmp_path / "chunks" / "bff" / "ngrams" / "p00000")) > 4
     # per-shard mode keeps cross-shard copies (order dependence, documented)
     per_shard = run_shard_stage(BloomDedupShard(fp_rate=1e-6), read_parquet(shards[1].path), 100, shards[1].shard_id)
     assert per_shard == dict(zip(b.column("id").to_pylist(), reference_bff(b.column("text").to_pylist(), insert="all")))
     assert sum(per_shard[f"copy-{i}"][1] is not None for i in range(50)) < 10  # only copies among the copies
 
 
-def test_global_mode_refuses_a_filter_over_the_memory_bound(tmp_path):
-    stage = BloomDedup(expected_ngrams=10**10, max_memory_bytes=2**20)
-    with pytest.raises(ValueError, match="GiB"):
-        stage.fit(GlobalContext(shards=[], workdir=str(tmp_path), num_workers=1))
+@pytest.mark.integration
+def test_ray_and_in_process_give_identical_decisions(ray_session, tmp_path):
+    _, _, shards = _two_shards(tmp_path)
+    local, got, _ = _fit_global(shards, tmp_path / "local", fp_rate=1e-6, batch_size=256)
+    ctx = ray_ctx(shards, tmp_path / "ray")
+    remote = BloomDedup(fp_rate=1e-6, batch_size=256).fit(ctx)
+    assert removal_bytes(remote) == removal_bytes(local) and remote.summary == local.summary
+    assert pass_counts(ctx)["filter"] == (4, 0)
+
+
+def _split(table: pa.Table, n: int) -> list[pa.Table]:
+    cuts = [table.num_rows * i // n for i in range(n + 1)]
+    return [table.slice(a, b - a) for a, b in zip(cuts[:-1], cuts[1:])]
+
+
+def test_decisions_do_not_depend_on_shards_partitions_or_chunks(tmp_path):
+    """1, 3 or 7 shards of the same documents, 1, 4 or 18 filter partitions, other map buffers: the same decisions,
+    equal to the sequential reference without Bloom errors, and identical to each other with many (fp 0.2)."""
+    table = generate_shard(0, 400, seed=12, exact_frac=0.05, near_frac=0.05, para_frac=0.25, mean_words=90)
+    ref = dict(zip(table.column("id").to_pylist(), reference_bff(table.column("text").to_pylist(), insert="all")))
+    layouts = [(1, {"min_partitions": 1}), (3, {"ngrams_per_partition": 20_000}),
+               (7, {"ngrams_per_partition": 4000, "map_buffer_ngrams": 3000, "batch_size": 17})]
+    exact, lossy = [], []
+    for n, kw in layouts:
+        shards = write_shards(tmp_path / f"in{n}", _split(table, n))
+        state, got, _ = _fit_global(shards, tmp_path / f"exact{n}", fp_rate=1e-7, **kw)
+        exact.append((state.summary["filter"]["partitions"], got))
+        state, got, _ = _fit_global(shards, tmp_path / f"lossy{n}", fp_rate=0.2, filter_blocks=32,
+                                    chunk_paragraphs=40, **kw)
+        lossy.append((state.summary, got))
+    assert [p for p, _ in exact][0] == 1 and len({p for p, _ in exact}) == 3  # three partition counts
+    assert all(got == ref for _, got in exact)
+    assert sum(r is not None for _, r in ref.values()) > 15
+    # at a 20% false-positive rate the Bloom errors change decisions, the same way for every layout
+    assert lossy[0][1] != ref
+    assert all(got == lossy[0][1] for _, got in lossy)
+    drop = ("filter", "config")
+    assert all({k: v for k, v in s.items() if k not in drop} == {k: v for k, v in lossy[0][0].items() if k not in drop}
+               for s, _ in lossy)
+    assert len({s["filter"]["partitions"] for s, _ in lossy}) == 3
+    assert len({(s["filter"]["fill_ratio"], s["filter"]["bits"]) for s, _ in lossy}) == 1
+
+
+def _dotted_docs(n_docs: int, seed: int) -> list[str]:
+    """Texts of one-byte tokens ("a.b.c"): ~5x more n-grams than the text-size estimate expects."""
+    rng = random.Random(seed)
+    paras: list[str] = []
+    texts = []
+    for _ in range(n_docs):
+        doc = []
+        for _ in range(rng.randint(2, 5)):
+            if paras and rng.random() < 0.25:
+                doc.append(rng.choice(paras))
+            else:
+                doc.append(".".join(rng.choice("abcdefghijklmnop") for _ in range(rng.randint(10, 60))))
+                paras.append(doc[-1])
+        texts.append("\n".join(doc))
+    return texts
+
+
+def test_a_partition_over_its_budget_is_cut_into_several_filter_items(tmp_path):
+    texts = _dotted_docs(300, 3)
+    shards = write_shards(tmp_path / "in", _split(docs(texts), 2))
+    ref = dict(zip(docs(texts).column("id").to_pylist(), reference_bff(texts, insert="all")))
+    one, got_one, _ = _fit_global(shards, tmp_path / "one", fp_rate=1e-7, min_partitions=1)
+    cut, got_cut, ctx = _fit_global(shards, tmp_path / "cut", fp_rate=1e-7, min_partitions=1,
+                                    ngrams_per_partition=7000)
+    f = cut.summary["filter"]
+    assert f["filter_items"] > f["partitions"] >= 2 and one.summary["filter"]["filter_items"] == 1
+    assert pass_counts(ctx)["filter"][0] == f["filter_items"]
+    assert got_cut == got_one == ref and sum(r is not None for _, r in ref.values()) > 5
+
+
+def test_resume_at_the_item(tmp_path):
+    _, _, shards = _two_shards(tmp_path)
+    wd = tmp_path / "fit"
+    state, got, ctx = _fit_global(shards, wd, fp_rate=1e-6)
+    assert pass_counts(ctx) == {"footers": (2, 0), "map": (2, 0), "filter": (4, 0), "decide": (2, 0), "gather": (2, 0)}
+    shutil.rmtree(wd / "bff" / "seen" / "f00001")
+    os.remove(wd / "_passes" / "filter" / "f00001.json")
+    os.remove(wd / "bff" / "decide" / "s000001.npz")
+    os.remove(wd / "_passes" / "decide" / "shard001.json")
+    again, got_again, ctx2 = _fit_global(shards, wd, fp_rate=1e-6)
+    assert pass_counts(ctx2) == {"footers": (0, 2), "map": (0, 2), "filter": (1, 3), "decide": (1, 1),
+                                 "gather": (0, 2)}
+    clean, _, _ = _fit_global(shards, tmp_path / "clean", fp_rate=1e-6)
+    assert got_again == got and removal_bytes(again) == removal_bytes(clean) and again.summary == clean.summary
+
+
+def test_typed_state_round_trips_through_json():
+    state = BffDecisions(summary={"documents_removed": 2, "filter": {"bits": 64}}, decisions={"s0": "/d/0.parquet"})
+    blob = json.loads(json.dumps(state.to_json()))
+    assert BffDecisions.from_json(blob) == state
+    stage = BloomDedup()
+    stage.load_state(blob)
+    assert isinstance(stage.state, BffDecisions) and stage.state.decisions == {"s0": "/d/0.parquet"}
+
+
+def test_global_mode_refuses_what_cannot_fit_the_budget(tmp_path):
+    with pytest.raises(ValueError, match="lower ngrams_per_partition"):
+        BloomDedup(ngrams_per_partition=10**10).check_budget(2 << 30)  # 15 GB of filter in one task
+    BloomDedup(ngrams_per_partition=10**8).check_budget(2 << 30)
+    with pytest.raises(ValueError, match="chunk_paragraphs"):
+        BloomDedup(chunk_paragraphs=1 << 24).check_budget(2 << 30)
+    with pytest.raises(ValueError, match="filter partitions"):
+        BloomDedup(expected_ngrams=10**15).check_budget(2 << 30)
+    with pytest.raises(ValueError, match="memory-per-worker"):
+        BloomDedup().check_budget(256 << 20)
+    with pytest.raises(ValueError, match="filter_blocks"):
+        BloomConfig(filter_blocks=100)
+    _, _, shards = _two_shards(tmp_path)
+    with pytest.raises(ValueError, match="ngrams_per_partition"):
+        BloomDedup(ngrams_per_partition=10**10).fit(local_ctx(shards, tmp_path / "fit"))
+    assert not (tmp_path / "fit" / "_passes").exists()

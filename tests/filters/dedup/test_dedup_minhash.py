@@ -1,9 +1,14 @@
-"""MinHash-LSH: quality against brute-force Jaccard, planted near duplicates, determinism, components."""
+"""MinHash-LSH: quality against brute-force Jaccard, planted near duplicates, determinism, components
+(against union-find, resumed round by round), the memory layout."""
 
 from __future__ import annotations
 
+import glob
 import itertools
+import json
+import logging
 import math
+import os
 import random
 from collections import defaultdict
 
@@ -11,12 +16,11 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from curation.io import read_parquet
-from curation.stage import GlobalContext, ShardContext
-from filters.dedup.common import node_ids
+from filters.dedup.common import load_arrays, node_ids, partition_of, save_arrays
 from filters.dedup.components import connected_components
 from filters.dedup.hashing import normalize_fuzzy
 from filters.dedup.minhash import (
+    MinHashConfig,
     MinHashDedup,
     _candidate_pairs,
     band_keys,
@@ -26,7 +30,7 @@ from filters.dedup.minhash import (
 )
 from filters.dedup.synthetic import generate_shard, vocabulary
 
-from .conftest import docs, real_documents, write_shards
+from .conftest import apply_stage, docs, local_ctx, pass_counts, ray_ctx, real_documents, removal_bytes, write_shards
 
 NGRAM = 5
 
@@ -85,7 +89,7 @@ def test_quality_against_brute_force_jaccard(quality_corpus):
     """Pairs flagged by LSH + verification vs exact Jaccard: recall on J >= 0.9, precision at the threshold."""
     texts, truth = quality_corpus
     assert len(texts) >= 3000
-    stage = MinHashDedup()
+    stage = MinHashDedup().cfg
     sig = minhash_signatures(
         pa.array(texts, pa.large_string()), NGRAM, stage.num_bands * stage.rows_per_band, stage.seed
     )
@@ -135,24 +139,20 @@ def test_measured_s_curve_follows_theory():
     assert s_curve(0.9, 14, 8) > 0.999 and s_curve(0.5, 14, 8) < 0.06
 
 
-def _fit(shards, tmp_path, name, workers, **kw):
+def _fit(shards, workdir, workers=1, **kw):
     stage = MinHashDedup(**kw)
-    state = stage.fit(GlobalContext(shards=shards, workdir=str(tmp_path / name), num_workers=workers))
-    stage.load_state(state)
-    return stage, state
+    ctx = local_ctx(shards, workdir, workers)
+    state = stage.fit(ctx)
+    stage.load_state(json.loads(json.dumps(state.to_json())))  # as the runner reloads state.json
+    assert stage.state == state
+    return stage, state, ctx
 
 
 def _removed(stage, shards, batch_rows=None):
-    out = {}
-    for s in shards:
-        t = read_parquet(s.path)
-        batches = [t] if batch_rows is None else [t.slice(i, batch_rows) for i in range(0, t.num_rows, batch_rows)]
-        for b in batches:
-            res = stage.process(b, ShardContext(s.shard_id, s.input_path))
-            assert res.kept.num_rows + res.dropped.num_rows == b.num_rows
-            for i, r in zip(res.dropped.column("id").to_pylist(), res.dropped.column("reason").to_pylist()):
-                out[i] = r
-    return out
+    return {k: r for k, (_, r) in apply_stage(stage, shards, batch_rows).items() if r is not None}
+
+
+PLANTED = {"docs_per_partition": 300, "min_partitions": 3}
 
 
 def _poisson_bound(mean: float, tail: float) -> int:
@@ -165,13 +165,16 @@ def _poisson_bound(mean: float, tail: float) -> int:
     return m
 
 
-def test_planted_near_duplicates_removed_and_deterministic(ray_session, tmp_path):
+def _planted(tmp_path):
     tables = [generate_shard(s, 600, seed=5, exact_frac=0.04, near_frac=0.08) for s in range(3)]
-    shards = write_shards(tmp_path, tables)
-    stage, state = _fit(shards, tmp_path, "w2", 2, docs_per_partition=300, min_partitions=3)
+    return tables, write_shards(tmp_path, tables)
+
+
+def test_planted_near_duplicates_removed_and_deterministic(tmp_path):
+    tables, shards = _planted(tmp_path)
+    stage, state, _ = _fit(shards, tmp_path / "w1", **PLANTED)
     removed = _removed(stage, shards, batch_rows=250)
     assert set(removed.values()) == {"dedup:minhash"}
-    import json
 
     all_docs = pa.concat_tables(tables)
     ids = all_docs.column("id").to_pylist()
@@ -182,11 +185,11 @@ def test_planted_near_duplicates_removed_and_deterministic(ray_session, tmp_path
     planted = [(k, index[m["dup_of"]]) for k, m in enumerate(meta) if m.get("kind") in ("near", "exact")]
     assert len(planted) > 100
     # the stage's own decision per pair, from the same signatures its map tasks compute
-    n_fns = stage.num_bands * stage.rows_per_band
-    sig = minhash_signatures(pa.array(texts, pa.large_string()), NGRAM, n_fns, stage.seed)
-    keys = band_keys(sig, stage.num_bands, stage.rows_per_band)
+    cfg = stage.cfg
+    sig = minhash_signatures(pa.array(texts, pa.large_string()), NGRAM, cfg.num_perm, cfg.seed)
+    keys = band_keys(sig, cfg.num_bands, cfg.rows_per_band)
     k_fns = sig.shape[1]
-    need = math.ceil(stage.verify_at * k_fns - 1e-9)  # equal values a verified pair needs
+    need = math.ceil(cfg.verify_at * k_fns - 1e-9)  # equal values a verified pair needs
     rejected, expected_rejected, high = 0, 0.0, 0
     for k, j in planted:
         jac = len(sets[k] & sets[j]) / len(sets[k] | sets[j])
@@ -198,48 +201,84 @@ def test_planted_near_duplicates_removed_and_deterministic(ray_session, tmp_path
             rejected += not accepted
             # P(fewer than `need` of K independent functions agree | Jaccard jac): a binomial tail
             expected_rejected += sum(math.comb(k_fns, i) * jac**i * (1 - jac) ** (k_fns - i) for i in range(need))
-    # near copies at J >= 0.9 are removed except for the estimator's own rare misses: the
-    # verification threshold sits ~2.5-3 standard deviations below J = 0.9-0.93, so a miss has a
-    # probability near 0.1-1% per pair (expected ~0.15 over these pairs). Allow the count whose
-    # Poisson tail is below 1e-3, so any hash family that behaves like independent functions passes.
+    # near copies at J >= 0.9 are removed except for the estimator's own rare misses (the verification
+    # threshold sits ~2.5-3 standard deviations below J = 0.9-0.93): allow the count whose Poisson tail
+    # is below 1e-3, so any hash family that behaves like independent functions passes.
     bound = _poisson_bound(expected_rejected, 1e-3)
     assert high > 100 and rejected <= bound, (rejected, bound, expected_rejected)
     # whatever is removed is a near copy of something kept earlier: its cluster id names a kept document
-    summary = state["summary"]
+    summary = state.summary
     assert summary["documents_removed"] == len(removed)
+    assert summary["partitions"] == 6  # 1,800 documents / docs_per_partition
+    assert summary["components_rounds"] >= 3
     assert summary["largest_clusters"] and summary["largest_clusters"][0]["size"] >= 2
-    assert summary["s_curve_measured"]["pairs"]
+    assert summary["s_curve_measured"]["pairs"] and state.plots and os.path.exists(state.plots[0])
     for c in summary["largest_clusters"]:
-        assert c["kept"] not in removed
+        assert c["kept"] not in removed and c["examples"] and all(e in removed for e in c["examples"])
 
-    # identical removal lists with one worker and on a rerun
-    stage1, state1 = _fit(shards, tmp_path, "w1", 1, docs_per_partition=300, min_partitions=3)
-    stage_r, state_r = _fit(shards, tmp_path, "w2r", 2, docs_per_partition=300, min_partitions=3)
-    for st in (state1, state_r):
-        for sid, path in state["removal"].items():
-            assert read_parquet(st["removal"][sid]).equals(read_parquet(path))
+    # identical removal lists with more workers in flight, several map chunks per shard, and on a rerun
+    skip = ("config", "s_curve_measured")
+    for name, workers, kw in (("w3", 3, {}), ("chunks", 1, {"map_buffer_docs": 40, "batch_size": 64}),
+                              ("again", 1, {})):
+        _, other, _ = _fit(shards, tmp_path / name, workers, **PLANTED, **kw, measure_curve=False)
+        assert removal_bytes(other) == removal_bytes(state)
+        assert {k: v for k, v in other.summary.items() if k not in skip} == \
+            {k: v for k, v in summary.items() if k not in skip}
+    assert len(glob.glob(str(tmp_path / "chunks" / "minhash" / "bands" / "p00000" / "s000000-c*.npz"))) > 3
+
+
+@pytest.mark.integration
+def test_ray_and_in_process_give_identical_removal_lists(ray_session, tmp_path):
+    _, shards = _planted(tmp_path)
+    _, local, _ = _fit(shards, tmp_path / "local", **PLANTED)
+    ctx = ray_ctx(shards, tmp_path / "ray")
+    remote = MinHashDedup(**PLANTED).fit(ctx)
+    assert removal_bytes(remote) == removal_bytes(local)
+    assert remote.summary == local.summary
+    assert pass_counts(ctx)["cc_r002"][0] == 6  # the component rounds ran as Ray tasks too
 
 
 @pytest.mark.slow
-def test_partition_count_changes_layout_not_result(ray_session, tmp_path):
+def test_partition_count_changes_layout_not_result(tmp_path):
     tables = [generate_shard(s, 600, seed=5, exact_frac=0.04, near_frac=0.08) for s in range(3)]
     shards = write_shards(tmp_path, tables)
-    stage_a, _ = _fit(shards, tmp_path, "a", 2, docs_per_partition=300, min_partitions=3)
-    stage_b, _ = _fit(shards, tmp_path, "b", 2, docs_per_partition=10_000, min_partitions=1)
+    stage_a, _, _ = _fit(shards, tmp_path / "a", docs_per_partition=300, min_partitions=3)
+    stage_b, _, _ = _fit(shards, tmp_path / "b", docs_per_partition=10_000, min_partitions=1)
     assert _removed(stage_a, shards) == _removed(stage_b, shards)
 
 
-def test_no_duplicates_no_removal(ray_session, tmp_path):
+def test_no_duplicates_no_removal(tmp_path):
     def word(i: int, k: int) -> str:  # digits normalise to 0, so spell numbers with letters
         return "".join("abcdefghij"[int(c)] for c in f"{i}x{k}".replace("x", "9"))
 
     texts = [" ".join(word(i, k) for k in range(30)) for i in range(200)]
     texts += ["", "   ", "short"]  # no shingles / one shingle: never crash
     shards = write_shards(tmp_path, [docs(texts)])
-    stage, state = _fit(shards, tmp_path, "w", 2)
-    assert state["summary"]["documents_removed"] == 0
-    assert state["summary"]["documents_without_signature"] == 2
+    stage, state, _ = _fit(shards, tmp_path / "w")
+    assert state.summary["documents_removed"] == 0
+    assert state.summary["documents_without_signature"] == 2
     assert _removed(stage, shards) == {}
+
+
+def test_layout_follows_the_corpus_and_the_budget_and_refuses_what_cannot_fit():
+    st = MinHashDedup()
+    p1, buf = st.layout(10**7, 2 << 30)
+    assert st.layout(10**8, 2 << 30)[0] in range(10 * p1 - 10, 10 * p1 + 1)  # grows with the corpus
+    assert st.layout(10**7, 4 << 30)[0] < p1 and st.layout(10**7, 4 << 30)[1] > buf  # and with the budget
+    assert st.layout(10, 2 << 30)[0] == 4  # min_partitions
+    assert MinHashDedup(docs_per_partition=1000).layout(10**6, 2 << 30)[0] == 1000
+    with pytest.raises(ValueError, match="lower docs_per_partition"):
+        MinHashDedup(docs_per_partition=10**7).check_budget(2 << 30)  # 10M x 14 bands x 128 B
+    MinHashDedup(docs_per_partition=10**5).check_budget(2 << 30)
+    with pytest.raises(ValueError, match="map_buffer_docs"):
+        MinHashDedup(map_buffer_docs=10**8).check_budget(2 << 30)
+    with pytest.raises(ValueError, match="memory-per-worker"):
+        MinHashDedup().check_budget(300 << 20)
+    with pytest.raises(ValueError, match="not both"):
+        MinHashDedup(MinHashConfig(), threshold=0.9)
+    with pytest.raises(ValueError, match="threshold"):
+        MinHashConfig(threshold=1.5)
+    assert MinHashDedup(MinHashConfig(threshold=0.9)).config() == MinHashDedup(threshold=0.9).config()
 
 
 def _union_find(edges, nodes):
@@ -258,11 +297,9 @@ def _union_find(edges, nodes):
     return {n: find(n) for n in nodes}
 
 
-@pytest.mark.parametrize("num_partitions", [1, 3, 7])
-def test_components_match_union_find(tmp_path, num_partitions):
-    from filters.dedup.common import partition_of, save_arrays
-
-    rng = np.random.default_rng(num_partitions)
+def _edge_files(tmp_path, num_partitions, seed):
+    """A random graph with a long scrambled path (many rounds), as edge files per partition."""
+    rng = np.random.default_rng(seed)
     nodes = np.concatenate([node_ids(s, 0, 300) for s in range(3)])
     edges = set()
     chain = rng.permutation(nodes)[:40]  # a long path, in scrambled id order: many rounds
@@ -274,28 +311,66 @@ def test_components_match_union_find(tmp_path, num_partitions):
     v = np.array([e[1] for e in edges], np.uint64)
     src, dst = np.concatenate([u, v]), np.concatenate([v, u])
     part = partition_of(src, num_partitions)
+    files = []
     for q in range(num_partitions):
         sel = part == q
-        save_arrays(str(tmp_path / "edges" / f"q{q:05d}" / "from00000.npz"), src=src[sel], dst=dst[sel])
-    res = connected_components(str(tmp_path / "edges"), str(tmp_path / "cc"), str(tmp_path), num_partitions, 2)
-    from filters.dedup.common import list_files, load_arrays
+        path = str(tmp_path / "edges" / f"q{q:05d}" / "from00000.npz")
+        save_arrays(path, src=src[sel], dst=dst[sel])
+        files.append([path])
+    return edges, set(src.tolist()), files
 
+
+def _labels(res):
     got = {}
-    for f in list_files(str(tmp_path / "removed")):
-        for g in list_files(f):
-            a = load_arrays(g)
+    for files in res.removed_files:
+        for f in files:
+            a = load_arrays(f)
             got.update(zip(a["node"].tolist(), a["label"].tolist()))
-    graph_nodes = set(src.tolist())
+    return got
+
+
+@pytest.mark.parametrize("num_partitions", [1, 3, 7])
+def test_components_match_union_find(tmp_path, num_partitions):
+    edges, graph_nodes, files = _edge_files(tmp_path, num_partitions, num_partitions)
+    ctx = local_ctx([], tmp_path / "fit")
+    res = connected_components(ctx, files, str(tmp_path / "cc"), str(tmp_path), 3, upstream="edges")
     ref = _union_find(edges, graph_nodes)
-    expected = {n: r for n, r in ref.items() if n != r}
-    assert got == expected
-    assert res["rounds"] > 3  # the path needed several propagation rounds
-    sizes = sum(c["clusters"] for c in res["cluster_stats"])
-    assert sizes == len(set(ref.values()))
+    assert _labels(res) == {n: r for n, r in ref.items() if n != r}
+    assert len(res.rounds) > 3  # the path needed several propagation rounds
+    assert sum(c["clusters"] for c in res.cluster_stats) == len(set(ref.values()))
+    assert res.removed == len(_labels(res)) and res.nodes == len(graph_nodes)
+    # every round but the last two is cleaned up once the next one is complete
+    assert sorted(os.listdir(tmp_path / "cc" / "labels")) == [f"r{len(res.rounds) - 1:03d}"]
     with pytest.raises(RuntimeError, match="no convergence"):
-        connected_components(
-            str(tmp_path / "edges"), str(tmp_path / "cc2"), str(tmp_path / "o2"), num_partitions, 2, max_rounds=2
-        )
+        connected_components(local_ctx([], tmp_path / "fit2"), files, str(tmp_path / "cc2"), str(tmp_path / "o2"),
+                             3, upstream="edges", max_rounds=2)
+
+
+def test_components_resume_round_by_round(tmp_path, caplog):
+    edges, graph_nodes, files = _edge_files(tmp_path, 4, 1)
+    ref = _union_find(edges, graph_nodes)
+    cc, out = str(tmp_path / "cc"), str(tmp_path)
+    first = connected_components(local_ctx([], tmp_path / "fit"), files, cc, out, 3, upstream="edges")
+    n = len(first.rounds)
+    assert n > 3
+    # a rerun replays every round from its markers, (changed, sent) counts included, and runs nothing
+    ctx = local_ctx([], tmp_path / "fit")
+    again = connected_components(ctx, files, cc, out, 3, upstream="edges")
+    assert again.rounds == first.rounds and _labels(again) == _labels(first)
+    assert all(ran == 0 for ran, _ in pass_counts(ctx).values())
+    # markers of an already cleaned-up round lost (round 1's inputs are gone): start over from round 0
+    for q in (0, 2):
+        os.remove(tmp_path / "fit" / "_passes" / "cc_r001" / f"q{q:05d}.json")
+    ctx = local_ctx([], tmp_path / "fit")
+    with caplog.at_level(logging.WARNING, logger="filters.dedup.components"):
+        redo = connected_components(ctx, files, cc, out, 3, upstream="edges")
+    assert any("starting the components again" in r.getMessage() for r in caplog.records)
+    assert redo.rounds == first.rounds and _labels(redo) == {k: r for k, r in ref.items() if k != r}
+    assert pass_counts(ctx)["cc_r000"] == (4, 0)
+    # another upstream digest (new edges) makes every round run again
+    ctx = local_ctx([], tmp_path / "fit")
+    connected_components(ctx, files, cc, out, 3, upstream="other edges")
+    assert all(pass_counts(ctx)[f"cc_r{k:03d}"] == (4, 0) for k in range(n))
 
 
 def test_candidate_pairs_small_and_large_buckets():
