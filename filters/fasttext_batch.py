@@ -351,6 +351,7 @@ class BatchPredictor:
         if len(miss):
             if self._size + len(miss) > self.max_cached_tokens:
                 self._reset_cache()
+                get = self._index.get
                 idx = np.fromiter((get(w, -1) for w in keys), dtype=np.int64, count=len(keys))
                 miss = np.flatnonzero(idx < 0)
             missing = distinct.take(pa.array(miss))
