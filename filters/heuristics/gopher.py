@@ -48,7 +48,6 @@ VARIANTS = ("dclm", "datatrove")
 #: Gopher's stop words (Rae et al. 2021, A.1): "the, be, to, of, and, that, have, with".
 GOPHER_STOP_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with")
 _SYMBOL_ONLY = r"^[\pP\pS\pC]+$"  # a token with no letter, digit, mark or space
-_ALNUM_START = r"^[\pL\pN]"
 _HAS_LETTER = r"\pL"
 
 
@@ -148,7 +147,7 @@ class GopherQuality(Filter):
 
         # page length
         if dclm:
-            counted = A.as_numpy(pc.match_substring_regex(words, _ALNUM_START))
+            counted = A.starts_with_letter_or_number(words)
         else:
             counted = ~symbol_only
         n_counted = A.per_doc(wp, n, counted)
@@ -286,7 +285,7 @@ def _ngram_words(texts: pa.Array, variant: str) -> tuple[pa.Array, np.ndarray]:
     spaced = pc.replace_substring_regex(texts, r"[^\pL\pN\pM_'’.,:]+", " ")
     words, wp = A.split_whitespace(spaced)
     words = pc.utf8_trim(words, characters="'’.,:_")
-    keep = A.as_numpy(pc.match_substring_regex(words, _ALNUM_START))
+    keep = A.starts_with_letter_or_number(words)
     return words.filter(pa.array(keep)), wp[keep]
 
 
