@@ -106,8 +106,8 @@ def letter_or_number_at(data: np.ndarray, pos: np.ndarray) -> np.ndarray:
     if len(wide):
         p = pos[wide]
         b0 = data[p].astype(np.int64)
-        padded = np.concatenate([data, np.zeros(3, np.uint8)]).astype(np.int64)
-        b1, b2, b3 = (padded[p + k] & 0x3F for k in (1, 2, 3))
+        last = len(data) - 1  # continuation bytes past a 2- or 3-byte character are masked out below
+        b1, b2, b3 = (data[np.minimum(p + k, last)].astype(np.int64) & 0x3F for k in (1, 2, 3))
         cp = np.where(b0 < 0xE0, ((b0 & 0x1F) << 6) | b1,
                       np.where(b0 < 0xF0, ((b0 & 0x0F) << 12) | (b1 << 6) | b2,
                                ((b0 & 0x07) << 18) | (b1 << 12) | (b2 << 6) | b3))  # fmt: skip
@@ -363,3 +363,4 @@ class ReasonBuilder:
         dictionary = pa.array(self.names, pa.string())
         indices = pa.array(self.codes, pa.int32(), mask=self.codes < 0)
         return pa.DictionaryArray.from_arrays(indices, dictionary).cast(pa.string())
+
