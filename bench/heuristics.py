@@ -47,6 +47,7 @@ import pyarrow.parquet as pq  # noqa: E402
 from _common import bench_parser, compare, measure, save  # noqa: E402
 
 from filters.heuristics import (  # noqa: E402
+    BatchWords,
     C4Lines,
     FineWebQuality,
     GopherQuality,
@@ -128,12 +129,13 @@ def our_chain(langid: bool = False) -> list:
 
     punct = "".join(chr(c) for c in range(33, 127) if not chr(c).isalnum())
     lid = [LanguageID(join_lines_with=" ")] if langid else []  # datatrove joins lines with a space
+    words = BatchWords()  # Gopher repetition and quality split a batch into words once
     stages = [
         URLDomainFilter(),
         URLWordsFilter(strict_remove_chars=punct, case_sensitive_words=True),
         *lid,
-        GopherRepetition(variant="datatrove"),
-        GopherQuality(variant="datatrove"),
+        GopherRepetition(variant="datatrove", words=words),
+        GopherQuality(variant="datatrove", words=words),
         C4Lines(end_marks=(".", "?", "!", '"', "'")),
         FineWebQuality(stop_chars=tuple(TERMINAL_PUNCTUATION)),
     ]

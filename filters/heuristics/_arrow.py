@@ -364,3 +364,53 @@ class ReasonBuilder:
         indices = pa.array(self.codes, pa.int32(), mask=self.codes < 0)
         return pa.DictionaryArray.from_arrays(indices, dictionary).cast(pa.string())
 
+
+
+class BatchWords:
+    """The whitespace words of the batch a chain of stages is working on, split once.
+
+    Stages given the same instance (Gopher repetition and quality) ask it for a
+    batch's words; a stage that drops rows hands it the words of the rows it keeps
+    (:meth:`carry`), so the next stage, which gets the kept rows, finds them. A batch is
+    recognised by the identity of its text column's buffers (held while cached); any
+    other input is split anew, so results never depend on the cache. Not pickled: each
+    worker starts empty (one pickle of the recipe keeps the stages sharing it).
+    """
+
+    def __init__(self) -> None:
+        self._key: tuple | None = None
+        self._held: pa.ChunkedArray | pa.Array | None = None
+        self._words: pa.Array | None = None
+        self._parents: np.ndarray | None = None
+
+    def __getstate__(self) -> dict:
+        return {}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__()
+
+    @staticmethod
+    def _key_of(column: pa.ChunkedArray | pa.Array) -> tuple:
+        chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+        return tuple((c.offset, len(c), *(b.address if b is not None else 0 for b in c.buffers())) for c in chunks)
+
+    def split(self, column: pa.ChunkedArray | pa.Array, texts: pa.Array) -> tuple[pa.Array, np.ndarray]:
+        """``split_whitespace(texts)``, where ``texts`` is ``texts_of`` the table whose text column is ``column``."""
+        key = self._key_of(column)
+        if key != self._key:
+            words, parents = split_whitespace(texts)
+            self._key, self._held, self._words, self._parents = key, column, words, parents
+        return self._words, self._parents
+
+    def carry(self, column: pa.ChunkedArray | pa.Array, keep: np.ndarray, kept: pa.ChunkedArray | pa.Array) -> None:
+        """Rows ``keep`` of ``column`` became ``kept``: keep their words for it."""
+        if self._key is None or self._key_of(column) != self._key:
+            return
+        if keep.all():
+            self._key, self._held = self._key_of(kept), kept
+            return
+        new_index = np.cumsum(keep) - 1
+        mask = keep[self._parents]
+        self._words = self._words.filter(pa.array(mask))
+        self._parents = new_index[self._parents[mask]]
+        self._key, self._held = self._key_of(kept), kept
