@@ -24,13 +24,38 @@ def dense(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return inverse.astype(np.int64, copy=False), counts.astype(np.int64, copy=False)
 
 
+_FIB = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing multiplier (2^64 / golden ratio)
+
+
+def repeated(idx: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The positions whose key occurs more than once, with dense ids of their keys and
+    the count of every id (exact).
+
+    Most n-grams of a page occur once. A key whose hash bucket holds a single key
+    occurs once, so one counting pass over hash buckets (``bincount``) removes most
+    positions before the exact, sort-based :func:`dense`; collisions only cost time.
+    """
+    if len(keys) > 4096:
+        bits = int(len(keys)).bit_length() + 1  # a table 2-4x the number of keys
+        bucket = ((keys.astype(np.uint64) * _FIB) >> np.uint64(64 - bits)).astype(np.int64)
+        maybe = np.bincount(bucket, minlength=1 << bits)[bucket] > 1
+        idx, keys = idx[maybe], keys[maybe]
+    ids, counts = dense(keys)
+    rep = counts[ids] > 1
+    keep_ids = np.flatnonzero(counts > 1)
+    remap = np.full(len(counts), -1, dtype=np.int64)
+    remap[keep_ids] = np.arange(len(keep_ids))
+    return idx[rep], remap[ids[rep]], counts[keep_ids]
+
+
 class NGrams:
-    """Exact n-gram identities for every document of a batch, built incrementally.
+    """Exact repeated n-grams for every document of a batch, built incrementally.
 
     Only live positions are held: ``idx`` (ascending flat word positions whose
-    n-gram may still repeat) and ``ids`` (a dense id of the n-gram starting there,
-    unique per document and word sequence); ``counts[id]`` is its number of
-    occurrences.
+    n-gram occurs more than once in its document) and ``ids`` (a dense id of the
+    n-gram starting there, unique per document and word sequence); ``counts[id]`` is
+    its number of occurrences. n-grams that occur once are never held: no statistic
+    here needs them (the top n-gram of a page without repeats is handled apart).
     """
 
     def __init__(self, words: pa.Array, parents: np.ndarray, n_docs: int, start: int = 1) -> None:
@@ -56,12 +81,12 @@ class NGrams:
             ok &= np.arange(w, dtype=np.int64) + 2 <= self.doc_end
             idx = np.nonzero(ok)[0]
             self.n = 2
-            self.idx = idx
-            self.ids, self.counts = dense((parents[idx] * self.ndict + codes[idx]) * self.ndict + codes[idx + 1])
+            keys = (parents[idx] * self.ndict + codes[idx]) * self.ndict + codes[idx + 1]
         else:
             self.n = 1
-            self.idx = np.arange(w, dtype=np.int64)
-            self.ids, self.counts = dense(parents * self.ndict + codes)
+            idx = np.arange(w, dtype=np.int64)
+            keys = parents * self.ndict + codes
+        self.idx, self.ids, self.counts = repeated(idx, keys)
 
     def advance(self) -> None:
         """Extend keys from n-grams to (n+1)-grams.
@@ -73,11 +98,9 @@ class NGrams:
         """
         n = self.n + 1
         idx, ids = self.idx, self.ids
-        keep = self.counts[ids] > 1
-        keep &= idx + n <= self.doc_end[idx]
+        keep = idx + n <= self.doc_end[idx]  # (every held n-gram repeats)
         idx = idx[keep]
-        self.idx = idx
-        self.ids, self.counts = dense(ids[keep] * self.ndict + self.codes[idx + n - 1])
+        self.idx, self.ids, self.counts = repeated(idx, ids[keep] * self.ndict + self.codes[idx + n - 1])
         self.n = n
 
     def window_chars(self, idx: np.ndarray) -> np.ndarray:
