@@ -26,8 +26,8 @@ py3langid, and with the ``bench`` extra langid.py and lingua) into
 
 Input: the real samples of ``../shared/data`` (C4, Dolma, Pile, RedPajama, OpenWebText,
 PG-19, WikiText, WARC pages) replicated ``--repeat`` times, plus seeded synthetic web
-pages built from their sentences. The full run took 13 minutes on a busy shared 2-core
-machine (about half of it on a quiet one); with the bench extra (spaCy) installed.
+pages built from their sentences. The full run took 7 minutes (416 s) on a shared 2-core
+machine with the bench extra (spaCy) installed; --quick about a minute.
 
     python bench/heuristics.py --quick
     python bench/heuristics.py            # full run, what the README quotes
