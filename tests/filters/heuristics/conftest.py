@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
-import re
 
 import pyarrow as pa
 import pytest
@@ -25,8 +24,14 @@ def real_docs() -> pa.Table:
 
 @pytest.fixture(scope="session")
 def synthetic() -> pa.Table:
-    seed_texts = load_real_docs().column("text").to_pylist()[:60] if available() else None
-    return synthetic_docs(800, seed=7, seed_texts=seed_texts)
+    """Seeded pages from a fixed vocabulary: never depends on ../shared/data."""
+    return synthetic_docs(800, seed=7)
+
+
+@pytest.fixture(scope="session")
+def synthetic_real(real_docs) -> pa.Table:  # noqa: ANN001
+    """Seeded pages built from the sentences of the real samples (skips without them)."""
+    return synthetic_docs(800, seed=7, seed_texts=real_docs.column("text").to_pylist()[:60])
 
 
 def _demo_pool() -> pa.Table | None:
@@ -63,38 +68,35 @@ def demo_pool() -> pa.Table:
     return table
 
 
-@pytest.fixture(scope="session", params=["real", "synthetic", "demo"])
-def corpus(request, real_docs, synthetic) -> pa.Table:  # noqa: ANN001
-    if request.param == "real":
-        return real_docs
-    if request.param == "synthetic":
-        return synthetic
-    return request.getfixturevalue("demo_pool")
-
-
-# C4 sentence boundary, the same rule as filters.heuristics.c4.SENTENCE_BOUNDARY_RE
-# (RE2's \s is ASCII whitespace: spelled out here for Python's re).
-_BOUNDARY = re.compile("[.!?\u2026]+[\"'\u2019\u201d)\\]]*[\t\n\f\r ]+\\S")
+@pytest.fixture(scope="session", params=["real", "synthetic-real", "synthetic", "demo"])
+def corpus(request) -> pa.Table:  # noqa: ANN001
+    """Every parity corpus; only the ones made from ../shared/data skip without it."""
+    name = {"real": "real_docs", "synthetic-real": "synthetic_real", "synthetic": "synthetic", "demo": "demo_pool"}
+    return request.getfixturevalue(name[request.param])
 
 
 def whitespace_tokenizer():  # noqa: ANN201
-    """A datatrove WordTokenizer that splits words on whitespace (str.split) and
-    sentences at the boundaries our C4 stage counts, so that parity tests compare
-    the rules, not spaCy's tokenisation (which is not installed here, and which
-    counts punctuation as words)."""
+    """A datatrove WordTokenizer whose words are whitespace tokens (``str.split``, what our
+    stages and DCLM use; datatrove's own word tokenizers all run spaCy, which counts
+    punctuation as words) and whose sentences are datatrove's own regex splitter (its
+    ``WhitespaceTokenizer.sent_tokenize``), so that parity tests compare the rules on the
+    same words, and our sentence counting against datatrove's splitting."""
     pytest.importorskip("regex")
+    from datatrove.utils.word_tokenizers import WhitespaceTokenizer as DatatroveWhitespace
     from datatrove.utils.word_tokenizers import WordTokenizer
 
-    class WhitespaceTokenizer(WordTokenizer):
+    class WhitespaceWords(WordTokenizer):
+        def __init__(self) -> None:
+            super().__init__("en")
+            self._sentences = DatatroveWhitespace()  # its regex needs no spaCy; its words would
+
         def word_tokenize(self, text: str) -> list[str]:
             return text.split()
 
         def sent_tokenize(self, text: str) -> list[str]:
-            return [text[a:b] for a, b in self.span_tokenize(text)]
+            return self._sentences.sent_tokenize(text)
 
         def span_tokenize(self, text: str) -> list[tuple[int, int]]:
-            ends = [m.end() - 1 for m in _BOUNDARY.finditer(text)]
-            starts = [0] + ends
-            return list(zip(starts, ends + [len(text)]))
+            return self._sentences.span_tokenize(text)
 
-    return WhitespaceTokenizer("en")
+    return WhitespaceWords()

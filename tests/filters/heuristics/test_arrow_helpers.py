@@ -74,3 +74,19 @@ def test_datatrove_dup_ngram_scan_matches_python(k):  # noqa: ANN001
         )  # fmt: skip
         got = [r is not None for r in f.decide(table).to_pylist()]
         assert got == (ratios > frac).tolist()
+
+
+def test_letter_or_number_word_starts_match_the_regex():
+    # DCLM counts whitespace words that start with a letter or a number (RE2 [\pL\pN]);
+    # ours classifies the first UTF-8 character with numpy: 1- to 4-byte characters,
+    # marks, number letters, superscripts, non-ASCII spaces
+    regex = pytest.importorskip("regex")
+    rng = random.Random(0)
+    alphabet = list("ab1 \t\n.,-'") + ["é", "日", "٣", "ℵ", "—", "😀", "\u00a0", "\u2028", "Ⅻ", "²", "ǅ", "\u0301"]
+    texts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30))) for _ in range(3000)]
+    texts += ["", "   ", "é", "😀", "\u0301a"]
+    words, starts = A.word_counts(pa.array(texts), letter_or_number=True)
+    assert words.tolist() == [len(t.split()) for t in texts]
+    assert starts.tolist() == [sum(bool(regex.match(r"[\p{L}\p{N}]", w)) for w in t.split()) for t in texts]
+    assert A.starts_with_letter_or_number(pa.array(texts)).tolist() == [
+        bool(regex.match(r"[\p{L}\p{N}]", t)) for t in texts]  # fmt: skip

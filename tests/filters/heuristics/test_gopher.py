@@ -7,7 +7,8 @@ import pickle
 import numpy as np
 import pytest
 
-from filters.heuristics import GopherQuality, GopherRepetition
+from filters.heuristics import GopherQuality, GopherRepetition, gopher
+from filters.heuristics import _arrow as A
 from tests.filters.heuristics.helpers import reasons, words
 
 OFF = dict(
@@ -221,7 +222,8 @@ def test_line_counts_match_python(dclm):  # noqa: ANN001
     pieces = ["a", "-", "•", "*", "●", " ", "\n", "...", "…", ". . .", "\t", "\xa0", "x", "\r\n", "\u2028"]
     texts = ["".join(rng.choice(pieces) for _ in range(rng.randint(0, 30))) for _ in range(2000)]
     for batch in (texts, [t for t in texts if "\r" not in t and "\u2028" not in t]):  # both datatrove paths
-        got = np.stack(GopherQuality._line_counts(pa.array(batch, pa.large_string()), dclm)).T.tolist()
+        variant = gopher.DCLM if dclm else gopher.DATATROVE
+        got = np.stack(gopher._line_counts(pa.array(batch, pa.large_string()), variant)).T.tolist()
         exp = []
         for x in batch:
             if dclm:
@@ -233,3 +235,35 @@ def test_line_counts_match_python(dclm):  # noqa: ANN001
                 exp.append([len(lines), sum(ln.lstrip().startswith(("•", "-")) for ln in lines),
                             sum(ln.rstrip().endswith(("...", "…")) for ln in lines)])  # fmt: skip
         assert got == exp
+
+
+def test_shared_words_are_split_once_and_change_nothing():
+    """Gopher repetition and quality given one BatchWords: the same decisions as alone,
+    the words of the rows repetition keeps handed to quality, and nothing cached in a pickle."""
+    import pickle
+
+    from filters.heuristics import BatchWords
+    from tests.filters.heuristics.synthetic import synthetic_docs
+
+    table = synthetic_docs(300, seed=5)
+    for variant in ("datatrove", "dclm"):
+        words = BatchWords()
+        shared = [GopherRepetition(variant=variant, words=words), GopherQuality(variant=variant, words=words)]
+        alone = [GopherRepetition(variant=variant), GopherQuality(variant=variant)]
+        t_shared, t_alone = table, table
+        for a, b in zip(shared, alone):
+            ra, rb = a.process(t_shared), b.process(t_alone)
+            assert ra.dropped.to_pylist() == rb.dropped.to_pylist()
+            t_shared, t_alone = ra.kept, rb.kept
+        assert 0 < t_shared.num_rows < table.num_rows
+    # after repetition dropped rows, the cache holds the words of exactly the kept rows
+    words = BatchWords()
+    r = GopherRepetition(variant="datatrove", words=words)
+    kept = r.process(table).kept
+    assert kept.num_rows < table.num_rows and words._key == BatchWords._key_of(kept.column("text"))  # a hit
+    cached, parents = words._words, words._parents
+    fresh, fresh_parents = A.split_whitespace(A.texts_of(kept))
+    assert cached.equals(fresh) and (parents == fresh_parents).all()
+    q = GopherQuality(words=words)
+    r2, q2 = pickle.loads(pickle.dumps([r, q]))
+    assert r2._words is q2._words and r2._words._key is None

