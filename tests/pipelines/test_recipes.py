@@ -91,3 +91,20 @@ def test_options_are_checked_and_flags_map_to_options():
     assert RecipeOptions().overrides() == {}
     with pytest.raises(ValueError, match="unknown recipe flag"):
         options_from_flags(["--quality-top", "0.3", "--bogus"])
+
+
+def test_language_id_options_reach_the_stage(tmp_path):
+    from pipelines.recipes import RecipeOptions, baseline_recipe
+
+    def lid(stages):
+        (st,) = [s for s in stages if s.name == "langid"]
+        return st
+
+    default = lid(baseline_recipe(("heuristics",), RecipeOptions(), str(tmp_path)))
+    assert default.backend == "fasttext" and default.model_path is None
+    py = lid(baseline_recipe(("heuristics",), RecipeOptions(langid_backend="py3langid"), str(tmp_path)))
+    assert py.backend == "py3langid"
+    model = tmp_path / "lid.176.bin"
+    model.write_bytes(b"")  # the stage checks that the file exists; it loads it only in setup()
+    own = lid(baseline_recipe(("heuristics",), RecipeOptions(langid_model=str(model)), str(tmp_path)))
+    assert str(own.model_path) == str(model)
