@@ -420,7 +420,9 @@ class Runner:
         t0 = time.time()
         state = g.fit(ctx)
         g.load_state(state)
-        blob = state.to_json() if isinstance(state, FittedState) else state
+        if not isinstance(state, FittedState):
+            raise TypeError(f"{g.name}.fit() returned {type(state).__name__}; a global stage returns a FittedState")
+        blob = state.to_json()
         io.write_json_atomic(state_path, {"hash": phase.hash, "fit_key": fit_key, "inputs": inputs, "state": blob,
                                           "seconds": time.time() - t0})
         # a fit over changed inputs invalidates every shard of the phase that applies it

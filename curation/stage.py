@@ -263,8 +263,11 @@ class GlobalStage(Stage):
         raise NotImplementedError
 
     def load_state(self, state: FittedState | dict[str, Any]) -> None:
-        if isinstance(state, dict) and self.state_type is not FittedState:
+        """Take a fitted state: the typed object, or its JSON (``state.json``)."""
+        if isinstance(state, dict):
             state = self.state_type.from_json(state)
+        if not isinstance(state, self.state_type):
+            raise TypeError(f"{self.name}: expected a {self.state_type.__name__}, got {type(state).__name__}")
         self._state = state
 
     @property
