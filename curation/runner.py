@@ -19,7 +19,7 @@ Layout of a run directory::
     quarantine/p<k>/<shard>.parquet  bad input / rows that made a stage fail
     stats/p<k>/<shard>.json      per-shard, per-stage counts
     _passes/<pass>/<item>.json   completion markers (curation.passes)
-    global/<i>_<name>/           a global stage's state.json and, per fit, fit-<key>/ artefacts
+    global/<i>_<name>/           a global stage's state.json, and fit/ (the fit's artefacts and pass markers)
     passes.json                  what every pass of the last run did (items run / complete / failed)
     stats.json, report.md, *.png merged stats and the report (curation.report)
 
@@ -409,8 +409,14 @@ class Runner:
                 g.load_state(saved["state"])
                 phase.state_digest = digest({"state": saved["state"], "fit": fit_key})
                 return
-        workdir = io.join(root, f"fit-{fit_key}")
-        io.makedirs(workdir)
+        # one folder per stage, emptied when a fit over other inputs (or another recipe) starts, so that files
+        # of an earlier fit are never read; an interrupted fit of the same key resumes in it
+        workdir = io.join(root, "fit")
+        key_file = io.join(workdir, "FIT_KEY")
+        if not (io.exists(key_file) and io.read_bytes(key_file).decode() == fit_key):
+            _rm_tree(workdir)
+            io.makedirs(workdir)
+            io.write_bytes_atomic(key_file, fit_key.encode())
         # num_workers is the tasks in flight only: no stage may let it change its partitioning (results must
         # not depend on it)
         ctx = GlobalContext(shards=shards, workdir=workdir, num_workers=self.cfg.num_workers or 1,
@@ -427,15 +433,6 @@ class Runner:
                                           "seconds": time.time() - t0})
         # a fit over changed inputs invalidates every shard of the phase that applies it
         phase.state_digest = digest({"state": blob, "fit": fit_key})
-        self._remove_old_fits(root, f"fit-{fit_key}")
-
-    def _remove_old_fits(self, root: str, keep: str) -> None:
-        """Delete the artefacts of earlier fits of this stage (other inputs or recipe): never read again."""
-        fs, p = io.fs_path(root)
-        for entry in fs.ls(p, detail=False):
-            name = os.path.basename(entry.rstrip("/"))
-            if name.startswith("fit-") and name != keep:
-                fs.rm(entry, recursive=True)
 
     def _harmonise_empty_outputs(self, tasks: list[ShardTask]) -> None:
         """Give shards that kept no document the same columns as the others.
@@ -484,6 +481,12 @@ class Runner:
                 out.append({"name": g.name, "summary": st.get("summary", {}), "plots": plots,
                             "seconds": saved.get("seconds")})
         return out
+
+
+def _rm_tree(path: str) -> None:
+    fs, p = io.fs_path(path)
+    if fs.exists(p):
+        fs.rm(p, recursive=True)
 
 
 def _relative(path: str, root: str) -> str:
