@@ -80,7 +80,16 @@ def child_ours(paths: list[str], out: str, workers: int, recipe: str) -> dict[st
     res = Runner(stages, [InputSpec(p, "parquet", "demo") for p in paths], cfg, executor=ex).run()
     secs = time.perf_counter() - t1
     kept = res.stats["totals"][res.stats["stages"][-1]["name"]]["kept"]
-    return {"seconds": secs, "ray_start_s": ray_s, "kept": kept, "ok": res.ok, "passes": len(ex.log)}
+    timings = json.loads(open(os.path.join(out, "timings.json")).read())
+    fits = {name: t["fit_seconds"] for name, t in timings["global"].items()}
+    text_bytes = res.stats["totals"]["read"]["in_bytes"]
+    return {"seconds": secs, "ray_start_s": ray_s, "kept": kept, "ok": res.ok, "passes": len(ex.log),
+            "fit_seconds": fits, "stage_cpu_seconds": timings["stage_seconds"], "docs": len_docs(res),
+            "text_bytes": text_bytes}
+
+
+def len_docs(res: Any) -> int:
+    return int(res.stats["totals"]["read"]["in"])
 
 
 def child_datatrove(paths: list[str], out: str, workers: int) -> dict[str, Any]:
