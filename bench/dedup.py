@@ -1,10 +1,9 @@
 #!/usr/bin/env python
-"""Deduplication: MinHash speed against rensa, datasketch and datatrove, and our dedup stages at scale.
+"""Deduplication: MinHash speed against rensa, datasketch and datatrove, and our fuzzy dedup end to end.
 
-    python bench/dedup.py --quick          # < 60 s: 2,000 demo documents
+    python bench/dedup.py --quick          # about a minute: 2,000 demo documents
     python bench/dedup.py --signatures-only  # the signature rows only (--quick: ~10 s, full: ~1-2 min)
-    python bench/dedup.py                  # full: 20,000-document comparisons + scale at 10k / 100k / 1M
-    python bench/dedup.py --scale 10000,100000   # choose the scale points
+    python bench/dedup.py                  # full: signatures on 10,000, end to end at 2,000 and 20,000 documents
 
 Documents are the demo pool's (``curation.demo.make_doc``: clean prose with 6% exact and
 5% near duplicates, plus boilerplate/spam/etc.), written as DOC_SCHEMA parquet shards.
@@ -23,14 +22,13 @@ Questions and targets (issues 4 and 12):
    c. text in, signatures out, vs datasketch fed the same normalised 5-grams (target >= 10)
       and vs datatrove's ``MinhashDedupSignature`` with its own normalisation (target >= 2),
       on fewer documents (they run per document in Python);
-2. the whole fuzzy dedup (signatures, buckets, clusters, filter + write), 2 workers:
-   wall time, ours (Ray) vs datatrove's four-stage MinHash pipeline (target >= 2), and
-   peak memory of the process tree (ours must be lower);
-3. scale: exact + MinHash dedup of 10k, 100k and 1M documents: wall time and peak
-   memory; cost should grow about linearly (time per document roughly constant).
-
-Peak memory is the largest sum of RSS over the measured process and all its
-descendants (Ray's raylet, GCS and workers included), sampled every 0.1 s.
+2. the whole fuzzy dedup (read parquet, signatures, buckets, clusters, filter, write parquet),
+   2 workers, wall time, ours through the runner as a user runs it (its default executor:
+   in-process under 4 MiB of input, else an embedded Ray whose start-up is counted) vs
+   datatrove's four-stage MinHash pipeline, at the quick size of 2,000 documents (target >= 1,
+   issue 12) and at 20,000 documents (target >= 3); and the largest process of each side (USS,
+   bench/_procmem.py; Ray's own servers reported apart), target >= 1.
+Scale (memory and time at N and 10 N documents) is bench/scale.py's question.
 """
 
 from __future__ import annotations
@@ -42,7 +40,6 @@ import os
 import shutil
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -51,11 +48,12 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
-from _common import RESULTS, bench_parser, compare, machine, save  # noqa: E402
+from _common import RESULTS, Timing, bench_parser, compare, save  # noqa: E402
 from _common import measure as timed  # noqa: E402  (``measure`` below runs a function in a fresh process)
 
 CACHE = Path(os.environ.get("DEDUP_BENCH_CACHE", "/tmp/dedup_bench_cache"))
 NGRAM, BANDS, ROWS = 5, 14, 8
+E2E_QUICK_TARGET, E2E_TARGET = 1.0, 3.0  # issue 12: >= 1x at the quick size, >= 3x at 20k documents
 
 
 # --------------------------------------------------------------------------- data
@@ -119,34 +117,6 @@ def load_texts(paths: list[str], limit: int) -> list[str]:
 
 # --------------------------------------------------------------------------- peak memory of a child process tree
 
-_PAGE = os.sysconf("SC_PAGE_SIZE")
-
-
-def tree_rss(root: int) -> int:
-    """Sum of RSS over ``root`` and its descendants, from /proc (Linux)."""
-    parent: dict[int, int] = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open(f"/proc/{d}/stat") as f:
-                    parent[int(d)] = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                pass
-    kids: dict[int, list[int]] = {}
-    for pid, pp in parent.items():
-        kids.setdefault(pp, []).append(pid)
-    total, stack = 0, [root]
-    while stack:
-        pid = stack.pop()
-        stack.extend(kids.get(pid, []))
-        try:
-            with open(f"/proc/{pid}/statm") as f:
-                total += int(f.read().split()[1]) * _PAGE
-        except (OSError, IndexError, ValueError):
-            pass
-    return total
-
-
 def _child(fn_name: str, kwargs: dict[str, Any], conn) -> None:
     try:
         res = globals()[fn_name](**kwargs)
@@ -158,31 +128,22 @@ def _child(fn_name: str, kwargs: dict[str, Any], conn) -> None:
 
 
 def measure(fn_name: str, **kwargs: Any) -> dict[str, Any]:
-    """Run ``fn_name(**kwargs)`` in a fresh process; return its result, wall time and peak tree RSS."""
+    """Run ``fn_name(**kwargs)`` in a fresh process; return its result, wall time and the memory of its
+    process tree (bench/_procmem.py: USS per process, the largest driver/task process, Ray's servers apart)."""
+    from _procmem import TreeSampler
+
     ctx = mp.get_context("spawn")
     recv, send = ctx.Pipe(duplex=False)
     p = ctx.Process(target=_child, args=(fn_name, kwargs, send))
     t0 = time.perf_counter()
     p.start()
-    peak = 0
-    stop = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak
-        while not stop.is_set():
-            peak = max(peak, tree_rss(p.pid))
-            stop.wait(0.1)
-
-    th = threading.Thread(target=sample, daemon=True)
-    th.start()
-    status, res = recv.recv()
-    wall = time.perf_counter() - t0
-    p.join()
-    stop.set()
-    th.join()
+    with TreeSampler(p.pid, 0.1) as sampler:
+        status, res = recv.recv()
+        wall = time.perf_counter() - t0
+        p.join()
     if status != "ok":
         raise RuntimeError(f"{fn_name} failed: {res}")
-    return {"result": res, "wall_s": wall, "peak_rss_mib": peak / 2**20}
+    return {"result": res, "wall_s": wall, **sampler.summary()}
 
 
 # --------------------------------------------------------------------------- 1. signatures
@@ -436,51 +397,26 @@ def _datatrove_sig(step: Any, text: str) -> None:
 # --------------------------------------------------------------------------- 2. end to end
 
 
-def _apply_shard(shard: Any, stages: list[Any], out: str) -> int:
-    """Apply fitted dedup stages to one shard and write the kept documents (one pass item)."""
-    from curation.io import read_parquet, write_parquet_atomic
-    from curation.stage import ShardContext
-
-    t = read_parquet(shard.path)
-    for st in stages:
-        t = st.process(t, ShardContext(shard.shard_id, shard.input_path)).kept
-    write_parquet_atomic(out, t)
-    return t.num_rows
-
-
 def e2e_ours(paths: list[str], workdir: str, workers: int, exact: bool = False, bff: bool = False) -> dict[str, Any]:
+    """Our fuzzy dedup as a user runs it: the runner over the parquet shards (read, fit, apply, write
+    parquet), with its default executor choice (in-process under 4 MiB of input, else an embedded Ray,
+    whose start-up is counted: a run pays it)."""
     import logging
 
     logging.basicConfig(level=logging.WARNING)
-    from curation.passes import ExecConfig, Executor, Item
-    from curation.stage import GlobalContext, PhaseShard
+    from curation.runner import InputSpec, RunConfig, Runner
     from filters.dedup import BloomDedup, ExactDedup, MinHashDedup
 
     t0 = time.perf_counter()
-    executor = Executor(ExecConfig(mode="ray", num_workers=workers, progress=False))
-    executor.ensure_ray()
-    t_ray = time.perf_counter() - t0
-    shards = [PhaseShard(f"s{k:05d}", p, p) for k, p in enumerate(paths)]
     stages = ([ExactDedup()] if exact else []) + [MinHashDedup(measure_curve=False)] + ([BloomDedup()] if bff else [])
-    summaries = {}
-    for st in stages:
-        first = len(executor.log)
-        ctx = GlobalContext(shards=shards, workdir=os.path.join(workdir, st.name), num_workers=workers,
-                            executor=executor, fit_key=st.name)
-        state = st.fit(ctx)
-        st.load_state(state)
-        summaries[st.name] = {k: state.summary.get(k) for k in ("documents_removed", "clusters")}
-        summaries[st.name]["seconds"] = {p["pass"]: p["seconds"] for p in executor.log[first:]}
-
-    items = [Item(s.shard_id, (s, stages, os.path.join(workdir, "out", f"{s.shard_id}.parquet"))) for s in shards]
-    from ray import cloudpickle
-
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # a script's functions: ship them by value
-    kept = sum(executor.run("apply", _apply_shard, items, marker_dir=os.path.join(workdir, "_apply")).results)
-    import ray
-
-    ray.shutdown()
-    return {"kept": kept, "summaries": summaries, "seconds": time.perf_counter() - t0, "ray_start_s": t_ray}
+    cfg = RunConfig(output_dir=workdir, num_workers=workers, progress=False, report=False)
+    runner = Runner(stages, [InputSpec(p, "parquet", "demo") for p in paths], cfg)
+    res = runner.run()
+    last = res.stats["stages"][-1]["name"]
+    summaries = {g["name"]: {k: g["summary"].get(k) for k in ("documents_removed", "clusters")}
+                 for g in res.stats["global"]}
+    return {"kept": res.stats["totals"][last]["kept"], "summaries": summaries, "seconds": time.perf_counter() - t0,
+            "executor": runner.executor.cfg.mode, "ray_start_s": runner.executor.ray_start_s}
 
 
 def e2e_datatrove(paths: list[str], workdir: str, workers: int) -> dict[str, Any]:
@@ -538,40 +474,6 @@ def e2e_datatrove(paths: list[str], workdir: str, workers: int) -> dict[str, Any
 # --------------------------------------------------------------------------- main
 
 
-def entry(
-    name: str,
-    metric: str,
-    ours: float,
-    ref: float | None,
-    ref_name: str,
-    ratio: float | None,
-    target: float | None,
-    inp: str,
-    cmd: str,
-    **extra: Any,
-) -> dict[str, Any]:
-    return {
-        "name": name,
-        "metric": metric,
-        "ours": ours,
-        "reference": ref,
-        "reference_name": ref_name,
-        "ratio": ratio,
-        "target": target,
-        "met": None if target is None or ratio is None else bool(ratio >= target),
-        "input": inp,
-        "machine": machine(),
-        "command": cmd,
-        **extra,
-    }
-
-
-def _write(path: str, results: list[dict[str, Any]]) -> None:
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(results, f, indent=1)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = bench_parser(__doc__)
     ap.add_argument(
@@ -588,14 +490,8 @@ def main(argv: list[str] | None = None) -> int:
         help="documents for the signature comparisons with datasketch and datatrove, which run per "
         "document in Python (default 300 with --quick, else 2,000)",
     )
-    ap.add_argument(
-        "--scale",
-        default=None,
-        help="comma-separated scale points for exact + MinHash dedup at scale "
-        "(default: none with --quick, else 10000,100000,1000000)",
-    )
-    ap.add_argument("--workers", type=int, default=2, help="Ray workers for the end-to-end and scale runs")
-    ap.add_argument("--bff", action="store_true", help="include global BFF dedup in the scale runs")
+    ap.add_argument("--workers", type=int, default=2,
+                    help="workers of each side in the end-to-end runs (default %(default)s)")
     ap.add_argument(
         "--signatures-only",
         action="store_true",
@@ -605,18 +501,12 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     out = args.out or os.path.join(RESULTS, f"dedup{'.quick' if args.quick else ''}.json")
     reps = args.reps or (3 if args.quick else 5)
-    cmd = "python bench/dedup.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    reps_e2e_small = args.reps or 3
     n_cmp = args.docs or (2000 if args.quick else 20000)
-    scale = (
-        []
-        if args.quick and args.scale is None
-        else [int(x) for x in (args.scale or "10000,100000,1000000").split(",") if x]
-    )
     results: list[dict[str, Any]] = []
     tmp = Path(tempfile.mkdtemp(prefix="dedup_bench_"))
     try:
         paths = demo_shards(n_cmp, docs_per_shard=max(500, n_cmp // 8))
-        inp = f"{n_cmp} demo-pool documents (curation.demo), {len(paths)} parquet shards"
 
         # 1. signatures
         n_sig = min(n_cmp, 2000 if args.quick else 10000)
@@ -633,105 +523,37 @@ def main(argv: list[str] | None = None) -> int:
             save(results, "dedup_signatures", argparse.Namespace(quick=args.quick, out=args.out))
             return 0
 
-        # 2. end to end
-        mo = measure("e2e_ours", paths=paths, workdir=str(tmp / "ours"), workers=args.workers)
-        md = measure("e2e_datatrove", paths=paths, workdir=str(tmp / "dt"), workers=args.workers)
-        print(
-            f"fuzzy dedup end to end ({n_cmp} docs, {args.workers} workers): ours {mo['wall_s']:.1f} s "
-            f"(peak {mo['peak_rss_mib']:.0f} MiB, kept {mo['result']['kept']}), datatrove {md['wall_s']:.1f} s "
-            f"(peak {md['peak_rss_mib']:.0f} MiB, kept {md['result']['kept']}): "
-            f"{md['wall_s'] / mo['wall_s']:.2f}x"
-        )
-        e2e_inp = f"{inp}; {args.workers} workers; read, signatures, buckets, clusters, filter, write parquet"
-        results.append(
-            entry(
-                "minhash_end_to_end_time",
-                "seconds",
-                mo["wall_s"],
-                md["wall_s"],
-                "datatrove 4-stage MinHash (LocalPipelineExecutor)",
-                md["wall_s"] / mo["wall_s"],
-                2.0,
-                e2e_inp,
-                cmd,
-                kept_ours=mo["result"]["kept"],
-                kept_reference=md["result"]["kept"],
-                ray_start_s=mo["result"]["ray_start_s"],
-            )
-        )
-        results.append(
-            entry(
-                "minhash_end_to_end_peak_memory",
-                "MiB (peak RSS of the process tree)",
-                mo["peak_rss_mib"],
-                md["peak_rss_mib"],
-                "datatrove 4-stage MinHash",
-                md["peak_rss_mib"] / mo["peak_rss_mib"],
-                1.0,
-                e2e_inp,
-                cmd,
-            )
-        )
-
-        # 3. scale
-        rows = []
-        for n in scale:
-            sp = demo_shards(n)
-            m = measure(
-                "e2e_ours", paths=sp, workdir=str(tmp / f"scale{n}"), workers=args.workers, exact=True, bff=args.bff
-            )
-            rows.append(
-                {
-                    "docs": n,
-                    "wall_s": round(m["wall_s"], 2),
-                    "peak_rss_mib": round(m["peak_rss_mib"], 1),
-                    "us_per_doc": round(m["wall_s"] / n * 1e6, 1),
-                    "kept": m["result"]["kept"],
-                    "stages": m["result"]["summaries"],
-                }
-            )
+        # 2. end to end, at the quick size (both modes) and at 20k documents (full runs); equal repetitions
+        points = [(2000, E2E_QUICK_TARGET, reps_e2e_small)] + ([] if args.quick else [(n_cmp, E2E_TARGET, 1)])
+        for n, target, k in points:
+            ps = demo_shards(n, docs_per_shard=max(500, n // 8))
+            runs_o, runs_d = [], []
+            for _ in range(k):  # alternate the sides
+                runs_o.append(measure("e2e_ours", paths=ps, workdir=str(tmp / f"ours{n}"), workers=args.workers))
+                shutil.rmtree(tmp / f"ours{n}", ignore_errors=True)
+                runs_d.append(measure("e2e_datatrove", paths=ps, workdir=str(tmp / f"dt{n}"), workers=args.workers))
+                shutil.rmtree(tmp / f"dt{n}", ignore_errors=True)
+            mo, md = runs_o[-1], runs_d[-1]
             print(
-                f"scale {n:>9,} docs: {m['wall_s']:8.1f} s, peak {m['peak_rss_mib']:7.0f} MiB, "
-                f"{m['wall_s'] / n * 1e6:7.1f} us/doc, kept {m['result']['kept']}",
-                flush=True,
-            )
-            shutil.rmtree(tmp / f"scale{n}", ignore_errors=True)
-            _write(
-                out,
-                results
-                + [
-                    entry(
-                        "dedup_scale_points_so_far",
-                        "seconds",
-                        rows[-1]["wall_s"],
-                        None,
-                        "",
-                        None,
-                        None,
-                        "partial scale results",
-                        cmd,
-                        points=rows,
-                    )
-                ],
-            )
-        if len(rows) >= 2:
-            first, last = rows[-2], rows[-1]  # the two largest points: fixed costs (Ray start) amortised
-            growth = (last["wall_s"] / first["wall_s"]) / (last["docs"] / first["docs"])
-            results.append(
-                entry(
-                    "dedup_scale_linearity",
-                    "time growth / size growth (1 = linear)",
-                    growth,
-                    1.0,
-                    "linear scaling",
-                    1.0 / growth,
-                    0.5,
-                    f"exact + MinHash{' + BFF' if args.bff else ''} dedup of the demo pool at "
-                    f"{[r['docs'] for r in rows]} documents",
-                    cmd,
-                    points=rows,
-                )
-            )
+                f"fuzzy dedup end to end ({n} docs, {args.workers} workers, ours {mo['result']['executor']}): ours "
+                f"{min(r['wall_s'] for r in runs_o):.1f} s (largest process {mo['largest_ours_mib']:.0f} MiB, kept "
+                f"{mo['result']['kept']}), datatrove {min(r['wall_s'] for r in runs_d):.1f} s (largest "
+                f"{md['largest_ours_mib']:.0f} MiB, kept {md['result']['kept']})", flush=True)
+            e2e_inp = (f"{n} demo-pool documents (curation.demo), {len(ps)} parquet shards; {args.workers} workers; "
+                       "read, signatures, buckets, clusters, filter, write parquet; ours through the runner with its "
+                       "default executor (in-process under 4 MiB of input, else Ray, start-up counted)")
+            results.append(compare(
+                f"minhash_end_to_end_{n}", "seconds (wall)", Timing([r["wall_s"] for r in runs_o], "wall"),
+                Timing([r["wall_s"] for r in runs_d], "wall"), "datatrove 4-stage MinHash (LocalPipelineExecutor)",
+                target, e2e_inp, kind="time", kept_ours=mo["result"]["kept"], kept_reference=md["result"]["kept"],
+                executor=mo["result"]["executor"], ray_start_s=mo["result"]["ray_start_s"]))
+            if n == points[-1][0]:
+                results.append(compare(
+                    "minhash_end_to_end_largest_process", "MiB (largest driver/task process, USS)",
+                    mo["largest_ours_mib"], md["largest_ours_mib"], "datatrove 4-stage MinHash", 1.0, e2e_inp,
+                    kind="time", tree_peak_mib_ours=mo["tree_peak_mib"], tree_peak_mib_datatrove=md["tree_peak_mib"],
+                    ray_fixed_mib_ours=mo["ray_fixed_peak_mib"]))
+        # scale (memory and time at N and 10 N): bench/scale.py
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     save(results, "dedup", argparse.Namespace(quick=args.quick, out=out))

@@ -248,6 +248,7 @@ class Executor:
         self.cfg = config or ExecConfig()
         self._remote: Any = None
         self._ray_checked = False
+        self.ray_start_s: float | None = None  # seconds Ray took to start or join (None: not started)
         self.log: list[dict[str, Any]] = []  # one summary per pass run by this executor
 
     # Ray ---------------------------------------------------------------------------------
@@ -274,7 +275,8 @@ class Executor:
             )
         self._remote = ray.remote(_execute_retrying)
         self._ray_checked = True
-        logger.info("Ray ready in %.1fs", time.perf_counter() - t0)
+        self.ray_start_s = time.perf_counter() - t0
+        logger.info("Ray ready in %.1fs", self.ray_start_s)
 
     def max_in_flight(self) -> int:
         if self.cfg.num_workers:
