@@ -19,7 +19,7 @@ Pipeline (``fit``):
    classic estimator), for a whole batch at once with numpy in 32-bit arithmetic.
    Band keys (64-bit hash of the band's rows and the band index) go to one file
    per hash-range partition.
-2. **candidate pairs (reduce, one task per partition).** Records are sorted by
+2. **candidate pairs (the reduce pass: one item per partition).** Records are sorted by
    key; documents sharing a key are candidates (all pairs for buckets up to 32
    documents, else a star to the smallest plus a chain, which keeps the same
    components). With ``verify=True`` (default) a pair survives only if its
