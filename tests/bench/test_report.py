@@ -51,3 +51,8 @@ def test_check_mode_detects_a_table_that_drifted(tmp_path):
     # a result that changes makes the README stale again
     (res / "alpha.json").write_text(json.dumps([_row("fast", 4.0, 5.0)]))
     assert rep.main(["--readme", str(readme), "--results", str(res), "--check"]) == 1
+
+
+def test_the_readme_table_is_what_the_results_say():
+    """The committed README's benchmark table equals what bench/report.py renders from bench/results."""
+    assert _report().main(["--check"]) == 0, "run: python bench/report.py"
