@@ -120,3 +120,21 @@ def run_sampled(cmd: list[str], env: dict[str, str] | None = None, cwd: str | No
         out, _ = proc.communicate(timeout=timeout)
     return {"returncode": proc.returncode, "wall_s": time.perf_counter() - t0, "output": out[-4000:],
             **s.summary()}
+
+
+def run_child(script: str, kind: str, spec: dict[str, Any], root: str) -> dict[str, Any]:
+    """Run ``python SCRIPT --child KIND SPEC_JSON`` (a benchmark's child mode, which prints one line
+    ``RESULT <json>``), sampled; returns that result merged with the wall time and memory summary."""
+    import json
+    import os
+    import sys
+
+    cmd = [sys.executable, script, "--child", kind, json.dumps(spec)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.path.dirname(script)]),
+           "RAY_USAGE_STATS_ENABLED": "0"}
+    env.pop("RAY_ADDRESS", None)
+    r = run_sampled(cmd, env=env, cwd=root, timeout=6 * 3600)
+    if r["returncode"] != 0:
+        raise RuntimeError(f"{kind} run failed:\n{r['output']}")
+    line = next(ln for ln in r["output"].splitlines()[::-1] if ln.startswith("RESULT "))
+    return {**json.loads(line[len("RESULT "):]), **{k: v for k, v in r.items() if k != "output"}}

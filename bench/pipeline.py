@@ -34,7 +34,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, HERE)
 
 from _common import bench_parser, compare, save  # noqa: E402
-from _procmem import run_sampled  # noqa: E402
+from _procmem import run_child as _run_child  # noqa: E402
 
 TARGET = 5.0
 CACHE = Path(os.environ.get("PIPELINE_BENCH_CACHE", "/tmp/pipeline_bench_cache"))
@@ -160,14 +160,7 @@ def _child_main(argv: list[str]) -> int:
 
 
 def run_child(kind: str, **spec: Any) -> dict[str, Any]:
-    cmd = [sys.executable, os.path.abspath(__file__), "--child", kind, json.dumps(spec)]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([ROOT, HERE]), "RAY_USAGE_STATS_ENABLED": "0"}
-    env.pop("RAY_ADDRESS", None)
-    r = run_sampled(cmd, env=env, cwd=ROOT, timeout=6 * 3600)
-    if r["returncode"] != 0:
-        raise RuntimeError(f"{kind} run failed:\n{r['output']}")
-    line = next(ln for ln in r["output"].splitlines()[::-1] if ln.startswith("RESULT "))
-    return {**json.loads(line[len("RESULT "):]), **{k: v for k, v in r.items() if k != "output"}}
+    return _run_child(os.path.abspath(__file__), kind, spec, ROOT)
 
 
 # --------------------------------------------------------------------------- main

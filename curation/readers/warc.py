@@ -188,7 +188,27 @@ class _ArchiveReader(Reader):
     """What the WARC and WET readers share: the stream, ids, batches, failure handling."""
 
     doc_type = "response"  # the WARC-Type of the records that hold documents
+    not_doc_reason = "warc:not_response"  # dropped records of another type: "<this>:<their type>"
     html = True  # the documents' text is HTML (adds the ``is_html`` column)
+
+    def _begin(self, rec: Any, state: dict, batch: Any) -> tuple[int, str, int] | None:
+        """(position, id, content length) of a record of the document type; None when the record was
+        quarantined (no usable WARC header) or dropped (another record type)."""
+        from fastwarc.warc import WarcRecordType
+
+        pos = rec.stream_pos
+        rid = rec.headers.get("WARC-Record-ID")
+        if not rid and not rec.headers.get("WARC-Type"):
+            rec.reader.consume()
+            batch.quarantine.add(pos, "malformed_warc_header", None, _no_fields(rec.headers))
+            return None
+        ident = self._ident(rid, pos, state)
+        expected = rec.content_length
+        if rec.record_type != getattr(WarcRecordType, self.doc_type):
+            kind = (rec.headers.get("WARC-Type") or "unknown").lower()
+            self._skip(rec, expected, ident, pos, batch, f"{self.not_doc_reason}:{kind}")
+            return None
+        return pos, ident, expected
 
     def __init__(
         self,
@@ -302,20 +322,10 @@ class WarcReader(_ArchiveReader):
     html = True
 
     def _record(self, rec: Any, state: dict, batch: _Batch) -> None:
-        from fastwarc.warc import WarcRecordType
-
-        pos = rec.stream_pos
-        rid = rec.headers.get("WARC-Record-ID")
-        if not rid and not rec.headers.get("WARC-Type"):
-            rec.reader.consume()
-            batch.quarantine.add(pos, "malformed_warc_header", None, _no_fields(rec.headers))
+        begun = self._begin(rec, state, batch)
+        if begun is None:
             return
-        ident = self._ident(rid, pos, state)
-        expected = rec.content_length
-        if rec.record_type != WarcRecordType.response:
-            kind = (rec.headers.get("WARC-Type") or "unknown").lower()
-            self._skip(rec, expected, ident, pos, batch, f"warc:not_response:{kind}")
-            return
+        pos, ident, expected = begun
         if not rec.is_http:
             self._skip(rec, expected, ident, pos, batch, "warc:not_http")
             return
@@ -349,7 +359,7 @@ class WarcReader(_ArchiveReader):
             batch.drop(ident, "warc:empty_body", len(body))
             return
         meta: dict[str, Any] = {
-            "warc_record_id": rid,
+            "warc_record_id": rec.headers.get("WARC-Record-ID"),
             "warc_date": rec.headers.get("WARC-Date"),
             "content_type": mime,
             "http_status": status,
@@ -374,23 +384,14 @@ class WetReader(_ArchiveReader):
     format = "wet"
     default_source = "wet"
     doc_type = "conversion"
+    not_doc_reason = "wet:not_conversion"
     html = False
 
     def _record(self, rec: Any, state: dict, batch: _Batch) -> None:
-        from fastwarc.warc import WarcRecordType
-
-        pos = rec.stream_pos
-        rid = rec.headers.get("WARC-Record-ID")
-        if not rid and not rec.headers.get("WARC-Type"):
-            rec.reader.consume()
-            batch.quarantine.add(pos, "malformed_warc_header", None, _no_fields(rec.headers))
+        begun = self._begin(rec, state, batch)
+        if begun is None:
             return
-        ident = self._ident(rid, pos, state)
-        expected = rec.content_length
-        if rec.record_type != WarcRecordType.conversion:
-            kind = (rec.headers.get("WARC-Type") or "unknown").lower()
-            self._skip(rec, expected, ident, pos, batch, f"wet:not_conversion:{kind}")
-            return
+        pos, ident, expected = begun
         body = self._read_body(rec, expected, ident, pos, batch)
         if body is not None:
             self._text_doc(ident, body, pos, rec.headers.get, batch)
