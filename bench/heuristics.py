@@ -88,12 +88,21 @@ def whitespace_tokenizer():  # noqa: ANN201
 
 
 def datatrove_lid(path: Path):  # noqa: ANN201
-    """datatrove's LanguageFilter (English, > 0.65) reading our model file: nothing downloads."""
-    from datatrove.pipeline.filters import LanguageFilter
-    from fasttext.FastText import _FastText
+    """datatrove's LanguageFilter (English, > 0.65) reading our model file: nothing downloads.
 
+    Its fastText language identifier is datatrove's own, pointed at our file (datatrove copies a local
+    path into its asset cache and loads it lazily, so the filter still pickles into its worker processes).
+    """
+    from datatrove.pipeline.filters import LanguageFilter
+    from datatrove.utils.lid import FastTextLID
+
+    class LocalFT176(FastTextLID):
+        MODEL_SUBFOLDER = "ft176_local"
+
+    lid = LocalFT176(["en"])
+    lid.MODEL_URL = str(path)
     lf = LanguageFilter(languages=["en"], language_threshold=0.65)
-    lf.model._model = _FastText(str(path))  # FT176LID.model loads lazily from _model
+    lf.model = lid
     return lf
 
 
