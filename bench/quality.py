@@ -9,9 +9,10 @@ is not the high-quality one), as DCLM's enricher scores a page.
 
 Same model (the offline default: dim 100, word bigrams, 100k buckets), same documents
 (the real samples of ../shared/data/corpora, repeated to the requested count; generated
-text when they are absent), one process on one core, best of ``--repeats`` interleaved
-runs (alternating which goes first), timed in CPU seconds of the process (``time.process_time``: documents per core,
-and unaffected by other jobs on a shared machine; fastText's predict is single-threaded).
+text when they are absent), one process on one core, ``--reps`` interleaved runs a side
+(alternating which goes first; ratio of the medians, minimums kept), timed in CPU seconds of the process
+(``time.process_time``: documents per core, and unaffected by other jobs on a shared machine; fastText's
+predict is single-threaded).
 Also checks that both give the same scores and reports the worker memory.
 
     python bench/quality.py            # full: 20,000 documents, 5 repeats
@@ -20,9 +21,7 @@ Also checks that both give the same scores and reports the worker memory.
 
 from __future__ import annotations
 
-import argparse
 import glob
-import json
 import os
 import sys
 import tempfile
@@ -35,7 +34,7 @@ import pyarrow as pa
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from _common import commit, machine  # noqa: E402
+from _common import Timing, bench_parser, compare, save  # noqa: E402
 
 from curation.schema import docs_table  # noqa: E402
 from filters.quality import QualityScorer, default_model, rss_bytes  # noqa: E402
@@ -88,17 +87,14 @@ def run_reference(model, texts: list[str], label: str) -> tuple[float, np.ndarra
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="small run (< 60 s)")
+    ap = bench_parser(__doc__.split("\n\n")[0])
     ap.add_argument("--docs", type=int, default=None, help="documents to score (default 20000, quick 1500)")
-    ap.add_argument("--repeats", type=int, default=None, help="interleaved repeats (default 5, quick 2)")
     ap.add_argument("--model", default=None, help="a fastText .bin to use instead of the offline default")
-    ap.add_argument("--label", default="__label__hq")
+    ap.add_argument("--label", default="__label__hq", help="the high-quality label (default %(default)s)")
     ap.add_argument("--cache-dir", default=None, help="where the default model is built (default: a temp dir)")
-    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "quality.json"))
     args = ap.parse_args(argv)
     n = args.docs or (1500 if args.quick else 20000)
-    repeats = args.repeats or (2 if args.quick else 5)
+    repeats = args.reps or (2 if args.quick else 5)
 
     with tempfile.TemporaryDirectory(prefix="bench-quality-") as tmp:
         model_path = args.model or default_model(args.cache_dir or tmp, n_docs=600 if args.quick else 2000)
@@ -129,46 +125,18 @@ def main(argv: list[str] | None = None) -> int:
                     ref_t.append(dt)
         max_diff = float(np.max(np.abs(ours_scores - ref_scores)))
 
-    ours_dps, ref_dps = n / min(ours_t), n / min(ref_t)
-    ratio = ours_dps / ref_dps
-    print(f"input: {input_desc}; model {os.path.basename(model_path)} ({mem['model_file_bytes'] / 1e6:.1f} MB)")
-    print(f"{'':36s} {'docs/s/core':>12s} {'best cpu s':>10s}")
-    print(f"{'ours: QualityScorer.process':36s} {ours_dps:12.0f} {min(ours_t):10.3f}")
-    print(f"{'reference: fasttext.predict loop':36s} {ref_dps:12.0f} {min(ref_t):10.3f}")
-    print(f"ratio {ratio:.3f} best-of (target >= 0.9), {np.median(ref_t) / np.median(ours_t):.3f} of medians; "
-          f"max |score difference| {max_diff:.2e}")
-    print(
-        f"worker RSS after loading the model: {mem['rss_bytes'] / 2**20:.0f} MiB "
-        f"(+{(mem['rss_after_load_bytes'] - mem['rss_before_load_bytes']) / 2**20:.0f} MiB for the model; "
-        f"process RSS before the stage {rss0 / 2**20:.0f} MiB)"
-    )
-    record = {
-        "name": "quality_scoring_throughput",
-        "metric": "documents/s per core (CPU time of one single-threaded process)",
-        "ours": round(ours_dps, 1),
-        "reference": round(ref_dps, 1),
-        "reference_name": "plain fasttext predict() loop with DCLM's line-joining, one document at a time",
-        "ratio": round(ratio, 4),
-        "target": 0.9,
-        "input": input_desc,
-        "machine": machine(),
-        "command": "python bench/quality.py" + (" --quick" if args.quick else ""),
-        "commit": commit(),
-        "details": {
-            "repeats": repeats,
-            "ours_seconds": [round(t, 4) for t in ours_t],
-            "reference_seconds": [round(t, 4) for t in ref_t],
-            "ratio_of_medians": round(float(np.median(ref_t) / np.median(ours_t)), 4),
-            "max_abs_score_difference": max_diff,
-            "model_file_bytes": mem["model_file_bytes"],
-            "worker_rss_bytes_after_load": mem["rss_bytes"],
-            "model_rss_delta_bytes": mem["rss_after_load_bytes"] - mem["rss_before_load_bytes"],
-        },
-    }
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(record, f, indent=1)
-    print(f"wrote {args.out}")
+    row = compare(
+        "quality_scoring_throughput", "CPU seconds for the documents (ratio = documents/s per core, ours / reference)",
+        Timing(ours_t), Timing(ref_t),
+        "plain fasttext predict() loop with DCLM's line-joining, one document at a time", 0.9, input_desc,
+        kind="time", max_abs_score_difference=max_diff, model_file_bytes=mem["model_file_bytes"],
+        worker_rss_bytes_after_load=mem["rss_bytes"],
+        model_rss_delta_bytes=mem["rss_after_load_bytes"] - mem["rss_before_load_bytes"],
+        process_rss_before_bytes=rss0)
+    print(f"input: {input_desc}; model {os.path.basename(model_path)} ({mem['model_file_bytes'] / 1e6:.1f} MB); "
+          f"ours {n / row['ours']:,.0f} docs/s/core, reference {n / row['reference']:,.0f}; max |score difference| "
+          f"{max_diff:.2e}; worker RSS after loading the model {mem['rss_bytes'] / 2**20:.0f} MiB")
+    save([row], "quality", args)
     return 0
 
 
