@@ -34,11 +34,13 @@ RESULTS = os.path.join(ROOT, "bench", "results")
 
 
 def commit() -> str:
-    """The short git commit of the checkout (``+dirty`` when tracked files differ from it), or 'unknown'."""
+    """The short git commit of the checkout (``+dirty`` when tracked files other than the benchmark results,
+    which the benchmarks themselves write, differ from it), or 'unknown'."""
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
         sha = out.stdout.strip() or "unknown"
-        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "."], cwd=ROOT, capture_output=True)
+        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", ".", ":!bench/results"], cwd=ROOT,
+                               capture_output=True)
         return sha + ("+dirty" if dirty.returncode == 1 else "")
     except OSError:
         return "unknown"
