@@ -24,7 +24,7 @@ Questions and targets (issues 4 and 12):
       on fewer documents (they run per document in Python);
 2. the whole fuzzy dedup (read parquet, signatures, buckets, clusters, filter, write parquet),
    2 workers, wall time, ours through the runner as a user runs it (its default executor:
-   in-process under 4 MiB of input, else an embedded Ray whose start-up is counted) vs
+   in-process under 16 MiB of input, else an embedded Ray whose start-up is counted) vs
    datatrove's four-stage MinHash pipeline, at the quick size of 2,000 documents (target >= 1,
    issue 12) and at 20,000 documents (target >= 3); and the largest process of each side (USS,
    bench/_procmem.py; Ray's own servers reported apart), target >= 1.
@@ -399,7 +399,7 @@ def _datatrove_sig(step: Any, text: str) -> None:
 
 def e2e_ours(paths: list[str], workdir: str, workers: int, exact: bool = False, bff: bool = False) -> dict[str, Any]:
     """Our fuzzy dedup as a user runs it: the runner over the parquet shards (read, fit, apply, write
-    parquet), with its default executor choice (in-process under 4 MiB of input, else an embedded Ray,
+    parquet), with its default executor choice (in-process under 16 MiB of input, else an embedded Ray,
     whose start-up is counted: a run pays it)."""
     import logging
 
@@ -541,7 +541,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{md['largest_ours_mib']:.0f} MiB, kept {md['result']['kept']})", flush=True)
             e2e_inp = (f"{n} demo-pool documents (curation.demo), {len(ps)} parquet shards; {args.workers} workers; "
                        "read, signatures, buckets, clusters, filter, write parquet; ours through the runner with its "
-                       "default executor (in-process under 4 MiB of input, else Ray, start-up counted)")
+                       "default executor (in-process under 16 MiB of input, else Ray, start-up counted)")
             results.append(compare(
                 f"minhash_end_to_end_{n}", "seconds (wall)", Timing([r["wall_s"] for r in runs_o], "wall"),
                 Timing([r["wall_s"] for r in runs_d], "wall"), "datatrove 4-stage MinHash (LocalPipelineExecutor)",

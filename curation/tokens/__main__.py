@@ -62,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
         "--executor",
         choices=["auto", "ray", "local"],
         default="auto",
-        help="where the passes run: ray, local (in this process), or auto (local for curated input under 4 MiB "
+        help="where the passes run: ray, local (in this process), or auto (local for curated input under 16 MiB "
         "without --address, else ray); the output is the same either way",
     )
     b.add_argument(

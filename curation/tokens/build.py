@@ -147,7 +147,7 @@ def build_token_stream(
         config: a :class:`TokenStreamConfig`; ``**options`` are its fields, given one by one (they override
             ``config``'s), e.g. ``build_token_stream(runs, out, tok, seq_len=2048, seed=1)``.
         executor: an :class:`~curation.passes.Executor` to run the passes on (shared with a larger job), or
-            ``"ray"``/``"local"``/``"auto"`` (default: in-process for inputs under 4 MiB, else Ray);
+            ``"ray"``/``"local"``/``"auto"`` (default: in-process for inputs under 16 MiB, else Ray);
             ``num_workers`` (tasks in flight, and the CPUs of an embedded Ray) and ``address`` (a Ray
             cluster to join) configure a new one.
     """
