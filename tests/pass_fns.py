@@ -40,3 +40,12 @@ def timed_sleep(log: str, i: int) -> int:
     with open(log, "a") as f:
         f.write(json.dumps([i, t0, time.time()]) + "\n")
     return i
+
+
+def churn_arrow(n_arrays: int) -> int:
+    """Allocate ``n_arrays`` 1.6 MB Arrow arrays (as a batch loop does) and drop them all."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arrays = [pc.add(pa.array(np.arange(200_000, dtype=np.int64)), 1) for _ in range(n_arrays)]
+    return len(arrays)
