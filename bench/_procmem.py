@@ -138,3 +138,13 @@ def run_child(script: str, kind: str, spec: dict[str, Any], root: str) -> dict[s
         raise RuntimeError(f"{kind} run failed:\n{r['output']}")
     line = next(ln for ln in r["output"].splitlines()[::-1] if ln.startswith("RESULT "))
     return {**json.loads(line[len("RESULT "):]), **{k: v for k, v in r.items() if k != "output"}}
+
+
+def child_main(argv: list[str], children: dict[str, Any]) -> int:
+    """The child side of :func:`run_child`: ``argv`` is ``[KIND, SPEC_JSON]``; runs ``children[KIND](**spec)``
+    and prints its result as the one ``RESULT <json>`` line the parent reads."""
+    import json
+
+    kind, spec = argv[0], json.loads(argv[1])
+    print("RESULT " + json.dumps(children[kind](**spec)), flush=True)
+    return 0

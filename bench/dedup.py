@@ -41,6 +41,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -419,7 +420,10 @@ def e2e_ours(paths: list[str], workdir: str, workers: int, exact: bool = False, 
             "executor": runner.executor.cfg.mode, "ray_start_s": runner.executor.ray_start_s}
 
 
-def e2e_datatrove(paths: list[str], workdir: str, workers: int) -> dict[str, Any]:
+def datatrove_minhash(w: Path, workers: int, n: int, first: list, reread: Callable[[], Any], last: list) -> None:
+    """datatrove's 4-stage MinHash (5-grams, 14 x 8) in folder ``w``, ``n`` tasks: stage 1 runs ``first`` (a
+    reader, possibly more steps) and then the signatures; stages 2-3 find buckets and clusters; stage 4 runs
+    ``reread()``, the dedup filter and then ``last`` (a writer, possibly more steps)."""
     from datatrove.executor import LocalPipelineExecutor
     from datatrove.pipeline.dedup.minhash import (
         MinhashConfig,
@@ -428,43 +432,34 @@ def e2e_datatrove(paths: list[str], workdir: str, workers: int) -> dict[str, Any
         MinhashDedupFilter,
         MinhashDedupSignature,
     )
-    from datatrove.pipeline.readers import ParquetReader
-    from datatrove.pipeline.writers import ParquetWriter
-
-    t0 = time.perf_counter()
     from datatrove.utils.hashing import HashConfig
 
     # datatrove's default xxhash path breaks with the installed xxhash 4 (str input); its sha1 option works
     cfg = MinhashConfig(
         n_grams=NGRAM, num_buckets=BANDS, hashes_per_bucket=ROWS, hash_config=HashConfig(hash_fc="sha1")
     )
+    sig_step = MinhashDedupSignature(str(w / "sigs"), config=cfg, language=_split_tokenizer())
+    LocalPipelineExecutor(pipeline=[*first, sig_step], tasks=n, workers=workers, logging_dir=str(w / "logs1")).run()
+    LocalPipelineExecutor(pipeline=[MinhashDedupBuckets(str(w / "sigs"), str(w / "buckets"), config=cfg)],
+                          tasks=cfg.num_buckets, workers=workers, logging_dir=str(w / "logs2")).run()
+    LocalPipelineExecutor(pipeline=[MinhashDedupCluster(str(w / "buckets"), str(w / "remove"), config=cfg)],
+                          tasks=1, workers=1, logging_dir=str(w / "logs3")).run()
+    LocalPipelineExecutor(pipeline=[reread(), MinhashDedupFilter(str(w / "remove")), *last], tasks=n,
+                          workers=workers, logging_dir=str(w / "logs4")).run()
+
+
+def e2e_datatrove(paths: list[str], workdir: str, workers: int) -> dict[str, Any]:
+    from datatrove.pipeline.readers import ParquetReader
+    from datatrove.pipeline.writers import ParquetWriter
+
+    t0 = time.perf_counter()
     folder = os.path.dirname(paths[0])
-    n = len(paths)
     w = Path(workdir)
 
     def reader() -> ParquetReader:
         return ParquetReader(folder, glob_pattern="shard-*.parquet", text_key="text", id_key="id", read_metadata=False)
 
-    sig_step = MinhashDedupSignature(str(w / "sigs"), config=cfg, language=_split_tokenizer())
-    LocalPipelineExecutor(pipeline=[reader(), sig_step], tasks=n, workers=workers, logging_dir=str(w / "logs1")).run()
-    LocalPipelineExecutor(
-        pipeline=[MinhashDedupBuckets(str(w / "sigs"), str(w / "buckets"), config=cfg)],
-        tasks=cfg.num_buckets,
-        workers=workers,
-        logging_dir=str(w / "logs2"),
-    ).run()
-    LocalPipelineExecutor(
-        pipeline=[MinhashDedupCluster(str(w / "buckets"), str(w / "remove"), config=cfg)],
-        tasks=1,
-        workers=1,
-        logging_dir=str(w / "logs3"),
-    ).run()
-    LocalPipelineExecutor(
-        pipeline=[reader(), MinhashDedupFilter(str(w / "remove")), ParquetWriter(str(w / "out"))],
-        tasks=n,
-        workers=workers,
-        logging_dir=str(w / "logs4"),
-    ).run()
+    datatrove_minhash(w, workers, len(paths), [reader()], reader, [ParquetWriter(str(w / "out"))])
     import pyarrow.parquet as pq
 
     kept = sum(pq.read_metadata(str(p)).num_rows for p in (w / "out").glob("*.parquet"))

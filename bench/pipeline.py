@@ -36,11 +36,11 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, HERE)
 
 from _common import bench_parser, compare, save  # noqa: E402
+from _procmem import child_main  # noqa: E402
 from _procmem import run_child as _run_child  # noqa: E402
 
 TARGET = 5.0
 CACHE = Path(os.environ.get("PIPELINE_BENCH_CACHE", "/tmp/pipeline_bench_cache"))
-NGRAM, BANDS, ROWS = 5, 14, 8
 
 
 # --------------------------------------------------------------------------- the pool
@@ -107,58 +107,31 @@ def child_ours(paths: list[str], out: str, workers: int, model: str) -> dict[str
 
 
 def child_datatrove(paths: list[str], out: str, workers: int, model: str) -> dict[str, Any]:
-    from datatrove.executor import LocalPipelineExecutor
-    from datatrove.pipeline.dedup.minhash import (
-        MinhashConfig,
-        MinhashDedupBuckets,
-        MinhashDedupCluster,
-        MinhashDedupFilter,
-        MinhashDedupSignature,
-    )
     from datatrove.pipeline.filters import FastTextClassifierFilter
     from datatrove.pipeline.readers import ParquetReader
     from datatrove.pipeline.writers import JsonlWriter, ParquetWriter
-    from datatrove.utils.hashing import HashConfig
-    from dedup import _split_tokenizer
+    from dedup import datatrove_minhash
     from heuristics import datatrove_chain
 
     t0 = time.perf_counter()
     w = Path(out)
     folder = os.path.dirname(paths[0])
-    n = len(paths)
-    cfg = MinhashConfig(n_grams=NGRAM, num_buckets=BANDS, hashes_per_bucket=ROWS,
-                        hash_config=HashConfig(hash_fc="sha1"))  # xxhash 4 breaks datatrove's default
 
     def reader(path: str, pattern: str) -> ParquetReader:
         return ParquetReader(path, glob_pattern=pattern, text_key="text", id_key="id")
 
-    # 1. filters (and the filtered documents written) + MinHash signatures
-    LocalPipelineExecutor(
-        pipeline=[reader(folder, "shard-*.parquet"), *datatrove_chain(langid=True), ParquetWriter(str(w / "filtered")),
-                  MinhashDedupSignature(str(w / "sigs"), config=cfg, language=_split_tokenizer())],
-        tasks=n, workers=workers, logging_dir=str(w / "logs1")).run()
-    # 2-3. buckets, clusters
-    LocalPipelineExecutor(pipeline=[MinhashDedupBuckets(str(w / "sigs"), str(w / "buckets"), config=cfg)],
-                          tasks=cfg.num_buckets, workers=workers, logging_dir=str(w / "logs2")).run()
-    LocalPipelineExecutor(pipeline=[MinhashDedupCluster(str(w / "buckets"), str(w / "remove"), config=cfg)],
-                          tasks=1, workers=1, logging_dir=str(w / "logs3")).run()
-    # 4. dedup filter + quality scores (every document scored, all kept: ours scores without a cut here). JSON
-    # lines, uncompressed: datatrove's ParquetWriter rejects its own score metadata, whose keys come in
-    # prediction order (a cheaper output than our zstd parquet: the comparison leans datatrove's way)
-    LocalPipelineExecutor(
-        pipeline=[reader(str(w / "filtered"), "*.parquet"), MinhashDedupFilter(str(w / "remove")),
-                  FastTextClassifierFilter(model, keep_labels=[("hq", 0.0)], newline_replacement=" "),
-                  JsonlWriter(str(w / "out"), compression=None)],
-        tasks=n, workers=workers, logging_dir=str(w / "logs4")).run()
+    # stage 1: filters (the filtered documents written) + signatures; stage 4: dedup filter + quality scores
+    # (every document scored, all kept: ours scores without a cut here). JSON lines, uncompressed: datatrove's
+    # ParquetWriter rejects its own score metadata, whose keys come in prediction order (a cheaper output than
+    # our zstd parquet: the comparison leans datatrove's way)
+    datatrove_minhash(
+        w, workers, len(paths),
+        first=[reader(folder, "shard-*.parquet"), *datatrove_chain(langid=True), ParquetWriter(str(w / "filtered"))],
+        reread=lambda: reader(str(w / "filtered"), "*.parquet"),
+        last=[FastTextClassifierFilter(model, keep_labels=[("hq", 0.0)], newline_replacement=" "),
+              JsonlWriter(str(w / "out"), compression=None)])
     kept = sum(sum(1 for _ in open(p)) for p in (w / "out").glob("*.jsonl"))
     return {"seconds": time.perf_counter() - t0, "ok": True, "kept": kept}
-
-
-def _child_main(argv: list[str]) -> int:
-    kind, spec = argv[0], json.loads(argv[1])
-    fn = child_ours if kind == "ours" else child_datatrove
-    print("RESULT " + json.dumps(fn(**spec)), flush=True)
-    return 0
 
 
 def run_child(kind: str, **spec: Any) -> dict[str, Any]:
@@ -171,7 +144,7 @@ def run_child(kind: str, **spec: Any) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "--child":
-        return _child_main(argv[1:])
+        return child_main(argv[1:], {"ours": child_ours, "datatrove": child_datatrove})
     p = bench_parser(__doc__.split("\n\n")[0])
     p.add_argument("--docs", type=int, default=None, help="pool size (default 200000; 4000 with --quick)")
     p.add_argument("--workers", type=int, default=2, help="processes per side (default %(default)s)")

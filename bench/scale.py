@@ -40,6 +40,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, HERE)
 
 from _common import bench_parser, compare, save  # noqa: E402
+from _procmem import child_main  # noqa: E402
 from _procmem import run_child as _run_child  # noqa: E402
 
 TARGETS = {"scale_memory_per_process": 0.8, "scale_time": 0.9, "dedup_memory_vs_datatrove": 1.0,
@@ -99,14 +100,6 @@ def child_datatrove(paths: list[str], out: str, workers: int) -> dict[str, Any]:
     return {"seconds": r["seconds"], "kept": r["kept"], "ok": True}
 
 
-def _child_main(argv: list[str]) -> int:
-    kind, spec = argv[0], json.loads(argv[1])
-    fn = child_ours if kind == "ours" else child_datatrove
-    result = fn(**spec)
-    print("RESULT " + json.dumps(result), flush=True)
-    return 0
-
-
 def run_child(kind: str, **spec: Any) -> dict[str, Any]:
     return _run_child(os.path.abspath(__file__), kind, spec, ROOT)
 
@@ -117,7 +110,7 @@ def run_child(kind: str, **spec: Any) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "--child":
-        return _child_main(argv[1:])
+        return child_main(argv[1:], {"ours": child_ours, "datatrove": child_datatrove})
     p = bench_parser(__doc__.split("\n\n")[0])
     p.add_argument("--n", type=int, default=None, help="the smaller size N (default 100000; 1000 with --quick)")
     p.add_argument("--workers", type=int, default=2, help="tasks in flight (default %(default)s)")

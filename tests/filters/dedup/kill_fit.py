@@ -8,28 +8,16 @@ The watched function keeps its module and name, so the pass hashes (and markers)
 
 from __future__ import annotations
 
-import functools
-import importlib
 import json
-import os
-import signal
 import sys
 from pathlib import Path
+
+from tests.kill_hook import kill_when
 
 
 def main(spec_path: str) -> int:
     spec = json.loads(Path(spec_path).read_text())
-    mod = importlib.import_module(spec["module"])
-    original = getattr(mod, spec["function"])
-    when = {int(k): v for k, v in spec["when"].items()}
-
-    @functools.wraps(original)
-    def killing(*args):  # noqa: ANN002, ANN202 - same signature as the watched function
-        if all(args[i] == v for i, v in when.items()):
-            os.killpg(os.getpgrp(), signal.SIGKILL)
-        return original(*args)
-
-    setattr(mod, spec["function"], killing)
+    kill_when(spec)
     from curation.stage import PhaseShard
     from filters.dedup import BloomDedup, MinHashDedup
     from tests.filters.dedup.conftest import local_ctx
