@@ -77,6 +77,7 @@ from curation.stage import (
     StageResult,
     split_by_reason,
 )
+from curation.stats import count_by_source
 
 from .bloom import (
     REASON_EMPTY,
@@ -378,9 +379,9 @@ def _gather_bff(shard: PhaseShard, s: int, wd: str, out_path: str, batch_size: i
         ng = {"para_count": count[r0:r1], "para_doc": np.repeat(np.arange(r1 - r0), count[r0:r1])}
         res = apply_decisions(table, ng, pr, dr)
         reason_of = dict(zip(res.dropped.column("id").to_pylist(), res.dropped.column("reason").to_pylist()))
-        for src, nb in zip(res.dropped.column("source").to_pylist(), res.dropped.column("nbytes").to_pylist()):
+        for src, (n, nb) in count_by_source(res.dropped.column("source"), res.dropped.column("nbytes")).items():
             cur = docs.setdefault(src, [0, 0])
-            cur[0] += 1
+            cur[0] += n
             cur[1] += nb
         kept_nb = dict(zip(res.kept.column("id").to_pylist(),
                            pc.binary_length(res.kept.column("text").cast(pa.large_binary())).to_pylist()))

@@ -47,6 +47,7 @@ from curation.stage import (
     StageResult,
     split_by_reason,
 )
+from curation.stats import count_by_source
 
 from .hashing import fmix64
 
@@ -300,7 +301,7 @@ def gather_removals(
                 lst.append(nd)
     want = {n for n in watch_nodes if n >> ROW_BITS == shard_idx} | {n for v in members.values() for n in v}
     want_rows = np.array(sorted(n & int(ROW_MASK) for n in want), dtype=np.int64)
-    ids_out, nbytes_out, sources = [], [], []
+    ids_out, nbytes_out, sources_out = [], [], []
     resolved: dict[str, str] = {}
     start = 0
     columns = ["id", "source", "text"] if len(rows) else ["id"]
@@ -312,7 +313,7 @@ def gather_removals(
                 picked = pa.Table.from_batches([batch]).take(pa.array(rows[lo:hi] - start))
                 ids_out.append(picked.column("id").cast(pa.string()))
                 nbytes_out.append(pc.binary_length(picked.column("text").cast(pa.large_binary())).cast(pa.int64()))
-                sources += picked.column("source").to_pylist()
+                sources_out.append(picked.column("source").cast(pa.string()))
             wlo, whi = np.searchsorted(want_rows, [start, end])
             if whi > wlo:
                 got = batch.column(0).take(pa.array(want_rows[wlo:whi] - start)).to_pylist()
@@ -323,19 +324,20 @@ def gather_removals(
                 break
     if len(rows) and sum(len(x) for x in ids_out) != len(rows):
         raise RuntimeError(f"removal list of {shard.shard_id}: rows beyond the end of {shard.path}")
-    ids = pa.concat_arrays([c.combine_chunks() if isinstance(c, pa.ChunkedArray) else c for c in ids_out]) \
-        if ids_out else pa.array([], pa.string())
-    nbytes = pa.concat_arrays([c.combine_chunks() if isinstance(c, pa.ChunkedArray) else c for c in nbytes_out]) \
-        if nbytes_out else pa.array([], pa.int64())
+    ids = _concat(ids_out, pa.string())
+    nbytes = _concat(nbytes_out, pa.int64())
     clusters = pa.array([f"{shard_ids[s]}#{r}" for s, r in zip(node_shard(label), node_row(label))], pa.string())
     io.write_parquet_atomic(out_path, pa.table({"id": ids, "cluster": clusters, "nbytes": nbytes},
                                                schema=REMOVAL_SCHEMA))
-    per_source: dict[str, list[int]] = {}
-    for s, b in zip(sources, nbytes.to_pylist()):
-        cur = per_source.setdefault(s, [0, 0])
-        cur[0] += 1
-        cur[1] += int(b)
+    per_source = count_by_source(_concat(sources_out, pa.string()), nbytes)
     return {"path": out_path, "removed": len(rows), "per_source": per_source, "members": members, "ids": resolved}
+
+
+def _concat(parts: list[pa.Array | pa.ChunkedArray], type_: pa.DataType) -> pa.Array:
+    """One array of ``parts`` (an empty one of ``type_`` when there are none)."""
+    if not parts:
+        return pa.array([], type_)
+    return pa.concat_arrays([c.combine_chunks() if isinstance(c, pa.ChunkedArray) else c for c in parts])
 
 
 def removal_sources(results: list[dict[str, Any]], num_shards: int, key: str = "shards") -> list[list[int]]:

@@ -69,3 +69,19 @@ def test_runner_saves_and_reloads_typed_states(tmp_path):
     assert json.loads((out / "global" / "02_minhash_dedup" / "state.json").read_text())["state"] == \
         states["02_minhash_dedup"]
     assert _data(out) == data and _stats(out) == stats
+
+
+def test_fit_summaries_count_removals_by_source_as_the_shards_do(tmp_path):
+    """Each fit's removed_by_source (counted where removal lists and decisions are gathered) equals what the
+    shard accounting, an independent path, counts as dropped by that stage per source: documents and bytes."""
+    specs = [InputSpec(s.path, s.format, src) for s, src in zip(_inputs(tmp_path), ["web", "news"])]
+    out = tmp_path / "run"
+    assert run_recipe(_stages(), specs, str(out), executor="local", progress=False, report=False).ok
+    stages = {st["name"]: st for st in json.loads((out / "stats.json").read_text())["stages"]}
+    for g in sorted(os.listdir(out / "global")):
+        name = g.split("_", 1)[1]
+        summary = json.loads((out / "global" / g / "state.json").read_text())["state"]["summary"]
+        shards = {src: [sum(v[0] for v in s["dropped"].values()), sum(v[1] for v in s["dropped"].values())]
+                  for src, s in stages[name]["by_source"].items() if s["dropped"]}
+        fitted = {src: [v["documents"], v["bytes"]] for src, v in summary["removed_by_source"].items()}
+        assert fitted == shards and len(fitted) == 2, name
