@@ -5,7 +5,7 @@
     python bench/dedup.py --signatures-only  # the signature rows only (--quick: ~10 s, full: ~1-2 min)
     python bench/dedup.py                  # full: signatures on 10,000, end to end at 2,000 and 20,000 documents
 
-Documents are the demo pool's (``curation.demo.make_doc``: clean prose with 6% exact and
+Documents are the demo pool's (``demopool.make_doc``: clean prose with 6% exact and
 5% near duplicates, plus boilerplate/spam/etc.), written as DOC_SCHEMA parquet shards.
 
 Questions and targets (issues 4 and 12):
@@ -61,9 +61,9 @@ E2E_QUICK_TARGET, E2E_TARGET = 1.0, 3.0  # issue 12: >= 1x at the quick size, >=
 
 
 def _write_shard(args: tuple[int, int, int, int, str]) -> str:
-    from curation.demo import make_doc
-    from curation.io import write_parquet_atomic
     from curation.schema import DOC_SCHEMA
+    from curation.storage import write_parquet_atomic
+    from demopool import make_doc
 
     seed, n_docs, start, stop, path = args
     ids, texts, meta = [], [], []
@@ -534,7 +534,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{min(r['wall_s'] for r in runs_o):.1f} s (largest process {mo['largest_ours_mib']:.0f} MiB, kept "
                 f"{mo['result']['kept']}), datatrove {min(r['wall_s'] for r in runs_d):.1f} s (largest "
                 f"{md['largest_ours_mib']:.0f} MiB, kept {md['result']['kept']})", flush=True)
-            e2e_inp = (f"{n} demo-pool documents (curation.demo), {len(ps)} parquet shards; {args.workers} workers; "
+            e2e_inp = (f"{n} demo-pool documents (demopool), {len(ps)} parquet shards; {args.workers} workers; "
                        "read, signatures, buckets, clusters, filter, write parquet; ours through the runner with its "
                        "default executor (in-process under 16 MiB of input, else Ray, start-up counted)")
             results.append(compare(

@@ -59,7 +59,7 @@ def read_pages(paths: list[Path]) -> list[tuple[str, str, str]]:
 
 
 def demo_pages(n_docs: int, workdir: str) -> list[tuple[str, str, str]]:
-    from curation.demo import generate_pool
+    from demopool import generate_pool
 
     m = generate_pool(workdir, n_docs=n_docs, seed=0)
     return read_pages([Path(workdir) / f for f in m["formats"]["warc"]["files"]])

@@ -49,8 +49,8 @@ CACHE = Path(os.environ.get("PIPELINE_BENCH_CACHE", "/tmp/pipeline_bench_cache")
 def _write_shard(args: tuple[int, int, int, int, str]) -> tuple[str, int]:
     import pyarrow as pa
 
-    from curation.demo import _page_meta, make_doc
-    from curation.io import write_parquet_atomic
+    from curation.storage import write_parquet_atomic
+    from demopool import make_doc, page_meta
 
     seed, n_docs, start, stop, path = args
     ids, texts, urls = [], [], []
@@ -58,7 +58,7 @@ def _write_shard(args: tuple[int, int, int, int, str]) -> tuple[str, int]:
         d = make_doc(seed, i, n_docs)
         ids.append(f"demo/{i:08d}")
         texts.append(d.text)
-        urls.append(_page_meta(seed, d)[0])
+        urls.append(page_meta(seed, d)[0])
     t = pa.table({"id": ids, "text": pa.array(texts, pa.large_string()), "url": urls})
     write_parquet_atomic(path, t)
     return path, sum(len(x.encode()) for x in texts)

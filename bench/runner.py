@@ -106,7 +106,7 @@ def main() -> None:
     reps = args.reps or (9 if args.quick else 15)
     runner_reps = args.runner_reps or (1 if args.quick else 3)
 
-    from curation.demo import generate_pool
+    from demopool import generate_pool
 
     work = tempfile.mkdtemp(prefix="bench_runner_")
     rows = []

@@ -40,8 +40,8 @@ sys.path.insert(0, ROOT)
 import sentencepiece as spm  # noqa: E402
 from _common import commit, machine, save  # noqa: E402
 
-from curation.io import write_json_atomic, write_parquet_atomic  # noqa: E402
 from curation.schema import docs_table  # noqa: E402
+from curation.storage import write_json_atomic, write_parquet_atomic  # noqa: E402
 from curation.tokens import build_token_stream, train_tokenizer  # noqa: E402
 from curation.tokens.tokenizer import parquet_files  # noqa: E402
 

@@ -5,7 +5,6 @@
     curate quarantine runs/b1 --reason malformed_json        list quarantined input
     curate dropped runs/b1 --reason dedup:exact              list dropped documents
     curate report runs/b1                                    rebuild report.md and plots
-    curate demo --out demo_pool --docs 2000                  write the demo pool
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ import runpy
 import sys
 from typing import Any
 
-from curation import io
+from curation import storage
 from curation.passes import DEFAULT_MEMORY_PER_WORKER
 from curation.readers.base import DEFAULT_BATCH_SIZE, DEFAULT_MAX_DOC_BYTES
 from curation.runner import DEFAULT_LOCAL_BELOW_BYTES, DEFAULT_MAX_SHARD_BYTES, InputSpec, RunConfig
@@ -111,7 +110,7 @@ def inputs_from_args(items: list[str]) -> list[InputSpec]:
     specs: list[InputSpec] = []
     for item in items:
         pattern, fmt, source = parse_input(item)
-        paths = io.expand(pattern)
+        paths = storage.expand(pattern)
         if not paths:
             raise SystemExit(f"error: --input {item!r} matched no file")
         specs.extend(InputSpec(p, fmt, source) for p in paths)
@@ -175,7 +174,7 @@ def _print_table(rows: list[list[str]]) -> None:
 def _cmd_stats(args: argparse.Namespace) -> int:
     import json
 
-    stats = io.read_json(io.join(args.run_dir, "stats.json"))
+    stats = storage.read_json(storage.join(args.run_dir, "stats.json"))
     if args.json:
         print(json.dumps(stats, indent=1, sort_keys=True))
         return 0
@@ -189,8 +188,9 @@ def _list_records(run_dir: str, kind: str, reason: str | None, limit: int) -> in
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    files = io.expand(io.join(run_dir, kind, "p*", "*.parquet")) if io.exists(io.join(run_dir, kind)) else []
-    tables = [io.read_parquet(f) for f in files]
+    folder = storage.join(run_dir, kind)
+    files = storage.expand(storage.join(folder, "p*", "*.parquet")) if storage.exists(folder) else []
+    tables = [storage.read_parquet(f) for f in files]
     tables = [t for t in tables if t.num_rows]
     if not tables:
         print(f"no {kind} records")
@@ -214,12 +214,6 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
     print(write_report(args.run_dir))
     return 0
-
-
-def _cmd_demo(args: argparse.Namespace) -> int:
-    from curation.demo import main as demo_main
-
-    return demo_main(args.demo_args) or 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -246,9 +240,6 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="rebuild report.md and the PNG plots of a run from its stats.json")
     rep.add_argument("run_dir", help="the run directory")
     rep.set_defaults(fn=_cmd_report)
-    dm = sub.add_parser("demo", help="write the demo pool (see `curate demo -- --help`)")
-    dm.add_argument("demo_args", nargs=argparse.REMAINDER, help="flags of python -m curation.demo")
-    dm.set_defaults(fn=_cmd_demo)
     return p
 
 
@@ -258,8 +249,6 @@ def main(argv: list[str] | None = None) -> int:
         setup_logging("WARNING")
     if getattr(args, "recipe_args", None) and args.recipe_args[:1] == ["--"]:
         args.recipe_args = args.recipe_args[1:]
-    if getattr(args, "demo_args", None) and args.demo_args[:1] == ["--"]:
-        args.demo_args = args.demo_args[1:]
     return args.fn(args)
 
 

@@ -10,7 +10,7 @@ in-process mode behave the same everywhere.
 
 Completion and resume
 ---------------------
-``fn`` writes its outputs itself, each atomically (``curation.io.write_*_atomic``).
+``fn`` writes its outputs itself, each atomically (``curation.storage.write_*_atomic``).
 When it returns, the worker writes the item's *marker*,
 ``<marker_dir>/<item key>.json``, holding a hash of what defines the item's output:
 
@@ -63,7 +63,7 @@ from typing import Any
 
 import numpy as np
 
-from curation import io
+from curation import storage
 
 logger = logging.getLogger(__name__)
 
@@ -174,7 +174,7 @@ def marker_path(marker_dir: str, key: str) -> str:
     safe = _SAFE.sub("_", key)
     if safe != key or len(safe) > 120:
         safe = safe[:100] + "-" + hashlib.sha1(key.encode()).hexdigest()[:10]
-    return io.join(marker_dir, f"{safe}.json")
+    return storage.join(marker_dir, f"{safe}.json")
 
 
 def release_memory() -> None:
@@ -216,7 +216,7 @@ def _execute(fn: Callable[..., Any], args: tuple, marker: str, meta: dict[str, A
     blob = dict(meta, result=result, cpu_s=round(time.process_time() - c0, 4),
                 wall_s=round(time.perf_counter() - w0, 4), host=socket.gethostname(), pid=os.getpid())
     text = json.dumps(blob, sort_keys=True, indent=1)
-    io.write_bytes_atomic(marker, text.encode())
+    storage.write_bytes_atomic(marker, text.encode())
     return decode(json.loads(text)["result"])  # exactly what a resumed pass reads back
 
 
@@ -238,7 +238,7 @@ def _execute_retrying(fn: Callable[..., Any], marker: str, meta: dict[str, Any],
 def read_marker(path: str, expected_hash: str) -> tuple[bool, Any]:
     """(complete, result) of an item from its marker file."""
     try:
-        blob = io.read_json(path)
+        blob = storage.read_json(path)
     except (FileNotFoundError, OSError, ValueError):
         return False, None
     if not isinstance(blob, dict) or blob.get("hash") != expected_hash:
@@ -333,7 +333,7 @@ class Executor:
         fps = []
         for p in item.inputs:
             try:
-                fps.append(io.fingerprint(p))
+                fps.append(storage.fingerprint(p))
             except (FileNotFoundError, OSError):
                 fps.append("missing")
         return digest({"pass": name, "fn": f"{fn.__module__}.{fn.__qualname__}", "version": version,

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from curation import io
+from curation import storage
 from curation.stats import LENGTH_BINS
 
 logger = logging.getLogger(__name__)
@@ -96,7 +96,7 @@ def _save(fig, path: str) -> None:
     buf = _io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
-    io.write_bytes_atomic(path, buf.getvalue())
+    storage.write_bytes_atomic(path, buf.getvalue())
 
 
 def render_markdown(stats: dict[str, Any], run: dict[str, Any], timings: dict[str, Any] | None = None) -> str:
@@ -161,24 +161,24 @@ def render_markdown(stats: dict[str, Any], run: dict[str, Any], timings: dict[st
 
 def write_report(run_dir: str) -> str:
     """Write report.md, funnel.png and lengths.png into ``run_dir``; return the report path."""
-    stats = io.read_json(io.join(run_dir, "stats.json"))
-    run = io.read_json(io.join(run_dir, "run.json"))
+    stats = storage.read_json(storage.join(run_dir, "stats.json"))
+    run = storage.read_json(storage.join(run_dir, "run.json"))
     run["output_dir"] = run_dir
     if stats["stages"]:
-        plot_funnel(stats, io.join(run_dir, "funnel.png"))
-    plot_lengths(stats, io.join(run_dir, "lengths.png"))
-    timings_path = io.join(run_dir, "timings.json")
-    timings = io.read_json(timings_path) if io.exists(timings_path) else {}
-    path = io.join(run_dir, "report.md")
-    io.write_bytes_atomic(path, render_markdown(stats, run, timings).encode())
+        plot_funnel(stats, storage.join(run_dir, "funnel.png"))
+    plot_lengths(stats, storage.join(run_dir, "lengths.png"))
+    timings_path = storage.join(run_dir, "timings.json")
+    timings = storage.read_json(timings_path) if storage.exists(timings_path) else {}
+    path = storage.join(run_dir, "report.md")
+    storage.write_bytes_atomic(path, render_markdown(stats, run, timings).encode())
     logger.info("report written to %s", path)
     return path
 
 
 def append_tokens_section(run_dir: str, manifest: dict[str, Any]) -> None:
     """Add the token-stream summary (tokens per mix source and per corpus source) to report.md."""
-    path = io.join(run_dir, "report.md")
-    text = io.read_bytes(path).decode() if io.exists(path) else ""
+    path = storage.join(run_dir, "report.md")
+    text = storage.read_bytes(path).decode() if storage.exists(path) else ""
     marker = "\n## Token streams\n"
     text = text.split(marker)[0].rstrip("\n") + "\n" + marker + "\n"
     tok = manifest.get("tokenizer", {})
@@ -200,4 +200,4 @@ def append_tokens_section(run_dir: str, manifest: dict[str, Any]) -> None:
     if per_corpus:
         lines += ["", "| corpus source | documents | document tokens (with EOS) |", "| --- | ---: | ---: |"]
         lines += [f"| {k} | {v['docs']:,} | {v['doc_tokens']:,} |" for k, v in sorted(per_corpus.items())]
-    io.write_bytes_atomic(path, (text + "\n".join(lines) + "\n").encode())
+    storage.write_bytes_atomic(path, (text + "\n".join(lines) + "\n").encode())

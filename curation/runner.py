@@ -49,7 +49,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from curation import io
+from curation import storage
 from curation.passes import DEFAULT_MEMORY_PER_WORKER, ExecConfig, Executor, Item, digest
 from curation.readers.base import DEFAULT_BATCH_SIZE, DEFAULT_MAX_DOC_BYTES
 from curation.shard import READ_STAGE, InputSpec, ShardTask, count_split_records, run_shard, split_spec
@@ -168,7 +168,7 @@ _EXPANSION = {".gz": 3.5, ".zst": 4.0, ".zstd": 4.0, ".parquet": 3.0, ".bz2": 4.
 def _size(path: str) -> float:
     """Estimated uncompressed bytes of a shard (file size times a typical compression ratio)."""
     try:
-        fs, p = io.fs_path(path)
+        fs, p = storage.fs_path(path)
         size = int(fs.info(p).get("size") or 0)
     except (OSError, ValueError):
         return 0.0
@@ -177,7 +177,7 @@ def _size(path: str) -> float:
 
 def _file_size(path: str) -> int:
     try:
-        fs, p = io.fs_path(path)
+        fs, p = storage.fs_path(path)
         return int(fs.info(p).get("size") or 0)
     except (OSError, ValueError):
         return 0
@@ -211,8 +211,8 @@ class Runner:
     # paths ---------------------------------------------------------------------------------
     def _phase_output(self, phase: int, shard: str) -> str:
         if phase == len(self.phases) - 1:
-            return io.join(self.out, "data", f"{shard}.parquet")
-        return io.join(self.out, "phases", f"p{phase}", f"{shard}.parquet")
+            return storage.join(self.out, "data", f"{shard}.parquet")
+        return storage.join(self.out, "phases", f"p{phase}", f"{shard}.parquet")
 
     def _task(self, spec: InputSpec, phase: Phase) -> ShardTask:
         sid = spec.shard_id
@@ -223,9 +223,9 @@ class Runner:
             phase_hash=phase.hash,
             input_path=input_path,
             output_path=self._phase_output(phase.index, sid),
-            dropped_path=io.join(self.out, "dropped", f"p{phase.index}", f"{sid}.parquet"),
-            quarantine_path=io.join(self.out, "quarantine", f"p{phase.index}", f"{sid}.parquet"),
-            stats_path=io.join(self.out, "stats", f"p{phase.index}", f"{sid}.json"),
+            dropped_path=storage.join(self.out, "dropped", f"p{phase.index}", f"{sid}.parquet"),
+            quarantine_path=storage.join(self.out, "quarantine", f"p{phase.index}", f"{sid}.parquet"),
+            stats_path=storage.join(self.out, "stats", f"p{phase.index}", f"{sid}.json"),
             batch_size=self.cfg.batch_size,
             max_doc_bytes=self.cfg.max_doc_bytes,
             limit=self.cfg.limit,
@@ -316,7 +316,8 @@ class Runner:
             items = [Item(units[i].shard_id, (units[i].path, units[i].split), inputs=(units[i].path,),
                           params=units[i].split, weight=float(units[i].split["bytes"])) for i in to_count]
             counted = executor.run("plan-count", count_split_records, items,
-                                   marker_dir=io.join(self.out, "_passes", "plan-count"), progress="counting records")
+                                   marker_dir=storage.join(self.out, "_passes", "plan-count"),
+                                   progress="counting records")
             first: dict[str, int] = {}
             for i, n in zip(to_count, counted.results):  # splits of a file are in file order
                 path = units[i].path
@@ -327,7 +328,7 @@ class Runner:
     def run(self) -> RunResult:
         t_start = time.time()
         self.validate()
-        io.makedirs(self.out)
+        storage.makedirs(self.out)
         executor = self._executor()
         self.units = self.plan_units(executor)
         meta = {
@@ -343,7 +344,7 @@ class Runner:
             "status": "running",
             "started": t_start,
         }
-        io.write_json_atomic(io.join(self.out, "run.json"), meta)
+        storage.write_json_atomic(storage.join(self.out, "run.json"), meta)
 
         failed: list[str] = []
         skipped = processed = 0
@@ -357,7 +358,7 @@ class Runner:
                 self._fit_global(phase, executor)
             items = [self._item(u, phase) for u in self.units]
             res = executor.run(
-                f"p{phase.index}", run_shard, items, marker_dir=io.join(self.out, "_passes", f"p{phase.index}"),
+                f"p{phase.index}", run_shard, items, marker_dir=storage.join(self.out, "_passes", f"p{phase.index}"),
                 config={"phase": phase.hash}, version="runner/2", on_error="collect",
                 shared=phase.stages, progress=f"phase {phase.index}/{len(self.phases) - 1}", count=_docs_in,
             )  # fmt: skip
@@ -383,12 +384,12 @@ class Runner:
         for g in merged["global"]:
             timings["global"][g["name"]] = {"fit_seconds": g.pop("seconds", None),
                                             "marks": g["summary"].pop("seconds", None)}
-        io.write_json_atomic(io.join(self.out, "stats.json"), merged)
-        io.write_json_atomic(io.join(self.out, "timings.json"), timings)
-        io.write_json_atomic(io.join(self.out, "passes.json"), {"executor": executor.cfg.mode,
+        storage.write_json_atomic(storage.join(self.out, "stats.json"), merged)
+        storage.write_json_atomic(storage.join(self.out, "timings.json"), timings)
+        storage.write_json_atomic(storage.join(self.out, "passes.json"), {"executor": executor.cfg.mode,
                                                                 "passes": executor.log})
         meta.update(status="failed" if failed else "complete", finished=time.time(), failed_shards=failed)
-        io.write_json_atomic(io.join(self.out, "run.json"), meta)
+        storage.write_json_atomic(storage.join(self.out, "run.json"), meta)
         if self.cfg.report:
             from curation.report import write_report
 
@@ -399,15 +400,15 @@ class Runner:
     def _fit_global(self, phase: Phase, executor: Executor) -> None:
         g = phase.global_stage
         assert g is not None
-        root = io.join(self.out, "global", f"{phase.index:02d}_{g.name}")
-        state_path = io.join(root, "state.json")
+        root = storage.join(self.out, "global", f"{phase.index:02d}_{g.name}")
+        state_path = storage.join(root, "state.json")
         prev = phase.index - 1
         shards = [PhaseShard(u.shard_id, self._phase_output(prev, u.shard_id), u.path) for u in self.units]
         # the fit is reused only for the same recipe over the same (unchanged) phase inputs
-        inputs = {s.shard_id: io.fingerprint(s.path) for s in shards}
+        inputs = {s.shard_id: storage.fingerprint(s.path) for s in shards}
         fit_key = digest({"hash": phase.hash, "inputs": inputs})
-        if self.cfg.resume and io.exists(state_path):
-            saved = io.read_json(state_path)
+        if self.cfg.resume and storage.exists(state_path):
+            saved = storage.read_json(state_path)
             if saved.get("fit_key") == fit_key:
                 logger.info("global stage %s: reusing the fitted state", g.name)
                 g.load_state(saved["state"])
@@ -415,12 +416,12 @@ class Runner:
                 return
         # one folder per stage, emptied when a fit over other inputs (or another recipe) starts, so that files
         # of an earlier fit are never read; an interrupted fit of the same key resumes in it
-        workdir = io.join(root, "fit")
-        key_file = io.join(workdir, "FIT_KEY")
-        if not (io.exists(key_file) and io.read_bytes(key_file).decode() == fit_key):
+        workdir = storage.join(root, "fit")
+        key_file = storage.join(workdir, "FIT_KEY")
+        if not (storage.exists(key_file) and storage.read_bytes(key_file).decode() == fit_key):
             _rm_tree(workdir)
-            io.makedirs(workdir)
-            io.write_bytes_atomic(key_file, fit_key.encode())
+            storage.makedirs(workdir)
+            storage.write_bytes_atomic(key_file, fit_key.encode())
         # num_workers is the tasks in flight only: no stage may let it change its partitioning (results must
         # not depend on it)
         ctx = GlobalContext(shards=shards, workdir=workdir, num_workers=self.cfg.num_workers or 1,
@@ -433,7 +434,7 @@ class Runner:
         if not isinstance(state, FittedState):
             raise TypeError(f"{g.name}.fit() returned {type(state).__name__}; a global stage returns a FittedState")
         blob = state.to_json()
-        io.write_json_atomic(state_path, {"hash": phase.hash, "fit_key": fit_key, "inputs": inputs, "state": blob,
+        storage.write_json_atomic(state_path, {"hash": phase.hash, "fit_key": fit_key, "inputs": inputs, "state": blob,
                                           "seconds": time.time() - t0})
         # a fit over changed inputs invalidates every shard of the phase that applies it
         phase.state_digest = digest({"state": blob, "fit": fit_key})
@@ -448,8 +449,8 @@ class Runner:
         schemas: dict[str, Any] = {}
         rows: dict[str, int] = {}
         for t in tasks:
-            if io.exists(t.output_path):
-                fs, path = io.fs_path(t.output_path)
+            if storage.exists(t.output_path):
+                fs, path = storage.fs_path(t.output_path)
                 with fs.open(path, "rb") as f:
                     md = pq.ParquetFile(f).metadata
                     schemas[t.output_path] = md.schema.to_arrow_schema()
@@ -460,11 +461,11 @@ class Runner:
         ref = full[0]
         for p, sch in sorted(schemas.items()):
             if rows[p] == 0 and not sch.equals(ref):
-                io.write_parquet_atomic(p, ref.empty_table())
+                storage.write_parquet_atomic(p, ref.empty_table())
 
     def _remove_stale_temporaries(self) -> None:
         """Delete ``*.tmp-*`` files that killed writers left behind (they are never read)."""
-        if not io.is_local(self.out):
+        if not storage.is_local(self.out):
             return
         for dirpath, _, files in os.walk(self.out):
             for f in files:
@@ -477,9 +478,9 @@ class Runner:
             g = phase.global_stage
             if g is None:
                 continue
-            state_path = io.join(self.out, "global", f"{phase.index:02d}_{g.name}", "state.json")
-            if io.exists(state_path):
-                saved = io.read_json(state_path)
+            state_path = storage.join(self.out, "global", f"{phase.index:02d}_{g.name}", "state.json")
+            if storage.exists(state_path):
+                saved = storage.read_json(state_path)
                 st = saved.get("state", {})
                 plots = [_relative(p, self.out) for p in st.get("plots", [])]
                 out.append({"name": g.name, "summary": st.get("summary", {}), "plots": plots,
@@ -488,14 +489,14 @@ class Runner:
 
 
 def _rm_tree(path: str) -> None:
-    fs, p = io.fs_path(path)
+    fs, p = storage.fs_path(path)
     if fs.exists(p):
         fs.rm(p, recursive=True)
 
 
 def _relative(path: str, root: str) -> str:
     """``path`` relative to the run directory when it lies inside it (so stats.json names no absolute path)."""
-    if io.is_local(path) and io.is_local(root):
+    if storage.is_local(path) and storage.is_local(root):
         rel = os.path.relpath(os.path.abspath(path), os.path.abspath(root))
         return rel if not rel.startswith("..") else path
     return path[len(root.rstrip("/")) + 1:] if path.startswith(root.rstrip("/") + "/") else path
@@ -513,5 +514,5 @@ def run_recipe(stages: list[Stage], inputs: list[InputSpec] | list[str], output_
         if isinstance(item, InputSpec):
             specs.append(item)
         else:
-            specs.extend(InputSpec(p) for p in io.expand(item))
+            specs.extend(InputSpec(p) for p in storage.expand(item))
     return Runner(stages, specs, RunConfig(output_dir=output_dir, **config)).run()

@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from curation import io
+from curation import storage
 from curation.readers.base import RAW_SNIPPET_BYTES
 from curation.schema import DOC_SCHEMA, DROPPED_SCHEMA, QUARANTINE_SCHEMA
 from curation.stage import ShardContext, Stage, StageResult, empty_dropped
@@ -177,7 +177,7 @@ def _read_batches(task: ShardTask) -> Iterator[tuple[pa.Table, pa.Table, pa.Tabl
     """(docs, quarantine, dropped) batches of the shard's input for this phase (``dropped``: records
     the reader recognised as not documents, e.g. a WARC file's request records)."""
     if task.phase > 0:
-        for batch in io.iter_parquet_batches(task.input_path, batch_size=task.batch_size):
+        for batch in storage.iter_parquet_batches(task.input_path, batch_size=task.batch_size):
             yield pa.Table.from_batches([batch]), QUARANTINE_SCHEMA.empty_table(), empty_dropped()
         return
     from curation.readers import get_reader
@@ -243,9 +243,9 @@ class _ParquetSink:
     def write(self, table: pa.Table) -> None:
         if self._writer is None:
             self.schema = self.schema or canonical_schema(table.schema)
-            self._cm = io.atomic_open(self.path, "wb")
+            self._cm = storage.atomic_open(self.path, "wb")
             f = self._cm.__enter__()
-            opts = dict(io.PARQUET_OPTIONS)
+            opts = dict(storage.PARQUET_OPTIONS)
             if "source" not in self.schema.names:
                 opts.pop("use_dictionary")
             self._writer = pq.ParquetWriter(f, self.schema, **opts)
@@ -344,7 +344,7 @@ def run_shard(task: ShardTask, stages: list[Stage]) -> dict[str, Any]:
         errors = check_invariant(st)
         if errors:
             raise RuntimeError("; ".join(errors))
-    io.write_json_atomic(task.stats_path, blob)
+    storage.write_json_atomic(task.stats_path, blob)
     return blob
 
 

@@ -212,9 +212,9 @@ class GlobalContext:
         Markers go to ``workdir/_passes/<name>``; ``config`` (what defines the pass's outputs
         beyond each item's own params and inputs) is hashed together with ``fit_key``.
         """
-        from curation import io
+        from curation import storage
 
-        return self.executor.run(name, fn, items, marker_dir=io.join(self.workdir, "_passes", name),
+        return self.executor.run(name, fn, items, marker_dir=storage.join(self.workdir, "_passes", name),
                                  config={"fit": self.fit_key, "config": config}, **options)
 
 

@@ -58,7 +58,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from curation import io as cio  # noqa: E402
+from curation import storage  # noqa: E402
 from filters.decontam import HoldoutSplit  # noqa: E402,F401 - part of this script's API (tests use it)
 from pipelines.ablation_data import build_heldout, curate, resolve_inputs, token_stream, tokenizer_for  # noqa: E402
 from pipelines.leaderboard import (  # noqa: E402
@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     results.sort(key=lambda r: (str(r.get("arch")), r["extra"]["mix"], r["seed"]))
     payload = {"settings": settings, "leaderboard": rows, "trials": results, "primary_metric": primary,
                "rank_agreement": agreement}
-    cio.write_bytes_atomic(
+    storage.write_bytes_atomic(
         os.path.join(args.output, "ablation.json"), json.dumps(payload, indent=2, default=float).encode()
     )
     title = f"Proxy family `{archs[0]}`" if archs[0] else None

@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from curation import io as cio
+from curation import storage
 from curation.runner import RunConfig
 from filters.decontam import HoldoutSplit
 from pipelines.mixes import Mix
@@ -54,13 +54,13 @@ def resolve_inputs(args: argparse.Namespace) -> tuple[list, str | None]:
         from curation.cli import inputs_from_args
 
         return inputs_from_args(args.input), None
-    from curation.demo import generate_pool
+    from demopool import generate_pool
 
     demo = args.demo_dir or os.path.join(args.output, "demo_pool")
-    if not cio.exists(os.path.join(demo, "pool.json")):
+    if not storage.exists(os.path.join(demo, "pool.json")):
         logger.info("writing the demo pool (%d docs) to %s", args.demo_docs, demo)
         generate_pool(demo, n_docs=args.demo_docs, seed=args.seed)
-    manifest = cio.read_json(os.path.join(demo, "pool.json"))
+    manifest = storage.read_json(os.path.join(demo, "pool.json"))
     files = sorted(os.path.join(demo, f) for fmt in manifest["formats"].values() for f in fmt["files"])
     return [InputSpec(p) for p in files], demo
 

@@ -22,7 +22,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from curation import io  # noqa: E402
+from curation import storage  # noqa: E402
 from curation.cli import add_run_arguments, config_from_args, inputs_from_args, setup_logging  # noqa: E402
 from curation.runner import InputSpec, Runner  # noqa: E402
 from pipelines.recipes import BLOCKS, add_recipe_arguments, baseline_recipe, options_from_args  # noqa: E402
@@ -75,11 +75,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.input:
         inputs = inputs_from_args(args.input)
     else:
-        from curation.demo import generate_pool
+        from demopool import generate_pool
 
         demo_dir = args.demo_dir or os.path.join(os.path.dirname(os.path.abspath(args.output)), "demo_pool")
         pool_json = os.path.join(demo_dir, "pool.json")
-        pool = io.read_json(pool_json) if io.exists(pool_json) else {}
+        pool = storage.read_json(pool_json) if storage.exists(pool_json) else {}
         if (pool.get("n_docs"), pool.get("seed")) != (args.demo_docs, args.seed):
             logger.info("writing the demo pool (%d docs) to %s", args.demo_docs, demo_dir)
             generate_pool(demo_dir, n_docs=args.demo_docs, seed=args.seed)
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _demo_files(demo_dir: str) -> list[str]:
-    manifest = io.read_json(os.path.join(demo_dir, "pool.json"))
+    manifest = storage.read_json(os.path.join(demo_dir, "pool.json"))
     return sorted(os.path.join(demo_dir, f) for fmt in manifest["formats"].values() for f in fmt["files"])
 
 

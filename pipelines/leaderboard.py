@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from curation import io as cio
+from curation import storage
 from pipelines.mixes import Mix
 
 PRIMARY = "heldout/clean/loss"
@@ -133,7 +133,7 @@ def write_leaderboard(out: str, rows: list[dict[str, Any]], settings: dict[str, 
     md += ["", *(extra or [])]
     md += ["", f"Plot: `leaderboard.png`. All results: `ablation.json`. Settings: `{json.dumps(settings)}`", ""]
     path = os.path.join(out, "leaderboard.md")
-    cio.write_bytes_atomic(path, "\n".join(md).encode())
+    storage.write_bytes_atomic(path, "\n".join(md).encode())
     return path
 
 

@@ -34,7 +34,7 @@ DEFAULT_HELDOUT_SEED = "score-heldout-v1"  # a string seed: no integer pool seed
 
 def default_heldout(out_dir: str) -> str:
     """Write (once) the default held-out domain and return its path."""
-    from curation.demo import clean_prose
+    from demopool import clean_prose
 
     path = os.path.join(out_dir, "heldout_default", "demo_clean.jsonl")
     if not os.path.exists(path):

@@ -9,11 +9,11 @@ import time
 
 import numpy as np
 
-from curation import io
+from curation import storage
 
 
 def square_to_file(x: int, out: str) -> dict:
-    io.write_json_atomic(out, {"x": x, "y": x * x})
+    storage.write_json_atomic(out, {"x": x, "y": x * x})
     with open(out + ".calls", "a") as f:
         f.write("1\n")
     return {"y": x * x, "arr": np.arange(x, dtype=np.uint64), "t": (x, "a")}

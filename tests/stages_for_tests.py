@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curation import io
+from curation import storage
 from curation.passes import Item
 from curation.stage import (
     Filter,
@@ -82,7 +82,7 @@ class Slow(Mapper):
 
 
 def _hash_shard(path: str) -> list[tuple[str, str]]:
-    t = io.read_parquet(path, columns=["id", "text"])
+    t = storage.read_parquet(path, columns=["id", "text"])
     return [(hashlib.sha1(x.encode()).hexdigest(), i) for i, x in zip(t["id"].to_pylist(), t["text"].to_pylist())]
 
 
@@ -105,12 +105,12 @@ class ExactTextDedup(GlobalStage):
             if h not in best or i < best[h]:
                 best[h] = i
         remove = sorted(i for h, i in pairs if best[h] != i)
-        path = io.join(ctx.workdir, "remove.json")
-        io.write_json_atomic(path, remove)
+        path = storage.join(ctx.workdir, "remove.json")
+        storage.write_json_atomic(path, remove)
         return RemoveList(summary={"removed": len(remove)}, remove=path)
 
     def process(self, table: pa.Table, shard: ShardContext | None = None) -> StageResult:
-        remove = pa.array(io.read_json(self.state.remove), pa.string())
+        remove = pa.array(storage.read_json(self.state.remove), pa.string())
         dup = pc.is_in(table.column("id"), value_set=remove)
         return split_by_reason(table, pc.if_else(dup, pa.scalar("dup"), pa.scalar(None, pa.string())))
 

@@ -13,7 +13,7 @@ import json
 import time
 from collections import Counter
 
-from curation import io
+from curation import storage
 from curation.readers import FORMATS, detect_format, get_reader
 from curation.readers.base import DEFAULT_BATCH_SIZE, DEFAULT_MAX_DOC_BYTES
 
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--show-quarantine", type=int, default=0, help="print the first N quarantine records")
     args = parser.parse_args(argv)
 
-    files = io.expand(args.paths)
+    files = storage.expand(args.paths)
     if not files:
         parser.error(f"no files match {args.paths}")
     total_docs, total_q = 0, Counter()

@@ -7,7 +7,7 @@ import json
 import logging
 import sys
 
-from curation import io as cio
+from curation import storage
 
 DESCRIPTION = """Tokenise, pack, globally shuffle and mix curated runs into Arrow token streams.
 
@@ -152,7 +152,7 @@ def _main(argv: list[str] | None = None) -> int:
     if args.train_tokenizer:
         tokenizer = train_tokenizer(
             [s.path for s in specs],
-            cio.join(args.out, "tokenizer", "spm"),
+            storage.join(args.out, "tokenizer", "spm"),
             vocab_size=args.vocab_size,
             sample_docs=args.tokenizer_sample_docs,
             seed=args.seed,

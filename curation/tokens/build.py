@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from curation import io as cio
+from curation import storage
 from curation.passes import ExecConfig, Executor, Item, PassResult, digest, marker_path
 from curation.tokens.manifest import make_manifest, source_summary
 from curation.tokens.mix import SourceSpec, as_specs, extra_windows, resolve_source, source_names, target_windows
@@ -171,11 +171,11 @@ def build_token_stream(
         raise ValueError(f"vocabulary of {tok.vocab_size} does not fit uint16")
     tok_json = tok.to_json()
     if cfg.copy_tokenizer:
-        local_copy = cio.join(out_dir, "tokenizer.model")
-        cio.write_bytes_atomic(local_copy, model)
+        local_copy = storage.join(out_dir, "tokenizer.model")
+        storage.write_bytes_atomic(local_copy, model)
         tok_json["source_path"] = tok.path
-        tok_json["path"] = os.path.abspath(local_copy) if cio.is_local(local_copy) else local_copy
-    work = cio.join(out_dir, "_work")
+        tok_json["path"] = os.path.abspath(local_copy) if storage.is_local(local_copy) else local_copy
+    work = storage.join(out_dir, "_work")
     if not cfg.resume:
         _rm(work)
     b = _Build(cfg, ex, work, dt, tok.eos_id)
@@ -193,7 +193,7 @@ def build_token_stream(
     for src in per_source:
         src.pop("_packed")
     manifest = make_manifest(cfg, specs, per_source, files, total_windows, k, dt, tok, tok_json)
-    cio.write_json_atomic(cio.join(out_dir, MANIFEST), manifest)
+    storage.write_json_atomic(storage.join(out_dir, MANIFEST), manifest)
     _remove_stale_streams(out_dir, {f["name"] for f in files})
     task_cpu = {r.name: b.task_cpu(r) for r in b.passes}
     if not cfg.keep_work:
@@ -201,7 +201,7 @@ def build_token_stream(
     total_s = time.perf_counter() - t_start
     driver_cpu = time.process_time() - c_start - (sum(task_cpu.values()) if not ex.uses_ray else 0.0)
     doc_tokens = sum(s["doc_tokens"] for s in per_source)
-    cio.write_json_atomic(cio.join(out_dir, "build.json"), {
+    storage.write_json_atomic(storage.join(out_dir, "build.json"), {
         "executor": ex.cfg.mode,
         "workers": ex.cfg.num_workers,
         "passes": [r.summary() for r in b.passes],
@@ -231,10 +231,10 @@ class _Build:
 
     def run(self, name: str, fn: Any, items: list[Item], outputs: list[str], config: Any, **kw: Any) -> PassResult:
         """One pass with its markers in ``_work/_passes/<name>``; an item whose output is gone runs again."""
-        marker_dir = cio.join(self.work, "_passes", name)
+        marker_dir = storage.join(self.work, "_passes", name)
         for it, out in zip(items, outputs):
             marker = marker_path(marker_dir, it.key)
-            if not cio.exists(out) and cio.exists(marker):
+            if not storage.exists(out) and storage.exists(marker):
                 _rm(marker)
         res = self.ex.run(name, fn, items, marker_dir=marker_dir, config=config,
                           resume=None if self.cfg.resume else False, **kw)
@@ -243,8 +243,8 @@ class _Build:
 
     def task_cpu(self, res: PassResult) -> float:
         """CPU seconds of the items this build ran (from their markers)."""
-        marker_dir = cio.join(self.work, "_passes", res.name)
-        return float(sum(cio.read_json(marker_path(marker_dir, k)).get("cpu_s", 0.0) for k in res.ran))
+        marker_dir = storage.join(self.work, "_passes", res.name)
+        return float(sum(storage.read_json(marker_path(marker_dir, k)).get("cpu_s", 0.0) for k in res.ran))
 
     def tokenize(self, resolved: list[dict], sizes: list[list[int]], model: bytes, tok_sha: str) -> list[list[dict]]:
         """Pass 1: per source, per curated shard, the packing result (``{"error"}`` for a skipped shard)."""
@@ -252,7 +252,7 @@ class _Build:
         items, outs = [], []
         for i, r in enumerate(resolved):
             for j, (f, size) in enumerate(zip(r["files"], sizes[i])):
-                out = cio.join(self.work, "packed", f"{i:03d}", f"{j:06d}.bin")
+                out = storage.join(self.work, "packed", f"{i:03d}", f"{j:06d}.bin")
                 args = (f, out, cfg.seq_len, self.eos_id, self.dt.name, cfg.text_column, cfg.batch_size)
                 items.append(Item(f"{i:03d}-{j:06d}", args, inputs=(f,), params={"file": f}, weight=size))
                 outs.append(out)
@@ -284,14 +284,14 @@ class _Build:
         per_source: list[dict[str, Any]] = []
         for i, (spec, r) in enumerate(zip(specs, resolved)):
             ok = [(j, p) for j, p in enumerate(packed[i]) if "error" not in p]
-            shards = [(cio.join(self.work, "packed", f"{i:03d}", f"{j:06d}.bin"), p["windows"]) for j, p in ok]
+            shards = [(storage.join(self.work, "packed", f"{i:03d}", f"{j:06d}.bin"), p["windows"]) for j, p in ok]
             tails = [p["tail"] for _, p in ok]
             tail_windows = 0
             if self.cfg.remainder == "pack":
                 tw, lost = pack_tails(tails, self.cfg.seq_len, self.dt)
                 if len(tw):
-                    tpath = cio.join(self.work, "packed", f"{i:03d}", "tails.bin")
-                    cio.write_bytes_atomic(tpath, tw.tobytes())
+                    tpath = storage.join(self.work, "packed", f"{i:03d}", "tails.bin")
+                    storage.write_bytes_atomic(tpath, tw.tobytes())
                     shards.append((tpath, len(tw)))
                     tail_windows = len(tw)
                 tails_sha.append(hashlib.sha256(tw.tobytes()).hexdigest())
@@ -351,7 +351,7 @@ class _Build:
         k = max(1, min(k, max(1, total_windows)))
         _check_bucket_memory(math.ceil(total_windows / k) * wbytes, self.ex, "raise num_shards")
         items, outs = self._plan_items(
-            plan, lambda i, j: cio.join(self.work, "scatter", f"{i:03d}-{j:06d}.bin"),
+            plan, lambda i, j: storage.join(self.work, "scatter", f"{i:03d}-{j:06d}.bin"),
             lambda i, j, path, n, fr, ex, out: (path, out, n, cfg.seq_len, dt.name, cfg.seed, i, j, fr, ex, k))
         config = {"upstream": upstream, "seed": cfg.seed, "buckets": k, "seq_len": cfg.seq_len, "dtype": dt.name}
         sc = self.run("scatter", scatter_shard, items, outs, config, count=lambda r: r["items"])
@@ -360,9 +360,9 @@ class _Build:
         for b, name in enumerate(names):
             parts = [(out, r["items"], r["offsets"][b], r["offsets"][b + 1]) for out, r in zip(outs, sc.results)
                      if r["offsets"][b + 1] > r["offsets"][b]]
-            bitems.append(Item(f"{b:05d}", (b, parts, cio.join(out_dir, name), cfg.seq_len, dt.name)))
+            bitems.append(Item(f"{b:05d}", (b, parts, storage.join(out_dir, name), cfg.seq_len, dt.name)))
         config = {"upstream": sc.digest, "buckets": k, "seq_len": cfg.seq_len, "dtype": dt.name}
-        bouts = [cio.join(out_dir, n) for n in names]
+        bouts = [storage.join(out_dir, n) for n in names]
         sh = self.run("shuffle", shuffle_bucket, bitems, bouts, config, count=lambda r: r["windows"])
         return [{"name": name, "windows": r["windows"]} for name, r in zip(names, sh.results)], k
 
@@ -370,7 +370,7 @@ class _Build:
         """Pass 3 without shuffling: one file per packed shard, its windows in order."""
         cfg, dt = self.cfg, self.dt
         items, outs = self._plan_items(
-            plan, lambda i, j: cio.join(out_dir, f"tokens-{i:03d}-{j:06d}.arrow"),
+            plan, lambda i, j: storage.join(out_dir, f"tokens-{i:03d}-{j:06d}.arrow"),
             lambda i, j, path, n, fr, ex, out: (path, out, n, cfg.seq_len, dt.name, fr, ex))
         res = self.run("write", _unshuffled_shard, items, outs,
                        {"upstream": upstream, "seq_len": cfg.seq_len, "dtype": dt.name})
@@ -400,13 +400,13 @@ def _unshuffled_shard(packed: str, out: str, n: int, seq_len: int, dtype: str, f
 
 
 def _rm(path: str) -> None:
-    if cio.exists(path):
-        fs, p = cio.fs_path(path)
+    if storage.exists(path):
+        fs, p = storage.fs_path(path)
         fs.rm(p, recursive=True)
 
 
 def _file_size(path: str) -> int:
-    fs, p = cio.fs_path(path)
+    fs, p = storage.fs_path(path)
     return int(fs.info(p).get("size") or 0)
 
 
@@ -420,23 +420,23 @@ def _check_bucket_memory(bucket_bytes: int, ex: Executor, fix: str) -> None:
 
 def _prepare_out_dir(out_dir: str, cfg: TokenStreamConfig) -> str:
     """The absolute output folder; an existing stream is removed (``overwrite``) or refused."""
-    if cio.is_local(out_dir):
+    if storage.is_local(out_dir):
         out_dir = os.path.abspath(out_dir)  # Ray workers may not share the driver's working directory
-    manifest_path = cio.join(out_dir, MANIFEST)
-    if cio.exists(manifest_path):
+    manifest_path = storage.join(out_dir, MANIFEST)
+    if storage.exists(manifest_path):
         if not cfg.overwrite:
             raise FileExistsError(f"{out_dir} already holds a token stream; pass overwrite=True")
-        old = cio.read_json(manifest_path)
+        old = storage.read_json(manifest_path)
         for f in old.get("files", []):
-            _rm(cio.join(out_dir, f["name"]))
+            _rm(storage.join(out_dir, f["name"]))
         _rm(manifest_path)
-    cio.makedirs(out_dir)
+    storage.makedirs(out_dir)
     return out_dir
 
 
 def _remove_stale_streams(out_dir: str, keep: set[str]) -> None:
     """Stream files that are not in the manifest: leftovers of an interrupted build (ours by name)."""
-    fs, root = cio.fs_path(out_dir)
+    fs, root = storage.fs_path(out_dir)
     for stale in fs.glob(root.rstrip("/") + "/tokens-*.arrow*"):
         if stale.rsplit("/", 1)[-1] not in keep:
             fs.rm(stale)

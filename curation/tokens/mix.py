@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from curation import io as cio
+from curation import storage
 from curation.tokens.tokenizer import parquet_files
 
 _SUFFIX = {"": 1, "k": 10**3, "m": 10**6, "b": 10**9, "g": 10**9, "t": 10**12}
@@ -130,11 +130,11 @@ def source_names(specs: list[SourceSpec]) -> list[str]:
 def resolve_source(spec: SourceSpec) -> dict[str, Any]:
     """Files and provenance of one source: parquet shards and the run's recipe hash (null if no run.json)."""
     files = parquet_files([spec.path])
-    run_json = cio.join(spec.path, "run.json")
+    run_json = storage.join(spec.path, "run.json")
     recipe_hash = None
-    if cio.exists(run_json):
+    if storage.exists(run_json):
         try:
-            recipe_hash = cio.read_json(run_json).get("recipe_hash")
+            recipe_hash = storage.read_json(run_json).get("recipe_hash")
         except Exception as e:
             raise ValueError(f"{run_json}: unreadable ({e})") from e
     return {"path": spec.path, "files": files, "recipe_hash": recipe_hash}

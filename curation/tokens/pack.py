@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from curation import io as cio
+from curation import storage
 from curation.tokens.tokenizer import processor_from_bytes
 
 
@@ -62,8 +62,8 @@ def tokenize_shard(
     by_source: dict[str, list[int]] = {}  # corpus source (the ``source`` column) -> [documents, tokens]
     schema = check_text_column(path, text_column)
     columns = [text_column] + (["source"] if "source" in schema.names and text_column != "source" else [])
-    with cio.atomic_open(out_path, "wb") as f:
-        for batch in cio.iter_parquet_batches(path, batch_size=batch_size, columns=columns):
+    with storage.atomic_open(out_path, "wb") as f:
+        for batch in storage.iter_parquet_batches(path, batch_size=batch_size, columns=columns):
             texts = batch.column(0).to_pylist()
             keep = [bool(t) for t in texts]
             valid = [t for t, k in zip(texts, keep) if k]
@@ -104,7 +104,7 @@ def check_text_column(path: str, text_column: str) -> Any:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    fs, p = cio.fs_path(path)
+    fs, p = storage.fs_path(path)
     with fs.open(p, "rb") as fh:
         schema = pq.ParquetFile(fh).schema_arrow
     if text_column not in schema.names:

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from curation import io as cio
+from curation import storage
 
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
@@ -58,7 +58,7 @@ def window_keys(seed: int, source: int, shard: int, window: np.ndarray, rep: np.
 def _read_range(path: str, offset: int, nbytes: int) -> bytes:
     if nbytes == 0:
         return b""
-    fs, p = cio.fs_path(path)
+    fs, p = storage.fs_path(path)
     with fs.open(p, "rb") as f:
         f.seek(offset)
         data = f.read(nbytes)
@@ -101,7 +101,7 @@ def scatter_shard(
     order = np.argsort(bucket, kind="stable")
     counts = np.bincount(bucket.astype(np.int64), minlength=num_buckets)
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    with cio.atomic_open(out_path, "wb") as f:
+    with storage.atomic_open(out_path, "wb") as f:
         for c in range(0, order.size, chunk_windows):
             f.write(windows[idx[order[c : c + chunk_windows]]].tobytes())
         f.write(keys[order].tobytes())
@@ -126,7 +126,7 @@ def write_stream(path: str, windows_iter: Any, seq_len: int, dtype: np.dtype) ->
     """Write (n, seq_len+1) arrays as record batches of one Arrow IPC stream file (atomic). Returns rows."""
     schema = token_schema(seq_len, dtype)
     rows = 0
-    with cio.atomic_open(path, "wb") as f:
+    with storage.atomic_open(path, "wb") as f:
         with pa.ipc.new_stream(f, schema) as writer:
             for w in windows_iter:
                 if len(w):

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from curation import io as cio
+from curation import storage
 
 MANIFEST = "manifest.json"
 
@@ -53,10 +53,10 @@ class TokenStream:
     ) -> None:
         if world_size < 1 or not 0 <= rank < world_size:
             raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
-        if not cio.is_local(path):
+        if not storage.is_local(path):
             raise ValueError(f"{path}: TokenStream memory-maps local files; copy the stream to local disk first")
         self.path = path
-        self.manifest: dict[str, Any] = cio.read_json(os.path.join(path, MANIFEST))
+        self.manifest: dict[str, Any] = storage.read_json(os.path.join(path, MANIFEST))
         self.seq_len: int = int(self.manifest["seq_len"])
         self.window_len: int = self.seq_len + 1
         self.dtype = np.dtype(self.manifest["dtype"])

@@ -29,7 +29,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import sentencepiece as spm
 
-from curation import io as cio
+from curation import storage
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def sha256_bytes(data: bytes) -> str:
 
 
 def read_model_bytes(path: str) -> bytes:
-    fs, p = cio.fs_path(path)
+    fs, p = storage.fs_path(path)
     with fs.open(p, "rb") as f:
         return f.read()
 
@@ -92,9 +92,9 @@ def load_tokenizer(path: str, eos_id: int | None = None) -> tuple[spm.SentencePi
         raise ValueError(f"eos_id {eos} is outside the vocabulary (size {sp.vocab_size()})")
     training = None
     sidecar = _sidecar_path(path)
-    if cio.exists(sidecar):
+    if storage.exists(sidecar):
         try:
-            training = cio.read_json(sidecar)
+            training = storage.read_json(sidecar)
         except Exception:  # a broken sidecar is informational only
             logger.warning("could not read tokenizer sidecar %s", sidecar)
     info = TokenizerInfo(
@@ -120,11 +120,11 @@ def parquet_files(inputs: list[str] | str) -> list[str]:
         inputs = [inputs]
     files: list[str] = []
     for item in inputs:
-        data_dir = cio.join(item, "data")
-        if cio.exists(data_dir):
-            found = [f for f in cio.expand(data_dir) if f.endswith(".parquet")]
+        data_dir = storage.join(item, "data")
+        if storage.exists(data_dir):
+            found = [f for f in storage.expand(data_dir) if f.endswith(".parquet")]
         else:
-            found = [f for f in cio.expand(item) if f.endswith(".parquet")]
+            found = [f for f in storage.expand(item) if f.endswith(".parquet")]
         if not found:
             raise FileNotFoundError(f"no parquet shards under {item!r} (expected <run>/data/*.parquet)")
         files.extend(found)
@@ -139,7 +139,7 @@ def sample_texts(files: list[str], sample_docs: int, seed: int, text_column: str
     """
     counts = []
     for f in files:
-        fs, p = cio.fs_path(f)
+        fs, p = storage.fs_path(f)
         with fs.open(p, "rb") as fh:
             counts.append(pq.ParquetFile(fh).metadata.num_rows)
     total = int(sum(counts))
@@ -153,7 +153,7 @@ def sample_texts(files: list[str], sample_docs: int, seed: int, text_column: str
         lo, hi = np.searchsorted(picked, [starts[i], starts[i + 1]])
         if lo == hi:
             continue
-        col = cio.read_parquet(f, columns=[text_column]).column(text_column)
+        col = storage.read_parquet(f, columns=[text_column]).column(text_column)
         rows = col.take(picked[lo:hi] - starts[i]).to_pylist()
         texts.extend(t for t in rows if t)
     return texts
@@ -246,9 +246,9 @@ def train_tokenizer(
             vocab_size,
         )
     model_path = out_prefix + ".model"
-    cio.write_bytes_atomic(model_path, model)
+    storage.write_bytes_atomic(model_path, model)
     vocab_lines = "".join(f"{sp.id_to_piece(i)}\t{sp.get_score(i)}\n" for i in range(actual))
-    cio.write_bytes_atomic(out_prefix + ".vocab", vocab_lines.encode("utf-8"))
+    storage.write_bytes_atomic(out_prefix + ".vocab", vocab_lines.encode("utf-8"))
     sidecar = {
         "requested_vocab_size": vocab_size,
         "vocab_size": actual,
@@ -262,6 +262,6 @@ def train_tokenizer(
         "sha256": sha256_bytes(model),
         "options": {k: v for k, v in options.items() if k not in ("minloglevel", "num_threads")},
     }
-    cio.write_json_atomic(out_prefix + ".json", sidecar)
+    storage.write_json_atomic(out_prefix + ".json", sidecar)
     logger.info("tokenizer: %d pieces from %d documents -> %s", actual, len(texts), model_path)
-    return os.path.abspath(model_path) if cio.is_local(model_path) else model_path
+    return os.path.abspath(model_path) if storage.is_local(model_path) else model_path

@@ -66,7 +66,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curation import io
+from curation import storage
 from curation.passes import Item
 from curation.stage import (
     FittedState,
@@ -229,22 +229,22 @@ class FilterSlice:
 
 
 def _paras_path(wd: str, s: int) -> str:
-    return io.join(wd, "paras", f"s{s:06d}.npz")
+    return storage.join(wd, "paras", f"s{s:06d}.npz")
 
 
 def _seen_path(wd: str, f: int, s: int, c: int) -> str:
-    return io.join(wd, "seen", f"f{f:05d}", f"s{s:06d}-c{c:04d}.npz")
+    return storage.join(wd, "seen", f"f{f:05d}", f"s{s:06d}-c{c:04d}.npz")
 
 
 def _decision_path(wd: str, s: int) -> str:
-    return io.join(wd, "decide", f"s{s:06d}.npz")
+    return storage.join(wd, "decide", f"s{s:06d}.npz")
 
 
 def _map_bff(shard: PhaseShard, s: int, cfg: BloomConfig, num_partitions: int, flush: int, wd: str) -> dict:
-    out = PartitionChunks(io.join(wd, "ngrams"), s, num_partitions, flush)
+    out = PartitionChunks(storage.join(wd, "ngrams"), s, num_partitions, flush)
     counts, totals = [], []
     n_para = rows = 0
-    for batch in io.iter_parquet_batches(shard.path, batch_size=cfg.batch_size, columns=["text"]):
+    for batch in storage.iter_parquet_batches(shard.path, batch_size=cfg.batch_size, columns=["text"]):
         ng = bff_batch_ngrams(batch.column(0), cfg.ngram_size, cfg.min_ngram_size)
         n = len(ng["para_doc"])
         if n_para + n >= 1 << 32:
@@ -340,7 +340,7 @@ def _decide_shard(s: int, chunks: dict[str, list[int]], subparts: list[list[list
     for m, cs in sorted((int(m), cs) for m, cs in chunks.items()):
         subs = subparts[m]
         for c in cs:
-            a = load_arrays(chunk_path(io.join(wd, "ngrams"), m, s, c))
+            a = load_arrays(chunk_path(storage.join(wd, "ngrams"), m, s, c))
             para = a["para"].astype(np.int64)
             if len(subs) == 1:
                 seen = _load_seen(wd, subs[0][0], s, c, len(para))
@@ -367,7 +367,7 @@ def _gather_bff(shard: PhaseShard, s: int, wd: str, out_path: str, batch_size: i
     paras: dict[str, list[int]] = {}
     ids_out, actions, cut_lists = [], [], []
     row = 0
-    for batch in io.iter_parquet_batches(shard.path, batch_size=batch_size, columns=["id", "text", "source"]):
+    for batch in storage.iter_parquet_batches(shard.path, batch_size=batch_size, columns=["id", "text", "source"]):
         r0, r1 = row, row + batch.num_rows
         row = r1
         if r1 > len(count):
@@ -405,7 +405,7 @@ def _gather_bff(shard: PhaseShard, s: int, wd: str, out_path: str, batch_size: i
         raise RuntimeError(f"bff: {shard.shard_id} has {row} rows, {len(count)} when it was hashed")
     out = pa.table({"id": pa.array(ids_out, pa.string()), "action": pa.array(actions, pa.string()),
                     "paragraphs": pa.array(cut_lists, pa.list_(pa.int32()))})
-    io.write_parquet_atomic(out_path, out)
+    storage.write_parquet_atomic(out_path, out)
     return {"path": out_path, "rows": row, "docs": docs, "paras": paras}
 
 
@@ -469,7 +469,7 @@ class BloomDedup(GlobalStage):
         cfg = self.cfg
         self.check_budget(ctx.memory_per_worker)
         shards = ordered_shards(ctx.shards)
-        wd = io.join(ctx.workdir, "bff")
+        wd = storage.join(ctx.workdir, "bff")
         sizes = corpus_size(ctx, shards)
         estimate = cfg.expected_ngrams or max(1, sum(s["text_bytes"] for s in sizes) // BYTES_PER_NGRAM_GUESS)
         parts = self.partitions(estimate, ctx.memory_per_worker)
@@ -492,7 +492,7 @@ class BloomDedup(GlobalStage):
         files: list[list[list]] = [[] for _ in range(parts)]
         for s, m in enumerate(maps.results):
             for p, cs in sorted((int(p), cs) for p, cs in m["chunks"].items()):
-                files[p].extend([s, c, chunk_path(io.join(wd, "ngrams"), p, s, c)] for c in cs)
+                files[p].extend([s, c, chunk_path(storage.join(wd, "ngrams"), p, s, c)] for c in cs)
         # the exact count may need more than the estimate did: cut a partition into several filter items then
         slice_budget = working_memory(ctx.memory_per_worker) * FILTER_SHARE
         if cfg.ngrams_per_partition is not None:
@@ -522,7 +522,8 @@ class BloomDedup(GlobalStage):
         )
         gathers = ctx.run_pass(
             "gather", _gather_bff,
-            shard_items(shards, lambda i, s: (s, i, wd, io.join(wd, "decisions", f"{i:06d}.parquet"), cfg.batch_size)),
+            shard_items(shards, lambda i, s: (s, i, wd, storage.join(wd, "decisions", f"{i:06d}.parquet"),
+                                              cfg.batch_size)),
             config={**conf, "decide": decide.digest}, progress="bff: decision files", count=lambda r: r["rows"],
         )
         docs = merge_per_source([g["docs"] for g in gathers.results])
@@ -559,7 +560,7 @@ class BloomDedup(GlobalStage):
         path = self.state.decisions.get(shard_id)
         out: dict[str, tuple[str, list[int]]] = {}
         if path is not None:
-            t = io.read_parquet(path)
+            t = storage.read_parquet(path)
             for i, a, p in zip(t.column("id").to_pylist(), t.column("action").to_pylist(),
                                t.column("paragraphs").to_pylist()):
                 out[i] = (a, p)

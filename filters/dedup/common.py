@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from curation import io
+from curation import storage
 from curation.passes import Item
 from curation.stage import (
     FittedState,
@@ -142,22 +142,22 @@ def partition_of(keys: np.ndarray, num_partitions: int) -> np.ndarray:
 def save_arrays(path: str, **arrays: np.ndarray) -> None:
     buf = _io.BytesIO()
     np.savez(buf, **arrays)
-    io.write_bytes_atomic(path, buf.getvalue())
+    storage.write_bytes_atomic(path, buf.getvalue())
 
 
 def load_arrays(path: str) -> dict[str, np.ndarray]:
-    with np.load(_io.BytesIO(io.read_bytes(path))) as z:
+    with np.load(_io.BytesIO(storage.read_bytes(path))) as z:
         return {k: z[k] for k in z.files}
 
 
 def remove_tree(path: str) -> None:
-    fs, p = io.fs_path(path)
+    fs, p = storage.fs_path(path)
     if fs.exists(p):
         fs.rm(p, recursive=True)
 
 
 def chunk_path(folder: str, part: int, shard_idx: int, chunk: int) -> str:
-    return io.join(folder, f"p{part:05d}", f"s{shard_idx:06d}-c{chunk:04d}.npz")
+    return storage.join(folder, f"p{part:05d}", f"s{shard_idx:06d}-c{chunk:04d}.npz")
 
 
 class PartitionChunks:
@@ -230,7 +230,7 @@ def partition_files(folder: str, num_partitions: int, chunks_by_shard: list[dict
 
 def shard_footer(path: str) -> dict[str, int]:
     """Rows and uncompressed text-column bytes of one parquet shard, from its footer (no data read)."""
-    fs, p = io.fs_path(path)
+    fs, p = storage.fs_path(path)
     with fs.open(p, "rb") as f:
         md = pq.ParquetFile(f).metadata
     idx = md.schema.to_arrow_schema().get_field_index("text")
@@ -306,7 +306,7 @@ def gather_removals(
     start = 0
     columns = ["id", "source", "text"] if len(rows) else ["id"]
     if len(rows) or len(want_rows):
-        for batch in io.iter_parquet_batches(shard.path, batch_size=batch_size, columns=columns):
+        for batch in storage.iter_parquet_batches(shard.path, batch_size=batch_size, columns=columns):
             end = start + batch.num_rows
             lo, hi = np.searchsorted(rows, [start, end])
             if hi > lo:
@@ -327,7 +327,7 @@ def gather_removals(
     ids = _concat(ids_out, pa.string())
     nbytes = _concat(nbytes_out, pa.int64())
     clusters = pa.array([f"{shard_ids[s]}#{r}" for s, r in zip(node_shard(label), node_row(label))], pa.string())
-    io.write_parquet_atomic(out_path, pa.table({"id": ids, "cluster": clusters, "nbytes": nbytes},
+    storage.write_parquet_atomic(out_path, pa.table({"id": ids, "cluster": clusters, "nbytes": nbytes},
                                                schema=REMOVAL_SCHEMA))
     per_source = count_by_source(_concat(sources_out, pa.string()), nbytes)
     return {"path": out_path, "removed": len(rows), "per_source": per_source, "members": members, "ids": resolved}
@@ -416,7 +416,7 @@ class RemovalListStage(GlobalStage):
         if path is None:
             ids = pa.array([], pa.string())
         else:
-            ids = io.read_parquet(path, columns=["id"]).column("id").combine_chunks()
+            ids = storage.read_parquet(path, columns=["id"]).column("id").combine_chunks()
         self._cache = (shard_id, ids)
         return ids
 

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from curation import io
+from curation import storage
 from curation.passes import Item, PassFailed
 from curation.stage import GlobalContext
 
@@ -53,31 +53,31 @@ class RoundInputsGone(RuntimeError):
 
 
 def _edge_path(cc_dir: str, q: int) -> str:
-    return io.join(cc_dir, "edges", f"q{q:05d}.npz")
+    return storage.join(cc_dir, "edges", f"q{q:05d}.npz")
 
 
 def _label_dir(cc_dir: str, k: int) -> str:
-    return io.join(cc_dir, "labels", f"r{k:03d}")
+    return storage.join(cc_dir, "labels", f"r{k:03d}")
 
 
 def _label_path(cc_dir: str, k: int, q: int) -> str:
-    return io.join(_label_dir(cc_dir, k), f"q{q:05d}.npz")
+    return storage.join(_label_dir(cc_dir, k), f"q{q:05d}.npz")
 
 
 def _msg_dir(cc_dir: str, k: int) -> str:
-    return io.join(cc_dir, "msg", f"r{k:03d}")
+    return storage.join(cc_dir, "msg", f"r{k:03d}")
 
 
 def _msg_path(cc_dir: str, k: int, to: int, frm: int) -> str:
-    return io.join(_msg_dir(cc_dir, k), f"to{to:05d}", f"from{frm:05d}.npz")
+    return storage.join(_msg_dir(cc_dir, k), f"to{to:05d}", f"from{frm:05d}.npz")
 
 
 def _counts_path(cc_dir: str, to: int, frm: int) -> str:
-    return io.join(cc_dir, "counts", f"to{to:05d}", f"from{frm:05d}.npz")
+    return storage.join(cc_dir, "counts", f"to{to:05d}", f"from{frm:05d}.npz")
 
 
 def removed_path(out_dir: str, shard_idx: int, q: int) -> str:
-    return io.join(out_dir, "removed", f"s{shard_idx:06d}", f"q{q:05d}.npz")
+    return storage.join(out_dir, "removed", f"s{shard_idx:06d}", f"q{q:05d}.npz")
 
 
 def _route(dst: np.ndarray, num_partitions: int) -> tuple[np.ndarray, np.ndarray]:
@@ -122,7 +122,7 @@ def _round(edge_files: list[str], msg_files: list[str], cc_dir: str, k: int, q: 
         changed = np.ones(len(nodes), dtype=bool)
     else:
         needed = [_label_path(cc_dir, k - 1, q), *msg_files]
-        gone = [p for p in needed if not io.exists(p)]
+        gone = [p for p in needed if not storage.exists(p)]
         if gone:
             raise RoundInputsGone(f"round {k} partition {q}: {len(gone)} inputs missing, e.g. {gone[0]}")
         e = load_arrays(_edge_path(cc_dir, q))

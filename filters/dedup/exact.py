@@ -38,7 +38,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curation import io
+from curation import storage
 from curation.passes import Item
 from curation.stage import GlobalContext, PhaseShard
 
@@ -122,9 +122,9 @@ def text_key_hashes(text: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.nd
 def _map_exact(
     shard: PhaseShard, shard_idx: int, cfg: ExactDedupConfig, num_partitions: int, flush: int, out_dir: str
 ) -> dict[str, Any]:
-    out = PartitionChunks(io.join(out_dir, "map"), shard_idx, num_partitions, flush)
+    out = PartitionChunks(storage.join(out_dir, "map"), shard_idx, num_partitions, flush)
     row = 0
-    for batch in io.iter_parquet_batches(shard.path, batch_size=cfg.batch_size, columns=[cfg.key]):
+    for batch in storage.iter_parquet_batches(shard.path, batch_size=cfg.batch_size, columns=[cfg.key]):
         col = batch.column(0)
         nodes = node_ids(shard_idx, row, len(col))
         row += len(col)
@@ -185,7 +185,7 @@ def _reduce_exact(files: list[str], out_dir: str, p: int, top_k: int) -> dict[st
 
 
 def removed_path(out_dir: str, shard_idx: int, part: int) -> str:
-    return io.join(out_dir, "removed", f"s{shard_idx:06d}", f"p{part:05d}.npz")
+    return storage.join(out_dir, "removed", f"s{shard_idx:06d}", f"p{part:05d}.npz")
 
 
 class ExactDedup(RemovalListStage):
@@ -227,7 +227,7 @@ class ExactDedup(RemovalListStage):
         cfg = self.cfg
         self.check_budget(ctx.memory_per_worker)
         shards = ordered_shards(ctx.shards)
-        wd = io.join(ctx.workdir, self.method)
+        wd = storage.join(ctx.workdir, self.method)
         sizes = corpus_size(ctx, shards)
         n_docs = sum(s["rows"] for s in sizes)
         parts = partition_count(n_docs, REDUCE_BYTES_PER_DOC, ctx.memory_per_worker, minimum=cfg.min_partitions,
@@ -237,7 +237,7 @@ class ExactDedup(RemovalListStage):
         logger.info("%s: %d documents in %d shards, %d partitions", self.name, n_docs, len(shards), parts)
         maps = ctx.run_pass("map", _map_exact, shard_items(shards, lambda i, s: (s, i, cfg, parts, flush, wd), sizes),
                             config=conf, progress=f"{self.name}: hash", count=lambda r: r["rows"])
-        files = partition_files(io.join(wd, "map"), parts, [m["chunks"] for m in maps.results])
+        files = partition_files(storage.join(wd, "map"), parts, [m["chunks"] for m in maps.results])
         reduces = ctx.run_pass(
             "reduce", _reduce_exact, [Item(f"p{p:05d}", (files[p], wd, p, TOP_CLUSTERS)) for p in range(parts)],
             config={**conf, "map": maps.digest}, progress=f"{self.name}: reduce",
@@ -247,7 +247,8 @@ class ExactDedup(RemovalListStage):
         gathers = ctx.run_pass(
             "gather", gather_removals,
             shard_items(shards, lambda i, s: (s, i, [removed_path(wd, i, p) for p in sources[i]],
-                                              io.join(wd, "removal", f"{i:06d}.parquet"), cfg.batch_size, [], watch)),
+                                              storage.join(wd, "removal", f"{i:06d}.parquet"), cfg.batch_size, [],
+                                              watch)),
             config={**conf, "reduce": reduces.digest}, shared=[s.shard_id for s in shards],
             progress=f"{self.name}: removal lists",
         )

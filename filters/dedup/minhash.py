@@ -63,7 +63,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from curation import io
+from curation import storage
 from curation.passes import Item
 from curation.stage import GlobalContext, PhaseShard
 
@@ -263,19 +263,19 @@ class MinHashConfig:
 
 
 def sig_path(wd: str, shard_idx: int) -> str:
-    return io.join(wd, "sig", f"s{shard_idx:06d}.bin")
+    return storage.join(wd, "sig", f"s{shard_idx:06d}.bin")
 
 
 def _map_minhash(
     shard: PhaseShard, shard_idx: int, cfg: MinHashConfig, num_partitions: int, flush: int, wd: str
 ) -> dict[str, Any]:
     a, b = hash_params(cfg.num_perm, cfg.seed)
-    bands = PartitionChunks(io.join(wd, "bands"), shard_idx, num_partitions, flush)
+    bands = PartitionChunks(storage.join(wd, "bands"), shard_idx, num_partitions, flush)
     row = 0
     no_sig = 0
     with contextlib.ExitStack() as stack:
-        sigs = stack.enter_context(io.atomic_open(sig_path(wd, shard_idx), "wb")) if cfg.verify else None
-        for batch in io.iter_parquet_batches(shard.path, batch_size=cfg.batch_size, columns=["text"]):
+        sigs = stack.enter_context(storage.atomic_open(sig_path(wd, shard_idx), "wb")) if cfg.verify else None
+        for batch in storage.iter_parquet_batches(shard.path, batch_size=cfg.batch_size, columns=["text"]):
             sh_off, h = shingle_hashes(batch.column(0), cfg.ngram_size)
             sig = signatures_from_hashes(sh_off, h, a, b)
             has = np.diff(sh_off) > 0
@@ -291,13 +291,13 @@ def _map_minhash(
 
 def _read_rows(path: str, rows: np.ndarray, k: int) -> np.ndarray:
     """Rows ``rows`` (sorted) of a signature file; the map is closed before returning."""
-    if io.is_local(path):
+    if storage.is_local(path):
         mm = np.memmap(path.removeprefix("file://"), dtype="<u4", mode="r")
         try:
             return np.asarray(mm.reshape(-1, k)[rows])
         finally:
             del mm
-    fs, p = io.fs_path(path)
+    fs, p = storage.fs_path(path)
     width = 4 * k
     starts = (rows.astype(np.int64) * width).tolist()
     blobs = fs.cat_ranges([p] * len(starts), starts, [s + width for s in starts])
@@ -363,7 +363,7 @@ def estimated_jaccard(wd: str, u: np.ndarray, v: np.ndarray, k: int, chunk: int 
 
 
 def edge_path(wd: str, q: int, p: int) -> str:
-    return io.join(wd, "edges", f"q{q:05d}", f"from{p:05d}.npz")
+    return storage.join(wd, "edges", f"q{q:05d}", f"from{p:05d}.npz")
 
 
 def _reduce_minhash(files: list[str], wd: str, p: int, cfg: MinHashConfig, num_partitions: int) -> dict[str, Any]:
@@ -487,13 +487,13 @@ def _plot_s_curve(curve: dict[str, Any], num_bands: int, rows_per_band: int, thr
     buf = __import__("io").BytesIO()
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
-    io.write_bytes_atomic(path, buf.getvalue())
+    storage.write_bytes_atomic(path, buf.getvalue())
     return path
 
 
 def _measure_curve(path: str, cfg: MinHashConfig, png: str) -> dict[str, Any]:
     """The S-curve measured on mutated copies of the first 200 documents of ``path``, and its plot."""
-    first = next(io.iter_parquet_batches(path, batch_size=200, columns=["text"]), None)
+    first = next(storage.iter_parquet_batches(path, batch_size=200, columns=["text"]), None)
     sample = first.column(0).to_pylist() if first is not None else []
     curve = measure_s_curve(sample, cfg.ngram_size, cfg.num_bands, cfg.rows_per_band,
                             cfg.verify_at if cfg.verify else None, cfg.seed)
@@ -559,7 +559,7 @@ class MinHashDedup(RemovalListStage):
         cfg = self.cfg
         self.check_budget(ctx.memory_per_worker)
         shards = ordered_shards(ctx.shards)
-        wd = io.join(ctx.workdir, "minhash")
+        wd = storage.join(ctx.workdir, "minhash")
         sizes = corpus_size(ctx, shards)
         n_docs = sum(s["rows"] for s in sizes)
         parts, flush = self.layout(n_docs, ctx.memory_per_worker)
@@ -568,20 +568,21 @@ class MinHashDedup(RemovalListStage):
                     len(shards), parts, cfg.num_bands, cfg.rows_per_band, cfg.threshold)
         maps = ctx.run_pass("map", _map_minhash, shard_items(shards, lambda i, s: (s, i, cfg, parts, flush, wd), sizes),
                             config=conf, progress="minhash: signatures", count=lambda r: r["rows"])
-        files = partition_files(io.join(wd, "bands"), parts, [m["chunks"] for m in maps.results])
+        files = partition_files(storage.join(wd, "bands"), parts, [m["chunks"] for m in maps.results])
         reduces = ctx.run_pass(
             "reduce", _reduce_minhash, [Item(f"p{p:05d}", (files[p], wd, p, cfg, parts)) for p in range(parts)],
             config={**conf, "map": maps.digest}, progress="minhash: candidate pairs",
         )
         edges = [[edge_path(wd, q, p) for p, r in enumerate(reduces.results) if q in r["edges_to"]]
                  for q in range(parts)]
-        cc = connected_components(ctx, edges, io.join(wd, "cc"), wd, len(shards), reduces.digest, cfg.max_rounds,
+        cc = connected_components(ctx, edges, storage.join(wd, "cc"), wd, len(shards), reduces.digest, cfg.max_rounds,
                                   TOP_CLUSTERS)
         labels, nodes = watch_list(cc.cluster_stats)
         gathers = ctx.run_pass(
             "gather", gather_removals,
-            shard_items(shards, lambda i, s: (s, i, cc.removed_files[i], io.join(wd, "removal", f"{i:06d}.parquet"),
-                                              cfg.batch_size, labels, nodes)),
+            shard_items(shards, lambda i, s: (s, i, cc.removed_files[i],
+                                              storage.join(wd, "removal", f"{i:06d}.parquet"), cfg.batch_size,
+                                              labels, nodes)),
             config={**conf, "components": cc.digest}, shared=[s.shard_id for s in shards],
             progress="minhash: removal lists",
         )
@@ -601,7 +602,7 @@ class MinHashDedup(RemovalListStage):
         })
         plots: tuple[str, ...] = ()
         if cfg.measure_curve and shards:
-            item = Item("curve", (shards[0].path, cfg, io.join(wd, "s_curve.png")), inputs=(shards[0].path,))
+            item = Item("curve", (shards[0].path, cfg, storage.join(wd, "s_curve.png")), inputs=(shards[0].path,))
             res = ctx.run_pass("s_curve", _measure_curve, [item], config=conf, progress="minhash: S-curve").results[0]
             summary["s_curve_measured"] = res["curve"]
             plots = (res["plot"],) if res["plot"] else ()

@@ -33,7 +33,7 @@ import fsspec.compression
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curation import io as cio
+from curation import storage
 
 logger = logging.getLogger(__name__)
 
@@ -62,13 +62,13 @@ def _is_data_file(path: str) -> bool:
 
 
 def _list_files(spec: str) -> list[str]:
-    fs, p = cio.fs_path(spec)
+    fs, p = storage.fs_path(spec)
     if fs.isdir(p):
         if fs.exists(p.rstrip("/") + "/run.json") and fs.isdir(p.rstrip("/") + "/data"):
             # the root of one of our runs: only its final documents (not phases/, dropped/, stats/)
-            spec = cio.join(spec, "data")
+            spec = storage.join(spec, "data")
         # bare .json files inside a directory are metadata (stats, manifests), not documents
-        files = [f for f in cio.expand(spec) if _is_data_file(f) and not f.endswith(".json")]
+        files = [f for f in storage.expand(spec) if _is_data_file(f) and not f.endswith(".json")]
         if not files:
             raise ValueError(f"no jsonl/parquet/txt files under {spec}")
         return files
@@ -78,7 +78,7 @@ def _list_files(spec: str) -> list[str]:
 
 
 def _read_file(path: str, text_field: str, out: LoadedTexts) -> None:
-    fs, p = cio.fs_path(path)
+    fs, p = storage.fs_path(path)
     with fs.open(p, "rb") as f:
         raw = f.read()
     sha = hashlib.sha256(raw).hexdigest()

@@ -4,9 +4,9 @@ What it is, honestly: a fastText classifier (DCLM's recipe and preprocessing) th
 separates *generated* clean prose from *generated* crawl-like junk, optionally plus
 text the user supplies (reference text they trust as more positives, documents of
 their raw pool as more negatives). Positives: half from the demo pool's prose grammar
-(:func:`curation.demo.clean_prose`, ~1,600 words, 44 templates, 12 topics), half from
+(:func:`demopool.clean_prose`, ~1,600 words, 44 templates, 12 topics), half from
 :func:`filters.quality.synthetic.clean_prose`. Negatives: half the junk kinds of the
-demo pool (:func:`curation.demo.make_doc` documents of the boilerplate, spam, short,
+demo pool (:func:`demopool.make_doc` documents of the boilerplate, spam, short,
 lorem, code, repeated, bullets and non-English categories; never its clean or
 duplicate ones), half :func:`filters.quality.synthetic.crawl_junk` (menus, banners,
 listings, keyword stuffing, comment spam, link farms). It scores
@@ -48,9 +48,9 @@ _DEMO_JUNK = ("boilerplate", "spam", "short", "lorem", "code", "repeated", "bull
 
 
 def _demo_docs(n: int, seed: int) -> tuple[list[str], list[str]] | None:
-    """``n`` prose and ``n`` junk documents from :mod:`curation.demo`, or None without it."""
+    """``n`` prose and ``n`` junk documents from :mod:`demopool`, or None without it."""
     try:
-        from curation import demo
+        import demopool as demo
     except ImportError:
         return None
     import random

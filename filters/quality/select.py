@@ -40,7 +40,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curation import io as cio
+from curation import storage
 from curation.passes import Item
 from curation.stage import (
     Filter,
@@ -140,12 +140,12 @@ def _key_le(primary: np.ndarray, secondary: np.ndarray, cut_p: int, cut_s: int) 
 def _save_hist(path: str, counts: np.ndarray) -> None:
     """A 2^16-bin histogram, stored sparse (a shard fills at most as many bins as it has documents)."""
     nz = np.flatnonzero(counts)
-    with cio.atomic_open(path, "wb") as f:
+    with storage.atomic_open(path, "wb") as f:
         np.savez(f, bins=nz.astype(np.uint32), counts=counts[nz].astype(np.int64))
 
 
 def _add_hist(acc: np.ndarray, path: str) -> np.ndarray:
-    fs, p = cio.fs_path(path)
+    fs, p = storage.fs_path(path)
     with fs.open(p, "rb") as f:
         z = np.load(f)
         np.add.at(acc, z["bins"].astype(np.int64), z["counts"])
@@ -156,13 +156,13 @@ def _pass_keys(path: str, keys_out: str, hist_out: str, column: str, seed: int) 
     """Read one phase shard, save its keys and its first-digit histogram; return counts and report histograms."""
     import pyarrow.parquet as pq
 
-    fs, p = cio.fs_path(path)
+    fs, p = storage.fs_path(path)
     with fs.open(p, "rb") as f:
         names = pq.read_schema(f).names
     missing = [c for c in ("id", "source", column) if c not in names]
     if missing:
         raise ValueError(f"top_fraction: {path} lacks column(s) {missing}; run QualityScorer before this stage")
-    table = cio.read_parquet(path, columns=["id", "source", column])
+    table = storage.read_parquet(path, columns=["id", "source", column])
     scores = _score_column(table, column, "top_fraction").cast(pa.float32())
     scores_np = scores.to_numpy(zero_copy_only=False).astype(np.float32)  # nulls -> NaN
     primary = score_keys(scores_np)
@@ -170,7 +170,7 @@ def _pass_keys(path: str, keys_out: str, hist_out: str, column: str, seed: int) 
     src = table.column("source").combine_chunks().dictionary_encode()
     names = [str(x) for x in src.dictionary.to_pylist()]
     codes = src.indices.to_numpy(zero_copy_only=False).astype(np.int32)
-    with cio.atomic_open(keys_out, "wb") as f:
+    with storage.atomic_open(keys_out, "wb") as f:
         np.savez(f, primary=primary, secondary=secondary, codes=codes)
     _save_hist(hist_out, np.bincount(_digit(primary, secondary, 0), minlength=1 << _DIGIT_BITS))
     finite = np.nan_to_num(scores_np, nan=0.0)
@@ -183,7 +183,7 @@ def _pass_keys(path: str, keys_out: str, hist_out: str, column: str, seed: int) 
 
 
 def _load_keys(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    fs, p = cio.fs_path(path)
+    fs, p = storage.fs_path(path)
     with fs.open(p, "rb") as f:
         z = np.load(f)
         return z["primary"], z["secondary"], z["codes"]
@@ -210,7 +210,7 @@ def _pass_gather(path: str, prefix: list[int], out: str) -> int:
     """Save this shard's keys that start with ``prefix`` (the candidates); returns their count."""
     primary, secondary, _ = _load_keys(path)
     mask = _prefix_mask(primary, secondary, prefix)
-    with cio.atomic_open(out, "wb") as f:
+    with storage.atomic_open(out, "wb") as f:
         np.savez(f, primary=primary[mask], secondary=secondary[mask])
     return int(mask.sum())
 
@@ -219,7 +219,7 @@ def _pass_cut(paths: list[str], rank: int) -> list[int]:
     """The ``rank``-th smallest (1-based) of the candidates saved by the gather pass, as ``[primary, secondary]``."""
     primary, secondary = [], []
     for path in paths:
-        fs, p = cio.fs_path(path)
+        fs, p = storage.fs_path(path)
         with fs.open(p, "rb") as f:
             z = np.load(f)
             primary.append(z["primary"])
@@ -337,12 +337,12 @@ class TopFractionSelect(GlobalStage):
         from files ``FAN_IN`` at a time, and a few numbers per shard and source), never per document; the
         candidates (at most ``max_candidates``) are sorted in one task."""
         workdir = ctx.workdir
-        cio.makedirs(workdir)
+        storage.makedirs(workdir)
         self.check_budget(ctx.memory_per_worker)
         max_candidates = self.max_candidates(ctx.memory_per_worker)
         n_shards = len(ctx.shards)
-        key_paths = [cio.join(workdir, "keys", f"{i:06d}.npz") for i in range(n_shards)]
-        hist_paths = [cio.join(workdir, "hist", "d0", f"{i:06d}.npz") for i in range(n_shards)]
+        key_paths = [storage.join(workdir, "keys", f"{i:06d}.npz") for i in range(n_shards)]
+        hist_paths = [storage.join(workdir, "hist", "d0", f"{i:06d}.npz") for i in range(n_shards)]
         items = [Item(s.shard_id, (s.path, kp, hp, self.column, ctx.seed), inputs=(s.path,), params={"index": i})
                  for i, (s, kp, hp) in enumerate(zip(ctx.shards, key_paths, hist_paths))]
         keys = ctx.run_pass("keys", _pass_keys, items, config={"column": self.column, "seed": ctx.seed})
@@ -392,7 +392,7 @@ class TopFractionSelect(GlobalStage):
         }
         plots: list[str] = []
         if self.cfg.plot and names:
-            plots.append(_plot(hists, threshold, self.fraction, cio.join(workdir, "quality_score_hist.png")))
+            plots.append(_plot(hists, threshold, self.fraction, storage.join(workdir, "quality_score_hist.png")))
         logger.info("top fraction %.4f of %d docs: keep %d, threshold score %s, %d passes", self.fraction, n_total,
                     n_kept, threshold, passes)
         state = TopFractionState(summary=summary, plots=tuple(plots), fraction=self.fraction, seed=ctx.seed,
@@ -411,7 +411,7 @@ class TopFractionSelect(GlobalStage):
             if candidates <= max_candidates:
                 break
             if d > 0:
-                outs = [cio.join(ctx.workdir, "hist", f"d{d}", f"{i:06d}.npz") for i in range(len(key_paths))]
+                outs = [storage.join(ctx.workdir, "hist", f"d{d}", f"{i:06d}.npz") for i in range(len(key_paths))]
                 items = [Item(f"{i:06d}", (kp, prefix, d, out)) for i, (kp, out) in enumerate(zip(key_paths, outs))]
                 res = ctx.run_pass(f"hist-d{d}", _pass_hist, items,
                                    config={"upstream": upstream, "prefix": prefix, "digit": d})
@@ -428,7 +428,7 @@ class TopFractionSelect(GlobalStage):
             for v in prefix[2:]:
                 s = (s << 16) | v
             return (p, s), passes
-        outs = [cio.join(ctx.workdir, "candidates", f"{i:06d}.npz") for i in range(len(key_paths))]
+        outs = [storage.join(ctx.workdir, "candidates", f"{i:06d}.npz") for i in range(len(key_paths))]
         items = [Item(f"{i:06d}", (kp, prefix, out)) for i, (kp, out) in enumerate(zip(key_paths, outs))]
         gathered = ctx.run_pass("gather", _pass_gather, items, config={"upstream": upstream, "prefix": prefix})
         passes += 1
@@ -459,7 +459,7 @@ def _sum_hists(ctx: GlobalContext, name: str, paths: list[str], upstream: str) -
     level = 0
     while len(paths) > FAN_IN:
         groups = [paths[i : i + FAN_IN] for i in range(0, len(paths), FAN_IN)]
-        outs = [cio.join(ctx.workdir, "hist", name, f"sum{level}", f"{g:06d}.npz") for g in range(len(groups))]
+        outs = [storage.join(ctx.workdir, "hist", name, f"sum{level}", f"{g:06d}.npz") for g in range(len(groups))]
         items = [Item(f"{g:06d}", (grp, out)) for g, (grp, out) in enumerate(zip(groups, outs))]
         upstream = ctx.run_pass(f"sum-{name}-{level}", _pass_sum, items, config={"upstream": upstream}).digest
         paths, level = outs, level + 1
@@ -504,5 +504,5 @@ def _plot(hists: dict[str, np.ndarray], threshold: float | None, fraction: float
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
-    cio.write_bytes_atomic(path, buf.getvalue())
-    return path if not cio.is_local(path) else os.path.abspath(path)
+    storage.write_bytes_atomic(path, buf.getvalue())
+    return path if not storage.is_local(path) else os.path.abspath(path)

@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from curation import io as cio
+from curation import storage
 from filters.quality.data import LoadedTexts, TextSource, load_texts
 from filters.quality.model import file_sha256, predict_label_proba, sidecar_path
 from filters.quality.preprocess import SCHEME, preprocess_batch
@@ -292,10 +292,10 @@ def train_classifier(
         fit_seconds = time.perf_counter() - t_fit
         if save_training_file:
             with open(train_file, "rb") as f:
-                cio.write_bytes_atomic(save_training_file, f.read())
+                storage.write_bytes_atomic(save_training_file, f.read())
         with open(local_model, "rb") as f:
             model_bytes = f.read()
-    cio.write_bytes_atomic(out_path, model_bytes)
+    storage.write_bytes_atomic(out_path, model_bytes)
     sha = hashlib.sha256(model_bytes).hexdigest()
 
     test_texts = [pos[i] for i in pos_test] + [neg[i] for i in neg_test]
@@ -326,7 +326,7 @@ def train_classifier(
         "timing": {"total_seconds": round(time.perf_counter() - t0, 3), "fit_seconds": round(fit_seconds, 3)},
         "software": {"fasttext": _fasttext_version(), "python": platform.python_version()},
     }
-    cio.write_json_atomic(sidecar_path(out_path), meta)
+    storage.write_json_atomic(sidecar_path(out_path), meta)
     auc = metrics.get("auc")
     logger.info(
         "trained %s (%d pos / %d neg train docs, %.1f MB): held-out AUC %s, precision %s, recall %s",

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from curation import io
+from curation import storage
 from curation.runner import InputSpec, run_recipe
 from curation.stats import check_invariant
 from tests.stages_for_tests import Boom, DropShort, ExactTextDedup, Upper, kill_processes_mentioning
@@ -89,7 +89,7 @@ def inputs(d):
 
 
 def read_dir(path: str) -> pa.Table:
-    files = sorted(io.expand(path)) if os.path.isdir(path) else []
+    files = sorted(storage.expand(path)) if os.path.isdir(path) else []
     return pa.concat_tables([pq.read_table(f) for f in files], promote_options="permissive")
 
 

@@ -10,12 +10,12 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from curation.demo import make_doc
-from curation.demo_warc import page_html
 from curation.readers.warc import HTML_COLUMN
 from curation.schema import docs_table
 from curation.shard import apply_stage
 from curation.stage import ShardContext, recipe_hash
+from demopool import make_doc
+from demopool.warc import page_html
 from filters.extract import EMPTY_REASON, HtmlExtractor
 from tests.curation.readers.warc_helpers import read_all
 

@@ -13,9 +13,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from curation.demo import generate_pool
 from curation.runner import InputSpec
 from curation.stats import check_invariant
+from demopool import generate_pool
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "pipelines"))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from curation.io import write_parquet_atomic
+from curation.storage import write_parquet_atomic
 from filters.dedup.synthetic import generate_shard
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -66,7 +66,7 @@ def test_real_samples_match_reference(fmt):
 
 @pytest.fixture(scope="module")
 def demo_pool(tmp_path_factory):
-    from curation.demo import generate_pool
+    from demopool import generate_pool
 
     out = tmp_path_factory.mktemp("pool")
     manifest = generate_pool(str(out), n_docs=900, seed=3)

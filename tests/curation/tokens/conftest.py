@@ -1,4 +1,4 @@
-"""Shared fixtures: small curated runs written with curation.io, a tokenizer trained on them, one Ray session."""
+"""Shared fixtures: small curated runs written with curation.storage, a tokenizer trained on them, one Ray session."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from curation.io import write_json_atomic, write_parquet_atomic
 from curation.schema import docs_table
+from curation.storage import write_json_atomic, write_parquet_atomic
 
 WORDS = (
     "the of and to in data model token stream window shuffle mix curated web page text 2024 3.14 "

@@ -252,7 +252,7 @@ def test_unreadable_shards_are_skipped_and_reported(corpus, tokenizer, tmp_path)
 
     import pyarrow as pa
 
-    from curation.io import write_parquet_atomic
+    from curation.storage import write_parquet_atomic
 
     run = tmp_path / "run"
     shutil.copytree(corpus["code"], run)
@@ -277,8 +277,8 @@ def test_real_documents_come_back_verbatim(tokenizer, tmp_path):
     import glob
     import gzip
 
-    from curation.io import write_parquet_atomic
     from curation.schema import docs_table
+    from curation.storage import write_parquet_atomic
 
     files = sorted(glob.glob(os.path.join(REAL, "c4", "*.json.gz"))) + sorted(
         glob.glob(os.path.join(REAL, "redpajama", "data_mixture__*.jsonl"))
@@ -306,8 +306,8 @@ def test_tokens_are_counted_per_corpus_source(tokenizer, tmp_path):
     """A run mixing corpus sources (the documents' ``source`` column) reports document tokens per source."""
     import random
 
-    from curation.io import write_parquet_atomic
     from curation.schema import docs_table
+    from curation.storage import write_parquet_atomic
     from tests.curation.tokens.conftest import make_docs
 
     rng = random.Random(3)

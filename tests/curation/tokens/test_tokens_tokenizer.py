@@ -79,8 +79,8 @@ def test_large_vocabulary_uses_uint32_end_to_end(tokenizer, corpus, tmp_path):
     """A real >65,536-piece model (user-defined pieces appended): ids above 65535 survive the uint32 stream."""
     from sentencepiece import sentencepiece_model_pb2 as pb
 
-    from curation.io import write_parquet_atomic
     from curation.schema import docs_table
+    from curation.storage import write_parquet_atomic
     from curation.tokens import TokenStream, build_token_stream
 
     m = pb.ModelProto()

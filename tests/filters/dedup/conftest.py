@@ -10,10 +10,10 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from curation.io import read_parquet, write_parquet_atomic
 from curation.passes import ExecConfig, Executor
 from curation.schema import DOC_SCHEMA
 from curation.stage import GlobalContext, PhaseShard, ShardContext
+from curation.storage import read_parquet, write_parquet_atomic
 
 DATA = Path(__file__).resolve().parents[3] / ".." / "shared" / "data"
 CORPORA = DATA / "corpora"

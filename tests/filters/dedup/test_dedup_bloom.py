@@ -15,8 +15,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from curation.io import read_parquet
 from curation.stage import ShardContext
+from curation.storage import read_parquet
 from filters.dedup.bloom import (
     REASON_DOC,
     REASON_EMPTY,

@@ -1,5 +1,5 @@
 """Shared inputs for the heuristic-filter tests: real samples, seeded synthetic pages,
-the demo pool (when curation/demo.py exists), and datatrove with a whitespace tokenizer."""
+the demo pool (when demopool/pool.py exists), and datatrove with a whitespace tokenizer."""
 
 from __future__ import annotations
 
@@ -35,12 +35,12 @@ def synthetic_real(real_docs) -> pa.Table:  # noqa: ANN001
 
 
 def _demo_pool() -> pa.Table | None:
-    """The demo pool of curation/demo.py, if that module exists and can build one in memory."""
+    """The demo pool of demopool/pool.py, if that module exists and can build one in memory."""
     try:
-        demo = importlib.import_module("curation.demo")
+        demo = importlib.import_module("demopool")
     except ImportError:
         return None
-    if hasattr(demo, "make_doc"):  # curation/demo.py: every document is a pure function of (seed, index)
+    if hasattr(demo, "make_doc"):  # demopool/pool.py: every document is a pure function of (seed, index)
         n = 1000
         docs = [demo.make_doc(0, i, n) for i in range(n)]
         meta = [json.dumps({"category": d.category, "lang": d.lang}) for d in docs]
@@ -64,7 +64,7 @@ def _demo_pool() -> pa.Table | None:
 def demo_pool() -> pa.Table:
     table = _demo_pool()
     if table is None:
-        pytest.skip("curation/demo.py does not provide an in-memory demo pool")
+        pytest.skip("demopool/pool.py does not provide an in-memory demo pool")
     return table
 
 

@@ -191,7 +191,7 @@ def test_cli_train(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
 
 
 def test_default_model_is_cached_by_recipe_and_ranks_demo_prose_above_demo_junk(tmp_path: Path) -> None:
-    from curation import demo
+    import demopool as demo
     from filters.quality import default_model
 
     path = default_model(str(tmp_path), n_docs=300)

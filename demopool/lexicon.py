@@ -1,4 +1,4 @@
-"""Built-in vocabulary of the demo pool generator (``curation.demo``): English topics, sentence
+"""Built-in vocabulary of the demo pool generator (``demopool``): English topics, sentence
 templates, other languages, web boilerplate and spam material. Written for this project."""
 
 from __future__ import annotations

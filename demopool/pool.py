@@ -6,7 +6,7 @@
     out_dir/pile/pile-00000.jsonl.zst ...             ({"text", "meta": {"pile_set_name"}})
     out_dir/redpajama/redpajama-c4-00000.jsonl ...    ({"text", "meta": {"url", "timestamp", "language"}})
     out_dir/dolma/dolma-cc-00000.jsonl.gz ...         ({"id", "text", "source", "added", "created", "metadata"})
-    out_dir/warc/warc-cc-00000.warc.gz                crawled HTML pages, Common Crawl style (``curation.demo_warc``)
+    out_dir/warc/warc-cc-00000.warc.gz                crawled HTML pages, Common Crawl style (``demopool.warc``)
     out_dir/truth.jsonl, out_dir/truth.parquet        one row per document: id, category, format, file,
                                                       row, dup_of, lang, topic, n_words
     out_dir/pool.json                                 the manifest (also returned)
@@ -49,7 +49,7 @@ bullets       0.03   bullet-list pages: dropped (Gopher bullet-line ratio)
 ``clean_prose(rng, n_words)`` is the clean-prose generator, exported for other modules
 (e.g. offline positives for a quality classifier). Command line::
 
-    python -m curation.demo --out DIR --docs N --seed S
+    python -m demopool --out DIR --docs N --seed S
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curation import _demo_lexicon as L
+from demopool import lexicon as L
 
 logger = logging.getLogger(__name__)
 
@@ -632,7 +632,7 @@ def _doc_id(seed: int, shard: _Shard, index: int) -> str:
     if shard.format == "dolma":
         return f"demo-{seed}-{index:08d}"
     if shard.format == "warc":
-        from curation.demo_warc import record_id
+        from demopool.warc import record_id
 
         return record_id(_mix(seed, index, 6))
     return f"{shard.format}/{os.path.basename(shard.relpath)}/{index - shard.start}"
@@ -677,7 +677,7 @@ TRUTH_SCHEMA = pa.schema([
 ])
 
 
-def _page_meta(seed: int, doc: _Doc) -> tuple[str, datetime]:
+def page_meta(seed: int, doc: _Doc) -> tuple[str, datetime]:
     rng = random.Random(_mix(seed, doc.index, 4))
     site = _site(rng)
     slug = "-".join(re.findall(r"[a-z]+", doc.text[:60].lower())[:6]) or "page"
@@ -736,12 +736,12 @@ def _write_shard(out_dir: str, seed: int, n_docs: int, shards: list[_Shard], sha
         }
 
     if fmt == "warc":
-        from curation import demo_warc
+        from demopool import warc as demo_warc
 
         with open(tmp, "wb") as raw_out:
             raw_out.write(demo_warc.warcinfo(seed))
             for n, doc in enumerate(_iter_docs(seed, shard, n_docs)):
-                url, when = _page_meta(seed, doc)
+                url, when = page_meta(seed, doc)
                 key = _mix(seed, doc.index, 6)
                 demo_warc.write_page(raw_out, n, key, demo_warc.record_id(key), doc.text, doc.lang, url, when,
                                      random.Random(_mix(seed, doc.index, 7)))
@@ -758,7 +758,7 @@ def _write_shard(out_dir: str, seed: int, n_docs: int, shards: list[_Shard], sha
                     v.clear()
 
         for doc in _iter_docs(seed, shard, n_docs):
-            url, when = _page_meta(seed, doc)
+            url, when = page_meta(seed, doc)
             rng = random.Random(_mix(seed, doc.index, 5))
             cols["content"].append(doc.text)
             cols["url"].append(url)
@@ -786,7 +786,7 @@ def _write_shard(out_dir: str, seed: int, n_docs: int, shards: list[_Shard], sha
             stream = io.BufferedWriter(raw, 1 << 20)
         buf: list[bytes] = []
         for doc in _iter_docs(seed, shard, n_docs):
-            url, when = _page_meta(seed, doc)
+            url, when = page_meta(seed, doc)
             if fmt == "pile":
                 name = "Github" if doc.category == "code" else _PILE_SETS[doc.index % len(_PILE_SETS)]
                 rec: dict[str, Any] = {"text": doc.text, "meta": {"pile_set_name": name}}
@@ -872,7 +872,7 @@ def generate_pool(
     for s in shards:
         files.setdefault(s.format, []).append(s.relpath)
     manifest = {
-        "generator": "curation.demo",
+        "generator": "demopool",
         "version": GENERATOR_VERSION,
         "seed": seed,
         "n_docs": n_docs,
@@ -894,7 +894,7 @@ def generate_pool(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m curation.demo",
+        prog="python -m demopool",
         description="Write a deterministic demo pool of web-like documents in the RefinedWeb (parquet), "
         "Pile (jsonl.zst), RedPajama (jsonl) and Dolma (jsonl.gz) formats plus one WARC file of crawled HTML pages "
         "(warc.gz), with truth.jsonl/.parquet "

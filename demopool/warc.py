@@ -1,6 +1,6 @@
 """The demo pool's WARC shard: its documents as crawled HTML pages, written like a Common Crawl file.
 
-Each document of the shard (``curation.demo.make_doc``, any category) becomes one capture: a
+Each document of the shard (``demopool.make_doc``, any category) becomes one capture: a
 ``request``, a ``response`` and a ``metadata`` record, one gzip member per record (mtime 0, so the
 bytes are a function of the seed). The page puts the document's lines in an ``<article>`` of
 ``<p>`` elements inside what a crawled page carries around its content, each part drawn per page:
@@ -31,7 +31,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import IO
 
-from curation import _demo_lexicon as L
+from demopool import lexicon as L
 
 HTTP_CHARSETS = {"en": "utf-8", "ru": "windows-1251", "pl": "iso-8859-2", "zh": "gb2312", "la": "utf-8"}
 META_CHARSET = "windows-1252"  # the other European languages: declared in the page only
@@ -155,7 +155,7 @@ def _extra_capture(out: IO[bytes], key: int, site_url: str, when: datetime) -> N
 
 
 def warcinfo(seed: int) -> bytes:
-    fields = (f"software: curation.demo (seed {seed})\r\nformat: WARC File Format 1.0\r\n"
+    fields = (f"software: demopool (seed {seed})\r\nformat: WARC File Format 1.0\r\n"
               "description: demo pool pages with planted categories\r\n").encode()
     rec = _warc_record("warcinfo", record_id(seed ^ 0xF00D), "2024-01-01T00:00:00Z", fields, None,
                        "application/warc-fields")

@@ -16,9 +16,9 @@ import orjson
 import pyarrow.parquet as pq
 import pytest
 
-from curation import _demo_lexicon as L
-from curation.demo import CATEGORIES, KEPT_CATEGORIES, TOPIC_NAMES, clean_prose, generate_pool, main
 from curation.readers import detect_format, get_reader
+from demopool import CATEGORIES, KEPT_CATEGORIES, TOPIC_NAMES, clean_prose, generate_pool, main
+from demopool import lexicon as L
 from filters.extract import HtmlExtractor
 
 # --- an independent re-implementation of the DCLM heuristic checks ----------------------------------
@@ -290,7 +290,7 @@ def test_small_pool_and_shard_cap(tmp_path):
 
 
 def test_cli(tmp_path, capsys):
-    helptext = subprocess.run([sys.executable, "-m", "curation.demo", "--help"], capture_output=True, text=True,
+    helptext = subprocess.run([sys.executable, "-m", "demopool", "--help"], capture_output=True, text=True,
                               check=True).stdout
     for flag in ("--out", "--docs", "--seed", "--max-shard-docs", "--no-progress"):
         assert flag in helptext
@@ -302,7 +302,7 @@ def test_cli(tmp_path, capsys):
 
 def _peak_rss_mb(out: Path, n_docs: int) -> float:
     code = (
-        "import resource, sys; from curation.demo import generate_pool; "
+        "import resource, sys; from demopool import generate_pool; "
         f"generate_pool({str(out)!r}, n_docs={n_docs}, seed=0, max_shard_docs=5000); "
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
     )
