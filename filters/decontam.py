@@ -190,63 +190,12 @@ class _NgramIndex:
                         t = eval_texts(row)
                         texts.extend(t)
                         owner.extend([ti] * len(t))
-        words, parent = normalise_words(texts)
-        vocab = pc.unique(words)
-        ids = pc.index_in(words, value_set=vocab).to_numpy(zero_copy_only=False).astype(np.int64)
-        row_len = np.bincount(parent, minlength=len(texts))
-        owner_arr = np.asarray(owner, dtype=np.int32)
-        valid = np.ones(len(ids), dtype=bool)
-        h1s, h2s, own = [], [], []
-        # full n-grams
-        st = _windows(parent, valid, self.n)
-        a, b = _hashes(ids, st, self.n)
-        h1s.append(a)
-        h2s.append(b)
-        own.append(owner_arr[parent[st]])
-        # items shorter than n but at least min_ngram words: the whole item
-        row_start = np.concatenate([[0], np.cumsum(row_len)[:-1]])
-        for L in range(self.min_ngram, self.n):
-            rows = np.nonzero(row_len == L)[0]
-            if len(rows):
-                a, b = _hashes(ids, row_start[rows], L)
-                h1s.append(a)
-                h2s.append(b)
-                own.append(owner_arr[rows])
-        h1 = np.concatenate(h1s)
-        h2 = np.concatenate(h2s)
-        ow = np.concatenate(own)
-        order = np.lexsort((h2, h1))
-        h1, h2, ow = h1[order], h2[order], ow[order]
-        if len(h1):
-            first = np.concatenate([[True], (h1[1:] != h1[:-1]) | (h2[1:] != h2[:-1])])
-            h1, h2, ow = h1[first], h2[first], ow[first]
-        lengths = sorted({self.n} | {int(L) for L in np.unique(row_len) if self.min_ngram <= L < self.n})
-        self._index = {"vocab": vocab, "h1": h1, "h2": h2, "owner": ow, "names": names, "lengths": lengths}
+        self._index = build_ngram_index(texts, owner, self.n, self.min_ngram)
+        self._index["names"] = names
         log.info(
             "decontam: %d eval texts from %d task files -> %d distinct n-grams (n=%d, short items >= %d words)",
-            len(texts), len(self._files), len(h1), self.n, self.min_ngram,
+            len(texts), len(self._files), len(self._index["h1"]), self.n, self.min_ngram,
         )  # fmt: skip
-
-    def _lookup(self, h1: np.ndarray, h2: np.ndarray) -> np.ndarray:
-        """Owner task index of each hash pair, -1 where absent (binary search on the sorted set)."""
-        idx = self._index
-        assert idx is not None
-        H1, H2 = idx["h1"], idx["h2"]
-        out = np.full(len(h1), -1, dtype=np.int64)
-        if len(H1) == 0:
-            return out
-        pos = np.searchsorted(H1, h1)
-        active = np.ones(len(h1), dtype=bool)
-        while True:  # more than one pass only where two eval n-grams share h1 (astronomically rare)
-            inb = pos < len(H1)
-            p = np.where(inb, pos, 0)
-            same = inb & active & (H1[p] == h1)
-            if not same.any():
-                return out
-            hit = same & (H2[p] == h2)
-            out[hit] = idx["owner"][p[hit]]
-            active = same & ~hit
-            pos = pos + 1
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -256,28 +205,94 @@ class _NgramIndex:
     def match(self, texts: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
         """Per row: number of eval n-grams it contains, and the first matching task's index (-1: none)."""
         self.setup()
-        idx = self._index
-        assert idx is not None
-        n_rows = len(texts)
-        words, parent = normalise_words(texts)
-        ids_arr = pc.index_in(words, value_set=idx["vocab"])
-        valid = ids_arr.is_valid().to_numpy(zero_copy_only=False)
-        ids = pc.fill_null(ids_arr, -1).to_numpy(zero_copy_only=False).astype(np.int64)
-        counts = np.zeros(n_rows, dtype=np.int64)
-        first_task = np.full(n_rows, -1, dtype=np.int64)
-        for L in idx["lengths"]:
-            st = _windows(parent, valid, L)
-            if len(st) == 0:
-                continue
-            a, b = _hashes(ids, st, L)
-            own = self._lookup(a, b)
-            hit = own >= 0
-            if hit.any():
-                rows = parent[st[hit]]
-                np.add.at(counts, rows, 1)
-                unset = first_task[rows] < 0
-                first_task[rows[unset]] = own[hit][unset]
-        return counts, first_task
+        assert self._index is not None
+        counts, first, _ = match_ngram_index(self._index, texts)
+        return counts, first
+
+
+def build_ngram_index(texts: list[str], owner: list[int], n: int, min_ngram: int) -> dict[str, Any]:
+    """The sorted hash pairs of every word n-gram of ``texts`` (and of whole texts of ``min_ngram`` to ``n - 1``
+    words), each with the ``owner`` of its text (first owner where several texts share an n-gram)."""
+    words, parent = normalise_words(texts)
+    vocab = pc.unique(words)
+    ids = pc.index_in(words, value_set=vocab).to_numpy(zero_copy_only=False).astype(np.int64)
+    row_len = np.bincount(parent, minlength=len(texts))
+    owner_arr = np.asarray(owner, dtype=np.int32)
+    valid = np.ones(len(ids), dtype=bool)
+    h1s, h2s, own = [], [], []
+    # full n-grams
+    st = _windows(parent, valid, n)
+    a, b = _hashes(ids, st, n)
+    h1s.append(a)
+    h2s.append(b)
+    own.append(owner_arr[parent[st]])
+    # items shorter than n but at least min_ngram words: the whole item
+    row_start = np.concatenate([[0], np.cumsum(row_len)[:-1]])
+    for L in range(min_ngram, n):
+        rows = np.nonzero(row_len == L)[0]
+        if len(rows):
+            a, b = _hashes(ids, row_start[rows], L)
+            h1s.append(a)
+            h2s.append(b)
+            own.append(owner_arr[rows])
+    h1 = np.concatenate(h1s)
+    h2 = np.concatenate(h2s)
+    ow = np.concatenate(own)
+    order = np.lexsort((h2, h1))
+    h1, h2, ow = h1[order], h2[order], ow[order]
+    if len(h1):
+        first = np.concatenate([[True], (h1[1:] != h1[:-1]) | (h2[1:] != h2[:-1])])
+        h1, h2, ow = h1[first], h2[first], ow[first]
+    lengths = sorted({n} | {int(L) for L in np.unique(row_len) if min_ngram <= L < n})
+    return {"vocab": vocab, "h1": h1, "h2": h2, "owner": ow, "names": [], "lengths": lengths}
+
+
+def _lookup(idx: dict[str, Any], h1: np.ndarray, h2: np.ndarray) -> np.ndarray:
+    """Owner of each hash pair, -1 where absent (binary search on the sorted set)."""
+    H1, H2 = idx["h1"], idx["h2"]
+    out = np.full(len(h1), -1, dtype=np.int64)
+    if len(H1) == 0:
+        return out
+    pos = np.searchsorted(H1, h1)
+    active = np.ones(len(h1), dtype=bool)
+    while True:  # more than one pass only where two indexed n-grams share h1 (astronomically rare)
+        inb = pos < len(H1)
+        p = np.where(inb, pos, 0)
+        same = inb & active & (H1[p] == h1)
+        if not same.any():
+            return out
+        hit = same & (H2[p] == h2)
+        out[hit] = idx["owner"][p[hit]]
+        active = same & ~hit
+        pos = pos + 1
+
+
+def match_ngram_index(idx: dict[str, Any], texts: pa.Array | pa.ChunkedArray | list[str]
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row of ``texts``: the number of indexed n-grams it contains and the first owner matched (-1: none);
+    and every distinct owner matched by any row."""
+    n_rows = len(texts)
+    words, parent = normalise_words(texts)
+    ids_arr = pc.index_in(words, value_set=idx["vocab"])
+    valid = ids_arr.is_valid().to_numpy(zero_copy_only=False)
+    ids = pc.fill_null(ids_arr, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+    counts = np.zeros(n_rows, dtype=np.int64)
+    first_owner = np.full(n_rows, -1, dtype=np.int64)
+    owners: list[np.ndarray] = []
+    for L in idx["lengths"]:
+        st = _windows(parent, valid, L)
+        if len(st) == 0:
+            continue
+        a, b = _hashes(ids, st, L)
+        own = _lookup(idx, a, b)
+        hit = own >= 0
+        if hit.any():
+            rows = parent[st[hit]]
+            np.add.at(counts, rows, 1)
+            unset = first_owner[rows] < 0
+            first_owner[rows[unset]] = own[hit][unset]
+            owners.append(own[hit])
+    return counts, first_owner, np.unique(np.concatenate(owners)) if owners else np.zeros(0, np.int64)
 
 
 class DecontamFilter(_NgramIndex, Filter):

@@ -63,6 +63,7 @@ from filters.decontam import HoldoutSplit  # noqa: E402,F401 - part of this scri
 from pipelines.ablation_data import build_heldout, curate, resolve_inputs, token_stream, tokenizer_for  # noqa: E402
 from pipelines.leaderboard import (  # noqa: E402
     PRIMARY,
+    REFERENCE_PRIMARY,
     agreement_markdown,
     leaderboard,
     leaderboard_markdown,
@@ -118,7 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
     t = p.add_argument_group("tokens and training")
     t.add_argument("--recipe", default="tiny", help="train_small recipe (tiny, proxy-20m, proxy-60m, ...)")
     t.add_argument("--seeds", type=int, default=3, help="training seeds per mix")
-    t.add_argument("--total-tokens", type=int, default=None, help="override the recipe's training token budget")
+    t.add_argument("--total-tokens", type=_tokens_arg, default=None,
+                   help="override the recipe's training token budget: a number, or 'smallest' for the smallest "
+                   "mix's stream (so that no mix is repeated: every trial reads at most one epoch)")
+    t.add_argument("--allow-repetition", action="store_true",
+                   help="compare mixes whose trials read their data more than 2x as many times as each other's "
+                   "(by default such pairs are not compared: repetition, not data, would be measured)")
     t.add_argument("--max-steps", type=int, default=None, help="stop every trial at this step (smoke runs)")
     t.add_argument("--tokenizer", default=None, help="sentencepiece .model for every mix (default: train one)")
     t.add_argument(
@@ -144,6 +150,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_eval_args(e)
     e.set_defaults(tasks="cpu", max_heldout_tokens=None)
+    e.add_argument("--calibration", default=None, metavar="SENSITIVITY_JSON",
+                   help="the known-answer calibration (pipelines/calibrate.py's sensitivity.json) used to say what "
+                   "proxy size and budget a ranking needs when the trials are below the n-gram floor (default: "
+                   "train_small/eval/results/sensitivity/sensitivity.json when present)")
     e.add_argument("--primary", default=None, metavar="METRIC",
                    help="the metric that ranks the mixes (a key of train_small.eval.score.flat_metrics, e.g. "
                    "reference/mean_bits_per_byte, heldout/clean/loss, core); default: the reference domains' "
@@ -152,13 +162,47 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _tokens_arg(v: str) -> int | str:
+    if v == "smallest":
+        return v
+    try:
+        return int(float(v))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--total-tokens takes a number or 'smallest', got {v!r}") from None
+
+
+def _smallest_stream(streams: dict[str, str], seq_len: int) -> int:
+    sizes = {m: int(json.loads(Path(p, "manifest.json").read_text())["num_windows"]) * seq_len
+             for m, p in streams.items()}
+    logger.info("--total-tokens smallest: %d (stream tokens per mix: %s)", min(sizes.values()), sizes)
+    return min(sizes.values())
+
+
+def needed_message(calibration: str | None, budget: int | None, recipe: str) -> str | None:
+    """What the calibration found sufficient to beat the n-gram floor, for the leaderboard's refusal."""
+    path = calibration or str(HERE.parent / "train_small" / "eval" / "results" / "sensitivity" / "sensitivity.json")
+    if not os.path.exists(path):
+        return None
+    cal = json.loads(Path(path).read_text())
+    above = [f for f in cal.get("floor", []) if f.get("beats_ngram_floor")]
+    if not above:
+        tried = ", ".join(f"{f['proxy']} @ {f['tokens']:,}" for f in cal.get("floor", []))
+        return (f"In the known-answer calibration ({os.path.relpath(path)}) no proxy tried ({tried}) beat the floor "
+                "either: a larger proxy and budget are needed than this machine has run.")
+    first = min(above, key=lambda f: (f["params"] * f["tokens"], f["params"]))
+    return (f"In the known-answer calibration ({os.path.relpath(path)}) the smallest configuration above the floor "
+            f"was `{first['proxy']}` ({first['params']:,} parameters) trained on {first['tokens']:,} tokens; this "
+            f"ablation trained `{recipe}` on {budget if budget else 'its recipe budget'} tokens per trial. A ranking "
+            f"needs at least that budget with every mix's stream holding as many tokens (no repetition).")
+
+
 def choose_primary(results: list[dict[str, Any]], requested: str | None) -> str:
     if requested:
         return requested
     from train_small.eval.score import flat_metrics
 
     keys = set().union(*(flat_metrics(r) for r in results)) if results else set()
-    for k in ("reference/mean_bits_per_byte", PRIMARY, "core", "core_partial"):
+    for k in (REFERENCE_PRIMARY, "reference/mean_bits_per_byte", PRIMARY, "core", "core_partial"):
         if k in keys:
             return k
     return PRIMARY
@@ -198,6 +242,22 @@ def main(argv: list[str] | None = None) -> int:
     runs = curate(args, mixes, inputs, options)
     tok = tokenizer_for(args, runs["raw"])
     streams = {m.name: token_stream(args, m, runs[m.curation_key], tok, recipe.seq_len) for m in mixes}
+    if args.total_tokens == "smallest":
+        args.total_tokens = _smallest_stream(streams, recipe.seq_len)
+    reference_report = classifier_check = None
+    if args.heldout_ref:  # English only, no overlap with the pool, not the quality classifier's positives
+        from pipelines.references import check_classifier_overlap, clean_references
+        from train_small.eval.reference import parse_reference_specs
+
+        specs = parse_reference_specs(args.heldout_ref)
+        if options.quality_model:
+            try:
+                classifier_check = check_classifier_overlap(options.quality_model, specs)
+            except ValueError as e:
+                raise SystemExit(f"error: {e}") from None
+        cleaned, reference_report = clean_references(specs, [os.path.join(runs["raw"], "data")],
+                                                     os.path.join(args.output, "reference"))
+        args.heldout_ref = [f"{k}={v}" for k, v in sorted(cleaned.items())]
     t_data = time.perf_counter() - t0
 
     # trials: mix x seed, one pass
@@ -209,14 +269,15 @@ def main(argv: list[str] | None = None) -> int:
     primary = choose_primary(results, args.primary)
     archs = args.archs or [None]
     by_arch = {a: [r for r in results if a is None or r.get("arch") == a] for a in archs}
-    rows = leaderboard(by_arch[archs[0]], mixes, primary)
+    boards = {a: leaderboard(by_arch[a], mixes, primary, allow_repetition=args.allow_repetition) for a in archs}
+    rows = boards[archs[0]]
     extra: list[str] = []
     agreement = None
     if len(archs) > 1:
         from train_small.eval.agreement import rank_agreement_from_results
 
         for a in archs[1:]:
-            extra += leaderboard_markdown(leaderboard(by_arch[a], mixes, primary), primary, f"Proxy family `{a}`")
+            extra += leaderboard_markdown(boards[a], primary, f"Proxy family `{a}`")
             extra.append("")
         try:
             agreement = rank_agreement_from_results(results, primary)
@@ -229,16 +290,24 @@ def main(argv: list[str] | None = None) -> int:
         "heldout": heldout, "eval_dir": args.eval_dir, "tasks": args.tasks, "max_examples": args.max_examples,
         "num_fewshot": args.num_fewshot, "total_tokens": args.total_tokens, "max_steps": args.max_steps,
         "seconds": {"data": t_data, "trials": t_trials}, "failed_trials": failed, "archs": args.archs,
-        "heldout_ref": args.heldout_ref, "precision": args.precision,
+        "heldout_ref": args.heldout_ref, "precision": args.precision, "reference_checks": reference_report,
+        "classifier_check": classifier_check, "allow_repetition": args.allow_repetition,
     }  # fmt: skip
     results.sort(key=lambda r: (str(r.get("arch")), r["extra"]["mix"], r["seed"]))
+    verdicts = {(a, row["mix"]): row.get("beats_ngram_floor") for a, board in boards.items() for row in board}
+    for r in results:  # the mix's verdict (it needs every seed) on each of its trials
+        r["beats_ngram_floor"] = verdicts.get((r.get("arch") if args.archs else None, r["extra"]["mix"]))
+    from pipelines.leaderboard import ranking_status
+
+    status = ranking_status(rows)
+    needed = None if status["ranked"] else needed_message(args.calibration, args.total_tokens, args.recipe)
     payload = {"settings": settings, "leaderboard": rows, "trials": results, "primary_metric": primary,
-               "rank_agreement": agreement}
+               "rank_agreement": agreement, "ranking": {**status, "needed": needed}}
     storage.write_bytes_atomic(
         os.path.join(args.output, "ablation.json"), json.dumps(payload, indent=2, default=float).encode()
     )
     title = f"Proxy family `{archs[0]}`" if archs[0] else None
-    md = write_leaderboard(args.output, rows, settings, primary, extra=extra, title=title)
+    md = write_leaderboard(args.output, rows, settings, primary, extra=extra, title=title, needed=needed)
     png = plot_leaderboard(args.output, rows, primary)
     print(Path(md).read_text())
     print(f"leaderboard: {md}\nplot: {png}\nall results: {os.path.join(args.output, 'ablation.json')}")

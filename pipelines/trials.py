@@ -33,6 +33,8 @@ def trial_key(mix: Mix, seed: int, stream: str, args: argparse.Namespace, heldou
         "recipe": args.recipe, "total_tokens": args.total_tokens, "max_steps": args.max_steps,
         "eval": [args.eval_dir, args.tasks, args.max_examples, args.num_fewshot, args.eval_seed],
         "heldout": heldout, "max_heldout_tokens": args.max_heldout_tokens,
+        # protocol 2: n-gram floor, start token, per-document scores, epochs (results of protocol 1 lack them)
+        "protocol": 2,
     }  # fmt: skip
     # added only when set, so that earlier trials keep their keys
     if getattr(args, "heldout_ref", None):

@@ -260,6 +260,11 @@ def _named(name: str, cls: type = OpenELMConfig, **kw: Any) -> Callable[..., Mod
 CONFIGS: dict[str, Callable[..., ModelConfig]] = {
     "cpu-tiny": _named("cpu-tiny", vocab_size=512, model_dim=64, num_layers=2, head_dim=16, ffn_dim_divisor=32,
                        max_seq_len=256),
+    # CPU proxy ladder for known-answer calibration (pipelines/calibrate.py): 1.1M / 4.6M parameters at vocab 4096
+    "cpu-1m": _named("cpu-1m", vocab_size=4096, model_dim=128, num_layers=4, head_dim=32, ffn_dim_divisor=32,
+                     max_seq_len=256),
+    "cpu-4m": _named("cpu-4m", vocab_size=4096, model_dim=256, num_layers=6, head_dim=32, ffn_dim_divisor=32,
+                     max_seq_len=256),
     "proxy-20m": _named("proxy-20m", model_dim=384, num_layers=8),
     "proxy-60m": _named("proxy-60m", model_dim=640, num_layers=12),
     "proxy-150m": _named("proxy-150m", model_dim=1024, num_layers=12),

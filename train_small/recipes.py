@@ -42,8 +42,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Recipe", "RECIPES", "get_recipe", "scaled_lr", "tiny", "proxy_20m", "proxy_60m", "proxy_150m",
-           "openelm_270m"]
+__all__ = ["Recipe", "RECIPES", "get_recipe", "scaled_lr", "tiny", "cpu_1m", "cpu_4m", "proxy_20m", "proxy_60m",
+           "proxy_150m", "openelm_270m"]
 
 OPENELM_LR, OPENELM_BATCH_TOKENS, OPENELM_DIM = 5.3e-3, 2048 * 2048, 1280
 FAMILY_LR_FACTOR = {"openelm": 1.0, "mobilellm": 0.25}  # see the module docstring
@@ -155,6 +155,19 @@ def tiny() -> Recipe:
                   total_tokens=40 * 8 * 64, warmup_frac=0.1, log_every=1, ckpt_every=20)
 
 
+def cpu_1m() -> Recipe:
+    """CPU calibration proxy: cpu-1m (1.1M parameters at vocab 4096), 128-token windows, 8 sequences (1,024
+    tokens) per step, LR 3e-3; the budget is set per experiment (``total_tokens``; default 2M)."""
+    return Recipe(name="cpu-1m", model="cpu-1m", seq_len=128, global_batch=8, micro_batch=8, lr=3e-3,
+                  total_tokens=2_000_000, warmup_frac=0.05, log_every=50, ckpt_every=1000)
+
+
+def cpu_4m() -> Recipe:
+    """CPU calibration proxy: cpu-4m (4.6M parameters at vocab 4096), as :func:`cpu_1m` otherwise."""
+    return Recipe(name="cpu-4m", model="cpu-4m", seq_len=128, global_batch=8, micro_batch=8, lr=3e-3,
+                  total_tokens=2_000_000, warmup_frac=0.05, log_every=50, ckpt_every=1000)
+
+
 def proxy_20m() -> Recipe:
     """~24M parameters (vocab 32k), 20x tokens (~0.48B), 64 x 1024-token sequences per step, LR 2.2e-3."""
     return Recipe(name="proxy-20m", model="proxy-20m", seq_len=1024, global_batch=64, micro_batch=64,
@@ -181,6 +194,8 @@ def openelm_270m() -> Recipe:
 
 RECIPES: dict[str, Callable[[], Recipe]] = {
     "tiny": tiny,
+    "cpu-1m": cpu_1m,
+    "cpu-4m": cpu_4m,
     "proxy-20m": proxy_20m,
     "proxy-60m": proxy_60m,
     "proxy-150m": proxy_150m,

@@ -132,7 +132,8 @@ def train(
     checkpoint in ``out_dir/ckpt`` when there is one. ``config_overrides`` changes fields of the recipe's model
     config (e.g. ``{"model_dim": 128}`` in a width sweep); they are saved in the checkpoint's model config and in
     ``run.json``. Returns the final metrics (see ``metrics.jsonl`` keys,
-    plus ``num_params``, ``total_steps``, ``checkpoint``, ``finished``).
+    plus ``num_params``, ``total_steps``, ``checkpoint``, ``finished``, and what was read: ``data_position``
+    (windows consumed), ``data_windows`` (windows in the stream) and ``epochs``, their ratio).
     """
     recipe = get_recipe(recipe) if isinstance(recipe, str) else recipe
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -264,9 +265,11 @@ def train(
     if not last and metrics_path.exists():  # nothing ran this session: report the logged end state
         lines = metrics_path.read_text().splitlines()
         last = json.loads(lines[-1]) if lines else {}
+    # what the model saw: windows consumed (epochs included) and how many times the stream was read
     return {**last, "num_params": num_params, "total_steps": total_steps, "step": step,
             "checkpoint": str(ckpt_path) if ckpt_path else None, "finished": step == total_steps,
-            "out_dir": str(out)}
+            "out_dir": str(out), "data_position": step * recipe.global_batch, "data_windows": len(data),
+            "epochs": step * recipe.global_batch / max(len(data), 1)}
 
 
 def _save(model, opt, recipe, cfg, step, position, data_hash, ckpt_dir: Path, device, keep_last: int = 2) -> Path:

@@ -24,8 +24,10 @@ with ``(seed, task, example index)`` (llm-foundry threads one RNG through the fi
 a subset run would see other shots); the context string (shots + question) is encoded
 in one call rather than shots and question separately, which avoids a spurious
 word-start token where a sentencepiece piece begins with the example delimiter; and
-an EOS token is prepended, because the proxy is trained on EOS-separated documents so
-EOS is its "start of document" state (llm-foundry adds the tokenizer's BOS, if any).
+every prompt starts from one start token (:func:`prompts.start_token_id`): EOS for our proxies, which are
+trained on EOS-separated documents so EOS is their "start of document" state, and the tokenizer's BOS where
+its configuration asks for one (the Llama tokenizer of the published OpenELM checkpoints: ``<s>``), as
+llm-foundry prepends the tokenizer's BOS.
 
 Scores (llm-foundry metrics, ``llmfoundry/eval/metrics/nlp.py``):
 
@@ -35,15 +37,21 @@ Scores (llm-foundry metrics, ``llmfoundry/eval/metrics/nlp.py``):
   ``acc_char`` (summed log-probability per character, lm-eval-harness ``acc_norm``) too;
 * language modelling ``accuracy``: every continuation token is the greedy argmax
   (``InContextLearningLMAccuracy``);
-* ``prob_correct``, a continuous score: the probability mass of the correct answer,
-  softmax over the choices' summed log-probabilities (MC/schema), or the probability
-  of the whole continuation (LM);
+* continuous scores (DataDecide, Magnusson et al. 2025, found small proxies rank data only by these):
+  ``prob_correct``, the probability mass of the correct answer, softmax over the choices' summed
+  log-probabilities (MC/schema), or the probability of the whole continuation (LM);
+  ``gold_logprob_per_token`` and ``gold_logprob_per_byte``, the correct continuation's log-probability (nats)
+  per token and per UTF-8 byte; ``prob_correct_centered`` = (prob_correct − 1/k) / (1 − 1/k) for k choices
+  (0 at a uniform guess; LM tasks keep ``prob_correct``);
 * ``centered_accuracy`` = (acc − rb/100) / (1 − rb/100) with rb the task's random
   baseline (the Eval Gauntlet rescaling; DCLM ``eval/aggregated_metrics.py``);
 * ``core``: DCLM's CORE, the mean centered accuracy over its 22 ``low_variance_datasets``, only when all 22
-  were evaluated (``core_is_full_dclm_core``); otherwise ``core`` is None and ``core_partial`` is the mean
-  over the CORE tasks that were, with ``core_missing`` naming the others. ``centered_mean`` is the mean over
-  every evaluated task.
+  were evaluated as DCLM defines them (``core_is_full_dclm_core``): DCLM's shots, every example, none skipped,
+  DCLM's task files. Otherwise ``core`` is None, ``core_partial`` is the mean over the CORE tasks that were
+  evaluated, ``core_missing`` names the absent ones and ``core_departures`` says, per task, what differs
+  (``shots``, ``subset``, ``skipped``, ``file``). ``core_prob`` (mean ``prob_correct_centered``) and
+  ``core_gold_bpb`` (mean bits per byte of the correct continuation) are the same aggregate over the continuous
+  scores. ``centered_mean`` is the mean over every evaluated task.
 
 Window limits: a continuation longer than the model window cannot be scored whole, so its example is
 skipped and counted (``n_skipped_long``), never scored on its first tokens; contexts longer than the window
@@ -80,8 +88,9 @@ from train_small.eval.prompts import (  # noqa: F401  (re-exported: the harness'
     fewshot_indices,
     load_examples,
     needs_prefix_space,
+    start_token_id,
 )
-from train_small.eval.tasks import CORE_TASKS, LM, TaskSpec, resolve_tasks
+from train_small.eval.tasks import CORE_TASKS, LM, TaskSpec, dclm_departures, resolve_tasks
 
 log = logging.getLogger(__name__)
 
@@ -226,18 +235,24 @@ def centered_accuracy(acc: float, random_baseline: float) -> float:
     return (acc - rb) / (1.0 - rb)
 
 
-def choice_metrics(logprobs: np.ndarray, n_tokens: np.ndarray, n_chars: np.ndarray, gold: int) -> dict[str, float]:
-    """Per-example MC/schema metrics from the choices' summed log-probs, token and character counts."""
+def choice_metrics(logprobs: np.ndarray, n_tokens: np.ndarray, n_chars: np.ndarray, gold: int,
+                   n_bytes: np.ndarray | None = None) -> dict[str, float]:
+    """Per-example MC/schema metrics from the choices' summed log-probs, token, character (and byte) counts."""
     lp = np.asarray(logprobs, dtype=np.float64)
     per_tok = lp / np.maximum(np.asarray(n_tokens), 1)
     per_char = lp / np.maximum(np.asarray(n_chars), 1)
+    nb = np.asarray(n_chars if n_bytes is None else n_bytes)
     p = np.exp(lp - lp.max())
     p /= p.sum()
+    k = len(lp)
     return {
         "accuracy": float(int(np.argmax(per_tok)) == gold),  # llm-foundry: lowest mean cross-entropy
         "acc_sum": float(int(np.argmax(lp)) == gold),
         "acc_char": float(int(np.argmax(per_char)) == gold),
         "prob_correct": float(p[gold]),
+        "prob_correct_centered": float((p[gold] - 1 / k) / (1 - 1 / k)) if k > 1 else float(p[gold]),
+        "gold_logprob_per_token": float(per_tok[gold]),
+        "gold_logprob_per_byte": float(lp[gold] / max(int(nb[gold]), 1)),
     }
 
 
@@ -294,14 +309,19 @@ def _score_examples(
     for s, e, pr, i in groups:
         sc = scores[s:e]
         if spec.task_type == LM:
+            n_bytes = max(len(pr.continuations[0].encode("utf-8")), 1)
             m = {"accuracy": float(sc[0].greedy), "prob_correct": math.exp(sc[0].logprob),
-                 "nll_per_token": -sc[0].logprob / max(sc[0].n_tokens, 1)}  # fmt: skip
+                 "nll_per_token": -sc[0].logprob / max(sc[0].n_tokens, 1),
+                 "gold_logprob_per_token": sc[0].logprob / max(sc[0].n_tokens, 1),
+                 "gold_logprob_per_byte": sc[0].logprob / n_bytes}  # fmt: skip
+            m["prob_correct_centered"] = m["prob_correct"]
         else:
             m = choice_metrics(
                 np.array([x.logprob for x in sc]),
                 np.array([x.n_tokens for x in sc]),
                 np.array([len(c) for c in pr.continuations]),
                 int(pr.gold),  # type: ignore[arg-type]
+                n_bytes=np.array([len(c.encode("utf-8")) for c in pr.continuations]),
             )
         m["index"] = i
         m["shots"] = [rows[j] for j in pr.shots] if rows else list(pr.shots)
@@ -321,7 +341,8 @@ def evaluate_task(
     *,
     seed: int = 1234,
     max_examples: int | None = None,
-    prepend_eos: bool = True,
+    start_token: str = "auto",
+    published: bool = False,
     return_per_example: bool = False,
     max_seq_len: int | None = None,
     precision: str = "fp32",
@@ -341,8 +362,9 @@ def evaluate_task(
     t0 = time.perf_counter()
     max_len = max_seq_len or _model_max_len(model)
     score_kw = {"autocast_dtype": autocast_dtype_for(precision), **score_kw}
-    common = dict(seed=seed, bos=[tok.eos_id] if (prepend_eos and tok.eos_id is not None) else [],
-                  mode=boundary_mode(tok), max_len=max_len, score_kw=score_kw)  # fmt: skip
+    start = start_token_id(tok, start_token, published)
+    common = dict(seed=seed, bos=[start] if start is not None else [], mode=boundary_mode(tok), max_len=max_len,
+                  score_kw=score_kw)  # fmt: skip
     rows_of: dict[str, list[int]] = {}
     if spec.has_categories:
         for row, ex in enumerate(examples):
@@ -377,6 +399,7 @@ def evaluate_task(
         task_type=spec.task_type, num_fewshot=spec.num_fewshot, random_baseline=spec.random_baseline,
         category=spec.category, n=len(per_all), n_total=len(examples), n_malformed=n_bad, **counts,
         max_seq_len=max_len, precision=precision, seconds=round(time.perf_counter() - t0, 3),
+        dclm_departures=dclm_departures(spec, len(per_all), len(examples), counts["n_skipped_long"]),
     )  # fmt: skip
     if counts["n_skipped_long"] or counts["n_context_truncated"]:
         log.warning("%s: %d examples skipped (continuation longer than the %d-token window), %d with their "
@@ -396,8 +419,10 @@ def evaluate(
     seed: int = 1234,
     max_examples: int | None = None,
     num_fewshot: int | None = None,
-    prepend_eos: bool = True,
+    start_token: str = "auto",
+    published: bool = False,
     precision: str = "fp32",
+    return_per_example: bool = False,
     **score_kw: Any,
 ) -> dict[str, Any]:
     """Evaluate ``model`` on the tasks of ``eval_dir`` (see :func:`tasks.resolve_tasks` for ``tasks``).
@@ -417,8 +442,9 @@ def evaluate(
     out: dict[str, Any] = {"tasks": {}, "skipped_tasks": {}}
     try:
         for spec, path in resolved:
-            r = evaluate_task(model, tok, spec, path, seed=seed, max_examples=max_examples, prepend_eos=prepend_eos,
-                              precision=precision, **score_kw)  # fmt: skip
+            r = evaluate_task(model, tok, spec, path, seed=seed, max_examples=max_examples, start_token=start_token,
+                              published=published, precision=precision, return_per_example=return_per_example,
+                              **score_kw)  # fmt: skip
             if r["n"] == 0:
                 out["skipped_tasks"][spec.label] = f"all {r['n_skipped_long']} examples longer than the window"
                 log.warning("%s: no example fits the %d-token window, task skipped", spec.label, r["max_seq_len"])
@@ -435,7 +461,8 @@ def evaluate(
         "seed": seed,
         "max_examples": max_examples,
         "num_fewshot_override": num_fewshot,
-        "prepend_eos": prepend_eos,
+        "start_token": start_token,
+        "start_token_id": start_token_id(tok, start_token, published),
         "precision": precision,
         "boundary_mode": boundary_mode(tok),
         "eval_dir": str(eval_dir),
@@ -451,16 +478,22 @@ def aggregate(task_results: dict[str, dict[str, Any]]) -> dict[str, Any]:
     ``core_missing``, ``core_is_full_dclm_core``, ``centered_mean`` (over every task), per-category means,
     mean accuracy and mean ``prob_correct``."""
     present = [t for t in CORE_TASKS if t in task_results]
-    full = len(present) == len(CORE_TASKS)
+    departures = {t: task_results[t]["dclm_departures"] for t in present if task_results[t].get("dclm_departures")}
+    full = len(present) == len(CORE_TASKS) and not departures
     core_vals = [task_results[t]["centered_accuracy"] for t in present]
     out: dict[str, Any] = {
         "core": float(np.mean(core_vals)) if full else None,
         "core_is_full_dclm_core": full,
         "core_missing": [t for t in CORE_TASKS if t not in task_results],
+        "core_departures": departures,
     }
     if not full:
         out["core_partial"] = float(np.mean(core_vals)) if core_vals else None
         out["core_partial_tasks"] = len(present)
+    cont = [t for t in present if "prob_correct_centered" in task_results[t]]
+    if cont:
+        out["core_prob"] = float(np.mean([task_results[t]["prob_correct_centered"] for t in cont]))
+        out["core_gold_bpb"] = float(np.mean([-task_results[t]["gold_logprob_per_byte"] / math.log(2) for t in cont]))
     if not task_results:
         return {**out, "centered_mean": float("nan"), "mean_accuracy": float("nan"), "categories": {}}
     cats: dict[str, list[float]] = {}

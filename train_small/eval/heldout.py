@@ -203,11 +203,13 @@ def heldout_loss(
     batch_size: int = 8,
     device: torch.device | str | None = None,
     precision: str = "fp32",
+    floor: Any = None,
 ) -> dict[str, Any]:
     """Per-domain ``{loss, bits_per_byte, perplexity, tokens, bytes, docs}`` plus their macro means.
 
     ``max_tokens_per_domain`` caps the scored tokens of each domain (whole documents,
-    in file order), for quick CPU runs.
+    in file order), for quick CPU runs. ``floor`` (an :class:`~train_small.eval.ngram.NGramFloor`) adds
+    ``ngram_floor: {unigram_bpb, bigram_bpb}`` per domain, the same stream scored by counting alone.
     """
     tok = as_tokenizer(tokenizer)
     seq_len = seq_len or _model_max_len(model)
@@ -229,6 +231,10 @@ def heldout_loss(
                 "bytes": n_bytes,
                 "docs": n_docs,
             }
+            if floor is not None:
+                ng = floor.stream_nll(stream)
+                per[domain]["ngram_floor"] = {f"{k}_bpb": ng[k] / math.log(2) / max(n_bytes, 1)
+                                              for k in ("unigram", "bigram")}  # fmt: skip
     finally:
         model.train(was_training)
     out: dict[str, Any] = {"domains": per}

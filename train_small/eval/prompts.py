@@ -45,6 +45,7 @@ class SentencePieceTokenizer:
     def __init__(self, sp: Any) -> None:
         import sentencepiece as spm
 
+        path = None
         if isinstance(sp, (str, os.PathLike)):
             path = str(sp)
             if not os.path.exists(path):
@@ -53,9 +54,20 @@ class SentencePieceTokenizer:
         if not isinstance(sp, spm.SentencePieceProcessor):
             raise TypeError(f"expected a SentencePieceProcessor or a model path, got {type(sp).__name__}")
         self.sp = sp
-        eos = int(sp.eos_id())
+        eos, bos = int(sp.eos_id()), int(sp.bos_id())
         self.eos_id: int | None = eos if eos >= 0 else None
+        self.bos_id: int | None = bos if bos >= 0 else None
         self.vocab_size = int(sp.get_piece_size())
+        # Hugging Face keeps "prepend BOS" beside the model file (tokenizer_config.json, add_bos_token: the Llama
+        # tokenizer of the published OpenELM checkpoints sets it); a .model alone does not say
+        self.add_bos = False
+        if path is not None:
+            cfg = os.path.join(os.path.dirname(os.path.abspath(path)), "tokenizer_config.json")
+            if os.path.exists(cfg):
+                try:
+                    self.add_bos = bool(json.load(open(cfg, encoding="utf-8")).get("add_bos_token", False))
+                except (ValueError, AttributeError):
+                    log.warning("%s: not a JSON object, add_bos_token not read", cfg)
 
     def encode(self, text: str) -> list[int]:
         return list(self.sp.encode(text))
@@ -95,6 +107,33 @@ class _CallableEos:
 
     def encode(self, text: str) -> list[int]:
         return list(self._tok.encode(text))
+
+
+START_TOKENS = ("auto", "eos", "bos", "none")
+
+
+def start_token_id(tok: TextTokenizer, mode: str = "auto", published: bool = False) -> int | None:
+    """The token every scored document and prompt starts from.
+
+    ``"eos"``: the tokenizer's EOS, the state our proxies are trained to start documents from (token streams
+    put EOS after every document). ``"bos"``: its BOS, what llm-foundry and Hugging Face prepend for a tokenizer
+    that adds one (the Llama tokenizer of the published OpenELM checkpoints: ``<s>``). ``"none"``: nothing.
+    ``"auto"``: BOS when the tokenizer's configuration asks for it (``add_bos_token`` in a ``tokenizer_config.json``
+    beside the model file) or the model is a published checkpoint (``published``) and the tokenizer has a BOS;
+    else EOS.
+    """
+    if mode not in START_TOKENS:
+        raise ValueError(f"start token must be one of {START_TOKENS}, got {mode!r}")
+    bos = getattr(tok, "bos_id", None)
+    if mode == "none":
+        return None
+    if mode == "bos":
+        if bos is None:
+            raise ValueError("start token 'bos': the tokenizer has no BOS piece")
+        return bos
+    if mode == "auto" and bos is not None and (getattr(tok, "add_bos", False) or published):
+        return bos
+    return tok.eos_id
 
 
 def needs_prefix_space(tok: TextTokenizer) -> bool:

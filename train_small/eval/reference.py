@@ -6,11 +6,18 @@ StackExchange or web text the user names (``NAME=PATH``), identical for every mi
 and bits per byte, as Paloma does (Magnusson et al. 2023, arXiv:2312.10523).
 
 Scoring follows Paloma's rules: every document is scored on its own (no packing with other documents), from a
-start-of-document token (our EOS, the state the proxy is trained to start documents from), in non-overlapping
-windows of ``seq_len`` predicted tokens, so each document token is predicted exactly once and nothing across
-documents leaks in. Per domain: ``loss`` (mean nats per token), ``perplexity``, ``bits_per_byte`` (total nats /
-ln 2 / UTF-8 bytes: independent of the tokenizer, so proxies with different tokenizers compare), ``tokens``,
-``bytes``, ``docs``, and ``sha256`` of the documents scored; over domains, their unweighted means.
+start-of-document token (:func:`train_small.eval.prompts.start_token_id`: our EOS, the state the proxy is trained
+to start documents from; the tokenizer's BOS where its configuration asks for one), in non-overlapping windows of
+``seq_len`` predicted tokens, so each document token is predicted exactly once and nothing across documents leaks
+in. Per domain: ``loss`` (mean nats per token), ``perplexity``, ``bits_per_byte`` (total nats / ln 2 / UTF-8
+bytes: independent of the tokenizer, so proxies with different tokenizers compare), ``tokens``, ``bytes``,
+``docs``, and ``sha256`` of the documents scored; over domains, ``weighted_bits_per_byte`` (the token-weighted
+mean: a domain counts by its scored tokens) and the unweighted ``mean_bits_per_byte``.
+
+With an n-gram floor (:class:`train_small.eval.ngram.NGramFloor`, fit on the proxy's own training tokens) every
+domain also gets ``ngram_floor: {unigram_bpb, bigram_bpb}``, the same documents scored the same way by counting
+alone. ``per_doc=True`` returns the per-document sums (``_per_doc``: domain, nats, tokens, bytes, and the
+floor's nats) for intervals over documents.
 
 ``PATH`` is a text file (one document), a folder (every ``.txt``/``.raw``/``.md`` file in it is a document,
 jsonl / parquet files in it are read as below, anything else, e.g. a ``metadata.csv`` or a licence, is skipped),
@@ -31,6 +38,7 @@ import torch
 
 from train_small.eval.harness import _logits, _model_max_len, as_tokenizer, autocast_dtype_for
 from train_small.eval.heldout import load_texts
+from train_small.eval.prompts import start_token_id
 
 log = logging.getLogger(__name__)
 
@@ -153,16 +161,24 @@ def reference_loss(
     batch_tokens: int = 16384,
     device: torch.device | str | None = None,
     precision: str = "fp32",
+    start_token: str = "auto",
+    published: bool = False,
+    floor: Any = None,
+    per_doc: bool = False,
 ) -> dict[str, Any]:
     """Per-domain ``{loss, perplexity, bits_per_byte, tokens, bytes, docs, sha256}`` and their means.
 
     ``max_tokens_per_domain`` keeps whole documents, in order, while their tokens fit (at least one document).
+    ``floor``: an :class:`~train_small.eval.ngram.NGramFloor` scored on the same documents (``ngram_floor`` per
+    domain). ``per_doc``: add ``_per_doc`` (per-document arrays, for intervals; not JSON).
     """
     tok = as_tokenizer(tokenizer)
     seq_len = seq_len or _model_max_len(model)
+    start = start_token_id(tok, start_token, published)
     was_training = model.training
     model.eval()
     per: dict[str, dict[str, Any]] = {}
+    docs_out: dict[str, list[np.ndarray]] = {k: [] for k in ("domain", "nll", "tokens", "bytes", "unigram", "bigram")}
     try:
         for name, texts in domains.items():
             ids, used = [], []
@@ -179,9 +195,10 @@ def reference_loss(
             if not ids:
                 log.warning("reference domain %s: no text to score", name)
                 continue
-            nll, count = documents_nll(model, ids, seq_len, tok.eos_id, batch_tokens=batch_tokens, device=device,
+            nll, count = documents_nll(model, ids, seq_len, start, batch_tokens=batch_tokens, device=device,
                                        precision=precision)  # fmt: skip
-            n_bytes = sum(len(x.encode("utf-8")) for x in used)
+            doc_bytes = np.array([len(x.encode("utf-8")) for x in used], np.int64)
+            n_bytes = int(doc_bytes.sum())
             sha = hashlib.sha256()
             for x in used:
                 sha.update(hashlib.sha256(x.encode("utf-8")).digest())
@@ -195,13 +212,34 @@ def reference_loss(
                 "docs": len(used),
                 "sha256": sha.hexdigest()[:16],
             }
+            ng = floor.documents_nll(ids, start) if floor is not None else None
+            if ng is not None:
+                per[name]["ngram_floor"] = {f"{k}_bpb": float(ng[k].sum() / math.log(2) / n_bytes)
+                                            for k in ("unigram", "bigram")}  # fmt: skip
+            if per_doc:
+                docs_out["domain"].append(np.array([name] * len(used), dtype=object))
+                docs_out["nll"].append(nll)
+                docs_out["tokens"].append(count)
+                docs_out["bytes"].append(doc_bytes)
+                for k in ("unigram", "bigram"):
+                    docs_out[k].append(ng[k] if ng is not None else np.full(len(used), np.nan))
             log.info("reference %s: loss %.4f, %.4f bits/byte (%d docs, %d tokens)", name, loss,
                      per[name]["bits_per_byte"], len(used), per[name]["tokens"])  # fmt: skip
     finally:
         model.train(was_training)
-    out: dict[str, Any] = {"domains": per, "seq_len": seq_len, "precision": precision,
-                           "method": "per document, from EOS, non-overlapping windows (Paloma)"}  # fmt: skip
+    out: dict[str, Any] = {"domains": per, "seq_len": seq_len, "precision": precision, "start_token": start_token,
+                           "start_token_id": start,
+                           "method": "per document, from the start token, non-overlapping windows (Paloma)"}
     if per:
+        w = np.array([d["tokens"] for d in per.values()], np.float64)
         out["mean_loss"] = float(np.mean([d["loss"] for d in per.values()]))
         out["mean_bits_per_byte"] = float(np.mean([d["bits_per_byte"] for d in per.values()]))
+        out["weighted_bits_per_byte"] = float(np.average([d["bits_per_byte"] for d in per.values()], weights=w))
+        if floor is not None:
+            out["ngram_floor"] = {
+                f"weighted_{k}_bpb": float(np.average([d["ngram_floor"][f"{k}_bpb"] for d in per.values()], weights=w))
+                for k in ("unigram", "bigram")
+            }
+    if per_doc:
+        out["_per_doc"] = {k: np.concatenate(v) if v else np.zeros(0) for k, v in docs_out.items()}
     return out

@@ -29,11 +29,15 @@ import torch
 
 from train_small.eval.harness import as_tokenizer, evaluate, write_results
 from train_small.eval.heldout import heldout_loss, load_texts
+from train_small.eval.ngram import fit_floor, trial_windows
 from train_small.eval.reference import load_reference_domains, reference_loss
+from train_small.hf_openelm import is_hf_checkpoint
 
 log = logging.getLogger(__name__)
 
 RESULT = "result.json"
+REFERENCE_DOCS = "reference_docs.parquet"
+TASK_EXAMPLES = "task_examples.parquet"
 
 
 def git_info(root: str | os.PathLike | None = None) -> dict[str, Any]:
@@ -63,7 +67,7 @@ def manifest_info(data_dir: str | os.PathLike) -> dict[str, Any]:
     m = json.loads(raw)
     return {
         "data_manifest_sha256": hashlib.sha256(raw).hexdigest(),
-        "data_dir": str(Path(data_dir).resolve()),
+        "data_dir": _rel(data_dir),
         "data_num_tokens": m.get("num_tokens"),
         "data_tokens_per_source": m.get("tokens_per_source"),
         "data_recipe_hashes": m.get("recipe_hashes"),
@@ -111,6 +115,9 @@ def score(
     arch: str | None = None,
     precision: str = "fp32",
     reference: list[str] | dict[str, str] | None = None,
+    ngram_floor: bool = True,
+    start_token: str = "auto",
+    per_doc: bool = True,
 ) -> dict[str, Any]:
     """Train ``recipe`` on the stream in ``data_dir``, evaluate, and write ``out_dir/result.json``.
 
@@ -133,6 +140,17 @@ def score(
         precision: evaluation precision, ``"fp32"`` (default, as DCLM evaluates and as the CLI does) or
             ``"bf16"`` (autocast on CUDA); the same for held-out loss and tasks.
         force: recompute even if a matching ``result.json`` exists.
+        ngram_floor: fit unigram and bigram models on exactly the tokens the proxy trained on
+            (:mod:`train_small.eval.ngram`) and score them on the reference and held-out domains beside it
+            (``result["ngram_floor"]``, and ``ngram_floor`` in every reference domain).
+        start_token: what every scored document and prompt starts from (``auto``, ``eos``, ``bos``, ``none``;
+            :func:`train_small.eval.prompts.start_token_id`).
+        per_doc: write ``out_dir/reference_docs.parquet`` (per reference document: domain, bytes, tokens, the
+            proxy's and the floor's nats) and ``out_dir/task_examples.parquet`` (per task example: the metrics),
+            which intervals over documents and examples are computed from.
+
+    The result also records what training read: ``epochs`` (windows consumed / windows in the stream; above 1
+    the mix was repeated) and ``train_tokens``.
     """
     from train_small.model import load_from_checkpoint
     from train_small.recipes import Recipe, get_recipe
@@ -167,6 +185,9 @@ def score(
         "reference_sha256": _texts_sha(reference_texts),
         "max_heldout_tokens": max_heldout_tokens,
         "precision": precision,
+        "ngram_floor": bool(ngram_floor),
+        "start_token": start_token,
+        "per_doc": bool(per_doc),
     }
     key = _settings_key(settings)
     res_path = out / RESULT
@@ -198,39 +219,100 @@ def score(
         "settings_key": key,
         "train": {k: v for k, v in tr.items() if isinstance(v, (int, float, str, bool, type(None)))},
         "num_params": tr.get("num_params"),
+        "epochs": tr.get("epochs"),
+        "out_dir": _rel(out),
+        "train_tokens": int(tr.get("data_position", 0)) * rec.seq_len,
         "extra": extra or {},
     }
+    published = is_hf_checkpoint(ckpt)
+    floor = None
     t1 = time.perf_counter()
+    if ngram_floor and (heldout_texts is not None or reference_texts is not None):
+        floor, fit = fit_floor(list(trial_windows(str(data_dir), rec.seed, int(tr["data_position"]))),
+                               max(tok_vocab(tok), cfg.vocab_size))
+        result["ngram_floor"] = {"fit": fit, "domains": {}}
+    t_floor = time.perf_counter() - t1
     if heldout_texts is not None:
         result["heldout"] = heldout_loss(
             model, tok, heldout_texts, seq_len=cfg.max_seq_len, max_tokens_per_domain=max_heldout_tokens,
-            precision=precision,
+            precision=precision, floor=floor,
         )  # fmt: skip
     if reference_texts is not None:
-        result["reference"] = reference_loss(
+        ref = reference_loss(
             model, tok, reference_texts, seq_len=cfg.max_seq_len, max_tokens_per_domain=max_heldout_tokens,
-            batch_tokens=batch_tokens, precision=precision,
+            batch_tokens=batch_tokens, precision=precision, start_token=start_token, published=published,
+            floor=floor, per_doc=per_doc,
         )  # fmt: skip
-    t_heldout = time.perf_counter() - t1
+        docs = ref.pop("_per_doc", None)
+        if docs is not None:
+            _write_table(out / REFERENCE_DOCS, docs)
+        result["reference"] = ref
+    if floor is not None:
+        for part in ("reference", "heldout"):
+            for d, m in ((result.get(part) or {}).get("domains") or {}).items():
+                if "ngram_floor" in m:
+                    result["ngram_floor"]["domains"][f"{part}/{d}"] = m["ngram_floor"]
+    t_heldout = time.perf_counter() - t1 - t_floor
     t2 = time.perf_counter()
     if eval_dir is not None:
         ev = evaluate(
             model, tok, eval_dir, tasks, seed=eval_seed, max_examples=max_examples, num_fewshot=num_fewshot,
-            max_seq_len=cfg.max_seq_len, batch_tokens=batch_tokens, precision=precision,
+            max_seq_len=cfg.max_seq_len, batch_tokens=batch_tokens, precision=precision, start_token=start_token,
+            published=published, return_per_example=per_doc,
         )  # fmt: skip
-        for k in ("tasks", "core", "core_is_full_dclm_core", "core_missing", "core_partial", "core_partial_tasks",
-                  "centered_mean", "categories", "skipped_tasks", "window"):
+        if per_doc:
+            _write_examples(out / TASK_EXAMPLES, ev["tasks"])
+        for k in ("tasks", "core", "core_is_full_dclm_core", "core_missing", "core_departures", "core_partial",
+                  "core_partial_tasks", "core_prob", "core_gold_bpb", "centered_mean", "categories", "skipped_tasks",
+                  "window"):
             if k in ev:
                 result[k] = ev[k]
         result["eval_settings"] = ev["settings"]
     t_eval = time.perf_counter() - t2
-    result["timings_s"] = {"train": t_train, "heldout": t_heldout, "tasks": t_eval}
+    result["timings_s"] = {"train": t_train, "ngram_floor": t_floor, "heldout": t_heldout, "tasks": t_eval}
     result["versions"] = {"torch": torch.__version__, "python": platform.python_version()}
     result["device"] = str(dev)
     result["finished"] = bool(tr.get("finished")) or max_steps is not None
     write_results(result, res_path)
     log.info("score: wrote %s", res_path)
     return result
+
+
+def _rel(path: str | os.PathLike) -> str:
+    """A path as recorded in results: relative to the working directory when under it (results are committed;
+    they hold no absolute paths of the machine that made them)."""
+    p = os.path.abspath(path)
+    rel = os.path.relpath(p)
+    return p if rel.startswith("..") else rel
+
+
+def tok_vocab(tok: Any) -> int:
+    return int(getattr(tok, "vocab_size", 0) or 0)
+
+
+def _write_table(path: Path, cols: dict[str, Any]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table({k: pa.array(list(v) if k == "domain" else v) for k, v in cols.items()})
+    tmp = path.with_name(path.name + ".tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+
+
+def _write_examples(path: Path, tasks: dict[str, dict[str, Any]]) -> None:
+    """Per-example metrics of every task (popped from the task results: they stay out of result.json)."""
+    rows: dict[str, list[Any]] = {"task": [], "index": []}
+    keys = ("accuracy", "prob_correct", "prob_correct_centered", "gold_logprob_per_token", "gold_logprob_per_byte")
+    for k in keys:
+        rows[k] = []
+    for t, r in tasks.items():
+        for ex in r.pop("per_example", []):
+            rows["task"].append(t)
+            rows["index"].append(f"{ex.get('category', '')}/{ex['index']}")
+            for k in keys:
+                rows[k].append(float(ex.get(k, float("nan"))))
+    _write_table(path, rows)
 
 
 def score_trial(spec: dict[str, Any]) -> dict[str, Any]:
@@ -268,15 +350,19 @@ def flat_metrics(result: dict[str, Any]) -> dict[str, float]:
     for d, m in (ref.get("domains") or {}).items():
         for k in ("loss", "bits_per_byte"):
             out[f"reference/{d}/{k}"] = float(m[k])
-    for k in ("mean_loss", "mean_bits_per_byte"):
+        for k, v in (m.get("ngram_floor") or {}).items():
+            out[f"reference/{d}/{k}"] = float(v)
+    for k in ("mean_loss", "mean_bits_per_byte", "weighted_bits_per_byte"):
         if k in ref:
             out[f"reference/{k}"] = float(ref[k])
+    for k, v in (ref.get("ngram_floor") or {}).items():
+        out[f"reference/{k}"] = float(v)
     for t, m in (result.get("tasks") or {}).items():
-        for k in ("accuracy", "centered_accuracy", "prob_correct"):
+        for k in ("accuracy", "centered_accuracy", "prob_correct", "prob_correct_centered", "gold_logprob_per_byte"):
             if k in m:
                 out[f"task/{t}/{k}"] = float(m[k])
     # "core" only for the full DCLM CORE set; a partial task set is "core_partial", never called CORE
-    for k in ("core", "core_partial", "centered_mean"):
+    for k in ("core", "core_partial", "core_prob", "core_gold_bpb", "centered_mean", "epochs"):
         if result.get(k) is not None:
             out[k] = float(result[k])
     if "loss" in (result.get("train") or {}):

@@ -121,6 +121,33 @@ _FALLBACK_META: dict[str, tuple[int, float, str]] = {
     "coqa": (0, 0, "reading comprehension"),
 }
 
+#: Tasks whose file in an llm-foundry eval folder is not the one DCLM evaluates: HellaSwag is read from OLMES's
+#: 1,000 validation questions (``olmes_validation/``), not DCLM's 10,042-item file.
+NOT_DCLM_FILES: dict[str, str] = {
+    "hellaswag": "OLMES hellaswag validation questions, not DCLM's language_understanding/hellaswag.jsonl",
+    "hellaswag_zeroshot": "OLMES hellaswag validation questions, not DCLM's language_understanding/hellaswag.jsonl",
+}
+
+
+def dclm_departures(spec: TaskSpec, n: int, n_total: int, n_skipped: int) -> list[str]:
+    """How an evaluation of ``spec`` differs from DCLM's definition of the task (empty: it does not).
+
+    ``shots`` (another shot count than DCLM's meta-data), ``subset`` (not every example evaluated),
+    ``skipped`` (examples left out because they do not fit the window), ``file`` (another task file)."""
+    out = []
+    if spec.label in _FALLBACK_META and spec.num_fewshot != _FALLBACK_META[spec.label][0]:
+        out.append(f"shots: {spec.num_fewshot} instead of DCLM's {_FALLBACK_META[spec.label][0]}")
+    if n_skipped:
+        out.append(f"skipped: {n_skipped} examples longer than the window")
+    if n + n_skipped < n_total:
+        out.append(f"subset: {n + n_skipped} of {n_total} examples")
+    if spec.label in NOT_DCLM_FILES:
+        out.append(f"file: {NOT_DCLM_FILES[spec.label]}")
+    elif spec.label not in _BUILTIN or spec.path != _BUILTIN[spec.label][0]:
+        out.append(f"file: {spec.path} is not DCLM's file for {spec.label}")
+    return out
+
+
 #: DCLM's CORE set (``low_variance_datasets`` of eval/additional_aggregation.json, 22 tasks).
 CORE_TASKS: tuple[str, ...] = (
     "hellaswag_zeroshot", "jeopardy", "bigbench_qa_wikidata", "arc_easy", "arc_challenge", "copa",
