@@ -123,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop after the token streams (e.g. to carry them to a GPU machine)")
     e = p.add_argument_group("evaluation")
     e.add_argument("--eval-dir", default=None,
-                   help="llm-foundry eval folder for the task metrics (default: ../shared/data/eval when present)")
+                   help="llm-foundry eval folder for the task metrics (default: ../shared/data/eval when present; "
+                   "'none': reference text only)")
     e.add_argument("--tasks", default="cpu", help="task set or comma list (default %(default)s)")
     e.add_argument("--max-examples", type=int, default=300, help="examples per task (default %(default)s)")
     e.add_argument("--num-fewshot", type=int, default=0, help="shots per task (default %(default)s)")
@@ -561,6 +562,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("error: --degrade lists the same degradation twice")
     if args.eval_dir is None and os.path.isdir("../shared/data/eval"):
         args.eval_dir = "../shared/data/eval"
+    elif args.eval_dir == "none":
+        args.eval_dir = None
     args.pool_bytes = args.pool_bytes or int(max(args.budgets) * BYTES_PER_TOKEN_GUESS * 1.25)
     os.makedirs(args.output, exist_ok=True)
     if args.gpu_preset:
