@@ -67,7 +67,6 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -699,6 +698,8 @@ class _TruthWriter:
         self.out_dir = out_dir
 
     def add(self, row: dict) -> None:
+        import orjson  # the writers only: the generators also run where orjson is absent (filters.degrade)
+
         self.jsonl.write(orjson.dumps(row) + b"\n")
         self.rows.append(row)
         if len(self.rows) >= ROW_GROUP * 4:
@@ -719,6 +720,8 @@ class _TruthWriter:
 
 def _write_shard(out_dir: str, seed: int, n_docs: int, shards: list[_Shard], shard: _Shard,
                  truth: _TruthWriter, counts: dict[str, int], tick: Callable[[int], None]) -> None:
+    import orjson
+
     path = os.path.join(out_dir, shard.relpath)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = path + ".tmp"

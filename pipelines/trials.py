@@ -41,6 +41,8 @@ def trial_key(mix: Mix, seed: int, stream: str, args: argparse.Namespace, heldou
         payload["reference"] = sorted(args.heldout_ref)
     if getattr(args, "precision", "fp32") != "fp32":
         payload["precision"] = args.precision
+    if getattr(args, "start_token", "auto") != "auto":
+        payload["start_token"] = args.start_token
     if arch is not None:
         payload["arch"] = arch
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -70,6 +72,7 @@ def trial_items(args: argparse.Namespace, mixes: list[Mix], streams: dict[str, s
                     max_steps=args.max_steps, eval_seed=args.eval_seed, batch_tokens=args.batch_tokens,
                     reference=getattr(args, "heldout_ref", None) or None,
                     precision=getattr(args, "precision", "fp32"), arch=arch,
+                    start_token=getattr(args, "start_token", "auto"),
                     extra={"mix": m.name, "mix_spec": m.to_json(), "trial_key": key}, force=True,
                 )  # fmt: skip
                 item_key = f"{m.name}-seed{s}" if arch is None else f"{m.name}-{arch}-seed{s}"

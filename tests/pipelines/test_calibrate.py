@@ -68,3 +68,31 @@ def test_a_budget_larger_than_a_mix_is_refused(tmp_path: Path) -> None:
             "--executor", "local", "--workers", "1", "--no-progress", "--log-level", "WARNING"]  # fmt: skip
     with pytest.raises(SystemExit, match="no mix is repeated"):
         main(argv)
+
+
+def test_gpu_preset_runs_in_process_from_a_prepared_folder(tmp_path: Path) -> None:
+    """What bench/gpu.sh runs on the accelerator (no Ray, no ../shared): a folder prepared on a CPU machine is
+    degraded, tokenised and trained in this process. Here with a CPU proxy and a tiny budget."""
+    from curation.tokens import train_tokenizer
+    from filters.degrade import parse_degrade
+    from pipelines.calibrate import GPU_PREPARED, build_parser, run_gpu_preset
+    from train_small.recipes import get_recipe
+
+    out = tmp_path / "gpu_cal"
+    (out / "pool").mkdir(parents=True)
+    _write(out / "pool" / "prose.parquet", 120, 5)
+    (out / "ref").mkdir()
+    _write(out / "ref" / "prose.parquet", 20, 6)
+    train_tokenizer([str(out / "pool")], str(out / "sp"), vocab_size=400)
+    (out / GPU_PREPARED).write_text(json.dumps({"pool": ["pool/prose.parquet"], "reference": {"prose":
+                                                "ref/prose.parquet"}, "tokenizer": "sp.model"}))  # fmt: skip
+    args = build_parser().parse_args(["-o", str(out), "--eval-dir", "none", "--bootstrap", "50"])
+    args.eval_dir, args.proxies, args.budgets, args.seeds = None, "cpu-1m", [4000], 2
+    specs = [parse_degrade("shuffle:0.25")]
+    assert run_gpu_preset(args, specs, [get_recipe("cpu-1m")]) == 0
+    data = json.loads((out / "sensitivity_gpu.json").read_text())
+    assert data["settings"]["preset"] == "gpu" and len(data["rows"]) == 1
+    assert data["rows"][0]["degradation"] == "shuffle" and data["rows"][0]["pairs"] == 4
+    # the degraded mix really is degraded: a quarter of its documents carry the mark
+    marks = pq.read_table(next((out / "mixes" / "shuffle-25" / "data").glob("*.parquet"))).column("degraded")
+    assert 0.1 < 1 - marks.null_count / len(marks) < 0.4

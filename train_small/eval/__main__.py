@@ -76,6 +76,11 @@ def add_eval_args(p: argparse.ArgumentParser) -> None:
                    help="evaluation precision: fp32 (as DCLM evaluates; the default of every entry point) or bf16 "
                         "autocast (CUDA only)")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")  # fmt: skip
+    p.add_argument("--start-token", choices=["auto", "eos", "bos", "none"], default="auto",
+                   help="what every scored document and prompt starts from: auto = the tokenizer's BOS where its "
+                   "configuration asks for one (add_bos_token in a tokenizer_config.json beside the .model, e.g. "
+                   "the Llama tokenizer of the published OpenELM checkpoints) or for a published checkpoint, else "
+                   "EOS (our proxies are trained on EOS-separated documents); default auto")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,6 +116,9 @@ def main(argv: list[str] | None = None) -> int:
 
         dev = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
         model, cfg = load_from_checkpoint(args.ckpt, device=dev)
+        from train_small.hf_openelm import is_hf_checkpoint
+
+        published = is_hf_checkpoint(args.ckpt)
         res: dict[str, Any] = {"checkpoint": args.ckpt}
         ho = _heldout_arg(args.heldout)
         if ho is not None:
@@ -122,12 +130,14 @@ def main(argv: list[str] | None = None) -> int:
 
             res["reference"] = reference_loss(model, args.tokenizer, load_reference_domains(args.heldout_ref),
                                               seq_len=cfg.max_seq_len, max_tokens_per_domain=args.max_heldout_tokens,
-                                              batch_tokens=args.batch_tokens, precision=args.precision)  # fmt: skip
+                                              batch_tokens=args.batch_tokens, precision=args.precision,
+                                              start_token=args.start_token, published=published)  # fmt: skip
         if args.eval_dir:
             res.update(evaluate(model, args.tokenizer, args.eval_dir, args.tasks, seed=args.eval_seed,
                                 max_examples=args.max_examples, num_fewshot=args.num_fewshot,
                                 max_seq_len=cfg.max_seq_len, batch_tokens=args.batch_tokens,
-                                precision=args.precision))  # fmt: skip
+                                precision=args.precision, start_token=args.start_token,
+                                published=published))  # fmt: skip
         if args.out:
             write_results(res, args.out)
             print(f"wrote {args.out}")
@@ -143,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         heldout=_heldout_arg(args.heldout), max_examples=args.max_examples, num_fewshot=args.num_fewshot,
         max_heldout_tokens=args.max_heldout_tokens, total_tokens=args.total_tokens, max_steps=args.max_steps,
         device=args.device, eval_seed=args.eval_seed, batch_tokens=args.batch_tokens, force=args.force,
-        arch=args.arch, precision=args.precision, reference=args.heldout_ref,
+        arch=args.arch, precision=args.precision, reference=args.heldout_ref, start_token=args.start_token,
     )  # fmt: skip
     summary = {k: res.get(k) for k in ("recipe_name", "arch", "seed", "data_manifest_sha256", "core", "core_partial")}
     if "heldout" in res:
