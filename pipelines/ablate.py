@@ -303,6 +303,10 @@ def main(argv: list[str] | None = None) -> int:
     needed = None if status["ranked"] else needed_message(args.calibration, args.total_tokens, args.recipe)
     payload = {"settings": settings, "leaderboard": rows, "trials": results, "primary_metric": primary,
                "rank_agreement": agreement, "ranking": {**status, "needed": needed}}
+    from train_small.eval.score import portable
+
+    payload = portable(payload)
+    settings = payload["settings"]
     storage.write_bytes_atomic(
         os.path.join(args.output, "ablation.json"), json.dumps(payload, indent=2, default=float).encode()
     )

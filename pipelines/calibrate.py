@@ -352,6 +352,9 @@ def analyse(results: list[dict[str, Any]], specs: list, n_boot: int = 1000) -> d
 
 
 def write_outputs(out: str, summary: dict[str, Any], settings: dict[str, Any], name: str = "sensitivity") -> list[str]:
+    from train_small.eval.score import portable
+
+    settings = portable(settings)
     payload = {"settings": settings, **summary}
     paths = [os.path.join(out, f"{name}.json"), os.path.join(out, f"{name}.md"), os.path.join(out, f"{name}.png")]
     storage.write_bytes_atomic(paths[0], json.dumps(payload, indent=1, default=float).encode())

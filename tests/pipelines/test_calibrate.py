@@ -47,6 +47,7 @@ def test_calibration_end_to_end_and_resume(tmp_path: Path) -> None:
     assert set(floor["domains"]) == {"prose"} and floor["beats_ngram_floor"] in (True, False)
     achieved = data["settings"]["achieved"]["foreign-25"]["degraded_fraction"]
     assert 0.15 < achieved < 0.35
+    assert '"/' not in (out / "sensitivity.json").read_text()  # committed results hold no absolute paths
     assert (out / "sensitivity.png").stat().st_size > 5000
     assert "Decision accuracy" in (out / "sensitivity.md").read_text()
     results = sorted(out.glob("trials/*/result.json"))

@@ -278,6 +278,19 @@ def score(
     return result
 
 
+def portable(obj: Any, root: str | None = None) -> Any:
+    """``obj`` with every absolute path (a string starting with ``/``) made relative to ``root`` (default: the
+    working directory), for result files that are committed: they hold no absolute paths of the machine."""
+    root = root or os.getcwd()
+    if isinstance(obj, dict):
+        return {k: portable(v, root) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [portable(v, root) for v in obj]
+    if isinstance(obj, str) and obj.startswith("/") and "\n" not in obj and len(obj) < 4096:
+        return os.path.relpath(os.path.normpath(obj), root)
+    return obj
+
+
 def _rel(path: str | os.PathLike) -> str:
     """A path as recorded in results: relative to the working directory when under it (results are committed;
     they hold no absolute paths of the machine that made them)."""
