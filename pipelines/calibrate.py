@@ -276,7 +276,7 @@ def _items(args: argparse.Namespace, streams: dict[tuple[str, int], str], labels
                         tasks=args.tasks if args.eval_dir else None,
                         max_examples=args.max_examples, num_fewshot=args.num_fewshot, eval_seed=args.eval_seed,
                         batch_tokens=args.batch_tokens, reference=dict(reference), ngram_floor=True, per_doc=True,
-                        extra={"mix": label, "proxy": proxy, "budget": budget, "trial_key": key}, force=True,
+                        extra={"mix": label, "proxy": proxy, "budget": budget, "trial_key": key}, force=False,
                     )  # fmt: skip
                     items.append(Item(name, (spec,), params={"trial_key": key}))
     return items
