@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 
 from curation.passes import ExecConfig, Executor, Item, PassFailed, decode, encode
-from tests.pass_fns import churn_arrow, fails_on, flaky, square_to_file, timed_sleep
+from tests.pass_fns import churn_arrow, fails_on, fails_while_flagged, flaky, square_to_file, timed_sleep
 
 
 def _items(tmp_path, n=4):
-    return [Item(f"i{x}", (x, str(tmp_path / f"out{x}.json")), params={"x": x}) for x in range(n)]
+    outs = [str(tmp_path / f"out{x}.json") for x in range(n)]
+    return [Item(f"i{x}", (x, outs[x]), params={"x": x}, outputs=(outs[x],)) for x in range(n)]
 
 
 def _calls(tmp_path, x):
@@ -45,10 +46,16 @@ def test_local_pass_writes_markers_and_resumes_at_the_item(tmp_path):
     assert json.dumps(encode(again.results)) == json.dumps(encode(first.results))
     assert again.digest == first.digest
 
-    # a lost marker: only that item runs again
-    os.remove(os.path.join(markers, "i2.json"))
+    # the markers are gathered into one object when the pass ends; a rerun of a finished pass writes nothing
+    assert [f.startswith("_batch-") and f.endswith(".jsonl.gz") for f in os.listdir(markers)] == [True]
+    assert again.objects == 0 and "put" not in again.driver_requests and "delete" not in again.driver_requests
+
+    # a lost output: only that item runs again
+    os.remove(tmp_path / "out2.json")
     part = ex.run("sq", square_to_file, _items(tmp_path), marker_dir=markers, config={"c": 1})
-    assert part.ran == ["i2"] and [_calls(tmp_path, x) for x in range(4)] == [1, 1, 2, 1]
+    assert part.ran == ["i2"] and part.outputs_missing == ["i2"]
+    assert [_calls(tmp_path, x) for x in range(4)] == [1, 1, 2, 1]
+    assert len(os.listdir(markers)) == 1
 
     # another config: every item runs again, and the digest changes
     other = ex.run("sq", square_to_file, _items(tmp_path), marker_dir=markers, config={"c": 2})
@@ -87,14 +94,21 @@ def test_changed_input_file_reruns_only_its_item(tmp_path):
 
 def test_failed_item_does_not_stop_the_others_and_rerun_redoes_only_it(tmp_path):
     ex = Executor(ExecConfig(mode="local", progress=False))
-    items = [Item(f"i{x}", (x, 2)) for x in range(4)]
+    flags = str(tmp_path / "flag")
+    open(f"{flags}.2", "w").close()
+    items = [Item(f"i{x}", (x, flags)) for x in range(4)]
     with pytest.raises(PassFailed, match="bad item 2") as err:
-        ex.run("f", fails_on, items, marker_dir=str(tmp_path / "m"))
+        ex.run("f", fails_while_flagged, items, marker_dir=str(tmp_path / "m"))
     res = err.value.result
     assert set(res.ran) == {"i0", "i1", "i3"} and list(res.failed) == ["i2"] and res.results[2] is None
-    fixed = [Item(f"i{x}", (x, -1)) for x in range(4)]  # the args changed, the item's definition did not
-    again = ex.run("f", fails_on, fixed, marker_dir=str(tmp_path / "m"))
+    os.remove(f"{flags}.2")  # the fix: the item's arguments are the same
+    again = ex.run("f", fails_while_flagged, items, marker_dir=str(tmp_path / "m"))
     assert again.ran == ["i2"] and again.results == [0, 1, 2, 3]
+    # the arguments are hashed: other arguments are another item, whatever the key
+    moved = ex.run("f", fails_while_flagged, [Item(f"i{x}", (x, flags + "x")) for x in range(4)],
+                   marker_dir=str(tmp_path / "m"))
+    assert len(moved.ran) == 4
+    items = [Item(f"i{x}", (x, 2)) for x in range(4)]
     collected = ex.run("g", fails_on, items, marker_dir=str(tmp_path / "m2"), on_error="collect")
     assert list(collected.failed) == ["i2"]
 
