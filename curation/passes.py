@@ -625,9 +625,13 @@ class Executor:
         })  # fmt: skip
 
     def hashes(self, name: str, fn: Callable[..., Any], items: Sequence[Item], *, config: Any = None,
-               version: str = "1", shared: Any = None, after: Sequence[Any] = ()) -> list[str]:
-        """Every item's hash, with one listing per folder of inputs."""
-        infos = storage.stat_many({p for it in items for p in it.inputs})
+               version: str = "1", shared: Any = None, after: Sequence[Any] = (),
+               listing: dict[str, dict[str, Any] | None] | None = None) -> list[str]:
+        """Every item's hash, with one listing per folder of inputs (``listing``: infos the caller has
+        listed already; inputs missing from it are listed)."""
+        wanted = {p for it in items for p in it.inputs}
+        known = {p: listing[p] for p in wanted if listing and p in listing}
+        infos = {**known, **storage.stat_many(wanted - set(known))}
         sd = None if shared is None else digest(canonical(shared, f"pass {name} shared argument"))
         return [self.item_hash(name, fn, version, config, it, infos, sd, after) for it in items]
 
@@ -663,6 +667,7 @@ class Executor:
         count: Callable[[Any], int] | None = None,
         shared: Any = None,
         after: Sequence[Any] = (),
+        listing: dict[str, dict[str, Any] | None] | None = None,
     ) -> PassResult:
         """Run ``fn`` over ``items``; see the module docstring.
 
@@ -670,7 +675,8 @@ class Executor:
         given, is appended to every item's arguments (and hashed once); it is shipped once
         (``ray.put``), and only if some item has to run. ``after``: upstream passes every item
         reads (their digests are hashed). ``on_result`` sees each item's result as it arrives
-        (skipped items first, in item order). ``progress`` names the progress bar (default:
+        (skipped items first, in item order). ``listing``: listing infos of input files the caller
+        has already (:func:`curation.storage.stat_many`). ``progress`` names the progress bar (default:
         the pass name); ``count`` maps a result to the documents it stands for, shown as a rate.
         ``num_cpus``/``num_gpus``/``memory``: what each Ray task asks for (``memory`` defaults to
         ``memory_per_worker``; in-process they are ignored).
@@ -684,7 +690,8 @@ class Executor:
             raise ValueError(f"pass {name}: item keys must be unique; repeated: {dup}")
         t0 = time.perf_counter()
         counts0 = Counter(storage.COUNTS)
-        hashes = self.hashes(name, fn, items, config=config, version=version, shared=shared, after=after)
+        hashes = self.hashes(name, fn, items, config=config, version=version, shared=shared, after=after,
+                             listing=listing)
         res = PassResult(name, keys, [None] * len(items), digest=digest(hashes), hashes=dict(zip(keys, hashes)))
         resume = self.cfg.resume if resume is None else resume
         markers = load_markers(marker_dir)

@@ -356,19 +356,19 @@ class Runner:
         skipped = processed = 0
         shard_stats: list[dict[str, Any]] = []
         upstream = None
+        listing = self.input_infos()  # this phase's inputs: listed once, for the fit, the weights and the hashes
         for phase in self.phases:
             if phase.global_stage is not None:
                 if failed:
                     logger.error("not fitting %s: %d shards failed in an earlier phase", phase.global_stage.name,
                                  len(failed))
                     break
-                self._fit_global(phase, executor)
+                self._fit_global(phase, executor, listing)
             tasks = [self._task(u, phase) for u in self.units]
-            sizes = self.input_infos() if phase.index == 0 else storage.stat_many(t.input_path for t in tasks)
-            items = [self._item(u, phase, upstream, sizes) for u in self.units]
+            items = [self._item(u, phase, upstream, listing) for u in self.units]
             res = executor.run(
                 f"p{phase.index}", run_shard, items, marker_dir=storage.join(self.out, "_passes", f"p{phase.index}"),
-                config={"phase": phase.hash}, version="runner/3", on_error="collect",
+                config={"phase": phase.hash}, version="runner/3", on_error="collect", listing=listing,
                 shared=phase.stages, progress=f"phase {phase.index}/{len(self.phases) - 1}", count=_docs_in,
             )  # fmt: skip
             shard_stats.extend(r for r in res.results if r is not None)
@@ -377,6 +377,8 @@ class Runner:
             processed += len(res.ran)
             self._harmonise_empty_outputs(tasks, res.results)
             upstream = res
+            if phase.index + 1 < len(self.phases):
+                listing = storage.stat_many(t.output_path for t in tasks)
             logger.info("phase %d: %d shards run, %d skipped (complete), %d failed so far", phase.index,
                         len(res.ran), len(res.skipped), len(failed))
 
@@ -406,16 +408,16 @@ class Runner:
         return RunResult(self.out, self.recipe_hash, merged, failed, skipped, processed, time.time() - t_start,
                          list(executor.log))
 
-    def _fit_global(self, phase: Phase, executor: Executor) -> None:
+    def _fit_global(self, phase: Phase, executor: Executor, listing: dict[str, Any]) -> None:
         g = phase.global_stage
         assert g is not None
         root = storage.join(self.out, "global", f"{phase.index:02d}_{g.name}")
         state_path = storage.join(root, "state.json")
         prev = phase.index - 1
         shards = [PhaseShard(u.shard_id, self._phase_output(prev, u.shard_id), u.path) for u in self.units]
-        # the fit is reused only for the same recipe over the same (unchanged) phase inputs: one listing
-        infos = storage.stat_many(s.path for s in shards)
-        inputs = {s.shard_id: storage.fingerprint_of(infos[s.path]) if infos.get(s.path) else "missing"
+        # the fit is reused only for the same recipe over the same (unchanged) phase inputs (``listing``: the
+        # previous phase's outputs, listed once)
+        inputs = {s.shard_id: storage.fingerprint_of(listing[s.path]) if listing.get(s.path) else "missing"
                   for s in shards}
         fit_key = digest({"hash": phase.hash, "inputs": inputs})
         saved = _read_json_or_none(state_path) if self.cfg.resume else None

@@ -43,6 +43,7 @@ import pyarrow.parquet as pq
 
 PARQUET_OPTIONS = {"compression": "zstd", "use_dictionary": ["source"], "write_statistics": True}
 
+WRITE_PART_BYTES = 16 << 20
 #: storage operations made by this process through this module
 COUNTS: Counter[str] = Counter()
 
@@ -52,8 +53,8 @@ for _proto in ("s3", "s3a", "gs", "gcs", "abfs", "az", "adl", "oci", "r2"):
 
 
 def fs_path(path: str) -> tuple[fsspec.AbstractFileSystem, str]:
-    fs, _, paths = fsspec.get_fs_token_paths(path)
-    return fs, paths[0]
+    """The file system of ``path`` and the path in its terms (no globbing: no request is made)."""
+    return fsspec.core.url_to_fs(path)
 
 
 def is_local(path: str) -> bool:
@@ -116,8 +117,7 @@ def list_inputs(patterns: list[str] | str) -> dict[str, dict[str, Any]]:
         patterns = [patterns]
     out: dict[str, dict[str, Any]] = {}
     for pat in patterns:
-        fs, _, paths = fsspec.get_fs_token_paths(pat)
-        stripped = fs._strip_protocol(pat)
+        fs, stripped = fs_path(pat)
         wild = any(c in stripped for c in "*?[")
         COUNTS["list"] += 1
         if wild:
@@ -132,18 +132,18 @@ def list_inputs(patterns: list[str] | str) -> dict[str, dict[str, Any]]:
                 elif not _hidden_below(name[len(root):]):
                     out[_url(fs, name, pat)] = info
             continue
-        p = paths[0]
+        p = stripped.rstrip("/")
+        # one listing: a folder's files, or the file itself
         try:
-            info = fs.info(p)
+            found = fs.find(p, detail=True)
         except FileNotFoundError:
+            found = {}
+        if list(found) == [p] or (not found and fs.isfile(p)):
+            out[_url(fs, p, pat)] = found.get(p) or fs.info(p)
             continue
-        if info.get("type") == "directory":
-            root = p.rstrip("/")
-            for f, i in fs.find(p, detail=True).items():
-                if not _hidden_below(f[len(root):]):
-                    out[_url(fs, f, pat)] = i
-        else:
-            out[_url(fs, p, pat)] = info
+        for f, i in found.items():
+            if not _hidden_below(f[len(p):]):
+                out[_url(fs, f, pat)] = i
     return dict(sorted(out.items()))
 
 
@@ -243,7 +243,9 @@ def atomic_open(path: str, mode: str = "wb") -> Iterator[Any]:
                 os.remove(tmp)
             raise
         return
-    f = fs.open(p, mode)
+    # a streamed object is uploaded in parts of this size (S3's minimum part is 5 MiB; 10,000 parts of 16 MiB
+    # hold 156 GiB), so a writer buffers at most this much, not the file system's 50 MiB default
+    f = fs.open(p, mode, block_size=WRITE_PART_BYTES)
     try:
         yield f
     except BaseException:
@@ -312,6 +314,8 @@ def read_bytes(path: str) -> bytes:
     if is_local(path):
         with open(p, "rb") as f:
             return f.read()
+    if hasattr(fs, "max_concurrency"):  # s3fs: one GET, without the HEAD it makes to split large reads
+        return fs.cat_file(p, max_concurrency=1)
     return fs.cat_file(p)
 
 

@@ -9,7 +9,7 @@ moto's WSGI application with two things a test of a storage layer needs:
   InternalError``, or has its connection reset before any response (``reset``), as object stores do now and
   then; clients must retry them without loss or duplication.
 
-Control endpoints (not S3): ``GET /__ctl/counts``, ``POST /__ctl/reset``, ``POST /__ctl/faults?every=N&kind=K``
+Control endpoints (not S3): ``GET /__ctl/counts``, ``GET /__ctl/log`` (the requests), ``POST /__ctl/reset``, ``POST /__ctl/faults?every=N&kind=K``
 (``every=0`` turns faults off). Run as ``python -m tests.s3server`` (prints ``PORT <n>`` when ready), or use
 :class:`S3Server` as a context manager.
 """
@@ -76,6 +76,7 @@ class CountingApp:
         self.app = app
         self.counts: Counter[str] = Counter()
         self.injected: Counter[str] = Counter()
+        self.log: list[tuple[str, str]] = []  # (operation, path) of the requests since the last reset
         self.every = 0
         self.kind = "503"
         self._n = 0
@@ -87,6 +88,7 @@ class CountingApp:
             with self._lock:
                 self.counts.clear()
                 self.injected.clear()
+                self.log.clear()
         elif path.endswith("/faults"):
             q = parse_qs(environ.get("QUERY_STRING", ""))
             with self._lock:
@@ -94,7 +96,10 @@ class CountingApp:
                 self.kind = q.get("kind", ["503"])[0]
                 self._n = 0
         with self._lock:
-            body = json.dumps({"counts": dict(self.counts), "injected": dict(self.injected)}).encode()
+            blob: dict[str, Any] = {"counts": dict(self.counts), "injected": dict(self.injected)}
+            if path.endswith("/log"):
+                blob["log"] = self.log[-100_000:]
+            body = json.dumps(blob).encode()
         start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
         return [body]
 
@@ -108,10 +113,15 @@ class CountingApp:
             if self.every and op not in ("create_bucket", "head_bucket", "list_buckets"):
                 self._n += 1
                 if self._n % self.every == 0:
-                    fault = self.kind
+                    kinds = ("503", "500", "reset") if self.kind == "mix" else (self.kind,)
+                    fault = kinds[(self._n // self.every) % len(kinds)]
                     self.injected[op] += 1
             if fault is None:
                 self.counts[op] += 1
+                if op == "list":  # the prefix listed, as a path
+                    prefix = parse_qs(environ.get("QUERY_STRING", "")).get("prefix", [""])[0]
+                    path = f"{path.rstrip('/')}/{prefix}"
+                self.log.append((op, path))
         if fault == "reset":
             sock = environ.get("werkzeug.socket")
             if sock is not None:
@@ -176,11 +186,16 @@ class S3Server:
     def injected(self) -> Counter[str]:
         return Counter(self._ctl("counts")["injected"])
 
+    def requests(self) -> list[tuple[str, str]]:
+        """(operation, path) of every request since the last reset (the last 100,000)."""
+        return [tuple(x) for x in self._ctl("log")["log"]]
+
     def reset(self) -> None:
         self._ctl("reset", method="POST")
 
     def faults(self, every: int, kind: str = "503") -> None:
-        """Make every ``every``-th request fail with ``kind`` (``503``, ``500`` or ``reset``); 0: none."""
+        """Make every ``every``-th request fail with ``kind`` (``503``, ``500``, ``reset``, or ``mix``: the
+        three in turn); 0: none."""
         self._ctl("faults", f"every={every}&kind={kind}", method="POST")
 
     def stop(self) -> None:

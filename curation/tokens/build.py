@@ -70,10 +70,12 @@ class TokenStreamConfig:
     on_error: a curated shard that cannot be read or tokenised (corrupt parquet, no text column, non-string
         text) is skipped, logged and listed under ``skipped_shards`` of its source in the manifest (``"skip"``:
         one bad shard does not stop a build), or stops the build (``"raise"``).
-    overwrite: replace an existing stream in the output folder (otherwise FileExistsError).
+    overwrite: replace an existing stream of other inputs or settings in the output folder (otherwise
+        FileExistsError). A finished stream of the same inputs, tokenizer and settings is returned as it is,
+        without work, whatever ``overwrite`` says (``resume=False`` rebuilds it).
     keep_work: keep the intermediate files and pass markers in ``<out>/_work``.
-    resume: reuse the items an interrupted build completed (same inputs and settings, so the output is the same
-        as a clean build's); False recomputes everything.
+    resume: reuse a finished build, or the items an interrupted build completed (same inputs and settings, so
+        the output is the same as a clean build's); False recomputes everything.
     """
 
     seq_len: int = 2048
@@ -152,12 +154,25 @@ def build_token_stream(
     resolved = [resolve_source(s) for s in specs]
     infos = storage.stat_many(f for r in resolved for f in r["files"])  # one listing per folder
     sizes = [[int((infos.get(f) or {}).get("size") or 0) for f in r["files"]] for r in resolved]
+    sp, tok, model = load_tokenizer(tokenizer_model, eos_id=cfg.eos_id)
+    del sp
+    if storage.is_local(out_dir):
+        out_dir = os.path.abspath(out_dir)  # Ray workers may not share the driver's working directory
+    # everything the stream is a function of: a finished build of the same key is the stream asked for
+    build_key = digest({"sources": [dataclasses.asdict(s) for s in specs], "tokenizer": tok.sha256,
+                        "files": [[f, storage.fingerprint_of(infos[f]) if infos.get(f) else None]
+                                  for r in resolved for f in r["files"]],
+                        "config": {k: v for k, v in dataclasses.asdict(cfg).items()
+                                   if k not in ("overwrite", "keep_work", "resume")}})
+    if cfg.resume:
+        done = _finished_build(out_dir, build_key)
+        if done is not None:
+            logger.info("token stream in %s is complete for the same inputs and settings: nothing to do", out_dir)
+            return done
     ex = make_executor(executor, num_workers, address, sum(map(sum, sizes)))
     if cfg.num_shards is None:
         _check_bucket_memory(cfg.max_shard_bytes, ex, "lower max_shard_bytes (--max-shard-mb)")
     out_dir = _prepare_out_dir(out_dir, cfg)
-    sp, tok, model = load_tokenizer(tokenizer_model, eos_id=cfg.eos_id)
-    del sp
     dt = np.dtype(cfg.dtype or tok.dtype)
     if dt == np.uint16 and tok.vocab_size > 65536:
         raise ValueError(f"vocabulary of {tok.vocab_size} does not fit uint16")
@@ -194,6 +209,7 @@ def build_token_stream(
     driver_cpu = time.process_time() - c_start - (sum(task_cpu.values()) if not ex.uses_ray else 0.0)
     doc_tokens = sum(s["doc_tokens"] for s in per_source)
     storage.write_json_atomic(storage.join(out_dir, "build.json"), {
+        "build_key": build_key,
         "executor": ex.cfg.mode,
         "workers": ex.cfg.num_workers,
         "passes": [r.summary() for r in b.passes],
@@ -395,6 +411,21 @@ def _check_bucket_memory(bucket_bytes: int, ex: Executor, fix: str) -> None:
         raise ValueError(f"a shuffle bucket of {bucket_bytes / 2**20:.0f} MiB needs about {need / 2**20:.0f} MiB in "
                          f"one task, over memory_per_worker={ex.cfg.memory_per_worker / 2**20:.0f} MiB; {fix}, or "
                          "raise memory_per_worker")
+
+
+def _finished_build(out_dir: str, build_key: str) -> dict[str, Any] | None:
+    """The manifest of a finished build of ``build_key`` in ``out_dir`` whose files all exist, else None
+    (reads build.json and manifest.json, lists the folder once)."""
+    try:
+        build = storage.read_json(storage.join(out_dir, "build.json"))
+        if build.get("build_key") != build_key:
+            return None
+        manifest = storage.read_json(storage.join(out_dir, MANIFEST))
+    except (FileNotFoundError, ValueError):
+        return None
+    names = [storage.join(out_dir, f["name"]) for f in manifest.get("files", [])]
+    infos = storage.stat_many(names)
+    return manifest if all(infos.get(n) for n in names) else None
 
 
 def _prepare_out_dir(out_dir: str, cfg: TokenStreamConfig) -> str:
