@@ -141,6 +141,8 @@ class PassResult:
     objects: int = 0
     #: storage requests the driver made for the pass's bookkeeping (listings, marker reads and writes)
     driver_requests: dict[str, int] = field(default_factory=dict)
+    #: storage requests the items run by this call made through curation.storage (their markers included)
+    item_requests: dict[str, int] = field(default_factory=dict)
     #: items whose marker was complete but an output was gone (run again)
     outputs_missing: list[str] = field(default_factory=list)
     #: per ran item: task CPU seconds (from its marker)
@@ -163,6 +165,7 @@ class PassResult:
         return {"pass": self.name, "items": len(self.keys), "ran": len(self.ran), "skipped": len(self.skipped),
                 "failed": len(self.failed), "seconds": round(self.seconds, 3), "objects_written": self.objects,
                 "driver_requests": dict(sorted(self.driver_requests.items())),
+                "item_requests": dict(sorted(self.item_requests.items())),
                 "outputs_missing": len(self.outputs_missing)}
 
 
@@ -348,8 +351,8 @@ def _execute(fn: Callable[..., Any], args: tuple, kwargs: dict[str, Any], marker
     outputs = list(dict.fromkeys([*meta.get("outputs", []), *_REPORTED]))
     del _REPORTED[:]
     blob = dict(meta, outputs=outputs, result=result, cpu_s=round(time.process_time() - c0, 4),
-                wall_s=round(time.perf_counter() - w0, 4), host=socket.gethostname(), pid=os.getpid(),
-                objects=requests.get("put", 0), requests=requests)
+                wall_s=round(time.perf_counter() - w0, 4), finished=time.time(), host=socket.gethostname(),
+                pid=os.getpid(), objects=requests.get("put", 0), requests=requests)
     text = json.dumps(blob, sort_keys=True, indent=1)
     storage.write_bytes_atomic(marker, text.encode())
     return text
@@ -717,7 +720,8 @@ class Executor:
         if res.outputs_missing:
             logger.warning("pass %s: %d complete items lost an output and run again (first: %s)", name,
                            len(res.outputs_missing), res.outputs_missing[0])
-        item_requests: Counter[str] = Counter()
+        item_requests: Counter[str] = Counter()  # made in this process (local mode), not the driver's
+        all_items: Counter[str] = Counter()
         written: list[str] = []
         if todo:
             from curation.progress import Progress
@@ -740,6 +744,8 @@ class Executor:
                 written.append(marker_path(marker_dir, keys[i]))
                 res.objects += int(blob.get("objects", 0)) + 1
                 res.cpu_s[keys[i]] = float(blob.get("cpu_s", 0.0))
+                all_items.update(blob.get("requests", {}))
+                all_items["put"] += 1  # its marker
                 if not self.uses_ray:
                     item_requests.update(blob.get("requests", {}))
                     item_requests["put"] += 1  # its marker
@@ -771,6 +777,7 @@ class Executor:
         res.seconds = time.perf_counter() - t0
         driver = Counter(storage.COUNTS) - counts0 - item_requests
         res.driver_requests = {k: v for k, v in driver.items() if v}
+        res.item_requests = dict(all_items)
         self.log.append(res.summary())
         if todo or res.failed:
             logger.info("pass %s: %d items, %d run, %d complete from before, %d failed, %.1fs", name, len(items),

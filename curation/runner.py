@@ -255,8 +255,8 @@ class Runner:
         if self._infos is None:
             self._infos = storage.stat_many(s.path for s in self.inputs)
             missing = [p for p, i in self._infos.items() if i is None]
-            if missing:
-                raise FileNotFoundError(f"{len(missing)} input file(s) not found, e.g. {missing[:3]}")
+            if missing:  # its shard quarantines it (unreadable_file) and the run goes on
+                logger.warning("%d input file(s) not found, e.g. %s", len(missing), missing[:3])
         return self._infos
 
     # running -------------------------------------------------------------------------------

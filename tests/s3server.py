@@ -9,9 +9,9 @@ moto's WSGI application with two things a test of a storage layer needs:
   InternalError``, or has its connection reset before any response (``reset``), as object stores do now and
   then; clients must retry them without loss or duplication.
 
-Control endpoints (not S3): ``GET /__ctl/counts``, ``GET /__ctl/log`` (the requests), ``POST /__ctl/reset``, ``POST /__ctl/faults?every=N&kind=K``
-(``every=0`` turns faults off). Run as ``python -m tests.s3server`` (prints ``PORT <n>`` when ready), or use
-:class:`S3Server` as a context manager.
+Control endpoints (not S3): ``GET /__ctl/counts``, ``GET /__ctl/log`` (the requests), ``POST /__ctl/reset``,
+``POST /__ctl/faults?every=N&kind=K`` (``every=0`` turns faults off). Run as ``python -m tests.s3server``
+(prints ``PORT <n>`` when ready), or use :class:`S3Server` as a context manager.
 """
 
 from __future__ import annotations
