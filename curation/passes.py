@@ -611,7 +611,7 @@ class Executor:
     # hashing -----------------------------------------------------------------------------
     def item_hash(self, name: str, fn: Callable[..., Any], version: str, config: Any, item: Item,
                   fingerprints: dict[str, dict[str, Any] | None] | None = None, shared: str | None = None,
-                  after: Sequence[Any] = ()) -> str:
+                  after: Sequence[Any] = (), _config: Any = None) -> str:
         """The hash that defines ``item``'s output (see the module docstring). ``fingerprints``: listing
         infos of its inputs (default: listed now); ``shared``: the digest of the pass's shared argument;
         ``after``: pass-level upstream passes."""
@@ -621,7 +621,7 @@ class Executor:
         where = f"pass {name} item {item.key}"
         return digest({
             "marker": MARKER_VERSION, "pass": name, "fn": f"{fn.__module__}.{fn.__qualname__}", "version": version,
-            "config": canonical(config, f"{where} config"), "key": item.key,
+            "config": canonical(config, f"{where} config") if _config is None else _config, "key": item.key,
             "params": canonical(item.params, f"{where} params"), "args": canonical(item.args, f"{where} args"),
             "shared": shared, "inputs": list(item.inputs), "fingerprints": fps,
             "after": sorted({upstream_digest(u) for u in (*after, *item.after)}),
@@ -636,7 +636,8 @@ class Executor:
         known = {p: listing[p] for p in wanted if listing and p in listing}
         infos = {**known, **storage.stat_many(wanted - set(known))}
         sd = None if shared is None else digest(canonical(shared, f"pass {name} shared argument"))
-        return [self.item_hash(name, fn, version, config, it, infos, sd, after) for it in items]
+        cc = canonical(config, f"pass {name} config")  # once per pass, not per item
+        return [self.item_hash(name, fn, version, config, it, infos, sd, after, _config=cc) for it in items]
 
     def completed(self, name: str, fn: Callable[..., Any], items: Sequence[Item], *, marker_dir: str,
                   config: Any = None, version: str = "1", shared: Any = None,
