@@ -53,7 +53,9 @@ def s3(tmp_path_factory):
         os.environ.update(env)
         s3fs.S3FileSystem.clear_instance_cache()
         try:
-            fs = s3fs.S3FileSystem()
+            from curation import storage  # its settings: no listing cache (other processes write the bucket)
+
+            fs = storage.fs_path("s3://inp")[0]
             for bucket in ("inp", "out"):
                 fs.mkdir(bucket)
             yield server, fs, env
@@ -262,3 +264,23 @@ def square_to_file_s3(x: int, out: str) -> int:
     storage.write_bytes_atomic(out, json.dumps({"y": x * x}).encode())
     return x * x
 
+
+
+def test_a_failed_streamed_write_leaves_no_object(s3):
+    """No rename on S3: a streamed object is a multipart upload completed on close; a writer that fails
+    aborts it, and neither a partial object nor a stray temporary one appears (an earlier object stays)."""
+    from curation import storage
+
+    server, fs, _ = s3
+    storage.write_bytes_atomic("s3://out/w/x.bin", b"earlier")
+    server.reset()
+    with pytest.raises(RuntimeError):
+        with storage.atomic_open("s3://out/w/x.bin") as f:
+            f.write(b"y" * (storage.WRITE_PART_BYTES + 1))  # one part uploaded already
+            raise RuntimeError("the writer dies")
+    ops = [op for op, _ in server.requests()]
+    assert ops == ["mpu_start", "upload_part", "mpu_abort"]
+    assert fs.cat_file("out/w/x.bin") == b"earlier" and fs.ls("out/w") == ["out/w/x.bin"]
+    with storage.atomic_open("s3://out/w/x.bin") as f:
+        f.write(b"z" * (storage.WRITE_PART_BYTES + 1))
+    assert fs.info("out/w/x.bin")["size"] == storage.WRITE_PART_BYTES + 1
