@@ -7,7 +7,8 @@ reached through s3fs, as a user's bucket would be.
   objects per pass (counted by the server);
 * a driver SIGKILLed in the middle of a pass, then rerun against the store under injected transient errors
   (throttling, 500s, connection resets), resumes at the item and ends byte-identical to the clean run;
-* a rerun of a finished 1,200-item pass makes O(1) listings plus O(items / 1000) reads, counted by the server.
+* a rerun of a finished 1,001-item pass makes O(1) listings plus O(items / 1000) reads, counted by the server;
+* a streamed write that fails aborts its multipart upload: no partial object.
 """
 
 from __future__ import annotations
