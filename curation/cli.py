@@ -17,9 +17,9 @@ import sys
 from typing import Any
 
 from curation import storage
-from curation.passes import DEFAULT_MEMORY_PER_WORKER
+from curation.passes import DEFAULT_MEMORY_PER_WORKER, Executor
 from curation.readers.base import DEFAULT_BATCH_SIZE, DEFAULT_MAX_DOC_BYTES
-from curation.runner import DEFAULT_LOCAL_BELOW_BYTES, DEFAULT_MAX_SHARD_BYTES, InputSpec, RunConfig
+from curation.runner import DEFAULT_LOCAL_BELOW_BYTES, DEFAULT_MAX_SHARD_BYTES, InputSpec, RunConfig, executor_for
 
 INPUT_HELP = (
     "input files: a path, glob or directory, local or any fsspec URL (s3://, gs://, hf://...), "
@@ -117,6 +117,12 @@ def inputs_from_args(items: list[str]) -> list[InputSpec]:
     return specs
 
 
+def executor_from_args(args: argparse.Namespace, input_bytes: int = 0) -> Executor:
+    """The executor the run flags ask for (``--executor``, ``--workers``, ``--address``, ``--memory-per-worker``,
+    ...): :func:`curation.runner.executor_for` over :func:`config_from_args`, the one builder."""
+    return executor_for(config_from_args(args), input_bytes)
+
+
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     return RunConfig(
         output_dir=args.output,
@@ -189,7 +195,7 @@ def _list_records(run_dir: str, kind: str, reason: str | None, limit: int) -> in
     import pyarrow.compute as pc
 
     folder = storage.join(run_dir, kind)
-    files = storage.expand(storage.join(folder, "p*", "*.parquet")) if storage.exists(folder) else []
+    files = sorted(f for f in storage.list_dir(folder, recursive=True) if f.endswith(".parquet") and ".tmp-" not in f)
     tables = [storage.read_parquet(f) for f in files]
     tables = [t for t in tables if t.num_rows]
     if not tables:

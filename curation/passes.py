@@ -6,27 +6,47 @@ DESIGN.md, "Distributed passes and scale". A pass runs ``fn(*item.args)`` for ev
 (``mode="local"``: tests, tiny inputs). Every pass in the project (the runner's shard
 phases, each global stage's map/reduce/component rounds, token building, ablation
 trials) goes through :meth:`Executor.run`, so resume, retries, progress and the
-in-process mode behave the same everywhere.
+in-process mode behave the same everywhere. :func:`make_executor` is the one place that
+builds an executor from a run's settings.
 
-Completion and resume
----------------------
-``fn`` writes its outputs itself, each atomically (``curation.storage.write_*_atomic``).
-When it returns, the worker writes the item's *marker*,
-``<marker_dir>/<item key>.json``, holding a hash of what defines the item's output:
+The pass owns its resume
+------------------------
+An item declares what defines its output and the executor keeps it complete:
 
-    (pass name, fn's module and name, version, config, item key, item params,
-     fingerprints of the item's input files)
+* ``args`` (and the pass's ``shared`` argument, ``config`` and ``version``) are *hashed*:
+  everything the function receives is part of the item's hash. A value the hash cannot
+  take exactly (an object that is neither plain data, a dataclass, an array, bytes nor
+  has a ``fingerprint()``) is refused with a ``TypeError``, never hashed by ``repr``.
+  Settings that do not change the output (threads, a device) go in ``runtime``: keyword
+  arguments passed to ``fn`` and not hashed.
+* ``inputs``: files whose fingerprints (size plus the store's ETag, or the mtime) enter
+  the hash, so an input rewritten under the same name recomputes the item.
+* ``after``: the upstream passes (:class:`PassResult`) whose outputs the item reads; their
+  digests enter the hash, so a recomputed upstream recomputes the item. ``run(after=...)``
+  gives them for every item of a pass.
+* ``outputs``: the files the item writes (more may be reported at run time with
+  :func:`report_outputs`). An item whose marker says complete but whose outputs are gone
+  runs again.
 
-and the item's result (JSON; numpy arrays are kept exactly). A rerun reads the
-marker: the same hash means the item is complete, its result is taken from the
-marker and nothing runs. Anything else (no marker, another hash) runs it again. A
-driver killed in the middle of a pass therefore resumes at the item. Results always
-come back JSON-round-tripped (tuples as lists, dict keys as strings), whether the
-item ran now or earlier, so a resumed pass behaves exactly as an uninterrupted one.
+Completion markers
+------------------
+``fn`` writes its outputs itself, each as one complete object
+(``curation.storage.write_*_atomic``). When it returns, the worker writes the item's
+*marker*, ``<marker_dir>/<item key>.json``, holding the item's hash, the outputs and the
+result (JSON; numpy arrays are kept exactly): a marker is written only after its outputs
+exist. When the pass ends, the driver gathers the markers into one object per 1,000 items
+(``<marker_dir>/_batch-<digest>.jsonl.gz``) and deletes the per-item ones, so a finished
+pass keeps ``ceil(items / 1000)`` objects, and a rerun of it reads them with one listing
+and ``items / 1000`` GETs (plus one listing per folder of inputs and outputs for their
+fingerprints and existence), never a request per item. Every step writes before it
+deletes, so a driver killed anywhere leaves a superset that a rerun reads correctly.
 
-Passes chain: :attr:`PassResult.digest` is a hash of every item's hash; a pass that
-reads another pass's outputs puts that digest in its ``config``, so a recomputed
-upstream invalidates it.
+A rerun takes an item whose marker has the same hash (and whose outputs exist) as
+complete, and its result from the marker; anything else runs again. A driver killed in
+the middle of a pass therefore resumes at the item. Results always come back
+JSON-round-tripped (tuples as lists, dict keys as strings), whether the item ran now or
+earlier, so a resumed pass behaves exactly as an uninterrupted one.
+:attr:`PassResult.digest` is a hash of every item's hash.
 
 Retries (one policy)
 --------------------
@@ -50,14 +70,19 @@ anything runs.
 from __future__ import annotations
 
 import base64
+import dataclasses
+import enum
+import gzip
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,6 +95,10 @@ logger = logging.getLogger(__name__)
 #: exceptions that mean "try again" (storage hiccups), in both modes
 TRANSIENT = (OSError, TimeoutError, ConnectionError)
 DEFAULT_MEMORY_PER_WORKER = 2 << 30
+#: markers gathered per object when a pass ends
+BATCH_ITEMS = 1000
+BATCH_PREFIX = "_batch-"
+MARKER_VERSION = "passes/2"
 
 
 # --------------------------------------------------------------------------- items and results
@@ -77,14 +106,15 @@ DEFAULT_MEMORY_PER_WORKER = 2 << 30
 
 @dataclass(frozen=True)
 class Item:
-    """One unit of a pass.
+    """One unit of a pass (see the module docstring for what is hashed).
 
-    ``key``: unique in the pass and stable across runs (it names the marker file).
-    ``args``: what ``fn`` is called with (not hashed: describe the output with
-    ``params`` and ``inputs``). ``inputs``: files whose fingerprints (size and mtime,
-    or the object store's ETag) are part of the completion hash. ``params``: JSON-able
-    settings of this item beyond the pass ``config``. ``weight``: heavier items are
-    submitted first (longest-processing-time order); results keep the item order.
+    ``key``: unique in the pass and stable across runs (it names the marker).
+    ``args``: what ``fn`` is called with (hashed). ``inputs``: files whose fingerprints are
+    hashed. ``params``: further JSON-able settings that define the output (hashed).
+    ``weight``: heavier items are submitted first (longest-processing-time order); results
+    keep the item order. ``outputs``: files the item writes (gone: it runs again).
+    ``after``: upstream :class:`PassResult` objects (or their digests) the item reads.
+    ``runtime``: keyword arguments for ``fn`` that do not change its output (not hashed).
     """
 
     key: str
@@ -92,6 +122,9 @@ class Item:
     inputs: tuple[str, ...] = ()
     params: Any = None
     weight: float = 0.0
+    outputs: tuple[str, ...] = ()
+    after: tuple[Any, ...] = ()
+    runtime: Any = None
 
 
 @dataclass
@@ -104,6 +137,22 @@ class PassResult:
     failed: dict[str, str] = field(default_factory=dict)  # key -> error
     digest: str = ""
     seconds: float = 0.0
+    #: objects the items run by this call wrote (their outputs, through curation.storage), plus the markers
+    objects: int = 0
+    #: storage requests the driver made for the pass's bookkeeping (listings, marker reads and writes)
+    driver_requests: dict[str, int] = field(default_factory=dict)
+    #: storage requests the items run by this call made through curation.storage (their markers included)
+    item_requests: dict[str, int] = field(default_factory=dict)
+    #: items whose marker was complete but an output was gone (run again)
+    outputs_missing: list[str] = field(default_factory=list)
+    #: per ran item: task CPU seconds (from its marker)
+    cpu_s: dict[str, float] = field(default_factory=dict)
+    #: per item: its hash
+    hashes: dict[str, str] = field(default_factory=dict)
+
+    def item_digest(self, key: str) -> str:
+        """The hash of one item, for a downstream item that reads only that item's outputs (``Item.after``)."""
+        return self.hashes[key]
 
     @property
     def ok(self) -> bool:
@@ -114,7 +163,10 @@ class PassResult:
 
     def summary(self) -> dict[str, Any]:
         return {"pass": self.name, "items": len(self.keys), "ran": len(self.ran), "skipped": len(self.skipped),
-                "failed": len(self.failed), "seconds": round(self.seconds, 3)}
+                "failed": len(self.failed), "seconds": round(self.seconds, 3), "objects_written": self.objects,
+                "driver_requests": dict(sorted(self.driver_requests.items())),
+                "item_requests": dict(sorted(self.item_requests.items())),
+                "outputs_missing": len(self.outputs_missing)}
 
 
 class PassFailed(RuntimeError):
@@ -160,21 +212,101 @@ def decode(obj: Any) -> Any:
     return obj
 
 
+# --------------------------------------------------------------------------- exact hashing
+
+
+def _qualname(obj: Any) -> str:
+    cls = obj if isinstance(obj, type) else type(obj)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def canonical(obj: Any, where: str = "value") -> Any:
+    """A JSON-able value that identifies ``obj`` exactly, for hashing.
+
+    Plain data as it is; bytes and numpy arrays by their sha256; dataclasses by class and
+    fields; objects with a ``fingerprint()`` method (stages) by it; functions and classes by
+    their qualified names. Anything else is a ``TypeError`` naming ``where`` it was found: a
+    value that cannot be hashed exactly is never hashed by its ``repr``.
+    """
+    if obj is None or isinstance(obj, (bool, int, str)):
+        return obj
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else {"__float__": repr(obj)}
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        raw = bytes(obj)
+        return {"__bytes__": hashlib.sha256(raw).hexdigest(), "n": len(raw)}
+    if isinstance(obj, np.ndarray):
+        arr = np.ascontiguousarray(obj)
+        if arr.dtype.hasobject:
+            return {"__list__": canonical(arr.tolist(), where), "shape": list(arr.shape)}
+        return {"__ndarray__": hashlib.sha256(arr.tobytes()).hexdigest(), "dtype": arr.dtype.str,
+                "shape": list(arr.shape)}
+    if isinstance(obj, np.generic):
+        return canonical(obj.item(), where)
+    if isinstance(obj, dict):
+        out = {}
+        for k, v in obj.items():
+            if not isinstance(k, (str, int, float, bool)) and k is not None:
+                raise TypeError(f"{where}: a dict key of type {type(k).__name__} cannot be hashed exactly")
+            out[str(k)] = canonical(v, f"{where}[{k!r}]")
+        return out
+    if isinstance(obj, (list, tuple)):
+        return [canonical(v, f"{where}[{i}]") for i, v in enumerate(obj)]
+    if isinstance(obj, (set, frozenset)):
+        items = [canonical(v, where) for v in obj]
+        return {"__set__": sorted(items, key=lambda x: json.dumps(x, sort_keys=True))}
+    if isinstance(obj, enum.Enum):
+        return {"__enum__": _qualname(obj), "value": canonical(obj.value, where)}
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {"__class__": _qualname(obj),
+                **{f.name: canonical(getattr(obj, f.name), f"{where}.{f.name}") for f in dataclasses.fields(obj)}}
+    fp = getattr(obj, "fingerprint", None)
+    if callable(fp) and not isinstance(obj, type):
+        return {"__class__": _qualname(obj), "fingerprint": canonical(fp(), f"{where}.fingerprint()")}
+    if isinstance(obj, type) or callable(obj) and hasattr(obj, "__qualname__"):
+        return {"__callable__": f"{obj.__module__}.{obj.__qualname__}"}
+    if hasattr(obj, "to_string") and type(obj).__module__.startswith("pyarrow"):
+        return {"__arrow__": _qualname(obj), "value": obj.to_string()}
+    raise TypeError(
+        f"{where}: a {_qualname(obj)} cannot be hashed exactly; make it a dataclass or plain data, give it a "
+        "fingerprint() method, or pass it as Item.runtime if it does not change the output"
+    )
+
+
 def digest(obj: Any, n: int = 16) -> str:
-    blob = json.dumps(encode(obj), sort_keys=True, separators=(",", ":"), default=repr).encode()
+    """A short sha256 of :func:`canonical` ``(obj)`` (TypeError for what cannot be hashed exactly)."""
+    blob = json.dumps(canonical(obj), sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(blob).hexdigest()[:n]
+
+
+def upstream_digest(up: Any) -> str:
+    """The digest of an upstream pass: a :class:`PassResult` or a digest string."""
+    if isinstance(up, PassResult):
+        return up.digest
+    if isinstance(up, str):
+        return up
+    raise TypeError(f"Item.after takes PassResult objects or digest strings, not {type(up).__name__}")
 
 
 # --------------------------------------------------------------------------- the worker side
 
 _SAFE = re.compile(r"[^A-Za-z0-9_.=+-]")
+_REPORTED: list[str] = []
 
 
 def marker_path(marker_dir: str, key: str) -> str:
     safe = _SAFE.sub("_", key)
-    if safe != key or len(safe) > 120:
-        safe = safe[:100] + "-" + hashlib.sha1(key.encode()).hexdigest()[:10]
+    if safe != key or len(safe) > 120 or safe.startswith(("_", ".")):
+        safe = safe.lstrip("_.")[:100] + "-" + hashlib.sha1(key.encode()).hexdigest()[:10]
     return storage.join(marker_dir, f"{safe}.json")
+
+
+def report_outputs(*paths: str) -> None:
+    """Called inside a pass item: files it wrote beyond ``Item.outputs`` (found at run time, e.g. chunk
+    files). They are recorded in the item's marker; a rerun finds the item incomplete when one is gone."""
+    _REPORTED.extend(paths)
 
 
 def release_memory() -> None:
@@ -206,26 +338,33 @@ def _load_libc() -> Any:
 _LIBC = _load_libc()
 
 
-def _execute(fn: Callable[..., Any], args: tuple, marker: str, meta: dict[str, Any]) -> Any:
-    """Run one item, then write its marker (the item's outputs are already in place)."""
+def _execute(fn: Callable[..., Any], args: tuple, kwargs: dict[str, Any], marker: str, meta: dict[str, Any]) -> str:
+    """Run one item, then write its marker (the item's outputs are already in place); returns the marker."""
     c0, w0 = time.process_time(), time.perf_counter()
+    before = Counter(storage.COUNTS)
+    del _REPORTED[:]
     try:
-        result = encode(fn(*args))
+        result = encode(fn(*args, **kwargs))
     finally:
         release_memory()
-    blob = dict(meta, result=result, cpu_s=round(time.process_time() - c0, 4),
-                wall_s=round(time.perf_counter() - w0, 4), host=socket.gethostname(), pid=os.getpid())
+    requests = dict(Counter(storage.COUNTS) - before)
+    outputs = list(dict.fromkeys([*meta.get("outputs", []), *_REPORTED]))
+    del _REPORTED[:]
+    blob = dict(meta, outputs=outputs, result=result, cpu_s=round(time.process_time() - c0, 4),
+                wall_s=round(time.perf_counter() - w0, 4), finished=time.time(), host=socket.gethostname(),
+                pid=os.getpid(), objects=requests.get("put", 0), requests=requests)
     text = json.dumps(blob, sort_keys=True, indent=1)
     storage.write_bytes_atomic(marker, text.encode())
-    return decode(json.loads(text)["result"])  # exactly what a resumed pass reads back
+    return text
 
 
-def _execute_retrying(fn: Callable[..., Any], marker: str, meta: dict[str, Any], retries: int, *args: Any) -> Any:
+def _execute_retrying(fn: Callable[..., Any], marker: str, meta: dict[str, Any], retries: int,
+                      kwargs: dict[str, Any] | None, *args: Any) -> str:
     """``_execute`` with the transient-error retries (the arguments come last, so that Ray resolves
     object refs among them)."""
     for attempt in range(retries + 1):
         try:
-            return _execute(fn, args, marker, meta)
+            return _execute(fn, args, kwargs or {}, marker, meta)
         except TRANSIENT as exc:
             if attempt == retries:
                 raise
@@ -235,15 +374,124 @@ def _execute_retrying(fn: Callable[..., Any], marker: str, meta: dict[str, Any],
     raise AssertionError("unreachable")
 
 
-def read_marker(path: str, expected_hash: str) -> tuple[bool, Any]:
-    """(complete, result) of an item from its marker file."""
+# --------------------------------------------------------------------------- markers on the driver side
+
+
+@dataclass
+class Markers:
+    """What a marker folder holds: every entry by item key (several when a rerun left older ones), and
+    the objects it was read from."""
+
+    entries: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    per_item: list[str] = field(default_factory=list)  # per-item marker files
+    batches: list[str] = field(default_factory=list)  # gathered marker objects
+
+    def add(self, blob: Any, first: bool = False) -> None:
+        if isinstance(blob, dict) and isinstance(blob.get("item"), str):
+            lst = self.entries.setdefault(blob["item"], [])
+            if first:
+                lst.insert(0, blob)
+            else:
+                lst.append(blob)
+
+    def find(self, key: str, expected_hash: str) -> dict[str, Any] | None:
+        for blob in self.entries.get(key, ()):
+            if blob.get("hash") == expected_hash:
+                return blob
+        return None
+
+
+def _read_blob(path: str) -> Any:
     try:
-        blob = storage.read_json(path)
+        return json.loads(storage.read_bytes(path))
     except (FileNotFoundError, OSError, ValueError):
-        return False, None
-    if not isinstance(blob, dict) or blob.get("hash") != expected_hash:
-        return False, None
-    return True, decode(blob.get("result"))
+        return None
+
+
+def _read_batch(path: str) -> list[dict[str, Any]]:
+    try:
+        raw = gzip.decompress(storage.read_bytes(path))
+    except (FileNotFoundError, OSError, ValueError, EOFError):
+        return []
+    out = []
+    for line in raw.splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            continue
+    return out
+
+
+def load_markers(marker_dir: str) -> Markers:
+    """One listing of ``marker_dir``, then its gathered batches and any per-item markers (a pass that was
+    interrupted before it gathered them). Per-item markers come first: they are the newest."""
+    m = Markers()
+    for path in sorted(storage.list_dir(marker_dir)):
+        name = path.rsplit("/", 1)[-1]
+        if ".tmp-" in name:
+            continue
+        if name.startswith(BATCH_PREFIX) and name.endswith(".jsonl.gz"):
+            m.batches.append(path)
+        elif name.endswith(".json"):
+            m.per_item.append(path)
+    for path in m.batches:
+        for blob in _read_batch(path):
+            m.add(blob)
+    for path in m.per_item:
+        m.add(_read_blob(path), first=True)
+    return m
+
+
+def gather_markers(marker_dir: str, markers: Markers, current: dict[str, dict[str, Any]],
+                   written: Iterable[str]) -> None:
+    """Replace the per-item markers and old batches of ``marker_dir`` by batches of at most
+    :data:`BATCH_ITEMS` entries: ``current`` (key -> the entry a rerun must find) first, then the entries of
+    other keys the folder held (items of another run sharing the folder). Writes, then deletes."""
+    keep: dict[str, dict[str, Any]] = {}
+    for key, lst in markers.entries.items():
+        if key not in current and lst:
+            keep[key] = lst[0]
+    keep.update(current)
+    names: list[str] = []
+    keys = sorted(keep)
+    for i in range(0, len(keys), BATCH_ITEMS):
+        lines = b"".join(json.dumps(keep[k], sort_keys=True, separators=(",", ":")).encode() + b"\n"
+                         for k in keys[i : i + BATCH_ITEMS])
+        blob = gzip.compress(lines, compresslevel=6, mtime=0)
+        name = storage.join(marker_dir, f"{BATCH_PREFIX}{hashlib.sha256(blob).hexdigest()[:16]}.jsonl.gz")
+        if name not in markers.batches:
+            storage.write_bytes_atomic(name, blob)
+        names.append(name)
+    stale = [b for b in markers.batches if b not in names]
+    storage.remove([*markers.per_item, *written, *stale])
+
+
+def forget(marker_dir: str, keys: Iterable[str]) -> None:
+    """Drop the markers of ``keys`` from ``marker_dir`` (their items run again next time); other items keep
+    theirs. For tools and tests that simulate a lost marker."""
+    drop = set(keys)
+    m = load_markers(marker_dir)
+    keep = {k: lst[0] for k, lst in m.entries.items() if k not in drop and lst}
+    gather_markers(marker_dir, Markers(batches=m.batches, per_item=m.per_item), keep, ())
+
+
+def read_marker(path: str, expected_hash: str) -> tuple[bool, Any]:
+    """(complete, result) of one item from its marker: the per-item file, else the folder's gathered
+    batches (one listing and the batch reads; prefer :meth:`Executor.completed` for many items)."""
+    blob = _read_blob(path)
+    if isinstance(blob, dict) and blob.get("hash") == expected_hash:
+        return True, decode(blob.get("result"))
+    folder = path.rsplit("/", 1)[0]
+    markers = Markers()
+    for b in storage.list_dir(folder):
+        if b.rsplit("/", 1)[-1].startswith(BATCH_PREFIX):
+            for entry in _read_batch(b):
+                markers.add(entry)
+    for lst in markers.entries.values():
+        for entry in lst:
+            if entry.get("hash") == expected_hash and marker_path(folder, entry["item"]) == path:
+                return True, decode(entry.get("result"))
+    return False, None
 
 
 # --------------------------------------------------------------------------- the executor
@@ -271,6 +519,38 @@ class ExecConfig:
             raise ValueError("max_retries must be >= 0")
         if self.memory_per_worker < 64 << 20:
             raise ValueError(f"memory_per_worker={self.memory_per_worker} is under 64 MiB; raise --memory-per-worker")
+
+
+# Under this much input (compressed bytes) a job is cheaper in this process than on a new Ray: Ray's start
+# takes ~4 s here, and n workers pay it back only after ~4 n / (n - 1) s of work; 16 MiB of input is ~45 MB of
+# text, ~5 s of the heaviest recipe (heuristics with language ID, ~9 MB/s per core) and ~1-2 s of a dedup
+# recipe (measured: exact/MinHash on 12 MB of parquet, 4 s in-process against 7.8 s on a fresh 2-CPU Ray)
+DEFAULT_LOCAL_BELOW_BYTES = 16 << 20
+
+
+def make_executor(mode: Executor | str | None = "auto", *, input_bytes: int = 0, num_workers: int | None = None,
+                  address: str | None = None, local_below_bytes: int = DEFAULT_LOCAL_BELOW_BYTES,
+                  **options: Any) -> Executor:
+    """The one builder of executors from a run's settings.
+
+    ``mode``: an :class:`Executor` (returned as it is: a job shares one), ``"ray"``, ``"local"``, or
+    ``"auto"``/None: in-process when ``input_bytes`` is under ``local_below_bytes`` and no cluster address
+    is given (``address`` or ``$RAY_ADDRESS``), where Ray's start-up would cost more than the work, else
+    Ray. ``options``: further :class:`ExecConfig` fields (``max_retries``, ``memory_per_worker``,
+    ``progress``, ``dashboard``, ``resume``).
+    """
+    if isinstance(mode, Executor):
+        return mode
+    mode = mode or "auto"
+    if mode not in ("auto", "ray", "local"):
+        raise ValueError(f"executor must be an Executor, 'auto', 'ray' or 'local', got {mode!r}")
+    if mode == "auto":
+        small = input_bytes < local_below_bytes and not (address or os.environ.get("RAY_ADDRESS"))
+        mode = "local" if small else "ray"
+        if small:
+            logger.info("input of %.1f MiB is under %.0f MiB: running in this process (--executor ray forces Ray)",
+                        input_bytes / 2**20, local_below_bytes / 2**20)
+    return Executor(ExecConfig(mode=mode, num_workers=num_workers, address=address, **options))
 
 
 class Executor:
@@ -328,18 +608,50 @@ class Executor:
 
         return ray.put(obj)
 
-    # passes ------------------------------------------------------------------------------
-    def item_hash(self, name: str, fn: Callable[..., Any], version: str, config: Any, item: Item) -> str:
-        fps = []
-        for p in item.inputs:
-            try:
-                fps.append(storage.fingerprint(p))
-            except (FileNotFoundError, OSError):
-                fps.append("missing")
-        return digest({"pass": name, "fn": f"{fn.__module__}.{fn.__qualname__}", "version": version,
-                       "config": config, "key": item.key, "params": item.params, "inputs": list(item.inputs),
-                       "fingerprints": fps})  # fmt: skip
+    # hashing -----------------------------------------------------------------------------
+    def item_hash(self, name: str, fn: Callable[..., Any], version: str, config: Any, item: Item,
+                  fingerprints: dict[str, dict[str, Any] | None] | None = None, shared: str | None = None,
+                  after: Sequence[Any] = (), _config: Any = None) -> str:
+        """The hash that defines ``item``'s output (see the module docstring). ``fingerprints``: listing
+        infos of its inputs (default: listed now); ``shared``: the digest of the pass's shared argument;
+        ``after``: pass-level upstream passes."""
+        if fingerprints is None:
+            fingerprints = storage.stat_many(item.inputs)
+        fps = [storage.fingerprint_of(fingerprints[p]) if fingerprints.get(p) else "missing" for p in item.inputs]
+        where = f"pass {name} item {item.key}"
+        return digest({
+            "marker": MARKER_VERSION, "pass": name, "fn": f"{fn.__module__}.{fn.__qualname__}", "version": version,
+            "config": canonical(config, f"{where} config") if _config is None else _config, "key": item.key,
+            "params": canonical(item.params, f"{where} params"), "args": canonical(item.args, f"{where} args"),
+            "shared": shared, "inputs": list(item.inputs), "fingerprints": fps,
+            "after": sorted({upstream_digest(u) for u in (*after, *item.after)}),
+        })  # fmt: skip
 
+    def hashes(self, name: str, fn: Callable[..., Any], items: Sequence[Item], *, config: Any = None,
+               version: str = "1", shared: Any = None, after: Sequence[Any] = (),
+               listing: dict[str, dict[str, Any] | None] | None = None) -> list[str]:
+        """Every item's hash, with one listing per folder of inputs (``listing``: infos the caller has
+        listed already; inputs missing from it are listed)."""
+        wanted = {p for it in items for p in it.inputs}
+        known = {p: listing[p] for p in wanted if listing and p in listing}
+        infos = {**known, **storage.stat_many(wanted - set(known))}
+        sd = None if shared is None else digest(canonical(shared, f"pass {name} shared argument"))
+        cc = canonical(config, f"pass {name} config")  # once per pass, not per item
+        return [self.item_hash(name, fn, version, config, it, infos, sd, after, _config=cc) for it in items]
+
+    def completed(self, name: str, fn: Callable[..., Any], items: Sequence[Item], *, marker_dir: str,
+                  config: Any = None, version: str = "1", shared: Any = None,
+                  after: Sequence[Any] = ()) -> list[bool]:
+        """Which items a :meth:`run` with these arguments would take as complete (reads only)."""
+        hashes = self.hashes(name, fn, items, config=config, version=version, shared=shared, after=after)
+        markers = load_markers(marker_dir)
+        done = [markers.find(it.key, h) for it, h in zip(items, hashes)]
+        outs = {p for it, b in zip(items, done) if b for p in (*it.outputs, *b.get("outputs", []))}
+        infos = storage.stat_many(outs) if outs else {}
+        return [b is not None and all(infos.get(p) for p in (*it.outputs, *b.get("outputs", [])))
+                for it, b in zip(items, done)]
+
+    # passes ------------------------------------------------------------------------------
     def run(
         self,
         name: str,
@@ -358,51 +670,86 @@ class Executor:
         progress: str | None = None,
         count: Callable[[Any], int] | None = None,
         shared: Any = None,
+        after: Sequence[Any] = (),
+        listing: dict[str, dict[str, Any] | None] | None = None,
     ) -> PassResult:
         """Run ``fn`` over ``items``; see the module docstring.
 
         ``fn`` must be a module-level function (Ray ships it by reference). ``shared``, when
-        given, is appended to every item's arguments; it is shipped once (``ray.put``), and
-        only if some item has to run. ``on_result``
-        sees each item's result as it arrives (skipped items first, in item order).
-        ``progress`` names the progress bar (default: the pass name); ``count`` maps a
-        result to the documents it stands for, shown as a rate. ``num_cpus``/``num_gpus``/``memory``:
-        what each Ray task asks for (``memory`` defaults to ``memory_per_worker``; in-process they are ignored).
+        given, is appended to every item's arguments (and hashed once); it is shipped once
+        (``ray.put``), and only if some item has to run. ``after``: upstream passes every item
+        reads (their digests are hashed). ``on_result`` sees each item's result as it arrives
+        (skipped items first, in item order). ``listing``: listing infos of input files the caller
+        has already (:func:`curation.storage.stat_many`). ``progress`` names the progress bar (default:
+        the pass name); ``count`` maps a result to the documents it stands for, shown as a rate.
+        ``num_cpus``/``num_gpus``/``memory``: what each Ray task asks for (``memory`` defaults to
+        ``memory_per_worker``; in-process they are ignored).
         """
         if on_error not in ("raise", "collect"):
             raise ValueError(f"on_error must be 'raise' or 'collect', got {on_error!r}")
         keys = [it.key for it in items]
         if len(set(keys)) != len(keys):
-            dup = sorted({k for k in keys if keys.count(k) > 1})[:5]
+            seen: set[str] = set()
+            dup = sorted({k for k in keys if k in seen or seen.add(k)})[:5]
             raise ValueError(f"pass {name}: item keys must be unique; repeated: {dup}")
         t0 = time.perf_counter()
-        hashes = [self.item_hash(name, fn, version, config, it) for it in items]
-        res = PassResult(name, keys, [None] * len(items), digest=digest(hashes))
+        counts0 = Counter(storage.COUNTS)
+        hashes = self.hashes(name, fn, items, config=config, version=version, shared=shared, after=after,
+                             listing=listing)
+        res = PassResult(name, keys, [None] * len(items), digest=digest(hashes), hashes=dict(zip(keys, hashes)))
         resume = self.cfg.resume if resume is None else resume
+        markers = load_markers(marker_dir)
+        found = [markers.find(it.key, h) if resume else None for it, h in zip(items, hashes)]
+        # a complete item whose outputs are gone runs again: one listing per output folder
+        outs = {p for it, b in zip(items, found) if b for p in (*it.outputs, *b.get("outputs", []))}
+        infos = storage.stat_many(outs) if outs else {}
+        current: dict[str, dict[str, Any]] = {}
         todo: list[int] = []
-        for i, (it, h) in enumerate(zip(items, hashes)):
-            done, value = read_marker(marker_path(marker_dir, it.key), h) if resume else (False, None)
-            if done:
-                res.results[i] = value
-                res.skipped.append(it.key)
-                if on_result is not None:
-                    on_result(it, value)
-            else:
+        for i, (it, blob) in enumerate(zip(items, found)):
+            if blob is not None and not all(infos.get(p) for p in (*it.outputs, *blob.get("outputs", []))):
+                res.outputs_missing.append(it.key)
+                blob = None
+            if blob is None:
                 todo.append(i)
+                continue
+            current[it.key] = blob
+            value = decode(blob.get("result"))
+            res.results[i] = value
+            res.skipped.append(it.key)
+            if on_result is not None:
+                on_result(it, value)
+        if res.outputs_missing:
+            logger.warning("pass %s: %d complete items lost an output and run again (first: %s)", name,
+                           len(res.outputs_missing), res.outputs_missing[0])
+        item_requests: Counter[str] = Counter()  # made in this process (local mode), not the driver's
+        all_items: Counter[str] = Counter()
+        written: list[str] = []
         if todo:
             from curation.progress import Progress
 
             bar = Progress(len(todo), progress or name, enabled=self.cfg.progress)
-            metas = {i: {"pass": name, "item": items[i].key, "hash": hashes[i]} for i in todo}
+            metas = {i: {"pass": name, "item": keys[i], "hash": hashes[i], "outputs": list(items[i].outputs),
+                         "marker": MARKER_VERSION} for i in todo}
             tail = () if shared is None else (self.put(shared),)
             order = sorted(todo, key=lambda i: (-items[i].weight, keys[i]))
 
-            def finish(i: int, value: Any = None, error: str | None = None) -> None:
+            def finish(i: int, text: str | None = None, error: str | None = None) -> None:
                 if error is not None:
                     res.failed[keys[i]] = error
                     logger.error("pass %s: item %s failed: %s", name, keys[i], error)
                     bar.update(0, failed=True)
                     return
+                blob = json.loads(text)
+                value = decode(blob["result"])
+                current[keys[i]] = blob
+                written.append(marker_path(marker_dir, keys[i]))
+                res.objects += int(blob.get("objects", 0)) + 1
+                res.cpu_s[keys[i]] = float(blob.get("cpu_s", 0.0))
+                all_items.update(blob.get("requests", {}))
+                all_items["put"] += 1  # its marker
+                if not self.uses_ray:
+                    item_requests.update(blob.get("requests", {}))
+                    item_requests["put"] += 1  # its marker
                 res.results[i] = value
                 res.ran.append(keys[i])
                 if on_result is not None:
@@ -415,17 +762,24 @@ class Executor:
                 else:
                     for i in order:
                         try:
-                            value = _execute_retrying(fn, marker_path(marker_dir, keys[i]), metas[i],
-                                                      self.cfg.max_retries, *items[i].args, *tail)
+                            text = _execute_retrying(fn, marker_path(marker_dir, keys[i]), metas[i],
+                                                     self.cfg.max_retries, items[i].runtime, *items[i].args, *tail)
                         except Exception as exc:  # noqa: BLE001 - recorded per item; the pass goes on
                             finish(i, error=f"{type(exc).__name__}: {exc}")
                             continue
-                        finish(i, value)
+                        finish(i, text)
             finally:
                 bar.close()
+        if written or markers.per_item or res.outputs_missing or len(markers.batches) > max(
+                1, math.ceil(len(current) / BATCH_ITEMS)):
+            before = Counter(storage.COUNTS)
+            gather_markers(marker_dir, markers, current, written)
+            res.objects += (Counter(storage.COUNTS) - before).get("put", 0)
         res.seconds = time.perf_counter() - t0
-        summary = res.summary()
-        self.log.append(summary)
+        driver = Counter(storage.COUNTS) - counts0 - item_requests
+        res.driver_requests = {k: v for k, v in driver.items() if v}
+        res.item_requests = dict(all_items)
+        self.log.append(res.summary())
         if todo or res.failed:
             logger.info("pass %s: %d items, %d run, %d complete from before, %d failed, %.1fs", name, len(items),
                         len(res.ran), len(res.skipped), len(res.failed), res.seconds)
@@ -451,15 +805,15 @@ class Executor:
             while queue and len(pending) < cap:
                 i = queue.pop(0)
                 ref = remote.remote(fn, marker_path(marker_dir, items[i].key), metas[i], self.cfg.max_retries,
-                                    *items[i].args, *tail)
+                                    items[i].runtime, *items[i].args, *tail)
                 pending[ref] = i
             done, _ = ray.wait(list(pending), num_returns=1)
             for ref in done:
                 i = pending.pop(ref)
                 try:
-                    value = ray.get(ref)
+                    text = ray.get(ref)
                 except Exception as exc:  # noqa: BLE001 - recorded per item; the pass goes on
                     cause = getattr(exc, "cause", None) or exc
                     finish(i, error=f"{type(cause).__name__}: {cause}")
                     continue
-                finish(i, value)
+                finish(i, text)

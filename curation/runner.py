@@ -15,20 +15,25 @@ Layout of a run directory::
     run.json                     recipe, inputs, recipe hash, status, work units
     data/<shard>.parquet         final documents (last phase)
     phases/p<k>/<shard>.parquet  documents between phases (inputs of global stages)
-    dropped/p<k>/<shard>.parquet id, source, stage, reason, nbytes of every dropped doc
-    quarantine/p<k>/<shard>.parquet  bad input / rows that made a stage fail
-    stats/p<k>/<shard>.json      per-shard, per-stage counts
-    _passes/<pass>/<item>.json   completion markers (curation.passes)
+    dropped/p<k>/<shard>.parquet id, source, stage, reason, nbytes of every dropped doc (shards that dropped any)
+    quarantine/p<k>/<shard>.parquet  bad input / rows that made a stage fail (shards that quarantined any)
+    _passes/<pass>/              completion markers (curation.passes): one object per 1,000 items once a pass
+                                 ends; they hold every shard's per-stage counts (there is no stats file per shard)
     global/<i>_<name>/           a global stage's state.json, and fit/ (the fit's artefacts and pass markers)
-    passes.json                  what every pass of the last run did (items run / complete / failed)
+    passes.json                  what every pass of the last run did (items run / complete / failed, objects
+                                 written, the driver's storage requests)
     stats.json, report.md, *.png merged stats and the report (curation.report)
 
-Exactly once: every output is written under a temporary name and renamed into
-place, then the stats, then the item's marker. A rerun skips an item whose marker
-carries the same hash (phase recipe hash, input fingerprint, fitted state), and
-recomputes it otherwise, so a recipe change invalidates exactly the phases it
-touches. A worker killed mid-shard is retried by Ray; a killed driver is rerun and
-resumes at the item, inside global fits too.
+Exactly once: every output is one complete object (a rename into place locally, a
+single PUT or a completed multipart upload on an object store), then the item's
+marker. A rerun skips an item whose marker carries the same hash (the phase's recipe
+hash, the task, the input's fingerprint, the upstream item, the fitted state) and whose
+outputs exist, and recomputes it otherwise, so a recipe change invalidates exactly the
+phases it touches. A worker killed mid-shard is retried by Ray; a killed driver is rerun
+and resumes at the item, inside global fits too. The driver lists folders, never probes
+file by file: a rerun of a finished run reads O(1) objects per pass and starts no Ray.
+When a run completes, files under data/, phases/, dropped/ and quarantine/ that no work
+unit of this run wrote (an earlier run over other inputs) are removed.
 
 Execution: ``executor="ray"`` runs items as Ray tasks (an embedded cluster on
 127.0.0.1, or ``address``), started once per run and only when an item has to run;
@@ -39,6 +44,7 @@ start-up would cost more than the work.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import logging
 import os
@@ -47,10 +53,11 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curation import storage
-from curation.passes import DEFAULT_MEMORY_PER_WORKER, ExecConfig, Executor, Item, digest
+from curation.passes import DEFAULT_LOCAL_BELOW_BYTES, DEFAULT_MEMORY_PER_WORKER, Executor, Item, digest, make_executor
 from curation.readers.base import DEFAULT_BATCH_SIZE, DEFAULT_MAX_DOC_BYTES
 from curation.shard import READ_STAGE, InputSpec, ShardTask, count_split_records, run_shard, split_spec
 from curation.stage import FittedState, GlobalContext, GlobalStage, PhaseShard, Stage, recipe_hash
@@ -58,14 +65,10 @@ from curation.stats import merge_shard_stats
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["READ_STAGE", "InputSpec", "RunConfig", "RunResult", "Runner", "run_recipe"]
+__all__ = ["DEFAULT_LOCAL_BELOW_BYTES", "READ_STAGE", "InputSpec", "RunConfig", "RunResult", "Runner",
+           "executor_for", "run_recipe"]
 
 DEFAULT_MAX_SHARD_BYTES = 1 << 30
-# Under this much input (compressed bytes) a run is cheaper in this process than on a new Ray: Ray's start
-# takes ~4 s here, and n workers pay it back only after ~4 n / (n - 1) s of work; 16 MiB of input is ~45 MB of
-# text, ~5 s of the heaviest recipe (heuristics with language ID, ~9 MB/s per core) and ~1-2 s of a dedup
-# recipe (measured: exact/MinHash on 12 MB of parquet, 4 s in-process against 7.8 s on a fresh 2-CPU Ray)
-DEFAULT_LOCAL_BELOW_BYTES = 16 << 20
 
 
 @dataclass
@@ -165,22 +168,21 @@ def _git_commit() -> str | None:
 _EXPANSION = {".gz": 3.5, ".zst": 4.0, ".zstd": 4.0, ".parquet": 3.0, ".bz2": 4.0, ".xz": 4.0}
 
 
-def _size(path: str) -> float:
+def _size_of(info: dict[str, Any] | None) -> int:
+    return int((info or {}).get("size") or 0)
+
+
+def _weight(path: str, info: dict[str, Any] | None) -> float:
     """Estimated uncompressed bytes of a shard (file size times a typical compression ratio)."""
-    try:
-        fs, p = storage.fs_path(path)
-        size = int(fs.info(p).get("size") or 0)
-    except (OSError, ValueError):
-        return 0.0
-    return size * _EXPANSION.get(os.path.splitext(p)[1].lower(), 1.0)
+    return _size_of(info) * _EXPANSION.get(os.path.splitext(path)[1].lower(), 1.0)
 
 
-def _file_size(path: str) -> int:
-    try:
-        fs, p = storage.fs_path(path)
-        return int(fs.info(p).get("size") or 0)
-    except (OSError, ValueError):
-        return 0
+def executor_for(cfg: RunConfig, input_bytes: int) -> Executor:
+    """The executor a run's settings ask for (:func:`curation.passes.make_executor`, the one builder)."""
+    return make_executor(cfg.executor, input_bytes=input_bytes, num_workers=cfg.num_workers, address=cfg.address,
+                         local_below_bytes=cfg.local_below_bytes, max_retries=cfg.max_retries,
+                         memory_per_worker=cfg.memory_per_worker, progress=cfg.progress, dashboard=cfg.dashboard,
+                         resume=cfg.resume)
 
 
 class Runner:
@@ -207,6 +209,7 @@ class Runner:
         self.executor = executor
         self.units: list[InputSpec] = []
         self.unsplittable: list[str] = []
+        self._infos: dict[str, dict[str, Any] | None] | None = None
 
     # paths ---------------------------------------------------------------------------------
     def _phase_output(self, phase: int, shard: str) -> str:
@@ -225,7 +228,6 @@ class Runner:
             output_path=self._phase_output(phase.index, sid),
             dropped_path=storage.join(self.out, "dropped", f"p{phase.index}", f"{sid}.parquet"),
             quarantine_path=storage.join(self.out, "quarantine", f"p{phase.index}", f"{sid}.parquet"),
-            stats_path=storage.join(self.out, "stats", f"p{phase.index}", f"{sid}.json"),
             batch_size=self.cfg.batch_size,
             max_doc_bytes=self.cfg.max_doc_bytes,
             limit=self.cfg.limit,
@@ -234,13 +236,28 @@ class Runner:
             state_digest=phase.state_digest,
         )
 
-    def _item(self, spec: InputSpec, phase: Phase) -> Item:
+    def _item(self, spec: InputSpec, phase: Phase, upstream: Any = None,
+              sizes: dict[str, dict[str, Any] | None] | None = None) -> Item:
+        """The pass item of one work unit in one phase: it reads the unit's input (the file, or the previous
+        phase's output, after that phase's item) and writes the phase's output."""
         task = self._task(spec, phase)
-        weight = _size(task.input_path) if phase.index == 0 else _file_size(task.input_path)
+        info = (sizes or {}).get(task.input_path)
+        weight = _weight(task.input_path, info) if phase.index == 0 else float(_size_of(info))
         if spec.split is not None and phase.index == 0:
             weight = float(spec.split.get("bytes") or weight)
         params = {"state": phase.state_digest, "split": spec.split, "format": spec.format, "source": spec.source}
-        return Item(spec.shard_id, (task,), inputs=(task.input_path,), params=params, weight=weight)
+        after = (upstream.item_digest(spec.shard_id),) if upstream is not None else ()
+        return Item(spec.shard_id, (task,), inputs=(task.input_path,), params=params, weight=weight,
+                    outputs=(task.output_path,), after=after)
+
+    def input_infos(self) -> dict[str, dict[str, Any] | None]:
+        """Listing infos (size, ETag or mtime) of the input files: one listing per input folder."""
+        if self._infos is None:
+            self._infos = storage.stat_many(s.path for s in self.inputs)
+            missing = [p for p, i in self._infos.items() if i is None]
+            if missing:  # its shard quarantines it (unreadable_file) and the run goes on
+                logger.warning("%d input file(s) not found, e.g. %s", len(missing), missing[:3])
+        return self._infos
 
     # running -------------------------------------------------------------------------------
     def validate(self) -> None:
@@ -260,21 +277,9 @@ class Runner:
                 st.check_budget(budget)
 
     def _executor(self) -> Executor:
-        if self.executor is not None:
-            return self.executor
-        mode = self.cfg.executor
-        if mode == "auto":
-            total = sum(_file_size(s.path) for s in self.inputs)
-            small = total < self.cfg.local_below_bytes and not (self.cfg.address or os.environ.get("RAY_ADDRESS"))
-            mode = "local" if small else "ray"
-            if small:
-                logger.info("input of %.1f MiB is under %.0f MiB: running in this process (--executor ray forces Ray)",
-                            total / 2**20, self.cfg.local_below_bytes / 2**20)
-        self.executor = Executor(ExecConfig(mode=mode, num_workers=self.cfg.num_workers, address=self.cfg.address,
-                                            max_retries=self.cfg.max_retries,
-                                            memory_per_worker=self.cfg.memory_per_worker,
-                                            progress=self.cfg.progress, dashboard=self.cfg.dashboard,
-                                            resume=self.cfg.resume))
+        if self.executor is None:
+            total = sum(_size_of(i) for i in self.input_infos().values())
+            self.executor = executor_for(self.cfg, total)
         return self.executor
 
     def plan_units(self, executor: Executor) -> list[InputSpec]:
@@ -285,11 +290,12 @@ class Runner:
         whatever the split size.
         """
         limit = self.cfg.max_shard_bytes
+        infos = self.input_infos()
         units: list[InputSpec] = []
         self.unsplittable = []
         to_count: list[int] = []
         for spec in self.inputs:
-            size = _file_size(spec.path)
+            size = _size_of(infos.get(spec.path))
             if limit is None or size <= limit:
                 units.append(spec)
                 continue
@@ -335,9 +341,9 @@ class Runner:
             "recipe_hash": self.recipe_hash,
             "phases": [{"index": p.index, "hash": p.hash, "stages": [s.name for s in p.stages]} for p in self.phases],
             "stages": [s.fingerprint() for s in self.stages],
-            "inputs": [asdict(s) | {"shard_id": s.shard_id} for s in self.inputs],
+            "inputs": [asdict(s) | {"path": storage.printable(s.path), "shard_id": s.shard_id} for s in self.inputs],
             "work_units": len(self.units),
-            "unsplittable_inputs": self.unsplittable,
+            "unsplittable_inputs": [storage.printable(p) for p in self.unsplittable],
             "config": {k: v for k, v in asdict(self.cfg).items() if k not in ("address",)},
             "executor": executor.cfg.mode,
             "git_commit": _git_commit(),
@@ -349,34 +355,40 @@ class Runner:
         failed: list[str] = []
         skipped = processed = 0
         shard_stats: list[dict[str, Any]] = []
+        upstream = None
+        listing = self.input_infos()  # this phase's inputs: listed once, for the fit, the weights and the hashes
         for phase in self.phases:
             if phase.global_stage is not None:
                 if failed:
                     logger.error("not fitting %s: %d shards failed in an earlier phase", phase.global_stage.name,
                                  len(failed))
                     break
-                self._fit_global(phase, executor)
-            items = [self._item(u, phase) for u in self.units]
+                self._fit_global(phase, executor, listing)
+            tasks = [self._task(u, phase) for u in self.units]
+            items = [self._item(u, phase, upstream, listing) for u in self.units]
             res = executor.run(
                 f"p{phase.index}", run_shard, items, marker_dir=storage.join(self.out, "_passes", f"p{phase.index}"),
-                config={"phase": phase.hash}, version="runner/2", on_error="collect",
+                config={"phase": phase.hash}, version="runner/3", on_error="collect", listing=listing,
                 shared=phase.stages, progress=f"phase {phase.index}/{len(self.phases) - 1}", count=_docs_in,
             )  # fmt: skip
             shard_stats.extend(r for r in res.results if r is not None)
             failed.extend(res.failed)
             skipped += len(res.skipped)
             processed += len(res.ran)
-            self._harmonise_empty_outputs([self._task(u, phase) for u in self.units])
+            self._harmonise_empty_outputs(tasks, res.results)
+            upstream = res
+            if phase.index + 1 < len(self.phases):
+                listing = storage.stat_many(t.output_path for t in tasks)
             logger.info("phase %d: %d shards run, %d skipped (complete), %d failed so far", phase.index,
                         len(res.ran), len(res.skipped), len(failed))
 
         if not failed:
-            self._remove_stale_temporaries()
+            self._remove_stale_outputs(shard_stats)
         merged = merge_shard_stats(shard_stats)
         merged["recipe_hash"] = self.recipe_hash
         merged["failed_shards"] = failed
         merged["global"] = self._global_summaries()
-        merged["unsplittable_inputs"] = self.unsplittable
+        merged["unsplittable_inputs"] = [storage.printable(p) for p in self.unsplittable]
         merged["work_units"] = len(self.units)
         # stats.json holds only what the input and recipe decide (byte-identical across reruns, worker
         # counts and crashes); timings go to timings.json, what each pass did to passes.json
@@ -386,8 +398,7 @@ class Runner:
                                             "marks": g["summary"].pop("seconds", None)}
         storage.write_json_atomic(storage.join(self.out, "stats.json"), merged)
         storage.write_json_atomic(storage.join(self.out, "timings.json"), timings)
-        storage.write_json_atomic(storage.join(self.out, "passes.json"), {"executor": executor.cfg.mode,
-                                                                "passes": executor.log})
+        storage.write_json_atomic(storage.join(self.out, "passes.json"), passes_report(executor))
         meta.update(status="failed" if failed else "complete", finished=time.time(), failed_shards=failed)
         storage.write_json_atomic(storage.join(self.out, "run.json"), meta)
         if self.cfg.report:
@@ -397,29 +408,31 @@ class Runner:
         return RunResult(self.out, self.recipe_hash, merged, failed, skipped, processed, time.time() - t_start,
                          list(executor.log))
 
-    def _fit_global(self, phase: Phase, executor: Executor) -> None:
+    def _fit_global(self, phase: Phase, executor: Executor, listing: dict[str, Any]) -> None:
         g = phase.global_stage
         assert g is not None
         root = storage.join(self.out, "global", f"{phase.index:02d}_{g.name}")
         state_path = storage.join(root, "state.json")
         prev = phase.index - 1
         shards = [PhaseShard(u.shard_id, self._phase_output(prev, u.shard_id), u.path) for u in self.units]
-        # the fit is reused only for the same recipe over the same (unchanged) phase inputs
-        inputs = {s.shard_id: storage.fingerprint(s.path) for s in shards}
+        # the fit is reused only for the same recipe over the same (unchanged) phase inputs (``listing``: the
+        # previous phase's outputs, listed once)
+        inputs = {s.shard_id: storage.fingerprint_of(listing[s.path]) if listing.get(s.path) else "missing"
+                  for s in shards}
         fit_key = digest({"hash": phase.hash, "inputs": inputs})
-        if self.cfg.resume and storage.exists(state_path):
-            saved = storage.read_json(state_path)
-            if saved.get("fit_key") == fit_key:
-                logger.info("global stage %s: reusing the fitted state", g.name)
-                g.load_state(saved["state"])
-                phase.state_digest = digest({"state": saved["state"], "fit": fit_key})
-                return
+        saved = _read_json_or_none(state_path) if self.cfg.resume else None
+        if saved is not None and saved.get("fit_key") == fit_key:
+            logger.info("global stage %s: reusing the fitted state", g.name)
+            g.load_state(saved["state"])
+            phase.state_digest = digest({"state": saved["state"], "fit": fit_key})
+            return
         # one folder per stage, emptied when a fit over other inputs (or another recipe) starts, so that files
         # of an earlier fit are never read; an interrupted fit of the same key resumes in it
         workdir = storage.join(root, "fit")
         key_file = storage.join(workdir, "FIT_KEY")
-        if not (storage.exists(key_file) and storage.read_bytes(key_file).decode() == fit_key):
-            _rm_tree(workdir)
+        old_key = _read_bytes_or_none(key_file)
+        if old_key is None or old_key.decode() != fit_key:
+            storage.rm_tree(workdir)
             storage.makedirs(workdir)
             storage.write_bytes_atomic(key_file, fit_key.encode())
         # num_workers is the tasks in flight only: no stage may let it change its partitioning (results must
@@ -435,42 +448,57 @@ class Runner:
             raise TypeError(f"{g.name}.fit() returned {type(state).__name__}; a global stage returns a FittedState")
         blob = state.to_json()
         storage.write_json_atomic(state_path, {"hash": phase.hash, "fit_key": fit_key, "inputs": inputs, "state": blob,
-                                          "seconds": time.time() - t0})
+                                               "seconds": time.time() - t0})
         # a fit over changed inputs invalidates every shard of the phase that applies it
         phase.state_digest = digest({"state": blob, "fit": fit_key})
 
-    def _harmonise_empty_outputs(self, tasks: list[ShardTask]) -> None:
+    def _harmonise_empty_outputs(self, tasks: list[ShardTask], results: list[Any]) -> None:
         """Give shards that kept no document the same columns as the others.
 
         A shard whose rows were all dropped before a stage that adds columns (``lang``,
         ``quality_score``) would otherwise carry fewer columns than its siblings, and a
         reader of the whole output (pyarrow.dataset, HF datasets) would reject the mix.
+        Schemas come from the items' results; only an empty output whose schema differs
+        from the reference is read (its footer: harmonised by an earlier run already?).
         """
         schemas: dict[str, Any] = {}
         rows: dict[str, int] = {}
-        for t in tasks:
-            if storage.exists(t.output_path):
-                fs, path = storage.fs_path(t.output_path)
-                with fs.open(path, "rb") as f:
-                    md = pq.ParquetFile(f).metadata
-                    schemas[t.output_path] = md.schema.to_arrow_schema()
-                    rows[t.output_path] = md.num_rows
+        for t, r in zip(tasks, results):
+            if r is None or "output_schema" not in r:
+                continue
+            schemas[t.output_path] = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(r["output_schema"])))
+            rows[t.output_path] = int(r["output_rows"])
         full = [schemas[p] for p in sorted(schemas) if rows[p] > 0]
         if not full:
             return
         ref = full[0]
         for p, sch in sorted(schemas.items()):
             if rows[p] == 0 and not sch.equals(ref):
+                fs, path = storage.fs_path(p)
+                with fs.open(path, "rb") as f:
+                    if pq.ParquetFile(f).metadata.schema.to_arrow_schema().equals(ref):
+                        continue
                 storage.write_parquet_atomic(p, ref.empty_table())
 
-    def _remove_stale_temporaries(self) -> None:
-        """Delete ``*.tmp-*`` files that killed writers left behind (they are never read)."""
-        if not storage.is_local(self.out):
-            return
-        for dirpath, _, files in os.walk(self.out):
-            for f in files:
-                if ".tmp-" in f:
-                    os.remove(os.path.join(dirpath, f))
+    def _remove_stale_outputs(self, results: list[dict[str, Any]]) -> None:
+        """Delete what no work unit of this run wrote: ``*.tmp-*`` files that killed writers left behind,
+        and outputs of an earlier run in this folder over other inputs or with side files this run's shards
+        no longer have. One listing per output folder, one bulk delete."""
+        expected: set[str] = set()
+        for phase in self.phases:
+            for u in self.units:
+                expected.add(self._phase_output(phase.index, u.shard_id))
+        for r in results:
+            t_phase, sid = int(r["phase"]), r["shard"]
+            if r.get("dropped_rows"):
+                expected.add(storage.join(self.out, "dropped", f"p{t_phase}", f"{sid}.parquet"))
+            if r.get("quarantine_rows"):
+                expected.add(storage.join(self.out, "quarantine", f"p{t_phase}", f"{sid}.parquet"))
+        stale = [path for sub in ("data", "phases", "dropped", "quarantine")
+                 for path in storage.list_dir(storage.join(self.out, sub), recursive=True) if path not in expected]
+        if stale:
+            logger.info("removing %d files of earlier runs or killed writers (e.g. %s)", len(stale), stale[0])
+            storage.remove(stale)
 
     def _global_summaries(self) -> list[dict[str, Any]]:
         out = []
@@ -479,8 +507,8 @@ class Runner:
             if g is None:
                 continue
             state_path = storage.join(self.out, "global", f"{phase.index:02d}_{g.name}", "state.json")
-            if storage.exists(state_path):
-                saved = storage.read_json(state_path)
+            saved = _read_json_or_none(state_path)
+            if saved is not None:
                 st = saved.get("state", {})
                 plots = [_relative(p, self.out) for p in st.get("plots", [])]
                 out.append({"name": g.name, "summary": st.get("summary", {}), "plots": plots,
@@ -488,10 +516,29 @@ class Runner:
         return out
 
 
-def _rm_tree(path: str) -> None:
-    fs, p = storage.fs_path(path)
-    if fs.exists(p):
-        fs.rm(p, recursive=True)
+def passes_report(executor: Executor) -> dict[str, Any]:
+    """passes.json: what every pass did, and the objects written and driver requests per stage and in all."""
+    objects = sum(p.get("objects_written", 0) for p in executor.log)
+    requests: dict[str, int] = {}
+    for p in executor.log:
+        for k, v in p.get("driver_requests", {}).items():
+            requests[k] = requests.get(k, 0) + v
+    return {"executor": executor.cfg.mode, "passes": executor.log, "objects_written": objects,
+            "driver_requests": dict(sorted(requests.items()))}
+
+
+def _read_json_or_none(path: str) -> Any:
+    try:
+        return storage.read_json(path)
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def _read_bytes_or_none(path: str) -> bytes | None:
+    try:
+        return storage.read_bytes(path)
+    except FileNotFoundError:
+        return None
 
 
 def _relative(path: str, root: str) -> str:

@@ -2,9 +2,12 @@
 
 :func:`run_shard` reads its input (the raw file in phase 0, the previous phase's
 parquet later), applies the phase's stages batch by batch with the accounting
-checked, and writes its outputs (documents, dropped records, quarantine) each
-under a temporary name renamed into place, then its stats. It runs as one item of
-the phase's pass (:mod:`curation.passes`), which writes the completion marker.
+checked, and writes its outputs, each one complete object
+(:func:`curation.storage.atomic_open`): the documents always, the dropped records
+and the quarantine only when there are some (an empty file per shard would double
+the objects of a run for nothing). It returns its stats, which the pass keeps in the
+item's completion marker (:mod:`curation.passes`), gathered with the other items'
+markers when the pass ends: there is no stats file per shard.
 
 Set-up once per worker process: the first task of a phase in a process keeps its
 deserialised copy of the stages, calls ``setup()`` on every stage, and later
@@ -13,6 +16,7 @@ tasks of that phase in the same process reuse it (``_WORKER_CACHE``).
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import logging
 import os
@@ -27,6 +31,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from curation import storage
+from curation.passes import report_outputs
 from curation.readers.base import RAW_SNIPPET_BYTES
 from curation.schema import DOC_SCHEMA, DROPPED_SCHEMA, QUARANTINE_SCHEMA
 from curation.stage import ShardContext, Stage, StageResult, empty_dropped
@@ -73,9 +78,11 @@ class InputSpec:
 
     @property
     def file_id(self) -> str:
+        """The file's id: its sanitised name plus a hash of the path's bytes (a name that is not valid
+        UTF-8 comes surrogate-escaped from the OS layer: hashed as the original bytes)."""
         base = os.path.basename(self.path.rstrip("/"))
-        stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", base)[:80]
-        digest = hashlib.sha1(self.path.encode()).hexdigest()[:8]
+        stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", storage.printable(base))[:80]
+        digest = hashlib.sha1(self.path.encode("utf-8", "surrogateescape")).hexdigest()[:8]
         return f"{stem}-{digest}"
 
     @property
@@ -93,9 +100,8 @@ class ShardTask:
     phase_hash: str
     input_path: str  # the raw input (phase 0) or the previous phase's parquet
     output_path: str
-    dropped_path: str
-    quarantine_path: str
-    stats_path: str
+    dropped_path: str  # written only when the shard drops something
+    quarantine_path: str  # written only when the shard quarantines something
     batch_size: int
     max_doc_bytes: int
     limit: int | None
@@ -123,7 +129,7 @@ def _quarantine_rows(table: pa.Table, stage: str, reason: str, file: str) -> pa.
     n = table.num_rows
     return pa.table(
         {
-            "file": pa.array([file] * n, pa.string()),
+            "file": pa.array([storage.printable(file)] * n, pa.string()),
             "position": pa.array([-1] * n, pa.int64()),
             "reason": pa.array([reason] * n, pa.string()),
             "stage": pa.array([stage] * n, pa.string()),
@@ -204,7 +210,7 @@ def _read_batches(task: ShardTask) -> Iterator[tuple[pa.Table, pa.Table, pa.Tabl
         logger.exception("reader failed on %s after %d documents", task.spec.path, n_docs)
         q = pa.table(
             {
-                "file": [task.spec.path],
+                "file": [storage.printable(task.spec.path)],
                 "position": [n_docs],
                 "reason": [f"read_error:{type(exc).__name__}"],
                 "stage": [READ_STAGE],
@@ -231,16 +237,21 @@ def canonical_schema(schema: pa.Schema) -> pa.Schema:
 
 
 class _ParquetSink:
-    """Streams tables into one parquet file under a temporary name; ``close`` renames it."""
+    """Streams tables into one parquet object (:func:`curation.storage.atomic_open`: complete or absent).
 
-    def __init__(self, path: str, schema: pa.Schema | None = None) -> None:
+    ``close`` finishes it; with ``skip_empty``, a sink that was given no row writes nothing."""
+
+    def __init__(self, path: str, schema: pa.Schema | None = None, skip_empty: bool = False) -> None:
         self.path = path
         self.schema = schema
+        self.skip_empty = skip_empty
         self._cm = None
         self._writer: pq.ParquetWriter | None = None
         self.rows = 0
 
     def write(self, table: pa.Table) -> None:
+        if self._writer is None and self.skip_empty and table.num_rows == 0:
+            return
         if self._writer is None:
             self.schema = self.schema or canonical_schema(table.schema)
             self._cm = storage.atomic_open(self.path, "wb")
@@ -254,29 +265,38 @@ class _ParquetSink:
         self._writer.write_table(table)
         self.rows += table.num_rows
 
-    def close(self, empty_schema: pa.Schema) -> None:
+    def close(self, empty_schema: pa.Schema) -> bool:
+        """Finish the file; False when nothing was written (``skip_empty`` and no row)."""
         if self._writer is None:
+            if self.skip_empty:
+                return False
             self.write(empty_schema.empty_table())
         self._writer.close()
-        self._cm.__exit__(None, None, None)
+        cm, self._cm = self._cm, None
+        cm.__exit__(None, None, None)
+        return True
 
     def abort(self) -> None:
+        """Give up the file: nothing appears (a no-op once it is closed)."""
         if self._cm is not None:
+            cm, self._cm = self._cm, None
             try:
                 if self._writer is not None:
                     self._writer.close()
             finally:
-                self._cm.__exit__(RuntimeError, RuntimeError("aborted"), None)
+                cm.__exit__(RuntimeError, RuntimeError("aborted"), None)
 
 
 def run_shard(task: ShardTask, stages: list[Stage]) -> dict[str, Any]:
-    """Process one shard through one phase; returns its stats (also written to disk, last)."""
+    """Process one shard through one phase; returns its stats (kept in the item's marker) with the output's
+    rows and schema, and which side files (dropped, quarantine) it wrote."""
     stages = _worker_stages(f"{task.phase_hash}/{task.state_digest}", stages)
     ctx = ShardContext(shard_id=task.spec.shard_id, path=task.spec.path, phase=task.phase)
-    stats = ShardStats(task.spec.shard_id, task.spec.path, task.phase_hash, task.phase)
+    stats = ShardStats(task.spec.shard_id, storage.printable(task.spec.path), task.phase_hash, task.phase)
     out = _ParquetSink(task.output_path)
-    dropped_sink = _ParquetSink(task.dropped_path, DROPPED_SCHEMA.append(pa.field("stage", pa.string())))
-    quarantine_sink = _ParquetSink(task.quarantine_path, QUARANTINE_SCHEMA)
+    dropped_sink = _ParquetSink(task.dropped_path, DROPPED_SCHEMA.append(pa.field("stage", pa.string())),
+                                skip_empty=True)
+    quarantine_sink = _ParquetSink(task.quarantine_path, QUARANTINE_SCHEMA, skip_empty=True)
     last_schema: pa.Schema | None = None
     try:
         for docs, quarantine, read_dropped in _read_batches(task):
@@ -330,21 +350,25 @@ def run_shard(task: ShardTask, stages: list[Stage]) -> dict[str, Any]:
                 out.write(table)
                 if task.final:
                     stats.add_lengths("out", table)
+        blob = stats.to_json()
+        for st in blob["stages"]:
+            errors = check_invariant(st)
+            if errors:
+                raise RuntimeError("; ".join(errors))
         out.close(last_schema or DOC_SCHEMA)
-        dropped_sink.close(dropped_sink.schema)
-        quarantine_sink.close(QUARANTINE_SCHEMA)
+        side = [p for p, sink, schema in ((task.dropped_path, dropped_sink, dropped_sink.schema),
+                                          (task.quarantine_path, quarantine_sink, QUARANTINE_SCHEMA))
+                if sink.close(schema)]
     except BaseException:
         for s in (out, dropped_sink, quarantine_sink):
             s.abort()
         raise
-    blob = stats.to_json()
+    report_outputs(*side)
     blob["output_rows"] = out.rows
     blob["output"] = task.output_path
-    for st in blob["stages"]:
-        errors = check_invariant(st)
-        if errors:
-            raise RuntimeError("; ".join(errors))
-    storage.write_json_atomic(task.stats_path, blob)
+    blob["output_schema"] = base64.b64encode(out.schema.serialize().to_pybytes()).decode("ascii")
+    blob["dropped_rows"] = dropped_sink.rows
+    blob["quarantine_rows"] = quarantine_sink.rows
     return blob
 
 

@@ -7,9 +7,14 @@
     out_dir/redpajama/redpajama-c4-00000.jsonl ...    ({"text", "meta": {"url", "timestamp", "language"}})
     out_dir/dolma/dolma-cc-00000.jsonl.gz ...         ({"id", "text", "source", "added", "created", "metadata"})
     out_dir/warc/warc-cc-00000.warc.gz                crawled HTML pages, Common Crawl style (``demopool.warc``)
-    out_dir/truth.jsonl, out_dir/truth.parquet        one row per document: id, category, format, file,
+    out_dir/_truth/truth.jsonl, _truth/truth.parquet  one row per document: id, category, format, file,
                                                       row, dup_of, lang, topic, n_words
-    out_dir/pool.json                                 the manifest (also returned)
+    out_dir/_truth/pool.json                          the manifest (also returned)
+
+The ground truth and the manifest live under ``_truth/``: a name beginning with ``_`` is
+bookkeeping, never an input (``curation.storage.expand``), so ``-i out_dir`` reads the
+pool's documents and nothing else. :func:`manifest_path`, :func:`truth_path`,
+:func:`read_manifest` and :func:`pool_files` find them.
 
 About 27% of the documents go to RefinedWeb, 18% to the Pile, 18% to RedPajama, 27%
 to Dolma and 10% to a WARC file of HTML pages wrapped in navigation, cookie banners,
@@ -690,12 +695,44 @@ def _iter_docs(seed: int, shard: _Shard, n_docs: int) -> Iterator[_Doc]:
         yield make_doc(seed, i, n_docs)
 
 
+TRUTH_DIR = "_truth"
+_OLD_BOOKKEEPING = ("truth.jsonl", "truth.parquet", "pool.json")  # where an earlier layout kept them
+
+
+def manifest_path(out_dir: str) -> str:
+    """The pool's manifest (``_truth/pool.json``)."""
+    return os.path.join(out_dir, TRUTH_DIR, "pool.json")
+
+
+def truth_path(out_dir: str, kind: str = "parquet") -> str:
+    """The ground truth, ``kind`` ``parquet`` or ``jsonl`` (``_truth/truth.<kind>``)."""
+    return os.path.join(out_dir, TRUTH_DIR, f"truth.{kind}")
+
+
+def read_manifest(out_dir: str) -> dict | None:
+    """The manifest of the pool in ``out_dir``, or None when there is none."""
+    try:
+        with open(manifest_path(out_dir), "rb") as f:
+            return orjson.loads(f.read())
+    except FileNotFoundError:
+        return None
+
+
+def pool_files(out_dir: str) -> list[str]:
+    """The pool's input files (paths under ``out_dir``), sorted."""
+    manifest = read_manifest(out_dir)
+    if manifest is None:
+        raise FileNotFoundError(f"no demo pool in {out_dir} (no {manifest_path(out_dir)})")
+    return sorted(os.path.join(out_dir, f) for fmt in manifest["formats"].values() for f in fmt["files"])
+
+
 class _TruthWriter:
     def __init__(self, out_dir: str) -> None:
-        self.jsonl = open(os.path.join(out_dir, "truth.jsonl.tmp"), "wb")
-        self.pq = pq.ParquetWriter(os.path.join(out_dir, "truth.parquet.tmp"), TRUTH_SCHEMA, compression="zstd")
+        self.out_dir = os.path.join(out_dir, TRUTH_DIR)
+        os.makedirs(self.out_dir, exist_ok=True)
+        self.jsonl = open(os.path.join(self.out_dir, "truth.jsonl.tmp"), "wb")
+        self.pq = pq.ParquetWriter(os.path.join(self.out_dir, "truth.parquet.tmp"), TRUTH_SCHEMA, compression="zstd")
         self.rows: list[dict] = []
-        self.out_dir = out_dir
 
     def add(self, row: dict) -> None:
         import orjson  # the writers only: the generators also run where orjson is absent (filters.degrade)
@@ -822,7 +859,11 @@ _SHARD_NAME = re.compile(r"^(refinedweb|pile|redpajama|dolma|warc)-[a-z0-9_-]*\d
 
 
 def _remove_stale(out_dir: str, keep: set[str]) -> None:
-    """Delete shard files of an earlier, different pool in ``out_dir`` (so a reader glob sees this pool only)."""
+    """Delete shard files of an earlier, different pool in ``out_dir`` (so a reader glob sees this pool only),
+    and truth files an earlier layout kept beside the data."""
+    for name in _OLD_BOOKKEEPING:
+        if os.path.isfile(os.path.join(out_dir, name)):
+            os.remove(os.path.join(out_dir, name))
     for fmt in FORMAT_SHARES:
         folder = os.path.join(out_dir, fmt)
         if not os.path.isdir(folder):
@@ -885,11 +926,12 @@ def generate_pool(
         "categories": {c: counts.get(c, 0) for c in CATEGORIES},
         "category_probabilities": CATEGORIES,
         "kept_categories": list(KEPT_CATEGORIES),
-        "truth": ["truth.jsonl", "truth.parquet"],
+        "truth": [f"{TRUTH_DIR}/truth.jsonl", f"{TRUTH_DIR}/truth.parquet"],
     }
-    with open(os.path.join(out_dir, "pool.json.tmp"), "w") as f:
+    path = manifest_path(out_dir)
+    with open(path + ".tmp", "w") as f:
         json.dump(manifest, f, indent=1, sort_keys=True)
-    os.replace(os.path.join(out_dir, "pool.json.tmp"), os.path.join(out_dir, "pool.json"))
+    os.replace(path + ".tmp", path)
     manifest["out_dir"] = out_dir
     logger.info("demo pool: %d documents in %d files under %s", n_docs, len(shards), out_dir)
     return manifest
@@ -900,7 +942,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m demopool",
         description="Write a deterministic demo pool of web-like documents in the RefinedWeb (parquet), "
         "Pile (jsonl.zst), RedPajama (jsonl) and Dolma (jsonl.gz) formats plus one WARC file of crawled HTML pages "
-        "(warc.gz), with truth.jsonl/.parquet "
+        "(warc.gz), with _truth/truth.jsonl/.parquet "
         "listing every document's planted category (clean, duplicates, boilerplate, spam, ...).",
     )
     parser.add_argument("--out", required=True, help="output folder (created; an earlier pool's files in it are "

@@ -54,21 +54,21 @@ def resolve_inputs(args: argparse.Namespace) -> tuple[list, str | None]:
         from curation.cli import inputs_from_args
 
         return inputs_from_args(args.input), None
-    from demopool import generate_pool
+    from demopool import generate_pool, manifest_path, pool_files
 
     demo = args.demo_dir or os.path.join(args.output, "demo_pool")
-    if not storage.exists(os.path.join(demo, "pool.json")):
+    if not storage.exists(manifest_path(demo)):
         logger.info("writing the demo pool (%d docs) to %s", args.demo_docs, demo)
         generate_pool(demo, n_docs=args.demo_docs, seed=args.seed)
-    manifest = storage.read_json(os.path.join(demo, "pool.json"))
-    files = sorted(os.path.join(demo, f) for fmt in manifest["formats"].values() for f in fmt["files"])
-    return [InputSpec(p) for p in files], demo
+    return [InputSpec(p) for p in pool_files(demo)], demo
 
 
 def _demo_clean_ids(demo: str) -> set[str] | None:
     """Ids of the demo pool's clean documents (truth categories ``clean``/``long``) that are neither
     duplicates nor the original of a planted duplicate (so no copy of them can sit in the training split)."""
-    path = os.path.join(demo, "truth.parquet")
+    from demopool import truth_path
+
+    path = truth_path(demo)
     if not os.path.exists(path):
         return None
     t = pq.read_table(path, columns=["id", "category", "dup_of"])

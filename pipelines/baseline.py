@@ -37,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_run_arguments(p, default_output="runs/baseline")
     d = p.add_argument_group("demo pool (used when no --input is given)")
-    d.add_argument("--demo-dir", default=None, help="where to write the demo pool (default: <output>/../demo_pool)")
+    d.add_argument("--demo-dir", default=None, help="where to write the demo pool (a local folder; default: "
+                   "<output>/../demo_pool, or runs/demo_pool for an output on an object store)")
     d.add_argument("--demo-docs", type=int, default=2000,
                    help="documents in the demo pool (default %(default)s; 1000000 for scale runs)")
     r = p.add_argument_group("recipe")
@@ -75,15 +76,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.input:
         inputs = inputs_from_args(args.input)
     else:
-        from demopool import generate_pool
+        from demopool import generate_pool, pool_files, read_manifest
 
-        demo_dir = args.demo_dir or os.path.join(os.path.dirname(os.path.abspath(args.output)), "demo_pool")
-        pool_json = os.path.join(demo_dir, "pool.json")
-        pool = storage.read_json(pool_json) if storage.exists(pool_json) else {}
+        demo_dir = args.demo_dir or _default_demo_dir(args.output)
+        pool = read_manifest(demo_dir) or {}
         if (pool.get("n_docs"), pool.get("seed")) != (args.demo_docs, args.seed):
             logger.info("writing the demo pool (%d docs) to %s", args.demo_docs, demo_dir)
             generate_pool(demo_dir, n_docs=args.demo_docs, seed=args.seed)
-        inputs = [InputSpec(p) for p in _demo_files(demo_dir)]
+        inputs = [InputSpec(p) for p in pool_files(demo_dir)]
         args.executor = args.executor or "ray"  # the demo is there to show the distributed path
     cfg = config_from_args(args)
     runner = Runner(build_recipe(args, inputs), inputs, cfg)
@@ -106,9 +106,12 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _demo_files(demo_dir: str) -> list[str]:
-    manifest = storage.read_json(os.path.join(demo_dir, "pool.json"))
-    return sorted(os.path.join(demo_dir, f) for fmt in manifest["formats"].values() for f in fmt["files"])
+def _default_demo_dir(output: str) -> str:
+    """Beside a local run folder; for a run on an object store, ``runs/demo_pool`` here (the generator writes
+    local files)."""
+    if storage.is_local(output):
+        return os.path.join(os.path.dirname(os.path.abspath(output)), "demo_pool")
+    return os.path.join("runs", "demo_pool")
 
 
 if __name__ == "__main__":

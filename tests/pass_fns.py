@@ -49,3 +49,18 @@ def churn_arrow(n_arrays: int) -> int:
 
     arrays = [pc.add(pa.array(np.arange(200_000, dtype=np.int64)), 1) for _ in range(n_arrays)]
     return len(arrays)
+
+
+def fails_while_flagged(x: int, flags: str) -> int:
+    """Fails while the file ``<flags>.<x>`` exists (a bug in the item's data, fixed by removing it)."""
+    if os.path.exists(f"{flags}.{x}"):
+        raise ValueError(f"bad item {x}")
+    return x
+
+
+def with_runtime(x: int, out: str, threads: int = 1) -> dict:
+    """Writes ``out``; ``threads`` changes how it runs, not what it writes (an Item.runtime argument)."""
+    storage.write_json_atomic(out, {"x": x})
+    with open(out + ".calls", "a") as f:
+        f.write(f"{threads}\n")
+    return {"x": x, "threads": threads}

@@ -57,6 +57,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from curation.schema import DROPPED_SCHEMA, QUARANTINE_SCHEMA
+from curation.storage import printable
 
 if TYPE_CHECKING:
     from curation.readers.splits import Split
@@ -171,9 +172,10 @@ class Reader:
 
         ``id_parents=k`` puts the file's ``k`` nearest folder names before the basename
         (``c4/en/c4-train.00000-of-01024.json.gz/7``), for corpora that reuse file names
-        in different folders; ids never depend on where the corpus is mounted."""
+        in different folders; ids never depend on where the corpus is mounted. A file name that is not
+        valid UTF-8 gives ``\\xNN`` escapes of its bytes (:func:`curation.storage.printable`)."""
         bare = path.split("?", 1)[0].split("://", 1)[-1].replace("\\", "/")
-        parts = [p for p in bare.split("/") if p]
+        parts = [printable(p) for p in bare.split("/") if p]
         name = "/".join(parts[-1 - self.id_parents :]) if parts else path
         return f"{self.source}/{name}/"
 
@@ -220,7 +222,7 @@ class QuarantineBuffer:
     __slots__ = ("file", "source", "stage", "_pos", "_reason", "_id", "_raw")
 
     def __init__(self, file: str, source: str, stage: str = READ_STAGE) -> None:
-        self.file = file
+        self.file = printable(file)
         self.source = source
         self.stage = stage
         self._pos: list[int] = []

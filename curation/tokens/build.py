@@ -15,12 +15,13 @@ the executor or the number of workers, so the output files and ``manifest.json``
 are byte-identical across reruns, worker counts and local vs Ray. Timings and the
 passes' summaries go to ``build.json`` instead.
 
-Resume: each pass keeps its markers in ``<out>/_work/_passes/<pass>``. An item is
-complete for the same input fingerprint (a curated shard's size and mtime), the
-same settings and the same upstream pass (its digest is part of the downstream
-pass's config), so a build whose driver was killed resumes at the item: the rerun
-redoes only the unfinished shards or buckets. ``_work`` is removed after a
-successful build unless ``keep_work``.
+Resume: each pass keeps its markers in ``<out>/_work/_passes/<pass>``; the executor
+owns completeness (:mod:`curation.passes`): an item is complete for the same input
+fingerprint (a curated shard's size and ETag or mtime), the same arguments and
+settings, the same upstream pass (``Item.after``), and while its declared outputs
+exist, so a build whose driver was killed resumes at the item: the rerun redoes only
+the unfinished shards or buckets. ``_work`` is removed after a successful build unless
+``keep_work``. Works the same on an object store (every file is one complete object).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from curation import storage
-from curation.passes import ExecConfig, Executor, Item, PassResult, digest, marker_path
+from curation.passes import Executor, Item, PassResult, digest
 from curation.tokens.manifest import make_manifest, source_summary
 from curation.tokens.mix import SourceSpec, as_specs, extra_windows, resolve_source, source_names, target_windows
 from curation.tokens.pack import pack_tails, tokenize_shard
@@ -69,10 +70,12 @@ class TokenStreamConfig:
     on_error: a curated shard that cannot be read or tokenised (corrupt parquet, no text column, non-string
         text) is skipped, logged and listed under ``skipped_shards`` of its source in the manifest (``"skip"``:
         one bad shard does not stop a build), or stops the build (``"raise"``).
-    overwrite: replace an existing stream in the output folder (otherwise FileExistsError).
+    overwrite: replace an existing stream of other inputs or settings in the output folder (otherwise
+        FileExistsError). A finished stream of the same inputs, tokenizer and settings is returned as it is,
+        without work, whatever ``overwrite`` says (``resume=False`` rebuilds it).
     keep_work: keep the intermediate files and pass markers in ``<out>/_work``.
-    resume: reuse the items an interrupted build completed (same inputs and settings, so the output is the same
-        as a clean build's); False recomputes everything.
+    resume: reuse a finished build, or the items an interrupted build completed (same inputs and settings, so
+        the output is the same as a clean build's); False recomputes everything.
     """
 
     seq_len: int = 2048
@@ -109,20 +112,10 @@ class TokenStreamConfig:
 
 def make_executor(executor: Executor | str | None, num_workers: int | None, address: str | None,
                   input_bytes: int, **options: Any) -> Executor:
-    """``executor`` itself, or a new one: ``"ray"``, ``"local"``, or ``"auto"``/None (in-process for inputs
-    under the runner's ``local_below_bytes`` when no cluster address is given, as the runner decides).
-    ``options``: further :class:`~curation.passes.ExecConfig` settings (progress, memory_per_worker, ...)."""
-    if isinstance(executor, Executor):
-        return executor
-    from curation.runner import DEFAULT_LOCAL_BELOW_BYTES
+    """Kept for callers of the earlier API: :func:`curation.passes.make_executor`, the one builder."""
+    from curation.passes import make_executor as build
 
-    mode = executor or "auto"
-    if mode not in ("auto", "ray", "local"):
-        raise ValueError(f"executor must be an Executor, 'auto', 'ray' or 'local', got {executor!r}")
-    if mode == "auto":
-        small = input_bytes < DEFAULT_LOCAL_BELOW_BYTES and not (address or os.environ.get("RAY_ADDRESS"))
-        mode = "local" if small else "ray"
-    return Executor(ExecConfig(mode=mode, num_workers=num_workers, address=address, **options))
+    return build(executor, input_bytes=input_bytes, num_workers=num_workers, address=address, **options)
 
 
 def build_token_stream(
@@ -159,13 +152,27 @@ def build_token_stream(
     t_start, c_start = time.perf_counter(), time.process_time()
     specs = as_specs(sources)
     resolved = [resolve_source(s) for s in specs]
-    sizes = [[_file_size(f) for f in r["files"]] for r in resolved]
+    infos = storage.stat_many(f for r in resolved for f in r["files"])  # one listing per folder
+    sizes = [[int((infos.get(f) or {}).get("size") or 0) for f in r["files"]] for r in resolved]
+    sp, tok, model = load_tokenizer(tokenizer_model, eos_id=cfg.eos_id)
+    del sp
+    if storage.is_local(out_dir):
+        out_dir = os.path.abspath(out_dir)  # Ray workers may not share the driver's working directory
+    # everything the stream is a function of: a finished build of the same key is the stream asked for
+    build_key = digest({"sources": [dataclasses.asdict(s) for s in specs], "tokenizer": tok.sha256,
+                        "files": [[f, storage.fingerprint_of(infos[f]) if infos.get(f) else None]
+                                  for r in resolved for f in r["files"]],
+                        "config": {k: v for k, v in dataclasses.asdict(cfg).items()
+                                   if k not in ("overwrite", "keep_work", "resume")}})
+    if cfg.resume:
+        done = _finished_build(out_dir, build_key)
+        if done is not None:
+            logger.info("token stream in %s is complete for the same inputs and settings: nothing to do", out_dir)
+            return done
     ex = make_executor(executor, num_workers, address, sum(map(sum, sizes)))
     if cfg.num_shards is None:
         _check_bucket_memory(cfg.max_shard_bytes, ex, "lower max_shard_bytes (--max-shard-mb)")
     out_dir = _prepare_out_dir(out_dir, cfg)
-    sp, tok, model = load_tokenizer(tokenizer_model, eos_id=cfg.eos_id)
-    del sp
     dt = np.dtype(cfg.dtype or tok.dtype)
     if dt == np.uint16 and tok.vocab_size > 65536:
         raise ValueError(f"vocabulary of {tok.vocab_size} does not fit uint16")
@@ -202,6 +209,7 @@ def build_token_stream(
     driver_cpu = time.process_time() - c_start - (sum(task_cpu.values()) if not ex.uses_ray else 0.0)
     doc_tokens = sum(s["doc_tokens"] for s in per_source)
     storage.write_json_atomic(storage.join(out_dir, "build.json"), {
+        "build_key": build_key,
         "executor": ex.cfg.mode,
         "workers": ex.cfg.num_workers,
         "passes": [r.summary() for r in b.passes],
@@ -229,36 +237,30 @@ class _Build:
     eos_id: int
     passes: list[PassResult] = field(default_factory=list)
 
-    def run(self, name: str, fn: Any, items: list[Item], outputs: list[str], config: Any, **kw: Any) -> PassResult:
-        """One pass with its markers in ``_work/_passes/<name>``; an item whose output is gone runs again."""
-        marker_dir = storage.join(self.work, "_passes", name)
-        for it, out in zip(items, outputs):
-            marker = marker_path(marker_dir, it.key)
-            if not storage.exists(out) and storage.exists(marker):
-                _rm(marker)
-        res = self.ex.run(name, fn, items, marker_dir=marker_dir, config=config,
+    def run(self, name: str, fn: Any, items: list[Item], config: Any, **kw: Any) -> PassResult:
+        """One pass with its markers in ``_work/_passes/<name>`` (the items declare their outputs: one whose
+        output is gone runs again)."""
+        res = self.ex.run(name, fn, items, marker_dir=storage.join(self.work, "_passes", name), config=config,
                           resume=None if self.cfg.resume else False, **kw)
         self.passes.append(res)
         return res
 
     def task_cpu(self, res: PassResult) -> float:
         """CPU seconds of the items this build ran (from their markers)."""
-        marker_dir = storage.join(self.work, "_passes", res.name)
-        return float(sum(storage.read_json(marker_path(marker_dir, k)).get("cpu_s", 0.0) for k in res.ran))
+        return float(sum(res.cpu_s.values()))
 
     def tokenize(self, resolved: list[dict], sizes: list[list[int]], model: bytes, tok_sha: str) -> list[list[dict]]:
         """Pass 1: per source, per curated shard, the packing result (``{"error"}`` for a skipped shard)."""
         cfg = self.cfg
-        items, outs = [], []
+        items = []
         for i, r in enumerate(resolved):
             for j, (f, size) in enumerate(zip(r["files"], sizes[i])):
                 out = storage.join(self.work, "packed", f"{i:03d}", f"{j:06d}.bin")
                 args = (f, out, cfg.seq_len, self.eos_id, self.dt.name, cfg.text_column, cfg.batch_size)
-                items.append(Item(f"{i:03d}-{j:06d}", args, inputs=(f,), params={"file": f}, weight=size))
-                outs.append(out)
+                items.append(Item(f"{i:03d}-{j:06d}", args, inputs=(f,), weight=size, outputs=(out,)))
         config = {"tokenizer": tok_sha, "seq_len": cfg.seq_len, "eos_id": self.eos_id, "dtype": self.dt.name,
                   "text_column": cfg.text_column}
-        res = self.run("tokenize", _tokenize_item, items, outs, config, on_error="collect", shared=model,
+        res = self.run("tokenize", _tokenize_item, items, config, on_error="collect", shared=model,
                        progress="tokenize", count=lambda r: r["docs"])
         failed = {it.args[0]: res.failed[it.key][:2000] for it in items if it.key in res.failed}
         if failed and cfg.on_error == "raise":
@@ -332,14 +334,14 @@ class _Build:
         return plan, targets
 
     def _plan_items(self, plan: list[tuple], out: Any, args: Any) -> tuple[list[Item], list[str]]:
-        """One item per packed shard that contributes windows; ``out(i, j)`` its output, ``args(...)`` its args."""
+        """One item per packed shard that contributes windows; ``out(i, j)`` its output, ``args(...)`` its args
+        (hashed whole: the packed shard, its windows, copies and extra window indices)."""
         items, outs = [], []
         for i, j, path, n, fr, ex in plan:
             if n and (fr or len(ex)):
-                params = {"packed": path.rsplit("/packed/", 1)[-1], "windows": n, "full_copies": fr,
-                          "extra": hashlib.sha256(np.asarray(ex, np.int64).tobytes()).hexdigest()}
-                items.append(Item(f"{i:03d}-{j:06d}", args(i, j, path, n, fr, ex, out(i, j)), params=params))
-                outs.append(out(i, j))
+                o = out(i, j)
+                items.append(Item(f"{i:03d}-{j:06d}", args(i, j, path, n, fr, ex, o), outputs=(o,)))
+                outs.append(o)
         return items, outs
 
     def shuffle(self, plan: list[tuple], total_windows: int, upstream: str, out_dir: str
@@ -353,17 +355,17 @@ class _Build:
         items, outs = self._plan_items(
             plan, lambda i, j: storage.join(self.work, "scatter", f"{i:03d}-{j:06d}.bin"),
             lambda i, j, path, n, fr, ex, out: (path, out, n, cfg.seq_len, dt.name, cfg.seed, i, j, fr, ex, k))
-        config = {"upstream": upstream, "seed": cfg.seed, "buckets": k, "seq_len": cfg.seq_len, "dtype": dt.name}
-        sc = self.run("scatter", scatter_shard, items, outs, config, count=lambda r: r["items"])
+        config = {"seed": cfg.seed, "buckets": k, "seq_len": cfg.seq_len, "dtype": dt.name}
+        sc = self.run("scatter", scatter_shard, items, config, count=lambda r: r["items"], after=[upstream])
         names = [f"tokens-{b:05d}-of-{k:05d}.arrow" for b in range(k)]
         bitems = []
         for b, name in enumerate(names):
             parts = [(out, r["items"], r["offsets"][b], r["offsets"][b + 1]) for out, r in zip(outs, sc.results)
                      if r["offsets"][b + 1] > r["offsets"][b]]
-            bitems.append(Item(f"{b:05d}", (b, parts, storage.join(out_dir, name), cfg.seq_len, dt.name)))
-        config = {"upstream": sc.digest, "buckets": k, "seq_len": cfg.seq_len, "dtype": dt.name}
-        bouts = [storage.join(out_dir, n) for n in names]
-        sh = self.run("shuffle", shuffle_bucket, bitems, bouts, config, count=lambda r: r["windows"])
+            path = storage.join(out_dir, name)
+            bitems.append(Item(f"{b:05d}", (b, parts, path, cfg.seq_len, dt.name), outputs=(path,)))
+        config = {"buckets": k, "seq_len": cfg.seq_len, "dtype": dt.name}
+        sh = self.run("shuffle", shuffle_bucket, bitems, config, count=lambda r: r["windows"], after=[sc])
         return [{"name": name, "windows": r["windows"]} for name, r in zip(names, sh.results)], k
 
     def write_in_order(self, plan: list[tuple], upstream: str, out_dir: str) -> list[dict[str, Any]]:
@@ -372,8 +374,8 @@ class _Build:
         items, outs = self._plan_items(
             plan, lambda i, j: storage.join(out_dir, f"tokens-{i:03d}-{j:06d}.arrow"),
             lambda i, j, path, n, fr, ex, out: (path, out, n, cfg.seq_len, dt.name, fr, ex))
-        res = self.run("write", _unshuffled_shard, items, outs,
-                       {"upstream": upstream, "seq_len": cfg.seq_len, "dtype": dt.name})
+        res = self.run("write", _unshuffled_shard, items, {"seq_len": cfg.seq_len, "dtype": dt.name},
+                       after=[upstream])
         return [{"name": out.rsplit("/", 1)[-1], "windows": r["windows"]} for out, r in zip(outs, res.results)]
 
 
@@ -400,14 +402,7 @@ def _unshuffled_shard(packed: str, out: str, n: int, seq_len: int, dtype: str, f
 
 
 def _rm(path: str) -> None:
-    if storage.exists(path):
-        fs, p = storage.fs_path(path)
-        fs.rm(p, recursive=True)
-
-
-def _file_size(path: str) -> int:
-    fs, p = storage.fs_path(path)
-    return int(fs.info(p).get("size") or 0)
+    storage.rm_tree(path)
 
 
 def _check_bucket_memory(bucket_bytes: int, ex: Executor, fix: str) -> None:
@@ -416,6 +411,21 @@ def _check_bucket_memory(bucket_bytes: int, ex: Executor, fix: str) -> None:
         raise ValueError(f"a shuffle bucket of {bucket_bytes / 2**20:.0f} MiB needs about {need / 2**20:.0f} MiB in "
                          f"one task, over memory_per_worker={ex.cfg.memory_per_worker / 2**20:.0f} MiB; {fix}, or "
                          "raise memory_per_worker")
+
+
+def _finished_build(out_dir: str, build_key: str) -> dict[str, Any] | None:
+    """The manifest of a finished build of ``build_key`` in ``out_dir`` whose files all exist, else None
+    (reads build.json and manifest.json, lists the folder once)."""
+    try:
+        build = storage.read_json(storage.join(out_dir, "build.json"))
+        if build.get("build_key") != build_key:
+            return None
+        manifest = storage.read_json(storage.join(out_dir, MANIFEST))
+    except (FileNotFoundError, ValueError):
+        return None
+    names = [storage.join(out_dir, f["name"]) for f in manifest.get("files", [])]
+    infos = storage.stat_many(names)
+    return manifest if all(infos.get(n) for n in names) else None
 
 
 def _prepare_out_dir(out_dir: str, cfg: TokenStreamConfig) -> str:

@@ -30,8 +30,12 @@ import pyarrow.parquet as pq
 import sentencepiece as spm
 
 from curation import storage
+from curation.passes import digest
 
 logger = logging.getLogger(__name__)
+
+#: bump when the trainer's options or sampling change, so that an earlier tokenizer is not reused
+TRAINER_VERSION = "1"
 
 # Largest vocabulary whose ids all fit in uint16.
 UINT16_VOCAB_LIMIT = 65536
@@ -120,10 +124,10 @@ def parquet_files(inputs: list[str] | str) -> list[str]:
         inputs = [inputs]
     files: list[str] = []
     for item in inputs:
-        data_dir = storage.join(item, "data")
-        if storage.exists(data_dir):
-            found = [f for f in storage.expand(data_dir) if f.endswith(".parquet")]
-        else:
+        # a run directory's data/ (one listing), else the folder, file or glob itself
+        found = [f for f in storage.list_dir(storage.join(item, "data"), recursive=True)
+                 if f.endswith(".parquet") and not storage.is_bookkeeping(f.rsplit("/", 1)[-1])]
+        if not found:
             found = [f for f in storage.expand(item) if f.endswith(".parquet")]
         if not found:
             raise FileNotFoundError(f"no parquet shards under {item!r} (expected <run>/data/*.parquet)")
@@ -180,9 +184,25 @@ def train_tokenizer(
     model path. Documents are fed line by line (SentencePiece's unit); lines
     longer than ``max_sentence_length`` bytes are cut. The same inputs and seed
     give a byte-identical model (``num_threads=1``, input order fixed, no
-    trainer-side sampling).
+    trainer-side sampling). A finished training of the same inputs (by their listing fingerprints) and
+    settings at ``out_prefix`` is reused as it is: its sidecar records the key.
     """
     files = parquet_files(run_dirs_or_parquet)
+    infos = storage.stat_many(files)
+    key = digest({"files": [[f, storage.fingerprint_of(infos[f]) if infos.get(f) else None] for f in files],
+                  "vocab_size": vocab_size, "sample_docs": sample_docs, "seed": seed,
+                  "allow_smaller_vocab": allow_smaller_vocab, "character_coverage": character_coverage,
+                  "max_sentence_length": max_sentence_length, "max_sentences": max_sentences,
+                  "text_column": text_column, "version": TRAINER_VERSION})
+    model_path = out_prefix + ".model"
+    done = storage.stat_many([model_path, out_prefix + ".json"])
+    if all(done.values()):
+        try:
+            if storage.read_json(out_prefix + ".json").get("key") == key:
+                logger.info("tokenizer %s was trained on the same sample with the same settings: reused", model_path)
+                return os.path.abspath(model_path) if storage.is_local(model_path) else model_path
+        except (FileNotFoundError, ValueError):
+            pass
     texts = sample_texts(files, sample_docs, seed, text_column)
     lines: list[str] = []
     for t in texts:
@@ -245,11 +265,11 @@ def train_tokenizer(
             actual,
             vocab_size,
         )
-    model_path = out_prefix + ".model"
     storage.write_bytes_atomic(model_path, model)
     vocab_lines = "".join(f"{sp.id_to_piece(i)}\t{sp.get_score(i)}\n" for i in range(actual))
     storage.write_bytes_atomic(out_prefix + ".vocab", vocab_lines.encode("utf-8"))
     sidecar = {
+        "key": key,
         "requested_vocab_size": vocab_size,
         "vocab_size": actual,
         "vocab_fallback": fallback,

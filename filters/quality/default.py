@@ -35,8 +35,9 @@ from typing import Any
 
 import pyarrow as pa
 
+from curation import storage
 from filters.quality.data import TextSource, load_texts
-from filters.quality.model import ModelFileError, check_model_file, sidecar_path
+from filters.quality.model import ModelFileError, cache_root, check_model_file, is_remote, sidecar_path
 from filters.quality.preprocess import SCHEME
 from filters.quality.synthetic import clean_prose, crawl_junk
 from filters.quality.train import train_classifier
@@ -80,31 +81,27 @@ def default_model(
 ) -> str:
     """Build (or reuse from ``cache_dir``) the offline default model; return its path.
 
-    ``n_docs`` generated documents per class, from ``seed``. ``extra_positives`` /
-    ``extra_negatives`` add the user's own text (any :mod:`filters.quality.data`
-    source). ``train_params`` override :class:`filters.quality.train.TrainConfig`.
+    The model is trained once per machine into its cache (``$CURATION_CACHE_DIR``, else
+    ``~/.cache/dclm-curation``) and copied into ``cache_dir``, which may be any fsspec URL (a run
+    folder on an object store). ``n_docs`` generated documents per class, from ``seed``.
+    ``extra_positives`` / ``extra_negatives`` add the user's own text (any
+    :mod:`filters.quality.data` source). ``train_params`` override :class:`filters.quality.train.TrainConfig`.
     The file name carries a hash of everything that defines the model, so a changed
     recipe trains a new file and an unchanged one is reused.
     """
     if n_docs < 10:
         raise ValueError("n_docs must be >= 10")
-    half = n_docs // 2
-    demo = _demo_docs(half, seed)
-    generator = GENERATOR_VERSION if demo is not None else "synthetic-v1"
-    if demo is None:
-        half = 0
-        demo = ([], [])
-    pos = demo[0] + clean_prose(n_docs - half, seed)
-    neg = demo[1] + crawl_junk(n_docs - half, seed)
+    import importlib.util
+
+    # what defines the model (its key) first: the documents are generated only when it has to be trained
+    has_demo = importlib.util.find_spec("demopool") is not None
+    generator = GENERATOR_VERSION if has_demo else "synthetic-v1"
+    extra: dict[str, Any] = {}
     extra_files: dict[str, Any] = {}
-    if extra_positives is not None:
-        loaded = load_texts(extra_positives, train_params.get("text_field", "text"))
-        pos += loaded.texts
-        extra_files["positives"] = loaded.files
-    if extra_negatives is not None:
-        loaded = load_texts(extra_negatives, train_params.get("text_field", "text"))
-        neg += loaded.texts
-        extra_files["negatives"] = loaded.files
+    for kind, source in (("positives", extra_positives), ("negatives", extra_negatives)):
+        if source is not None:
+            extra[kind] = load_texts(source, train_params.get("text_field", "text"))
+            extra_files[kind] = extra[kind].files
     params = {"seed": seed, **train_params}
     recipe = {
         "generator": generator,
@@ -115,18 +112,45 @@ def default_model(
         "extra": extra_files,
     }
     key = hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()[:12]
-    os.makedirs(cache_dir, exist_ok=True)
-    path = os.path.join(cache_dir, f"quality-default-{key}.bin")
-    if os.path.exists(path) and os.path.exists(sidecar_path(path)):
+    name = f"quality-default-{key}.bin"
+    if is_remote(cache_dir):
+        path = storage.join(cache_dir, name)
+        found = storage.stat_many([path, sidecar_path(path)])
+        have = all(found.values())
+    else:
+        os.makedirs(cache_dir, exist_ok=True)
+        path = os.path.join(cache_dir, name)
+        have = os.path.exists(path) and os.path.exists(sidecar_path(path))
+    if have:
         try:
             check_model_file(path)
             return path
         except ModelFileError as exc:
             logger.warning("rebuilding the default quality model: %s", exc)
-    meta = train_classifier(pa.array(pos, pa.large_string()), pa.array(neg, pa.large_string()), path, **params)
-    logger.info(
-        "built the offline default quality model %s (synthetic prose vs synthetic crawl junk; held-out AUC %s)",
-        path,
-        meta["metrics"]["holdout"].get("auc"),
-    )
+    # trained once per machine (in a local temporary folder, into this machine's cache), then recorded in
+    # cache_dir, a local folder or one on an object store beside the run, where scoring processes on any node
+    # find it (filters.quality.model.local_copy)
+    machine = os.path.join(cache_root(), "quality-default", name)
+    fresh = False
+    try:
+        check_model_file(machine)
+        if not os.path.exists(sidecar_path(machine)):
+            raise ModelFileError(f"{machine} has no metadata")
+    except ModelFileError:
+        half = n_docs // 2
+        demo = _demo_docs(half, seed) if has_demo else None
+        if demo is None:
+            half, demo = 0, ([], [])
+        pos = demo[0] + clean_prose(n_docs - half, seed) + (extra["positives"].texts if "positives" in extra else [])
+        neg = demo[1] + crawl_junk(n_docs - half, seed) + (extra["negatives"].texts if "negatives" in extra else [])
+        meta = train_classifier(pa.array(pos, pa.large_string()), pa.array(neg, pa.large_string()), machine,
+                                **params)
+        fresh = True
+        logger.info("built the offline default quality model %s (synthetic prose vs synthetic crawl junk; held-out "
+                    "AUC %s)", machine, meta["metrics"]["holdout"].get("auc"))
+    if not fresh:
+        logger.info("the offline default quality model comes from this machine's cache (%s)", machine)
+    for src, dst in ((machine, path), (sidecar_path(machine), sidecar_path(path))):
+        with open(src, "rb") as f:
+            storage.write_bytes_atomic(dst, f.read())
     return path

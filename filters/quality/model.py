@@ -10,6 +10,10 @@
   several stage instances in one worker share one copy of the weights.
 * :func:`predict_label_proba` is the single scoring routine used by training-time
   evaluation, the stage and the benchmark.
+* A model on an object store (``s3://bucket/models/hq.bin``, any fsspec URL) is copied once
+  per machine into a local cache (:func:`local_copy`; fastText loads local files only), with
+  its sidecar, keyed by the URL and the object's fingerprint, so a replaced object is fetched
+  again and a worker on another node fetches its own copy.
 """
 
 from __future__ import annotations
@@ -44,8 +48,62 @@ def sidecar_path(model_path: str) -> str:
     return model_path + ".json"
 
 
+def is_remote(path: str) -> bool:
+    return "://" in path and not path.startswith("file://")
+
+
+def cache_root() -> str:
+    """This machine's cache: ``$CURATION_CACHE_DIR``, else ``$XDG_CACHE_HOME`` or ``~/.cache``, ``/dclm-curation``."""
+    return os.environ.get("CURATION_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "dclm-curation")
+
+
+def cache_dir() -> str:
+    """Where remote models are copied (``<cache_root>/models``)."""
+    return os.path.join(cache_root(), "models")
+
+
+def local_copy(model_path: str) -> str:
+    """A local path holding ``model_path`` (itself when local): a remote model and its sidecar are copied
+    into :func:`cache_dir` once, under a name keyed by the URL and the object's fingerprint (size and ETag),
+    each file written under a temporary name and renamed, so concurrent workers never read half a copy."""
+    if not is_remote(model_path):
+        return model_path.removeprefix("file://")
+    if model_path in _COPIES and os.path.exists(_COPIES[model_path]):
+        return _COPIES[model_path]
+    from curation import storage
+
+    side = sidecar_path(model_path)
+    infos = storage.stat_many([model_path, side])
+    if infos.get(model_path) is None:
+        raise ModelFileError(f"fastText model not found: {model_path}")
+    key = hashlib.sha256(f"{model_path}\n{storage.fingerprint_of(infos[model_path])}".encode()).hexdigest()[:20]
+    folder = os.path.join(cache_dir(), key)
+    local = os.path.join(folder, os.path.basename(model_path.rstrip("/")) or "model.bin")
+    wanted = [(model_path, local)] + ([(side, sidecar_path(local))] if infos.get(side) else [])
+    for remote, path in wanted:
+        if os.path.exists(path):
+            continue
+        os.makedirs(folder, exist_ok=True)
+        try:
+            data = storage.read_bytes(remote)
+        except OSError as exc:
+            raise ModelFileError(f"cannot read {remote}: {exc}") from exc
+        tmp = f"{path}.tmp-{os.getpid()}"
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+        logger.info("copied %s (%.1f MiB) to %s", remote, len(data) / 2**20, path)
+    _COPIES[model_path] = local
+    return local
+
+
+# this process's copies: a URL is looked up once per process (its sha256, checked on load, guards the content)
+_COPIES: dict[str, str] = {}
+
+
 def read_sidecar(model_path: str) -> dict[str, Any] | None:
-    path = sidecar_path(model_path)
+    path = sidecar_path(local_copy(model_path) if is_remote(model_path) else model_path.removeprefix("file://"))
     if not os.path.exists(path):
         return None
     try:
@@ -70,9 +128,7 @@ def check_model_file(model_path: str) -> str:
     """
     if not model_path:
         raise ModelFileError("no fastText model path given")
-    if "://" in model_path and not model_path.startswith("file://"):
-        raise ModelFileError(f"{model_path}: fastText loads local files only; copy the model to local disk first")
-    model_path = model_path.removeprefix("file://")
+    model_path = local_copy(model_path)
     if not os.path.exists(model_path):
         raise ModelFileError(f"fastText model not found: {model_path}")
     if not os.path.isfile(model_path):
@@ -120,7 +176,7 @@ def load_model(model_path: str, sha256: str | None = None) -> Any:
     """Load ``model_path`` once per process (cache keyed by realpath and sha256)."""
     import fasttext  # optional at import time: only workers that score need it
 
-    model_path = model_path.removeprefix("file://")
+    model_path = local_copy(model_path)
     sha = sha256 or check_model_file(model_path)
     key = (os.path.realpath(model_path), sha)
     with _CACHE_LOCK:

@@ -5,6 +5,10 @@ Works with any supervised fastText ``.bin``: ours (:func:`filters.quality.train_
 (``openhermes_reddit_eli5_vs_rw_v2_bigram_200k_train.bin``, labels ``__label__hq`` /
 ``__label__cc``), which a user downloads themselves and passes as ``model_path``.
 
+``model_path`` may be any fsspec URL (``s3://...``): each process that scores copies it once
+into its machine's cache (:func:`filters.quality.model.local_copy`). The recipe hash names
+the model by its sha256, not its path.
+
 Lifecycle (DESIGN.md, "Stages and the runner"): the constructor validates the file
 cheaply (exists, fastText magic number, sha256 against its metadata) so a bad path
 fails before any shard runs; :meth:`QualityScorer.validate` additionally loads it and
@@ -27,6 +31,7 @@ from filters.quality.model import (
     cached_models,
     check_model_file,
     load_model,
+    local_copy,
     predict_label_proba,
     read_sidecar,
     rss_bytes,
@@ -103,10 +108,18 @@ class QualityScorer(Mapper):
         return {
             "pid": os.getpid(),
             "rss_bytes": rss_bytes(),
-            "model_file_bytes": os.path.getsize(self.model_path) if os.path.exists(self.model_path) else None,
+            "model_file_bytes": os.path.getsize(local) if os.path.exists(local := local_copy(self.model_path))
+            else None,
             "models_cached": len(cached_models()),
             **(self._load_report or {}),
         }
+
+    def config(self) -> dict[str, Any]:
+        """The settings that define the scores: the model by its sha256, not by where it is stored (a model
+        copied to an object store, or another folder, gives the same recipe hash)."""
+        cfg = super().config()
+        cfg.pop("model_path", None)
+        return cfg
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)

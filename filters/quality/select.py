@@ -41,7 +41,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from curation import storage
-from curation.passes import Item
+from curation.passes import Item, report_outputs
 from curation.stage import (
     Filter,
     FittedState,
@@ -152,8 +152,9 @@ def _add_hist(acc: np.ndarray, path: str) -> np.ndarray:
     return acc
 
 
-def _pass_keys(path: str, keys_out: str, hist_out: str, column: str, seed: int) -> dict[str, Any]:
-    """Read one phase shard, save its keys and its first-digit histogram; return counts and report histograms."""
+def _pass_keys(path: str, keys_out: str, column: str, seed: int) -> dict[str, Any]:
+    """Read one phase shard, save its keys and its first-digit histogram (one object: the histogram as the
+    ``bins``/``counts`` arrays of the keys file); return counts and report histograms."""
     import pyarrow.parquet as pq
 
     fs, p = storage.fs_path(path)
@@ -170,9 +171,11 @@ def _pass_keys(path: str, keys_out: str, hist_out: str, column: str, seed: int) 
     src = table.column("source").combine_chunks().dictionary_encode()
     names = [str(x) for x in src.dictionary.to_pylist()]
     codes = src.indices.to_numpy(zero_copy_only=False).astype(np.int32)
+    hist = np.bincount(_digit(primary, secondary, 0), minlength=1 << _DIGIT_BITS)
+    nz = np.flatnonzero(hist)
     with storage.atomic_open(keys_out, "wb") as f:
-        np.savez(f, primary=primary, secondary=secondary, codes=codes)
-    _save_hist(hist_out, np.bincount(_digit(primary, secondary, 0), minlength=1 << _DIGIT_BITS))
+        np.savez(f, primary=primary, secondary=secondary, codes=codes, bins=nz.astype(np.uint32),
+                 counts=hist[nz].astype(np.int64))
     finite = np.nan_to_num(scores_np, nan=0.0)
     by_source = {}
     for c, name in enumerate(names):
@@ -207,11 +210,14 @@ def _pass_sum(paths: list[str], out: str) -> int:
 
 
 def _pass_gather(path: str, prefix: list[int], out: str) -> int:
-    """Save this shard's keys that start with ``prefix`` (the candidates); returns their count."""
+    """Save this shard's keys that start with ``prefix`` (the candidates; nothing when it has none); returns
+    their count."""
     primary, secondary, _ = _load_keys(path)
     mask = _prefix_mask(primary, secondary, prefix)
-    with storage.atomic_open(out, "wb") as f:
-        np.savez(f, primary=primary[mask], secondary=secondary[mask])
+    if mask.any():
+        with storage.atomic_open(out, "wb") as f:
+            np.savez(f, primary=primary[mask], secondary=secondary[mask])
+        report_outputs(out)
     return int(mask.sum())
 
 
@@ -342,24 +348,22 @@ class TopFractionSelect(GlobalStage):
         max_candidates = self.max_candidates(ctx.memory_per_worker)
         n_shards = len(ctx.shards)
         key_paths = [storage.join(workdir, "keys", f"{i:06d}.npz") for i in range(n_shards)]
-        hist_paths = [storage.join(workdir, "hist", "d0", f"{i:06d}.npz") for i in range(n_shards)]
-        items = [Item(s.shard_id, (s.path, kp, hp, self.column, ctx.seed), inputs=(s.path,), params={"index": i})
-                 for i, (s, kp, hp) in enumerate(zip(ctx.shards, key_paths, hist_paths))]
-        keys = ctx.run_pass("keys", _pass_keys, items, config={"column": self.column, "seed": ctx.seed})
+        items = [Item(s.shard_id, (s.path, kp, self.column, ctx.seed), inputs=(s.path,), outputs=(kp,))
+                 for s, kp in zip(ctx.shards, key_paths)]
+        keys = ctx.run_pass("keys", _pass_keys, items)
         first = keys.results
         n_total = sum(r["n"] for r in first)
         n_keep = int(math.floor(self.fraction * n_total + 0.5))
         passes = 1
         cut: tuple[int, int] | None = None
         if 0 < n_keep < n_total:
-            hist = _sum_hists(ctx, "d0", hist_paths, keys.digest)
-            cut, extra = self._select(ctx, hist, key_paths, keys.digest, n_keep, n_total, max_candidates)
+            hist = _sum_hists(ctx, "d0", key_paths, keys)  # the first digit's histograms are in the key files
+            cut, extra = self._select(ctx, hist, key_paths, keys, n_keep, n_total, max_candidates)
             passes += extra
         names = sorted({name for r in first for name in r["names"]})
         items = [Item(s.shard_id, (kp, r["names"], None if cut is None else list(cut), n_keep >= n_total))
                  for s, kp, r in zip(ctx.shards, key_paths, first)]
-        counts = ctx.run_pass("count", _pass_count, items, config={"upstream": keys.digest, "cut": cut,
-                                                                    "keep_all": n_keep >= n_total}).results
+        counts = ctx.run_pass("count", _pass_count, items, after=[keys]).results
         passes += 1
         kept_by_source = {name: sum(c.get(name, 0) for c in counts) for name in names}
         by_source: dict[str, Any] = {}
@@ -400,7 +404,7 @@ class TopFractionSelect(GlobalStage):
         self._state = state
         return state
 
-    def _select(self, ctx: GlobalContext, hist: np.ndarray, key_paths: list[str], upstream: str, k: int,
+    def _select(self, ctx: GlobalContext, hist: np.ndarray, key_paths: list[str], keys: Any, k: int,
                 n_total: int, max_candidates: int) -> tuple[tuple[int, int], int]:
         """Radix select of the k-th smallest key; returns (cut key, passes over the shards used)."""
         rank = k  # 1-based rank of the cut key among the docs matching ``prefix``
@@ -412,10 +416,10 @@ class TopFractionSelect(GlobalStage):
                 break
             if d > 0:
                 outs = [storage.join(ctx.workdir, "hist", f"d{d}", f"{i:06d}.npz") for i in range(len(key_paths))]
-                items = [Item(f"{i:06d}", (kp, prefix, d, out)) for i, (kp, out) in enumerate(zip(key_paths, outs))]
-                res = ctx.run_pass(f"hist-d{d}", _pass_hist, items,
-                                   config={"upstream": upstream, "prefix": prefix, "digit": d})
-                hist = _sum_hists(ctx, f"d{d}", outs, res.digest)
+                items = [Item(f"{i:06d}", (kp, prefix, d, out), outputs=(out,))
+                         for i, (kp, out) in enumerate(zip(key_paths, outs))]
+                res = ctx.run_pass(f"hist-d{d}", _pass_hist, items, after=[keys])
+                hist = _sum_hists(ctx, f"d{d}", outs, res)
                 passes += 1
             cum = np.cumsum(hist)
             v = int(np.searchsorted(cum, rank))
@@ -430,11 +434,10 @@ class TopFractionSelect(GlobalStage):
             return (p, s), passes
         outs = [storage.join(ctx.workdir, "candidates", f"{i:06d}.npz") for i in range(len(key_paths))]
         items = [Item(f"{i:06d}", (kp, prefix, out)) for i, (kp, out) in enumerate(zip(key_paths, outs))]
-        gathered = ctx.run_pass("gather", _pass_gather, items, config={"upstream": upstream, "prefix": prefix})
+        gathered = ctx.run_pass("gather", _pass_gather, items, after=[keys])
         passes += 1
         files = [out for out, n in zip(outs, gathered.results) if n]
-        (cut,) = ctx.run_pass("cut", _pass_cut, [Item("cut", (files, rank))],
-                              config={"upstream": gathered.digest, "rank": rank}).results
+        (cut,) = ctx.run_pass("cut", _pass_cut, [Item("cut", (files, rank))], after=[gathered]).results
         return (int(cut[0]), int(cut[1])), passes
 
     # -- apply ---------------------------------------------------------------------------------
@@ -453,15 +456,16 @@ class TopFractionSelect(GlobalStage):
         return split_by_reason(table, reasons)
 
 
-def _sum_hists(ctx: GlobalContext, name: str, paths: list[str], upstream: str) -> np.ndarray:
-    """The sum of histogram files: reduce passes of ``FAN_IN`` files per item while there are more than
-    ``FAN_IN``, then the driver adds the rest one file at a time (O(2^16) memory)."""
+def _sum_hists(ctx: GlobalContext, name: str, paths: list[str], upstream: Any) -> np.ndarray:
+    """The sum of histogram files (``upstream``: the pass that wrote them): reduce passes of ``FAN_IN`` files per
+    item while there are more than ``FAN_IN``, then the driver adds the rest one file at a time (O(2^16)
+    memory)."""
     level = 0
     while len(paths) > FAN_IN:
         groups = [paths[i : i + FAN_IN] for i in range(0, len(paths), FAN_IN)]
         outs = [storage.join(ctx.workdir, "hist", name, f"sum{level}", f"{g:06d}.npz") for g in range(len(groups))]
-        items = [Item(f"{g:06d}", (grp, out)) for g, (grp, out) in enumerate(zip(groups, outs))]
-        upstream = ctx.run_pass(f"sum-{name}-{level}", _pass_sum, items, config={"upstream": upstream}).digest
+        items = [Item(f"{g:06d}", (grp, out), outputs=(out,)) for g, (grp, out) in enumerate(zip(groups, outs))]
+        upstream = ctx.run_pass(f"sum-{name}-{level}", _pass_sum, items, after=[upstream])
         paths, level = outs, level + 1
     acc = np.zeros(1 << _DIGIT_BITS, dtype=np.int64)
     for p in paths:

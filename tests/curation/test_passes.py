@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 
 from curation.passes import ExecConfig, Executor, Item, PassFailed, decode, encode
-from tests.pass_fns import churn_arrow, fails_on, flaky, square_to_file, timed_sleep
+from tests.pass_fns import churn_arrow, fails_on, fails_while_flagged, flaky, square_to_file, timed_sleep, with_runtime
 
 
 def _items(tmp_path, n=4):
-    return [Item(f"i{x}", (x, str(tmp_path / f"out{x}.json")), params={"x": x}) for x in range(n)]
+    outs = [str(tmp_path / f"out{x}.json") for x in range(n)]
+    return [Item(f"i{x}", (x, outs[x]), params={"x": x}, outputs=(outs[x],)) for x in range(n)]
 
 
 def _calls(tmp_path, x):
@@ -45,10 +46,16 @@ def test_local_pass_writes_markers_and_resumes_at_the_item(tmp_path):
     assert json.dumps(encode(again.results)) == json.dumps(encode(first.results))
     assert again.digest == first.digest
 
-    # a lost marker: only that item runs again
-    os.remove(os.path.join(markers, "i2.json"))
+    # the markers are gathered into one object when the pass ends; a rerun of a finished pass writes nothing
+    assert [f.startswith("_batch-") and f.endswith(".jsonl.gz") for f in os.listdir(markers)] == [True]
+    assert again.objects == 0 and "put" not in again.driver_requests and "delete" not in again.driver_requests
+
+    # a lost output: only that item runs again
+    os.remove(tmp_path / "out2.json")
     part = ex.run("sq", square_to_file, _items(tmp_path), marker_dir=markers, config={"c": 1})
-    assert part.ran == ["i2"] and [_calls(tmp_path, x) for x in range(4)] == [1, 1, 2, 1]
+    assert part.ran == ["i2"] and part.outputs_missing == ["i2"]
+    assert [_calls(tmp_path, x) for x in range(4)] == [1, 1, 2, 1]
+    assert len(os.listdir(markers)) == 1
 
     # another config: every item runs again, and the digest changes
     other = ex.run("sq", square_to_file, _items(tmp_path), marker_dir=markers, config={"c": 2})
@@ -87,14 +94,21 @@ def test_changed_input_file_reruns_only_its_item(tmp_path):
 
 def test_failed_item_does_not_stop_the_others_and_rerun_redoes_only_it(tmp_path):
     ex = Executor(ExecConfig(mode="local", progress=False))
-    items = [Item(f"i{x}", (x, 2)) for x in range(4)]
+    flags = str(tmp_path / "flag")
+    open(f"{flags}.2", "w").close()
+    items = [Item(f"i{x}", (x, flags)) for x in range(4)]
     with pytest.raises(PassFailed, match="bad item 2") as err:
-        ex.run("f", fails_on, items, marker_dir=str(tmp_path / "m"))
+        ex.run("f", fails_while_flagged, items, marker_dir=str(tmp_path / "m"))
     res = err.value.result
     assert set(res.ran) == {"i0", "i1", "i3"} and list(res.failed) == ["i2"] and res.results[2] is None
-    fixed = [Item(f"i{x}", (x, -1)) for x in range(4)]  # the args changed, the item's definition did not
-    again = ex.run("f", fails_on, fixed, marker_dir=str(tmp_path / "m"))
+    os.remove(f"{flags}.2")  # the fix: the item's arguments are the same
+    again = ex.run("f", fails_while_flagged, items, marker_dir=str(tmp_path / "m"))
     assert again.ran == ["i2"] and again.results == [0, 1, 2, 3]
+    # the arguments are hashed: other arguments are another item, whatever the key
+    moved = ex.run("f", fails_while_flagged, [Item(f"i{x}", (x, flags + "x")) for x in range(4)],
+                   marker_dir=str(tmp_path / "m"))
+    assert len(moved.ran) == 4
+    items = [Item(f"i{x}", (x, 2)) for x in range(4)]
     collected = ex.run("g", fails_on, items, marker_dir=str(tmp_path / "m2"), on_error="collect")
     assert list(collected.failed) == ["i2"]
 
@@ -167,3 +181,95 @@ def test_complete_pass_does_not_start_ray(tmp_path):
     lazy = Executor(ExecConfig(mode="ray", progress=False))
     res = lazy.run("sq", square_to_file, _items(tmp_path), marker_dir=str(tmp_path / "m"), shared=None)
     assert len(res.skipped) == 4 and not lazy._ray_checked
+
+
+class _Opaque:
+    """Neither plain data, a dataclass nor fingerprinted: its output cannot be told from its repr."""
+
+
+def test_every_argument_is_hashed_exactly_and_what_cannot_be_is_refused(tmp_path):
+    from curation.passes import digest
+
+    ex = Executor(ExecConfig(mode="local", progress=False))
+    with pytest.raises(TypeError, match=r"args\[1\].*_Opaque.*Item.runtime"):
+        ex.run("o", fails_on, [Item("a", (1, _Opaque()))], marker_dir=str(tmp_path / "m"))
+    with pytest.raises(TypeError, match="_Opaque"):
+        digest({"x": [_Opaque()]})
+    # arrays and bytes by content, dataclasses by their fields
+    a = np.arange(10, dtype=np.int64)
+    assert digest({"a": a}) == digest({"a": a.copy()}) != digest({"a": a.astype(np.int32)})
+    assert digest(b"model") != digest(b"other") and digest(ExecConfig(mode="local")) != digest(ExecConfig())
+
+
+def test_runtime_arguments_are_passed_but_not_hashed(tmp_path):
+    ex = Executor(ExecConfig(mode="local", progress=False))
+    out = str(tmp_path / "o.json")
+    first = ex.run("rt", with_runtime, [Item("a", (1, out), runtime={"threads": 2}, outputs=(out,))],
+                   marker_dir=str(tmp_path / "m"))
+    again = ex.run("rt", with_runtime, [Item("a", (1, out), runtime={"threads": 8}, outputs=(out,))],
+                   marker_dir=str(tmp_path / "m"))
+    assert first.results == again.results == [{"x": 1, "threads": 2}] and again.skipped == ["a"]
+    assert open(out + ".calls").read().split() == ["2"]
+
+
+def test_upstream_passes_compose_into_the_hash(tmp_path):
+    """A downstream item depends on its upstream item (PassResult.item_digest) or the whole upstream pass: a
+    recomputed upstream item recomputes exactly what reads it."""
+    ex = Executor(ExecConfig(mode="local", progress=False))
+    flags = str(tmp_path / "f")
+
+    def up(cfg):
+        return ex.run("up", fails_while_flagged, [Item(f"u{x}", (x, flags), params=cfg.get(x)) for x in range(3)],
+                      marker_dir=str(tmp_path / "mu"))
+
+    def down(u, whole=False):
+        return ex.run("down", fails_while_flagged,
+                      [Item(f"d{x}", (x, flags), after=(u,) if whole else (u.item_digest(f"u{x}"),)) for x in range(3)],
+                      marker_dir=str(tmp_path / "md" if not whole else tmp_path / "mw"))
+
+    u = up({})
+    assert len(down(u).ran) == 3 and len(down(u, whole=True).ran) == 3
+    assert down(u).ran == [] and down(u, whole=True).ran == []
+    u2 = up({1: "changed"})  # only u1's definition changes
+    assert u2.ran == ["u1"] and u2.digest != u.digest
+    assert down(u2).ran == ["d1"] and len(down(u2, whole=True).ran) == 3
+
+
+def test_an_interrupted_pass_is_gathered_by_the_rerun(tmp_path):
+    """Workers of a killed driver left per-item markers, and an earlier run left a gathered batch with other
+    hashes: the rerun takes the per-item ones, runs the rest, and leaves one batch object."""
+    from curation.passes import _execute, load_markers, marker_path, read_marker
+
+    ex = Executor(ExecConfig(mode="local", progress=False))
+    markers = str(tmp_path / "m")
+    (tmp_path / "old").mkdir()
+    ex.run("sq", square_to_file, _items(tmp_path / "old"), marker_dir=markers, config={"c": "earlier"})
+    items = _items(tmp_path)
+    hashes = ex.hashes("sq", square_to_file, items, config={"c": 1})
+    for i in (0, 2):  # finished by a worker before the driver died
+        _execute(square_to_file, items[i].args, {}, marker_path(markers, items[i].key),
+                 {"pass": "sq", "item": items[i].key, "hash": hashes[i], "outputs": list(items[i].outputs)})
+    assert len(os.listdir(markers)) == 3
+    assert ex.completed("sq", square_to_file, items, marker_dir=markers, config={"c": 1}) == [True, False, True, False]
+    res = ex.run("sq", square_to_file, items, marker_dir=markers, config={"c": 1})
+    assert sorted(res.skipped) == ["i0", "i2"] and sorted(res.ran) == ["i1", "i3"]
+    assert [_calls(tmp_path, x) for x in range(4)] == [1, 1, 1, 1]
+    (batch,) = os.listdir(markers)
+    assert batch.startswith("_batch-") and set(load_markers(markers).entries) == {"i0", "i1", "i2", "i3"}
+    # the earlier API still finds a gathered marker
+    done, value = read_marker(marker_path(markers, "i3"), hashes[3])
+    assert done and value["y"] == 9 and value["arr"].tolist() == [0, 1, 2]
+
+
+def test_one_builder_of_executors(tmp_path, monkeypatch):
+    from curation.passes import make_executor
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert make_executor("auto", input_bytes=1 << 20).cfg.mode == "local"
+    assert make_executor("auto", input_bytes=1 << 30).cfg.mode == "ray"
+    assert make_executor("auto", input_bytes=1, address="ray://head:10001").cfg.mode == "ray"
+    ex = make_executor("local", num_workers=3, memory_per_worker=1 << 30, resume=False)
+    assert (ex.cfg.num_workers, ex.cfg.memory_per_worker, ex.cfg.resume) == (3, 1 << 30, False)
+    assert make_executor(ex) is ex
+    with pytest.raises(ValueError, match="executor must be"):
+        make_executor("dask")

@@ -137,9 +137,15 @@ def test_accounting_quarantine_and_global_phase(tmp_path, ray_local, capsys):
     assert t["read"]["in"] == len(good) + 8
     assert t["exact_text"]["kept"] == len(kept)
     assert t["exact_text"]["dropped"]["dup"][0] == sum(r == "dup" for r in dropped.values())
-    # per shard, per stage, per source: in == kept + dropped + quarantined
-    for f in (out / "stats").glob("p*/*.json"):
-        for st in json.loads(f.read_text())["stages"]:
+    # per shard, per stage, per source: in == kept + dropped + quarantined (the shards' counts live in the
+    # passes' gathered markers: no stats file per shard)
+    from curation.passes import load_markers
+
+    per_shard = [lst[0]["result"] for p in ("p0", "p1")
+                 for lst in load_markers(str(out / "_passes" / p)).entries.values()]
+    assert len(per_shard) == 8 and not (out / "stats").exists()
+    for blob in per_shard:
+        for st in blob["stages"]:
             assert check_invariant(st) == []
     # report and plots
     report = (out / "report.md").read_text()
@@ -278,10 +284,11 @@ def test_kill_worker_and_driver_then_rerun_equals_clean_run(tmp_path):
     # 2. kill the driver (and its embedded Ray) after some shards finished, then rerun
     crashed = tmp_path / "crashed"
     p = start(crashed)
-    wait_for(lambda: len(list((crashed / "stats").glob("p0/*.json"))) >= 2 if (crashed / "stats").exists() else False)
+    markers = crashed / "_passes" / "p0"  # per-item markers, until the pass ends and gathers them
+    wait_for(lambda: len(list(markers.glob("*.json"))) >= 2 if markers.exists() else False)
     os.killpg(p.pid, signal.SIGKILL)
     p.wait()
-    done_before = len(list((crashed / "stats").glob("p0/*.json")))
+    done_before = len(list(markers.glob("*.json")))
     p = start(crashed)
     out = p.communicate(timeout=300)[0]
     assert p.returncode == 0, out

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import random
 import re
 import subprocess
@@ -17,7 +18,17 @@ import pyarrow.parquet as pq
 import pytest
 
 from curation.readers import detect_format, get_reader
-from demopool import CATEGORIES, KEPT_CATEGORIES, TOPIC_NAMES, clean_prose, generate_pool, main
+from demopool import (
+    CATEGORIES,
+    KEPT_CATEGORIES,
+    TOPIC_NAMES,
+    clean_prose,
+    generate_pool,
+    main,
+    pool_files,
+    read_manifest,
+    truth_path,
+)
 from demopool import lexicon as L
 from filters.extract import HtmlExtractor
 
@@ -105,7 +116,7 @@ def _article(extractor: HtmlExtractor, pages: list[str]) -> list[str]:
 def pool(tmp_path_factory):
     out = tmp_path_factory.mktemp("pool")
     manifest = generate_pool(str(out), n_docs=2000, seed=0)
-    truth = [orjson.loads(x) for x in (out / "truth.jsonl").read_bytes().splitlines()]
+    truth = [orjson.loads(x) for x in Path(truth_path(str(out), "jsonl")).read_bytes().splitlines()]
     docs: dict[str, dict] = {}
     quarantined = 0
     extractor = HtmlExtractor(options={"comments": False})
@@ -139,8 +150,22 @@ def test_deterministic_bytes(tmp_path):
     generate_pool(str(c), n_docs=300, seed=8)
     da, db, dc = _digest(a), _digest(b), _digest(c)
     assert da == db
-    assert set(da) == set(dc) and da["truth.jsonl"] != dc["truth.jsonl"]
-    assert {k.split("/")[0] for k in da if "/" in k} == {"refinedweb", "pile", "redpajama", "dolma", "warc"}
+    assert set(da) == set(dc) and da["_truth/truth.jsonl"] != dc["_truth/truth.jsonl"]
+    assert {k.split("/")[0] for k in da} == {"refinedweb", "pile", "redpajama", "dolma", "warc", "_truth"}
+
+
+def test_a_folder_of_the_pool_as_input_is_its_documents_only(tmp_path):
+    """`-i POOL_DIR` lists the data files and none of the ground truth or manifest (under _truth/), also
+    after regenerating over a pool written by the earlier layout (truth beside the data)."""
+    from curation import storage
+
+    (tmp_path / "truth.jsonl").write_text("{}\n")  # the earlier layout's files are removed
+    (tmp_path / "pool.json").write_text("{}")
+    generate_pool(str(tmp_path), n_docs=120, seed=1)
+    listed = storage.expand(str(tmp_path))
+    assert listed == pool_files(str(tmp_path)) and len(listed) >= 13
+    assert read_manifest(str(tmp_path))["n_docs"] == 120
+    assert os.path.exists(truth_path(str(tmp_path))) and not (tmp_path / "truth.jsonl").exists()
 
 
 def test_layout_and_readers(pool):
@@ -159,7 +184,7 @@ def test_layout_and_readers(pool):
         assert d["file"] == t["file"] and d["source"] == t["format"]
         assert len(d["text"].split()) == t["n_words"]  # for WARC pages: the words extraction recovers
     assert Counter(t["format"] for t in truth) == {f: s["docs"] for f, s in manifest["formats"].items()}
-    tp = pq.read_table(out / "truth.parquet").to_pylist()
+    tp = pq.read_table(truth_path(str(out))).to_pylist()
     assert tp == truth
 
 
@@ -275,7 +300,7 @@ def test_regenerating_smaller_pool_removes_stale_shards(tmp_path):
     m = generate_pool(str(out), n_docs=100, seed=1)
     listed = {rel for spec in m["formats"].values() for rel in spec["files"]}
     on_disk = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file() and p.parent != out}
-    assert on_disk == listed
+    assert on_disk == listed | {"_truth/pool.json", "_truth/truth.jsonl", "_truth/truth.parquet"}
 
 
 def test_small_pool_and_shard_cap(tmp_path):
@@ -295,7 +320,7 @@ def test_cli(tmp_path, capsys):
     for flag in ("--out", "--docs", "--seed", "--max-shard-docs", "--no-progress"):
         assert flag in helptext
     assert main(["--out", str(tmp_path / "cli"), "--docs", "60", "--seed", "2"]) == 0
-    manifest = orjson.loads((tmp_path / "cli" / "pool.json").read_bytes())
+    manifest = read_manifest(str(tmp_path / "cli"))
     assert manifest["n_docs"] == 60 and manifest["seed"] == 2
     assert "wrote 60 documents" in capsys.readouterr().out
 
@@ -315,7 +340,7 @@ def test_large_pool_streams_with_bounded_memory(tmp_path):
     small = _peak_rss_mb(tmp_path / "small", 6_000)
     big = _peak_rss_mb(tmp_path / "big", 60_000)
     assert big < small + 64, (small, big)
-    m = orjson.loads((tmp_path / "big" / "pool.json").read_bytes())
+    m = read_manifest(str(tmp_path / "big"))
     assert sum(len(f["files"]) for f in m["formats"].values()) >= 12
     for spec in m["formats"].values():
         for rel in spec["files"]:

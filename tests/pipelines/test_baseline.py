@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from curation.stats import check_invariant
+from demopool import truth_path
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "pipelines"))
@@ -48,7 +49,7 @@ def test_baseline_end_to_end_and_resume(tmp_path, capsys):
     before = stats["totals"]["quality_top_fraction"]["in"]
     assert len(kept) == before // 2 or len(kept) == (before + 1) // 2
     # no planted exact copy survives together with its original; nothing non-English survives
-    truth = pq.read_table(tmp_path / "demo_pool" / "truth.parquet").to_pylist()
+    truth = pq.read_table(truth_path(str(tmp_path / "demo_pool"))).to_pylist()
     by_id = {t["id"]: t for t in truth}
     for t in truth:
         if t["category"] == "exact_dup" and t["id"] in kept:

@@ -15,7 +15,7 @@ import pytest
 
 from curation.runner import InputSpec
 from curation.stats import check_invariant
-from demopool import generate_pool
+from demopool import generate_pool, truth_path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "pipelines"))
@@ -70,7 +70,7 @@ def test_baseline_on_warc_input(tmp_path):
         "warc:not_response:request", "warc:not_response:metadata", "warc:not_response:warcinfo"}
     # the planted categories: the clean prose survives extraction + heuristics, most junk pages do not
     # (a spam comment section can tip a bullet-list page over the bullet-ratio rule: extraction matters)
-    truth = [t for t in pq.read_table(tmp_path / "pool" / "truth.parquet").to_pylist() if t["format"] == "warc"]
+    truth = [t for t in pq.read_table(truth_path(str(tmp_path / "pool"))).to_pylist() if t["format"] == "warc"]
     kept = set(data.column("id").to_pylist())
     good = [t["id"] in kept for t in truth if t["category"] in ("clean", "long")]
     junk = [t["id"] in kept for t in truth if t["category"] not in ("clean", "long", "exact_dup", "near_dup")]

@@ -29,6 +29,7 @@ import time
 
 import pytest
 
+from curation.passes import load_markers
 from tests.pipelines.test_cluster import ray_cli
 from tests.stages_for_tests import kill_processes_mentioning
 
@@ -119,13 +120,14 @@ def test_multinode_baseline_with_a_worker_node_killed_mid_fit(tmp_path):
         assert run["status"] == "complete" and run["executor"] == "ray"
         assert _outputs(out) == _outputs(str(tmp_path / "single")), f"outputs differ (reruns: {reruns})"
         # the victim node did work before it died; the fit went on without it
-        markers = [(os.path.getmtime(m), json.load(open(m))) for m in
-                   glob.glob(os.path.join(out, "**", "_passes", "*", "*.json"), recursive=True)]
+        # every item's marker (gathered per pass when the pass ended) says when, where and by whom it ran
+        folders = {os.path.dirname(p) for p in glob.glob(os.path.join(out, "**", "_passes", "*", "*"), recursive=True)}
+        markers = [(b["finished"], b) for d in folders for lst in load_markers(d).entries.values() for b in lst[:1]]
         assert any(b["pid"] in victims for t, b in markers if t < t_kill), "the victim node ran no item"
         after = [b for t, b in markers if t > t_kill]
         assert after and not any(b["pid"] in victims for b in after)
-        map_done = [b for b in after if b["pass"] == "map"] + [b for t, b in markers if b["pass"] == "map"]
-        assert len({b["item"] for b in map_done}) == len(glob.glob(maps))
+        map_dir = glob.glob(os.path.dirname(maps))[0]
+        assert len(load_markers(map_dir).entries) == run["work_units"]
     finally:
         kill_processes_mentioning(temp_dir)
         shutil.rmtree(temp_dir, ignore_errors=True)

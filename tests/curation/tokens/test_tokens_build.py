@@ -233,9 +233,13 @@ def test_weights_without_total_use_the_scarcest_source_once(
 
 def test_errors_are_clear(corpus, tokenizer, tmp_path):
     out = str(tmp_path / "o")
-    build_token_stream([corpus["code"]], out, tokenizer, seq_len=SEQ)
+    first = build_token_stream([corpus["code"]], out, tokenizer, seq_len=SEQ)
+    stamp = os.stat(os.path.join(out, "manifest.json")).st_mtime_ns
+    # the same stream again: returned as it is, nothing rewritten; another stream in its place needs overwrite
+    assert build_token_stream([corpus["code"]], out, tokenizer, seq_len=SEQ) == first
+    assert os.stat(os.path.join(out, "manifest.json")).st_mtime_ns == stamp
     with pytest.raises(FileExistsError):
-        build_token_stream([corpus["code"]], out, tokenizer, seq_len=SEQ)
+        build_token_stream([corpus["code"]], out, tokenizer, seq_len=SEQ, seed=5)
     m = build_token_stream([corpus["code"]], out, tokenizer, seq_len=SEQ, overwrite=True, num_shards=1)
     assert sorted(f for f in os.listdir(out) if f.endswith(".arrow")) == [f["name"] for f in m["files"]]
     with pytest.raises(FileNotFoundError):
@@ -363,15 +367,19 @@ def test_an_interrupted_build_resumes_from_its_pass_markers(corpus, tokenizer, t
     shutil.copytree(corpus["web"], run)
     out = str(tmp_path / "o")
     kw = dict(seq_len=SEQ, seed=2, num_shards=2)
-    clean = build_token_stream([str(run)], out, tokenizer, keep_work=True, **kw)  # work kept, as after a crash
+    clean = build_token_stream([str(run)], out, tokenizer, keep_work=True, **kw)
     blobs = {f["name"]: open(os.path.join(out, f["name"]), "rb").read() for f in clean["files"]}
+    for name in ("build.json", "manifest.json"):  # work kept, no manifest: as after a crash
+        os.remove(os.path.join(out, name))
+    os.remove(os.path.join(out, blobs_first := sorted(blobs)[0]))  # one stream file never written
     again = build_token_stream([str(run)], out, tokenizer, overwrite=True, keep_work=True, **kw)
     assert json.load(open(os.path.join(out, "build.json")))["reused_packed_shards"] == 3
     p = _passes(out)
     assert (p["tokenize"]["ran"], p["tokenize"]["skipped"]) == (0, 3)
     assert (p["scatter"]["ran"], p["scatter"]["skipped"]) == (0, 4)  # 3 shards + the tails
-    assert (p["shuffle"]["ran"], p["shuffle"]["skipped"]) == (2, 0)  # overwrite removed the stream files
+    assert (p["shuffle"]["ran"], p["shuffle"]["skipped"]) == (1, 1)  # only the missing stream file
     assert again == clean and all(open(os.path.join(out, n), "rb").read() == b for n, b in blobs.items())
+    assert blobs_first in blobs
     # a changed input shard is packed again; the others are reused; everything downstream follows
     os.utime(run / "data" / "00001.parquet", ns=(1, 1))
     build_token_stream([str(run)], out, tokenizer, overwrite=True, **kw)
@@ -379,8 +387,9 @@ def test_an_interrupted_build_resumes_from_its_pass_markers(corpus, tokenizer, t
     assert (p["tokenize"]["ran"], p["tokenize"]["skipped"]) == (1, 2)
     assert p["scatter"]["ran"] == 4 and p["shuffle"]["ran"] == 2
     assert not os.path.exists(os.path.join(out, "_work"))  # removed after a successful build
-    build_token_stream([str(run)], out, tokenizer, overwrite=True, **kw)
-    assert json.load(open(os.path.join(out, "build.json")))["reused_packed_shards"] == 0
+    build_json = open(os.path.join(out, "build.json")).read()
+    build_token_stream([str(run)], out, tokenizer, overwrite=True, **kw)  # finished: nothing to do
+    assert open(os.path.join(out, "build.json")).read() == build_json
     # resume=False recomputes what a kept _work holds
     build_token_stream([str(run)], out, tokenizer, overwrite=True, keep_work=True, **kw)
     build_token_stream([str(run)], out, tokenizer, overwrite=True, resume=False, **kw)

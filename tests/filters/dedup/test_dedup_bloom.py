@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from curation.passes import forget
 from curation.stage import ShardContext
 from curation.storage import read_parquet
 from filters.dedup.bloom import (
@@ -351,9 +352,9 @@ def test_resume_at_the_item(tmp_path):
     state, got, ctx = _fit_global(shards, wd, fp_rate=1e-6)
     assert pass_counts(ctx) == {"footers": (2, 0), "map": (2, 0), "filter": (4, 0), "decide": (2, 0), "gather": (2, 0)}
     shutil.rmtree(wd / "bff" / "seen" / "f00001")
-    os.remove(wd / "_passes" / "filter" / "f00001.json")
+    forget(str(wd / "_passes" / "filter"), ["f00001"])
     os.remove(wd / "bff" / "decide" / "s000001.npz")
-    os.remove(wd / "_passes" / "decide" / "shard001.json")
+    forget(str(wd / "_passes" / "decide"), ["shard001"])
     again, got_again, ctx2 = _fit_global(shards, wd, fp_rate=1e-6)
     assert pass_counts(ctx2) == {"footers": (0, 2), "map": (0, 2), "filter": (1, 3), "decide": (1, 1),
                                  "gather": (0, 2)}

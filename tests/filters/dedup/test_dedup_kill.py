@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from curation.passes import load_markers
 from filters.dedup import BloomDedup, MinHashDedup
 from filters.dedup.synthetic import generate_shard
 
@@ -36,8 +37,8 @@ def _fit_killed(tmp_path, stage: str, kwargs: dict, shards, workdir: Path, modul
 
 
 def _markers(workdir: Path, name: str) -> int:
-    folder = workdir / "_passes" / name
-    return len([f for f in os.listdir(folder) if f.endswith(".json")]) if folder.exists() else 0
+    """Items of the pass with a marker (per-item files of an unfinished pass, or gathered ones)."""
+    return len(load_markers(str(workdir / "_passes" / name)).entries)
 
 
 def test_kill_in_a_components_round_after_the_first(tmp_path):

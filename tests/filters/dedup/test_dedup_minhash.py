@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from curation.passes import forget
 from filters.dedup.common import load_arrays, node_ids, partition_of, save_arrays
 from filters.dedup.components import connected_components
 from filters.dedup.hashing import normalize_fuzzy
@@ -359,8 +360,7 @@ def test_components_resume_round_by_round(tmp_path, caplog):
     assert again.rounds == first.rounds and _labels(again) == _labels(first)
     assert all(ran == 0 for ran, _ in pass_counts(ctx).values())
     # markers of an already cleaned-up round lost (round 1's inputs are gone): start over from round 0
-    for q in (0, 2):
-        os.remove(tmp_path / "fit" / "_passes" / "cc_r001" / f"q{q:05d}.json")
+    forget(str(tmp_path / "fit" / "_passes" / "cc_r001"), [f"q{q:05d}" for q in (0, 2)])
     ctx = local_ctx([], tmp_path / "fit")
     with caplog.at_level(logging.WARNING, logger="filters.dedup.components"):
         redo = connected_components(ctx, files, cc, out, 3, upstream="edges")
