@@ -101,10 +101,11 @@ def padded_vocab(vocab: int) -> int:
 def ce_row_settings(v_row: int, on_gpu: bool = True) -> tuple[int, int]:
     """``(BLOCK_V, num_warps)`` of the row kernel for rows of ``v_row`` logits.
 
-    At most 8,192 columns per block with 16 warps: ptxas (sm_90a, ``python bench/kernels.py --ptxas``) reports 64
-    registers and no spills there for fp32 and bf16 logits, so two CTAs (32 warps) fit on an SM; a 32,768 block
-    with 16 warps used 128 registers (one CTA per SM) and spilled 292 bytes per thread with fp32 logits. The row
-    is read twice either way; the second read comes from L2. Under the interpreter (CPU) the block is 1,024.
+    8,192 columns per block with 16 warps: ptxas (sm_90a, Triton 3.9; ``python bench/kernels.py --ptxas``)
+    reports 50 registers (bf16 logits) / 54 (fp32) and no spills on rows padded to a multiple of 128, so two
+    CTAs (32 warps) fit on an SM. A 32,768 block with 16 warps takes 128 registers (one CTA per SM), and on
+    unpadded rows (arbitrary V) it spilled 468 / 448 bytes per thread. The row is read twice either way; the
+    second read comes from L2. Under the interpreter (CPU) the block is 1,024.
     """
     block = min(triton.next_power_of_2(v_row), 8192 if on_gpu else 1024)
     warps = 4 if block <= 1024 else 8 if block <= 4096 else 16

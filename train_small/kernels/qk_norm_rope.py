@@ -127,8 +127,15 @@ def _qk_bwd_kernel(
         tl.store(DW_PART + pid * (2 * HALF) + HALF + cols, dw2, mask=cmask)
 
 
-def _block_m(half: int) -> int:
-    return max(1, min(64, 4096 // triton.next_power_of_2(half)))
+def qk_settings(half: int) -> tuple[int, int]:
+    """``(BLOCK_M, num_warps)``: head rows per program and warps, for heads of ``2 * half`` elements.
+
+    256 elements of each half-row tile per 4 warps (2 per thread): ptxas (sm_90a, Triton 3.9; ``python
+    bench/kernels.py --ptxas``) reports 54 / 63 registers (forward / backward) and no spills at D = 64, so 8
+    programs fit on an SM. The previous 4,096-element tiles used 255 / 252 registers at D = 64 and spilled
+    1.7 KB / 1.4 KB per thread at D = 128.
+    """
+    return max(1, min(64, 256 // triton.next_power_of_2(half))), 4
 
 
 def _forward(x, weight, cos, sin, eps, out_dtype):
@@ -143,13 +150,13 @@ def _forward(x, weight, cos, sin, eps, out_dtype):
     rstd = torch.empty(n_rows if norm else 1, dtype=torch.float32, device=x.device)
     if n_rows == 0:
         return y, rstd
-    block_m = _block_m(half)
+    block_m, warps = qk_settings(half)
     pdtype = torch.promote_types(x.dtype, weight.dtype) if norm else x.dtype
     _qk_fwd_kernel[(triton.cdiv(n_rows, block_m),)](
         x, weight if norm else x, cos, sin, y, rstd,
         n_rows, seq, heads, x.stride(0), x.stride(1), x.stride(2), half, eps,
         NORM=norm, ROUND_TO_W=norm and pdtype == weight.dtype and weight.dtype != torch.float32,
-        BLOCK_M=block_m, BLOCK_H=triton.next_power_of_2(half), num_warps=4,
+        BLOCK_M=block_m, BLOCK_H=triton.next_power_of_2(half), num_warps=warps,
     )
     return y, rstd
 
@@ -165,8 +172,8 @@ def _backward(dy, x, weight, cos, sin, rstd, dx, programs: int | None = None):
     if n_rows == 0:
         return torch.zeros_like(weight) if norm else None
     dy = dy.contiguous()
-    block_m = _block_m(half)
-    meta = {"NORM": norm, "BLOCK_M": block_m, "BLOCK_H": triton.next_power_of_2(half), "num_warps": 4}
+    block_m, warps = qk_settings(half)
+    meta = {"NORM": norm, "BLOCK_M": block_m, "BLOCK_H": triton.next_power_of_2(half), "num_warps": warps}
 
     def args(rows_per_prog, dw_part):
         return (dy, x, weight if norm else x, cos, sin, rstd, dx, dw_part,
