@@ -141,13 +141,14 @@ def qk_settings(half: int) -> tuple[int, int]:
 def _forward(x, weight, cos, sin, eps, out_dtype):
     """``x (B, T, H, D)`` strided view -> ``(y (B, H, T, D) contiguous, rstd (B*T*H,) fp32)``.
 
-    ``weight=None``: RoPE only, no norm (``rstd`` is then a one-element placeholder)."""
+    ``weight=None``: RoPE only, no norm (``rstd`` is then a one-element zero placeholder)."""
     bsz, seq, heads, dim = x.shape
     half = dim // 2
     n_rows = bsz * seq * heads
     norm = weight is not None
     y = torch.empty((bsz, heads, seq, dim), dtype=out_dtype, device=x.device)
-    rstd = torch.empty(n_rows if norm else 1, dtype=torch.float32, device=x.device)
+    # RoPE only: a zero placeholder (an op's outputs must be deterministic; the kernel never writes it)
+    rstd = (torch.empty if norm else torch.zeros)(n_rows if norm else 1, dtype=torch.float32, device=x.device)
     if n_rows == 0:
         return y, rstd
     block_m, warps = qk_settings(half)
