@@ -142,6 +142,9 @@ def _forward(x, weight, cos, sin, eps, out_dtype):
     """``x (B, T, H, D)`` strided view -> ``(y (B, H, T, D) contiguous, rstd (B*T*H,) fp32)``.
 
     ``weight=None``: RoPE only, no norm (``rstd`` is then a one-element zero placeholder)."""
+    if x.stride(-1) != 1:  # head rows must be unit-stride (other strides are read as given)
+        x = x.contiguous()
+    cos, sin = cos.contiguous(), sin.contiguous()
     bsz, seq, heads, dim = x.shape
     half = dim // 2
     n_rows = bsz * seq * heads
@@ -166,6 +169,9 @@ def _backward(dy, x, weight, cos, sin, rstd, dx, programs: int | None = None):
     """Writes the input gradient into ``dx`` (a ``(B, T, H, D)`` view, any strides); returns the weight gradient
     (None when ``weight`` is None: RoPE only). ``programs`` overrides the grid (one full wave on the GPU by
     default; tests run the GPU's grid on CPU)."""
+    if x.stride(-1) != 1:
+        x = x.contiguous()
+    cos, sin = cos.contiguous(), sin.contiguous()
     bsz, seq, heads, dim = x.shape
     half = dim // 2
     n_rows = bsz * seq * heads

@@ -103,7 +103,10 @@ def _out_dtype(x_dtype: torch.dtype, weight_dtype: torch.dtype, out_dtype: torch
 
 
 def _fwd(x2, res2, weight, eps, out_dtype):
-    """Host launcher: ``x2 (M, N)`` contiguous (+ ``res2``) -> ``(y, h or None, rstd)``."""
+    """Host launcher: ``x2 (M, N)`` (+ ``res2``) -> ``(y, h or None, rstd)``. Rows must be unit-stride: a compiler
+    may hand the op other strides than eager did, so anything else is copied first (a no-op in eager)."""
+    x2, weight = x2.contiguous(), weight.contiguous()
+    res2 = res2.contiguous() if res2 is not None else None
     m, n = x2.shape
     h = None
     if res2 is not None:
@@ -126,6 +129,8 @@ def _bwd(dy2, x2, weight, rstd, dh2=None, programs: int | None = None):
     """Host launcher of the backward: ``dx`` (``x2``'s dtype, plus ``dh2`` when given) and ``dw`` (weight dtype).
 
     ``programs`` overrides the grid (one full wave on the GPU by default; tests run the GPU's grid on CPU)."""
+    dy2, x2, weight = dy2.contiguous(), x2.contiguous(), weight.contiguous()
+    dh2 = dh2.contiguous() if dh2 is not None else None
     m, n = x2.shape
     dx = torch.empty_like(x2)
     if m == 0:
@@ -183,7 +188,7 @@ def _(x, residual, weight, eps, out_dtype):
 def _rmsnorm_bwd_op(dy: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, rstd: torch.Tensor,
                     dh: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
     """Gradient of ``rmsnorm(x)`` for ``dy`` (plus ``dh``, a gradient reaching ``x`` directly): ``(dx, dw)``."""
-    return _bwd(dy.contiguous(), x, weight, rstd, None if dh is None else dh.contiguous())
+    return _bwd(dy, x, weight, rstd, dh)
 
 
 @_rmsnorm_bwd_op.register_fake
