@@ -341,7 +341,8 @@ def ptxas_rows() -> list[dict]:
         except Exception as e:  # noqa: BLE001
             row = {"error": f"{type(e).__name__}: {e}"[:300]}
         rows.append({"name": f"ptxas {kernel} {setting}, {warps} warps", "kernel": kernel, "setting": setting,
-                     "num_warps": warps, "chosen": chosen, **row})
+                     "num_warps": warps, "chosen": chosen, "arch": "sm_90a", "triton": triton.__version__,
+                     "ptxas": os.path.basename(ptxas), **row})
         print(f"{rows[-1]['name']:80s} {'(chosen)' if chosen else '':9s} {row}")
 
     ce = ["LOGITS", "stride_l", "TARGETS", "LOSS", "LSE", "V", "V_ROW", "ignore_index", "z_loss", "BLOCK_V"]
