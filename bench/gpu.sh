@@ -17,21 +17,23 @@
 # shown) inside a total budget (GPU_SH_BUDGET=540: a step gets what is left, a step with < 15 s left is skipped),
 # each writing its JSON when it ends, and the status of every step (command, exit status, timed out or skipped and
 # why, seconds, outputs, log tail) rewritten into $RES/gpu/gpu.json after each one:
-#   preflight     versions, device, gcc, Python headers, libcuda, one trivial Triton launch  T_PREFLIGHT=30  gpu/preflight.json
-#   wheels        install from .whl/ what the image lacks (--no-index --no-deps)            T_WHEELS=15     -
-#   kernel_tests  the full kernel test files on CUDA: fp32 at 1e-5, real launch settings,
-#                 the model's ops, V > 32,768, model parity under autocast (all markers)     T_KERNEL_TESTS=150 gpu/kernel_tests.json
-#   gpu_tests     the other train_small tests marked gpu (the trainer on CUDA)               T_GPU_TESTS=30  gpu/gpu_tests.json
-#   parity        bench/train.py --parity: OpenELM-270M, one step fused vs reference, bf16,
-#                 flash attention forced, loss and every gradient compared                  T_PARITY=45     gpu/parity.json
-#   sensitivity   python -m pipelines.calibrate --gpu-preset (issue 17) when that module
-#                 exists, else skipped with the reason                                       T_SENSITIVITY=60 (its own outputs)
-#   train         bench/train.py --variants fused,reference: 270M tokens/s and MFU          T_TRAIN=60      train.gpu.json
-#   kernels       bench/kernels.py --quick --no-cpu: kernels vs eager / torch.compile        T_KERNELS=50    kernels.gpu.json
-#   compile       the compile tests on CUDA (inductor, fullgraph), then bench/train.py
-#                 --variants fused+compile,reference+compile                                T_COMPILE=90    gpu/compile_tests.json, train_compile.gpu.json
-# (limits: GPU_SH_T_<NAME>; GPU_SH_WHEELS_FILE replaces the wheel list.) $RES is GPU_SH_RESULTS (default bench/results; the device tool returns only what is
-# under $OUT, so there: GPU_SH_RESULTS=$OUT/results). GPU_SH_COMMIT names the commit when the tree has no .git.
+#   step          what                                                                   limit  JSON (under $RES)
+#   preflight     versions, device, gcc, Python headers, libcuda, one Triton launch         30 s  gpu/preflight.json
+#   wheels        install from .whl/ what the image lacks (--no-index --no-deps)             15 s  -
+#   kernel_tests  the full kernel test files on CUDA, all markers: fp32 at 1e-5, real
+#                 launch settings, the model's ops, V > 32,768, model parity (autocast)    150 s  gpu/kernel_tests.json
+#   gpu_tests     the other train_small tests marked gpu (the trainer on CUDA)               30 s  gpu/gpu_tests.json
+#   parity        bench/train.py --parity: OpenELM-270M, one step fused vs reference,
+#                 bf16, flash attention forced, loss and every gradient compared             45 s  gpu/parity.json
+#   sensitivity   python -m pipelines.calibrate --gpu-preset (issue 17) when the module
+#                 exists, else skipped with the reason                                       60 s  its own
+#   train         bench/train.py --variants fused,reference: 270M tokens/s and MFU           60 s  train.gpu.json
+#   kernels       bench/kernels.py --quick --no-cpu: kernels vs eager / torch.compile        50 s  kernels.gpu.json
+#   compile       compile tests on CUDA (inductor, fullgraph), then                          90 s  gpu/compile_tests.json
+#                 bench/train.py --variants fused+compile,reference+compile                        train_compile.gpu.json
+# Limits: GPU_SH_T_<NAME>; GPU_SH_WHEELS_FILE replaces the wheel list. $RES is GPU_SH_RESULTS (default
+# bench/results; the device tool returns only what is under $OUT, so there: GPU_SH_RESULTS=$OUT/results).
+# GPU_SH_COMMIT names the commit when the tree has no .git.
 #
 # --dry-run (GPU_SH_RESULTS default runs/gpu_sh_dry): the preflight (a Triton launch under TRITON_INTERPRET=1),
 # the wheel check (every line satisfied by the environment or by a wheel in .whl/, .whl/ under 64 MiB, and the
@@ -55,7 +57,8 @@ WHEELS_FILE=${GPU_SH_WHEELS_FILE:-bench/gpu_wheels.txt}
 WHL=.whl
 WHL_LIMIT_MB=64
 BUDGET=${GPU_SH_BUDGET:-540}
-KERNEL_TESTS="tests/train_small/test_kernels.py tests/train_small/test_kernels_launch.py tests/train_small/test_fused_linear_ce.py"
+KERNEL_TESTS="tests/train_small/test_kernels.py tests/train_small/test_kernels_launch.py"
+KERNEL_TESTS="$KERNEL_TESTS tests/train_small/test_fused_linear_ce.py"
 COMPILE_TESTS="tests/train_small/test_kernels_compile.py"
 
 # ------------------------------------------------------------------------------------------------ fetch
@@ -86,6 +89,7 @@ export PYTHONPATH="$WHL_SITE${PYTHONPATH:+:$PYTHONPATH}"
 if [ "$MODE" = dry ]; then export TRITON_INTERPRET=1; fi
 
 have_timeout() { command -v timeout >/dev/null 2>&1; }
+export GPU_SH_STEP_CMD=""  # the current step's command line, for its record
 
 record() {  # name status rc seconds limit reason outputs... : append one step and rewrite $STATUS atomically
   local name=$1 status=$2 rc=$3 secs=$4 limit=$5 reason=$6; shift 6
@@ -94,7 +98,8 @@ import json, os, subprocess, sys
 status, name, st, rc, secs, limit, reason, log, mode, budget, *outs = sys.argv[1:]
 steps = json.load(open(status + ".steps"))
 tail = open(log, errors="replace").read()[-3000:] if os.path.exists(log) else ""
-steps.append({"step": name, "status": st, "rc": int(rc), "timed_out": st == "timed_out", "seconds": int(secs),
+steps.append({"step": name, "command": os.environ.get("GPU_SH_STEP_CMD", "")[:500], "status": st, "rc": int(rc),
+              "timed_out": st == "timed_out", "seconds": int(secs),
               "limit_s": int(limit), "reason": reason or None, "outputs": [o for o in outs if os.path.exists(o)],
               "missing_outputs": [o for o in outs if not os.path.exists(o)], "log": log, "log_tail": tail})
 json.dump(steps, open(status + ".steps", "w"), indent=1)
@@ -117,7 +122,7 @@ EOF
 run_limited() {
   local name=$1; LIM=$2; shift 2
   local left=$((BUDGET - (SECONDS - T0) - 5))
-  RC=0; SECS=0
+  RC=0; SECS=0; GPU_SH_STEP_CMD="$*"
   if [ "$left" -lt 15 ]; then
     ST=skipped; LIM=0
     echo "== $name: skipped (${left}s of the ${BUDGET}s budget left)"
@@ -160,6 +165,7 @@ step() {  # name limit "outputs" cmd...
 
 skip() {  # name reason outputs...
   local name=$1 reason=$2; shift 2
+  GPU_SH_STEP_CMD=""
   echo "== $name: skipped ($reason)"
   record "$name" skipped 0 0 0 "$reason" "$@"
 }
@@ -321,7 +327,8 @@ for r in reqs:
         print(f"  {r}: satisfied by the environment ({v})")
         continue
     if name not in have:
-        problems.append(f"{r}: not in the environment ({v}) and no wheel in {whl}/ (run bash bench/gpu.sh --fetch-wheels)")
+        problems.append(f"{r}: not in the environment ({v}) and no wheel in {whl}/ "
+                        "(run bash bench/gpu.sh --fetch-wheels)")
         continue
     wv = re.match(r"[^-]+-([^-]+)-", os.path.basename(have[name])).group(1)
     if not r.specifier.contains(wv, prereleases=True):
@@ -347,10 +354,12 @@ printf '%s\n' "$PREFLIGHT_PY" > "$LOGS/preflight.py"
 printf '%s\n' "$WHEELS_PY" > "$LOGS/wheels.py"
 if [ "$MODE" = dry ]; then
   echo "dry run: $PY ($("$PY" --version 2>&1)), results under $RES"
-  step preflight "${GPU_SH_T_PREFLIGHT:-30}" "$GDIR/preflight.json" "$PY" "$LOGS/preflight.py" "$GDIR/preflight.json" dry
+  step preflight "${GPU_SH_T_PREFLIGHT:-30}" "$GDIR/preflight.json" \
+    "$PY" "$LOGS/preflight.py" "$GDIR/preflight.json" dry
   step wheels "${GPU_SH_T_WHEELS:-60}" "" "$PY" "$LOGS/wheels.py" "$WHEELS_FILE" "$WHL" "$WHL_LIMIT_MB" "$WHL_SITE"
   # shellcheck disable=SC2086
-  step collect 120 "" "$PY" -m pytest --collect-only -q -p no:cacheprovider -m "slow or not slow" $KERNEL_TESTS $COMPILE_TESTS
+  step collect 120 "" "$PY" -m pytest --collect-only -q -p no:cacheprovider -m "slow or not slow" \
+    $KERNEL_TESTS $COMPILE_TESTS
   step collect_gpu_tests 120 "" "$PY" -m pytest --collect-only -q -p no:cacheprovider -m gpu tests/train_small \
     $(for f in $KERNEL_TESTS $COMPILE_TESTS; do printf -- "--ignore=%s " "$f"; done)
   step help 60 "" bash -c '"$0" bench/train.py --help >/dev/null && "$0" bench/kernels.py --help >/dev/null' "$PY"
@@ -369,7 +378,8 @@ lim = {k: int(os.environ.get('GPU_SH_T_' + k, d)) for k, d in (('PREFLIGHT', 30)
 print('limits', lim, 'sum', sum(lim.values()), 's; budget', $BUDGET, 's (9 minutes: 540)')
 sys.exit(0 if sum(lim.values()) <= $BUDGET <= 540 else 1)"
 else
-  step preflight "${GPU_SH_T_PREFLIGHT:-30}" "$GDIR/preflight.json" "$PY" "$LOGS/preflight.py" "$GDIR/preflight.json" run
+  step preflight "${GPU_SH_T_PREFLIGHT:-30}" "$GDIR/preflight.json" \
+    "$PY" "$LOGS/preflight.py" "$GDIR/preflight.json" run
   step wheels "${GPU_SH_T_WHEELS:-15}" "" "$PY" "$LOGS/wheels.py" "$WHEELS_FILE" "$WHL" "$WHL_LIMIT_MB" "$WHL_SITE"
   # shellcheck disable=SC2086
   pytest_step kernel_tests "${GPU_SH_T_KERNEL_TESTS:-150}" "slow or not slow" $KERNEL_TESTS
