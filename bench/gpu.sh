@@ -64,9 +64,13 @@ COMPILE_TESTS="tests/train_small/test_kernels_compile.py"
 # ------------------------------------------------------------------------------------------------ fetch
 if [ "$MODE" = fetch ]; then
   mkdir -p "$WHL"
-  "$PY" -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-    --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 --platform any \
-    -d "$WHL" -r "$WHEELS_FILE" || exit 1
+  # for the image's Python (3.12); a machine that dry-runs the script under another Python adds its version:
+  # GPU_SH_WHEEL_PYTHONS="3.12 3.11"
+  for pyv in ${GPU_SH_WHEEL_PYTHONS:-3.12}; do
+    "$PY" -m pip download --no-deps --only-binary=:all: --python-version "$pyv" --implementation cp \
+      --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 --platform any \
+      -d "$WHL" -r "$WHEELS_FILE" || exit 1
+  done
   SIZE=$(du -sm "$WHL" | cut -f1)
   echo "$WHL: ${SIZE} MiB (limit ${WHL_LIMIT_MB} MiB)"; ls -1 "$WHL"
   [ "$SIZE" -lt "$WHL_LIMIT_MB" ] || { echo "too large to carry" >&2; exit 1; }
@@ -311,12 +315,25 @@ except ImportError:
     from pip._vendor.packaging.utils import canonicalize_name
 reqs = [Requirement(ln.split(" #")[0].strip()) for ln in open(wheels_file)
         if ln.strip() and not ln.lstrip().startswith("#")]
-have = {canonicalize_name(os.path.basename(p).split("-")[0]): p for p in glob.glob(os.path.join(whl, "*.whl"))}
-size_mb = sum(os.path.getsize(p) for p in have.values()) / 2**20
-print(f"{len(reqs)} requirements; {len(have)} wheels in {whl}/ ({size_mb:.2f} MiB, limit {limit_mb} MiB)")
+have: dict = {}
+for p in glob.glob(os.path.join(whl, "*.whl")):
+    have.setdefault(canonicalize_name(os.path.basename(p).split("-")[0]), []).append(p)
+files = [p for ps in have.values() for p in ps]
+size_mb = sum(os.path.getsize(p) for p in files) / 2**20
+print(f"{len(reqs)} requirements; {len(files)} wheels in {whl}/ ({size_mb:.2f} MiB, limit {limit_mb} MiB)")
 problems, todo = [], []
 if size_mb >= float(limit_mb):
     problems.append(f"{whl}/ holds {size_mb:.1f} MiB, over the {limit_mb} MiB that travels")
+
+
+def for_image(path: str) -> bool:
+    """Installable on the image (CPython 3.12, Linux x86_64): pure Python, cp312 or abi3, manylinux or any."""
+    _, _, py, abi, plat = os.path.basename(path)[: -len(".whl")].rsplit("-", 4)
+    pys, plats = py.split("."), plat.split(".")
+    return (any(p in ("py3", "cp312") for p in pys) or abi == "abi3") and \
+        any(p == "any" or (p.startswith("manylinux") and p.endswith("x86_64")) for p in plats)
+
+
 for r in reqs:
     name = canonicalize_name(r.name)
     try:
@@ -326,22 +343,25 @@ for r in reqs:
     if v is not None and r.specifier.contains(v, prereleases=True):
         print(f"  {r}: satisfied by the environment ({v})")
         continue
-    if name not in have:
-        problems.append(f"{r}: not in the environment ({v}) and no wheel in {whl}/ "
+    cands = [p for p in have.get(name, []) if r.specifier.contains(os.path.basename(p).split("-")[1], prereleases=True)]
+    if not cands:
+        problems.append(f"{r}: not in the environment ({v}) and no matching wheel in {whl}/ "
                         "(run bash bench/gpu.sh --fetch-wheels)")
         continue
-    wv = re.match(r"[^-]+-([^-]+)-", os.path.basename(have[name])).group(1)
-    if not r.specifier.contains(wv, prereleases=True):
-        problems.append(f"{r}: the wheel in {whl}/ is {wv}")
+    if not any(for_image(p) for p in cands):
+        problems.append(f"{r}: no wheel for the image's Python 3.12 (Linux x86_64) in {whl}/: "
+                        f"{[os.path.basename(p) for p in cands]}")
         continue
-    print(f"  {r}: from {os.path.basename(have[name])}")
-    todo.append(have[name])
-if todo and not problems:
-    res = subprocess.run([sys.executable, "-m", "pip", "install", "--no-index", "--no-deps", "--upgrade",
-                          "--target", site, *todo], capture_output=True, text=True)
+    print(f"  {r}: from {whl}/ ({', '.join(os.path.basename(p) for p in cands)})")
+    todo.append(str(r))
+if todo and not problems:  # pip picks, among the wheels, the one this interpreter can use
+    res = subprocess.run([sys.executable, "-m", "pip", "install", "--no-index", "--no-deps", "--find-links", whl,
+                          "--upgrade", "--target", site, *todo], capture_output=True, text=True)
     print(res.stdout[-2000:], res.stderr[-2000:])
     if res.returncode:
-        problems.append(f"pip install --no-index into {site} failed (rc {res.returncode})")
+        problems.append(f"pip install --no-index into {site} failed (rc {res.returncode}); a dry run under another "
+                        "Python needs its wheels too: GPU_SH_WHEEL_PYTHONS='3.12 3.11' bash bench/gpu.sh "
+                        "--fetch-wheels")
 for p in problems:
     print("PROBLEM:", p)
 sys.exit(1 if problems else 0)
