@@ -12,7 +12,10 @@ initialisation, and optionally each block run twice in a row (``layer_repeat=2``
 ``cfg.use_kernels`` picks the Triton path (fused residual-add + RMSNorm, fused q/k RMSNorm + RoPE) over the
 plain PyTorch references; both compute the same function. Attention is ``F.scaled_dot_product_attention``
 (flash backend on GPU in bf16, with native GQA there). With ``use_kernels`` the training loss
-(``model(idx, targets, z_loss=...)``) is the fused chunked LM-head loss, which never materialises the logits.
+(``model(idx, targets, z_loss=...)``) is the fused chunked LM-head loss, which never materialises the logits and
+pads the vocabulary to a multiple of 128 inside (the embedding keeps its ``V`` rows: checkpoints and the logits
+returned for scoring are the same on both paths). The kernels are ``torch.library`` custom ops, so
+``torch.compile(model, fullgraph=True)`` traces the kernel path without graph breaks.
 
 The residual stream is written as "add the previous branch, then normalise": each norm receives the
 pending branch output and adds it to the stream itself, which is what lets the GPU path fuse the two.

@@ -19,7 +19,13 @@ import torch
 
 triton = pytest.importorskip("triton")
 
-from train_small.kernels.fused_linear_ce import default_chunk_tokens, linear_cross_entropy  # noqa: E402
+from train_small.kernels.fused_linear_ce import (  # noqa: E402
+    _ce_rows_triton,
+    ce_row_settings,
+    default_chunk_tokens,
+    linear_cross_entropy,
+    padded_vocab,
+)
 from train_small.kernels.reference import ce_rows_ref, linear_cross_entropy_ref  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -59,8 +65,6 @@ def test_matches_eager_reference(dtype, n, d, v, chunk, impl):
 
 def test_row_kernel_matches_row_reference():
     """The Triton row step alone: per-row loss and lse, and the in-place gradient, against ce_rows_ref."""
-    from train_small.kernels.fused_linear_ce import _ce_rows_triton
-
     torch.manual_seed(0)
     logits = torch.randn(9, 1500, device=DEVICE) * 4  # V > the interpreter's block: several passes per row
     t = torch.randint(0, 1500, (9,), device=DEVICE)
@@ -74,6 +78,45 @@ def test_row_kernel_matches_row_reference():
     assert la[4] == 0 and za[4] == 0 and torch.all(a[4] == 0)
     # each valid row's gradient sums to 2 z lse (softmax sums to 1 and the one-hot removes 1)
     torch.testing.assert_close(a[0].sum(), 2e-3 * za[0], rtol=1e-3, atol=1e-5)
+
+
+def test_row_kernel_at_gpu_launch_settings_on_padded_rows():
+    """The GPU's settings (8,192-column blocks, 16 warps) on rows padded to a multiple of 128, with V > 32,768 so
+    each pass takes several blocks: equal to the row reference, padding columns get a zero gradient and never
+    enter the softmax (changing them changes nothing)."""
+    torch.manual_seed(5)
+    v = 40_001
+    vp = padded_vocab(v)
+    assert vp == 40_064 and vp % 128 == 0
+    block, warps = ce_row_settings(vp, on_gpu=True)
+    assert (block, warps) == (8192, 16) and vp > 4 * block
+    logits = torch.randn(5, vp, device=DEVICE) * 3
+    logits[:, v:] = 50.0  # would dominate the softmax if the padding leaked in
+    t = torch.tensor([0, v - 1, -100, 7, 12_345], device=DEVICE)
+    a, b = logits.clone(), logits.clone()
+    la, za = _ce_rows_triton(a, t, 1e-3, -100, vocab=v, block=block, warps=warps)
+    lb, zb = ce_rows_ref(b, t, 1e-3, -100, vocab=v)
+    torch.testing.assert_close(la, lb, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(za, zb, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+    assert torch.all(a[:, v:] == 0) and torch.all(a[2] == 0)
+    want = torch.logsumexp(logits[:, :v].double(), dim=-1)
+    torch.testing.assert_close(za[[0, 1, 3, 4]].double(), want[[0, 1, 3, 4]], rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("impl", ["triton", "torch"])
+def test_out_of_range_targets_are_refused(impl):
+    """A target outside [0, V) that is not ignore_index is an error that names the cause, never a silent read
+    outside the row (nor a silently ignored row)."""
+    if DEVICE == "cuda":
+        pytest.skip("on CUDA the check is a device-side assertion (test_gpu_out_of_range_target_asserts_on_device)")
+    x, w = torch.randn(6, 8, device=DEVICE), torch.randn(10, 8, device=DEVICE)
+    for bad in (10, -1, 1000):
+        t = torch.tensor([1, 2, bad, -100, 3, 4], device=DEVICE)
+        with pytest.raises(ValueError, match=r"outside \[0, 10\).*1 of 6, e.g. " + str(bad)):
+            linear_cross_entropy(x, w, t, impl=impl)
+    ok = linear_cross_entropy(x, w, torch.tensor([1, 2, 9, -100, 0, 4], device=DEVICE), impl=impl)[1]
+    assert torch.isfinite(ok)
 
 
 def test_equals_model_loss_without_z_and_ignores_nothing():
@@ -174,3 +217,47 @@ def test_gpu_openelm_head_shape_and_memory():
     for i in (3, 4):
         assert _rel_err(outs["fused"][i], outs["eager"][i]) <= GRAD_TOL[torch.bfloat16]
     assert peaks["eager"] >= 4 * peaks["fused"], peaks
+
+
+@pytest.mark.gpu
+@gpu
+def test_gpu_vocabulary_above_one_block():
+    """V = 50,257 (GPT-2's, not a multiple of 128: padded to 50,304) spans several 8,192-column blocks per row,
+    over several chunks, in bf16 with ignored targets: loss and both gradients match the eager loss."""
+    torch.manual_seed(1)
+    n, d, v = 4096, 768, 50257
+    x = torch.randn(n, d, device="cuda", dtype=torch.bfloat16)
+    w = torch.randn(v, d, device="cuda") * d**-0.5
+    t = torch.randint(0, v, (n,), device="cuda")
+    t[::7] = -100
+    t[1] = v - 1
+    ours = _run(linear_cross_entropy, x, w, t, z_loss=1e-4)
+    ref = _run(linear_cross_entropy_ref, x, w, t, z_loss=1e-4)
+    assert default_chunk_tokens(n, v, d) < n  # several chunks
+    for name, a, b in zip(("total", "ce", "z"), ours[:3], ref[:3]):
+        assert abs(a.item() - b.item()) <= LOSS_TOL[torch.bfloat16] * abs(b.item()), (name, a.item(), b.item())
+    for name, a, b in zip(("dx", "dw"), ours[3:], ref[3:]):
+        assert a.dtype == b.dtype and a.shape == b.shape, name
+        assert _rel_err(a, b) <= GRAD_TOL[torch.bfloat16], (name, _rel_err(a, b))
+
+
+@pytest.mark.gpu
+@gpu
+def test_gpu_out_of_range_target_asserts_on_device(tmp_path):
+    """On CUDA a bad target stops the process with a device-side assertion naming the cause (no host sync in the
+    loss); it runs in a child process because a device-side assertion ends the CUDA context."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import torch\n"
+        "from train_small.kernels.fused_linear_ce import linear_cross_entropy\n"
+        "x = torch.randn(6, 8, device='cuda'); w = torch.randn(10, 8, device='cuda')\n"
+        "t = torch.tensor([1, 2, 10, -100, 3, 4], device='cuda')\n"
+        "linear_cross_entropy(x, w, t)[0].item()\n"
+    )
+    root = str(Path(__file__).resolve().parents[2])
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=root)
+    assert res.returncode != 0
+    assert "outside [0, 10)" in res.stderr or "device-side assert" in res.stderr, res.stderr[-2000:]

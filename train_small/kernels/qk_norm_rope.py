@@ -7,6 +7,11 @@ RoPE in fp32 with precomputed fp32 ``cos``/``sin`` tables, and writes ``(B, H, T
 ``scaled_dot_product_attention`` wants. The backward applies the inverse rotation, then the RMSNorm backward,
 recomputing the normalised row from ``x`` and the saved per-row ``rstd``. Weight gradients are reduced per
 program in fp32 and summed on the host (deterministic).
+
+Each direction is a ``torch.library.custom_op`` (``train_small::qkv_norm_rope_fwd``/``_bwd`` for the model's
+fused QKV split, ``qk_norm_rope_fwd``/``_bwd`` for one head slice) with a fake implementation, the backward
+registered with ``register_autograd``: ``torch.compile(fullgraph=True)`` traces through them without graph
+breaks. The backward grid is one full wave of resident programs (:mod:`train_small.kernels._launch`).
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
+
+from train_small.kernels._launch import full_wave_programs
 
 __all__ = ["qk_norm_rope_triton", "qkv_norm_rope_triton"]
 
@@ -120,107 +127,189 @@ def _qk_bwd_kernel(
         tl.store(DW_PART + pid * (2 * HALF) + HALF + cols, dw2, mask=cmask)
 
 
-def _block_m(half: int) -> int:
-    return max(1, min(64, 4096 // triton.next_power_of_2(half)))
+def qk_settings(half: int) -> tuple[int, int]:
+    """``(BLOCK_M, num_warps)``: head rows per program and warps, for heads of ``2 * half`` elements.
+
+    256 elements of each half-row tile per 4 warps (2 per thread): ptxas (sm_90a, Triton 3.9; ``python
+    bench/kernels.py --ptxas``) reports 54 / 63 registers (forward / backward) and no spills at D = 64, so 8
+    programs fit on an SM. The previous 4,096-element tiles used 255 / 252 registers at D = 64 and spilled
+    1.7 KB / 1.4 KB per thread at D = 128.
+    """
+    return max(1, min(64, 256 // triton.next_power_of_2(half))), 4
 
 
 def _forward(x, weight, cos, sin, eps, out_dtype):
     """``x (B, T, H, D)`` strided view -> ``(y (B, H, T, D) contiguous, rstd (B*T*H,) fp32)``.
 
-    ``weight=None``: RoPE only, no norm (``rstd`` is then an empty placeholder)."""
+    ``weight=None``: RoPE only, no norm (``rstd`` is then a one-element zero placeholder)."""
+    if x.stride(-1) != 1:  # head rows must be unit-stride (other strides are read as given)
+        x = x.contiguous()
+    cos, sin = cos.contiguous(), sin.contiguous()
     bsz, seq, heads, dim = x.shape
     half = dim // 2
     n_rows = bsz * seq * heads
     norm = weight is not None
     y = torch.empty((bsz, heads, seq, dim), dtype=out_dtype, device=x.device)
-    rstd = torch.empty(n_rows if norm else 1, dtype=torch.float32, device=x.device)
-    block_m = _block_m(half)
+    # RoPE only: a zero placeholder (an op's outputs must be deterministic; the kernel never writes it)
+    rstd = (torch.empty if norm else torch.zeros)(n_rows if norm else 1, dtype=torch.float32, device=x.device)
+    if n_rows == 0:
+        return y, rstd
+    block_m, warps = qk_settings(half)
     pdtype = torch.promote_types(x.dtype, weight.dtype) if norm else x.dtype
     _qk_fwd_kernel[(triton.cdiv(n_rows, block_m),)](
         x, weight if norm else x, cos, sin, y, rstd,
         n_rows, seq, heads, x.stride(0), x.stride(1), x.stride(2), half, eps,
         NORM=norm, ROUND_TO_W=norm and pdtype == weight.dtype and weight.dtype != torch.float32,
-        BLOCK_M=block_m, BLOCK_H=triton.next_power_of_2(half), num_warps=4,
+        BLOCK_M=block_m, BLOCK_H=triton.next_power_of_2(half), num_warps=warps,
     )
     return y, rstd
 
 
-def _backward(dy, x, weight, cos, sin, rstd, dx):
+def _backward(dy, x, weight, cos, sin, rstd, dx, programs: int | None = None):
     """Writes the input gradient into ``dx`` (a ``(B, T, H, D)`` view, any strides); returns the weight gradient
-    (None when ``weight`` is None: RoPE only)."""
+    (None when ``weight`` is None: RoPE only). ``programs`` overrides the grid (one full wave on the GPU by
+    default; tests run the GPU's grid on CPU)."""
+    if x.stride(-1) != 1:
+        x = x.contiguous()
+    cos, sin = cos.contiguous(), sin.contiguous()
     bsz, seq, heads, dim = x.shape
     half = dim // 2
     n_rows = bsz * seq * heads
-    dy = dy.contiguous()
-    block_m = _block_m(half)
-    max_progs = torch.cuda.get_device_properties(x.device).multi_processor_count * 4 if x.is_cuda else 4
-    blocks = triton.cdiv(n_rows, block_m)
-    rows_per_prog = triton.cdiv(blocks, max(1, min(blocks, max_progs))) * block_m
-    progs = max(1, triton.cdiv(n_rows, rows_per_prog))
     norm = weight is not None
+    if n_rows == 0:
+        return torch.zeros_like(weight) if norm else None
+    dy = dy.contiguous()
+    block_m, warps = qk_settings(half)
+    meta = {"NORM": norm, "BLOCK_M": block_m, "BLOCK_H": triton.next_power_of_2(half), "num_warps": warps}
+
+    def args(rows_per_prog, dw_part):
+        return (dy, x, weight if norm else x, cos, sin, rstd, dx, dw_part,
+                n_rows, seq, heads, x.stride(0), x.stride(1), x.stride(2), dx.stride(0), dx.stride(1), dx.stride(2),
+                half, rows_per_prog)
+
+    blocks = triton.cdiv(n_rows, block_m)
+    if programs is None:
+        programs = full_wave_programs(_qk_bwd_kernel, args(n_rows, rstd), meta, x.device)  # rstd: fp32 stand-in
+    rows_per_prog = triton.cdiv(blocks, max(1, min(blocks, programs))) * block_m
+    progs = max(1, triton.cdiv(n_rows, rows_per_prog))
     dw_part = torch.zeros((progs, dim) if norm else (1, 1), dtype=torch.float32, device=x.device)
-    _qk_bwd_kernel[(progs,)](
-        dy, x, weight if norm else x, cos, sin, rstd, dx, dw_part,
-        n_rows, seq, heads, x.stride(0), x.stride(1), x.stride(2), dx.stride(0), dx.stride(1), dx.stride(2),
-        half, rows_per_prog, NORM=norm, BLOCK_M=block_m, BLOCK_H=triton.next_power_of_2(half), num_warps=4,
-    )
+    _qk_bwd_kernel[(progs,)](*args(rows_per_prog, dw_part), **meta)
     return dw_part.sum(0).to(weight.dtype) if norm else None
 
 
-class _QKNormRope(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, weight, cos, sin, eps, out_dtype):
-        if x.stride(-1) != 1:
-            x = x.contiguous()
-        y, rstd = _forward(x, weight, cos, sin, eps, out_dtype)
-        ctx.save_for_backward(x, weight, cos, sin, rstd)
-        return y
-
-    @staticmethod
-    def backward(ctx, dy):
-        x, weight, cos, sin, rstd = ctx.saved_tensors
-        dx = torch.empty(x.shape, dtype=x.dtype, device=x.device)
-        dw = _backward(dy, x, weight, cos, sin, rstd, dx)
-        return dx, dw, None, None, None, None
+# ------------------------------------------------------------------------------------------ ops and autograd
 
 
-class _QKVNormRope(torch.autograd.Function):
-    """Split a fused QKV projection into q, k (normalised + rotated) and v, all ``(B, H, T, D)`` contiguous.
+@torch.library.custom_op("train_small::qk_norm_rope_fwd", mutates_args=())
+def _qk_fwd_op(x: torch.Tensor, weight: torch.Tensor | None, cos: torch.Tensor, sin: torch.Tensor, eps: float,
+               out_dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """``x (B, T, H, D)`` (unit last stride) -> ``(y (B, H, T, D), rstd)``."""
+    return _forward(x, weight, cos, sin, eps, out_dtype)
 
-    The backward writes dq, dk and dv straight into one ``dqkv`` buffer, instead of autograd's zero-filled
-    full-size gradient per slice.
-    """
 
-    @staticmethod
-    def forward(ctx, qkv, wq, wk, cos, sin, nq, nkv, eps, out_dtype):
-        q_in, k_in, v_in = qkv[:, :, :nq], qkv[:, :, nq : nq + nkv], qkv[:, :, nq + nkv :]
-        q, rq = _forward(q_in, wq, cos, sin, eps, out_dtype)
-        k, rk = _forward(k_in, wk, cos, sin, eps, out_dtype)
-        v = torch.empty(k.shape, dtype=out_dtype, device=qkv.device)
-        v.copy_(v_in.transpose(1, 2))
-        ctx.save_for_backward(qkv, wq, wk, cos, sin, rq, rk)
-        ctx.split = (nq, nkv)
-        ctx.set_materialize_grads(False)
-        return q, k, v
+@_qk_fwd_op.register_fake
+def _(x, weight, cos, sin, eps, out_dtype):
+    b, t, h, d = x.shape
+    return x.new_empty((b, h, t, d), dtype=out_dtype), x.new_empty(b * t * h if weight is not None else 1,
+                                                                   dtype=torch.float32)
 
-    @staticmethod
-    def backward(ctx, dq, dk, dv):
-        qkv, wq, wk, cos, sin, rq, rk = ctx.saved_tensors
-        nq, nkv = ctx.split
-        dqkv = torch.empty_like(qkv)
-        parts = ((0, nq, dq, wq, rq), (nq, nq + nkv, dk, wk, rk))
-        dws = []
-        for lo, hi, d, w, r in parts:
-            if d is None:
-                dqkv[:, :, lo:hi].zero_()
-                dws.append(None)
-            else:
-                dws.append(_backward(d, qkv[:, :, lo:hi], w, cos, sin, r, dqkv[:, :, lo:hi]))
-        if dv is None:
-            dqkv[:, :, nq + nkv :].zero_()
+
+@torch.library.custom_op("train_small::qk_norm_rope_bwd", mutates_args=())
+def _qk_bwd_op(dy: torch.Tensor, x: torch.Tensor, weight: torch.Tensor | None, cos: torch.Tensor,
+               sin: torch.Tensor, rstd: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(dx (B, T, H, D) contiguous, dw)``; ``dw`` is empty when ``weight`` is None."""
+    dx = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    dw = _backward(dy, x, weight, cos, sin, rstd, dx)
+    return dx, dw if dw is not None else x.new_empty(0)
+
+
+@_qk_bwd_op.register_fake
+def _(dy, x, weight, cos, sin, rstd):
+    return torch.empty(x.shape, dtype=x.dtype, device=x.device), (
+        torch.empty_like(weight) if weight is not None else x.new_empty(0))
+
+
+def _qk_setup(ctx, inputs, output):
+    x, weight, cos, sin, _eps, _out_dtype = inputs
+    ctx.save_for_backward(x, weight, cos, sin, output[1])
+    ctx.mark_non_differentiable(output[1])
+
+
+def _qk_backward(ctx, dy, _drstd):
+    x, weight, cos, sin, rstd = ctx.saved_tensors
+    dx, dw = _qk_bwd_op(dy, x, weight, cos, sin, rstd)
+    return dx, dw if weight is not None else None, None, None, None, None
+
+
+_qk_fwd_op.register_autograd(_qk_backward, setup_context=_qk_setup)
+
+
+@torch.library.custom_op("train_small::qkv_norm_rope_fwd", mutates_args=())
+def _qkv_fwd_op(qkv: torch.Tensor, wq: torch.Tensor | None, wk: torch.Tensor | None, cos: torch.Tensor,
+                sin: torch.Tensor, nq: int, nkv: int, eps: float, out_dtype: torch.dtype
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``qkv (B, T, Hq + 2 Hkv, D)`` -> ``(q, k, v, rstd_q, rstd_k)``, q/k/v ``(B, H, T, D)`` contiguous."""
+    q, rq = _forward(qkv[:, :, :nq], wq, cos, sin, eps, out_dtype)
+    k, rk = _forward(qkv[:, :, nq : nq + nkv], wk, cos, sin, eps, out_dtype)
+    v = torch.empty(k.shape, dtype=out_dtype, device=qkv.device)
+    v.copy_(qkv[:, :, nq + nkv :].transpose(1, 2))
+    return q, k, v, rq, rk
+
+
+@_qkv_fwd_op.register_fake
+def _(qkv, wq, wk, cos, sin, nq, nkv, eps, out_dtype):
+    b, t, _, d = qkv.shape
+    norm = wq is not None
+    return (qkv.new_empty((b, nq, t, d), dtype=out_dtype), qkv.new_empty((b, nkv, t, d), dtype=out_dtype),
+            qkv.new_empty((b, nkv, t, d), dtype=out_dtype),
+            qkv.new_empty(b * t * nq if norm else 1, dtype=torch.float32),
+            qkv.new_empty(b * t * nkv if norm else 1, dtype=torch.float32))
+
+
+@torch.library.custom_op("train_small::qkv_norm_rope_bwd", mutates_args=())
+def _qkv_bwd_op(dq: torch.Tensor | None, dk: torch.Tensor | None, dv: torch.Tensor | None, qkv: torch.Tensor,
+                wq: torch.Tensor | None, wk: torch.Tensor | None, cos: torch.Tensor, sin: torch.Tensor,
+                rq: torch.Tensor, rk: torch.Tensor, nq: int, nkv: int
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(dqkv, dwq, dwk)``: dq, dk (rotated back, through the norms) and dv written straight into one ``dqkv``
+    buffer, instead of autograd's zero-filled full-size gradient per slice; a missing gradient (None) is zero.
+    ``dwq``/``dwk`` are empty when there is no q/k norm."""
+    dqkv = torch.empty_like(qkv)
+    dws = []
+    for lo, hi, d, w, r in ((0, nq, dq, wq, rq), (nq, nq + nkv, dk, wk, rk)):
+        if d is None:
+            dqkv[:, :, lo:hi].zero_()
+            dws.append(torch.zeros_like(w) if w is not None else None)
         else:
-            dqkv[:, :, nq + nkv :].copy_(dv.transpose(1, 2))
-        return dqkv, dws[0], dws[1], None, None, None, None, None, None
+            dws.append(_backward(d, qkv[:, :, lo:hi], w, cos, sin, r, dqkv[:, :, lo:hi]))
+    if dv is None:
+        dqkv[:, :, nq + nkv :].zero_()
+    else:
+        dqkv[:, :, nq + nkv :].copy_(dv.transpose(1, 2))
+    return dqkv, *(dw if dw is not None else qkv.new_empty(0) for dw in dws)
+
+
+@_qkv_bwd_op.register_fake
+def _(dq, dk, dv, qkv, wq, wk, cos, sin, rq, rk, nq, nkv):
+    return (torch.empty_like(qkv), *(torch.empty_like(w) if w is not None else qkv.new_empty(0) for w in (wq, wk)))
+
+
+def _qkv_setup(ctx, inputs, output):
+    qkv, wq, wk, cos, sin, nq, nkv, _eps, _out_dtype = inputs
+    ctx.save_for_backward(qkv, wq, wk, cos, sin, output[3], output[4])
+    ctx.split = (nq, nkv)
+    ctx.mark_non_differentiable(output[3], output[4])
+    ctx.set_materialize_grads(False)
+
+
+def _qkv_backward(ctx, dq, dk, dv, _drq, _drk):
+    qkv, wq, wk, cos, sin, rq, rk = ctx.saved_tensors
+    dqkv, dwq, dwk = _qkv_bwd_op(dq, dk, dv, qkv, wq, wk, cos, sin, rq, rk, *ctx.split)
+    norm = wq is not None
+    return dqkv, dwq if norm else None, dwk if norm else None, None, None, None, None, None, None
+
+
+_qkv_fwd_op.register_autograd(_qkv_backward, setup_context=_qkv_setup)
 
 
 def qkv_norm_rope_triton(
@@ -247,8 +336,10 @@ def qkv_norm_rope_triton(
     if qkv.stride(-1) != 1:
         qkv = qkv.contiguous()
     out_dtype = out_dtype or (torch.promote_types(qkv.dtype, q_weight.dtype) if q_weight is not None else qkv.dtype)
-    return _QKVNormRope.apply(qkv, q_weight, k_weight, cos.contiguous(), sin.contiguous(), num_q_heads,
-                              num_kv_heads, eps, out_dtype)
+    seq = qkv.shape[1]
+    q, k, v, _, _ = _qkv_fwd_op(qkv, q_weight, k_weight, cos[:seq].contiguous(), sin[:seq].contiguous(),
+                                num_q_heads, num_kv_heads, float(eps), out_dtype)
+    return q, k, v
 
 
 def _check(x: torch.Tensor, weight: torch.Tensor | None, cos: torch.Tensor) -> None:
@@ -272,5 +363,9 @@ def qk_norm_rope_triton(
     ``promote(x.dtype, weight.dtype)``. Matches :func:`reference.qk_norm_rope_ref`.
     """
     _check(x, weight, cos)
+    if x.stride(-1) != 1:
+        x = x.contiguous()
     out_dtype = out_dtype or torch.promote_types(x.dtype, weight.dtype)
-    return _QKNormRope.apply(x, weight, cos.contiguous(), sin.contiguous(), eps, out_dtype)
+    seq = x.shape[1]
+    y, _ = _qk_fwd_op(x, weight, cos[:seq].contiguous(), sin[:seq].contiguous(), float(eps), out_dtype)
+    return y

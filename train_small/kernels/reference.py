@@ -131,20 +131,25 @@ def linear_cross_entropy_ref(
 
 
 def ce_rows_ref(
-    logits: torch.Tensor, targets: torch.Tensor, z_loss: float, ignore_index: int
+    logits: torch.Tensor, targets: torch.Tensor, z_loss: float, ignore_index: int, vocab: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One chunk of the fused LM-head loss in PyTorch: per-row loss and log-sum-exp (fp32, 0 on ignored rows);
-    overwrites ``logits (C, V)`` with ``d(ce_row + z_loss * lse_row^2) / d logits`` (0 on ignored rows).
+    overwrites ``logits (C, V')`` with ``d(ce_row + z_loss * lse_row^2) / d logits`` (0 on ignored rows).
 
-    The per-row step of :mod:`train_small.kernels.fused_linear_ce` on CPU, and the reference for its kernel.
+    The first ``vocab`` columns (default: all) are the vocabulary; the rest are padding, left out of the softmax
+    and given a zero gradient. Targets are expected in ``[0, vocab)`` or ``ignore_index`` (others are treated as
+    ignored here; the callers refuse them first). The per-row step of :mod:`train_small.kernels.fused_linear_ce`
+    on CPU, and the reference for its kernel.
     """
-    lf = logits.float()
-    valid = targets != ignore_index
+    vocab = logits.shape[1] if vocab is None else vocab
+    lf = logits[:, :vocab].float()
+    valid = (targets != ignore_index) & (targets >= 0) & (targets < vocab)
     tgt = torch.where(valid, targets, 0)
     lse = torch.logsumexp(lf, dim=-1)  # (C,)
     loss = (lse - lf.gather(1, tgt[:, None]).squeeze(1)) * valid
     grad = torch.exp(lf - lse[:, None]).mul_((1.0 + 2.0 * z_loss * lse)[:, None])
     grad[torch.arange(len(tgt), device=grad.device), tgt] -= 1.0
     grad.mul_(valid[:, None])
-    logits.copy_(grad)
+    logits[:, :vocab].copy_(grad)
+    logits[:, vocab:].zero_()
     return loss, lse * valid
