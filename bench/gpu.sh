@@ -25,8 +25,10 @@
 #   gpu_tests     the other train_small tests marked gpu (the trainer on CUDA)               30 s  gpu/gpu_tests.json
 #   parity        bench/train.py --parity: OpenELM-270M, one step fused vs reference,
 #                 bf16, flash attention forced, loss and every gradient compared             45 s  gpu/parity.json
-#   sensitivity   python -m pipelines.calibrate --gpu-preset (issue 17) when the module
-#                 exists, else skipped with the reason                                       60 s  its own
+#   sensitivity   python -m pipelines.calibrate --gpu-preset (issue 17): proxy-20m, clean vs
+#                 shuffled text, on the pool prepared on a CPU machine with ../shared/data by
+#                 `python pipelines/calibrate.py --gpu-preset --prepare-only` (carry
+#                 runs/gpu_calibration); skipped with the reason when that folder is absent   60 s  sensitivity_gpu.json
 #   train         bench/train.py --variants fused,reference: 270M tokens/s and MFU           60 s  train.gpu.json
 #   kernels       bench/kernels.py --quick --no-cpu: kernels vs eager / torch.compile        50 s  kernels.gpu.json
 #   compile       compile tests on CUDA (inductor, fullgraph), then                          90 s  gpu/compile_tests.json
@@ -408,10 +410,12 @@ else
     $(for f in $KERNEL_TESTS $COMPILE_TESTS; do printf -- "--ignore=%s " "$f"; done)
   step parity "${GPU_SH_T_PARITY:-45}" "$GDIR/parity.json" "$PY" bench/train.py --parity --out "$GDIR/parity.json"
   # ---- sensitivity: the lead's calibration preset (issue 17); it finds GPU_SH_RESULTS in its environment
-  if [ -f pipelines/calibrate.py ]; then
-    step sensitivity "${GPU_SH_T_SENSITIVITY:-60}" "" "$PY" -m pipelines.calibrate --gpu-preset
-  else
+  if [ ! -f pipelines/calibrate.py ]; then
     skip sensitivity "pipelines/calibrate.py is not there yet (issue 17)"
+  elif [ ! -f runs/gpu_calibration/prepared.json ]; then
+    skip sensitivity "runs/gpu_calibration/prepared.json absent: prepare it on a CPU machine with ../shared/data (python pipelines/calibrate.py --gpu-preset --prepare-only) and carry runs/gpu_calibration"
+  else
+    step sensitivity "${GPU_SH_T_SENSITIVITY:-60}" "$RES/sensitivity_gpu.json" "$PY" -m pipelines.calibrate --gpu-preset
   fi
   step train "${GPU_SH_T_TRAIN:-60}" "$RES/train.gpu.json" \
     "$PY" bench/train.py --variants fused,reference --steps 10 --out "$RES/train.gpu.json"

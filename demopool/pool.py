@@ -713,7 +713,7 @@ def read_manifest(out_dir: str) -> dict | None:
     """The manifest of the pool in ``out_dir``, or None when there is none."""
     try:
         with open(manifest_path(out_dir), "rb") as f:
-            return orjson.loads(f.read())
+            return json.loads(f.read())
     except FileNotFoundError:
         return None
 

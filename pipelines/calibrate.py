@@ -42,6 +42,7 @@ Steps (each resumable: rerunning the command skips what is finished):
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -137,12 +138,14 @@ GPU_PREPARED = "prepared.json"
 
 
 def _apply_gpu_preset(args: argparse.Namespace) -> None:
-    """The GPU check (bench/gpu.sh): proxy-20m on 16M tokens, the two degradations CPU proxies find hardest, 2
-    seeds: 6 trials of ~40 s of training on one H100, within the few minutes the script gives this step."""
+    """The GPU check (bench/gpu.sh, which gives it about a minute of its nine): proxy-20m on 4M tokens, clean
+    against word-shuffled text (a degradation the CPU proxies order only with enough tokens), 2 seeds: 4 trials
+    of 61 steps. A first reading of the path and of proxy-20m's decision accuracy, not the full curve:
+    ``--budgets``/``--degrade``/``--seeds`` given on the command line replace the preset's."""
     args.proxies = "proxy-20m"
-    args.budgets = [16_000_000]
-    args.degrade = ["shuffle:0.25", "boilerplate:0.25"]
-    args.seeds = 2
+    args.budgets = args.budgets if args.budgets != [1_000_000, 4_000_000] else [4_000_000]
+    args.degrade = args.degrade or ["shuffle:0.25"]
+    args.seeds = args.seeds if args.seeds != 3 else 2
     args.executor = "local"
     args.vocab_size = 8192
     args.max_examples = 500
@@ -220,30 +223,15 @@ def _degraded_share(run_dir: str) -> dict[str, float]:
 
 
 def _stream(args: argparse.Namespace, label: str, run_dir: str, tok: str, seq_len: int) -> str:
-    """The mix's token stream for ``seq_len`` (reused when its manifest says it was built from the same
-    tokenizer, sequence length, seed and curated files)."""
-    import hashlib
-
+    """The mix's token stream for ``seq_len`` (a finished build with the same key is returned as it is)."""
+    from curation.passes import make_executor
     from curation.tokens import build_token_stream
-    from curation.tokens.build import make_executor
 
     out = os.path.join(args.output, "tokens", f"{label}-T{seq_len}")
-    data = sorted(Path(run_dir, "data").glob("*.parquet"))
-    inputs = [[p.name, p.stat().st_size] for p in data]
-    tok_sha = hashlib.sha256(Path(tok).read_bytes()).hexdigest()
-    mpath = os.path.join(out, "manifest.json")
-    if os.path.exists(mpath):
-        m = json.loads(Path(mpath).read_text())
-        if (m.get("seq_len"), m.get("seed"), (m.get("tokenizer") or {}).get("sha256"), m.get("calibrate_inputs")) == (
-                seq_len, args.seed, tok_sha, inputs):
-            return out
-    ex = make_executor(args.executor, args.workers, args.address, sum(p.stat().st_size for p in data),
-                       max_retries=args.max_retries, memory_per_worker=args.memory_per_worker,
-                       progress=args.progress)
+    size = sum(p.stat().st_size for p in Path(run_dir, "data").glob("*.parquet"))
+    ex = make_executor(args.executor, input_bytes=size, num_workers=args.workers, address=args.address,
+                       max_retries=args.max_retries, memory_per_worker=args.memory_per_worker, progress=args.progress)
     build_token_stream([(run_dir, 1.0)], out, tok, seq_len=seq_len, seed=args.seed, overwrite=True, executor=ex)
-    m = json.loads(Path(mpath).read_text())
-    m["calibrate_inputs"] = inputs  # what the stream was built from (checked by a rerun)
-    storage.write_json_atomic(mpath, m)
     return out
 
 
@@ -255,7 +243,7 @@ def _items(args: argparse.Namespace, streams: dict[tuple[str, int], str], labels
     """One pass item per (proxy, budget, mix, seed)."""
     import hashlib
 
-    from curation.passes import Item
+    from pipelines.trials import trial_item
     from train_small.recipes import get_recipe
 
     items = []
@@ -278,7 +266,7 @@ def _items(args: argparse.Namespace, streams: dict[tuple[str, int], str], labels
                         batch_tokens=args.batch_tokens, reference=dict(reference), ngram_floor=True, per_doc=True,
                         extra={"mix": label, "proxy": proxy, "budget": budget, "trial_key": key}, force=False,
                     )  # fmt: skip
-                    items.append(Item(name, (spec,), params={"trial_key": key}))
+                    items.append(trial_item(name, spec))
     return items
 
 
@@ -434,23 +422,30 @@ def plot(path: str, summary: dict[str, Any]) -> None:
 # ------------------------------------------------------------------------------------------------ GPU preset
 
 
-def _degrade_local(files: list[str], spec: Any, seed: int, rate: float, out: str) -> str:
-    """A degraded mix written in this process (the accelerator image has no Ray and no crawl readers): the same
-    ``Degrade`` stage the runner applies, over the clean pool's parquet batches."""
+def degrade_file(src: str, dst: str, kind: str, fraction: float, seed: int, rate: float) -> int:
+    """One clean pool file through the ``Degrade`` stage (the runner's stage, applied here in-process: the
+    accelerator image has no Ray and no crawl readers). A pass item's body; returns the documents degraded."""
     import pyarrow.parquet as pq
 
     from filters.degrade import Degrade
 
-    data = os.path.join(out, "data")
-    if os.path.exists(os.path.join(out, "done.json")):
-        return out
-    os.makedirs(data, exist_ok=True)
-    stage = Degrade(spec.kind, spec.fraction, seed=seed, rate=rate)
+    stage = Degrade(kind, fraction, seed=seed, rate=rate)
     stage.setup()
-    for i, f in enumerate(files):
-        t = pq.read_table(f)
-        storage.write_parquet_atomic(os.path.join(data, f"part-{i:05d}.parquet"), stage(t).kept)
-    storage.write_json_atomic(os.path.join(out, "done.json"), {"files": files, "spec": list(spec)})
+    kept = stage(pq.read_table(src)).kept
+    storage.write_parquet_atomic(dst, kept)
+    return len(kept) - kept.column("degraded").null_count
+
+
+def _degrade_local(files: list[str], spec: Any, seed: int, rate: float, out: str) -> str:
+    """A degraded mix written in this process, one pass item per pool file (resumable at the file)."""
+    from curation.passes import Item, make_executor
+
+    data = os.path.join(out, "data")
+    items = [Item(f"part-{i:05d}", (f, os.path.join(data, f"part-{i:05d}.parquet"), spec.kind, spec.fraction, seed,
+                                    rate), inputs=(f,), outputs=(os.path.join(data, f"part-{i:05d}.parquet"),))
+             for i, f in enumerate(files)]  # fmt: skip
+    make_executor("local", progress=False).run("degrade", degrade_file, items,
+                                               marker_dir=os.path.join(out, "_passes", "degrade"))
     return out
 
 
@@ -482,31 +477,37 @@ def run_gpu_preset(args: argparse.Namespace, specs: list, recipes: list) -> int:
     for label, run in runs.items():
         for r in recipes:
             out = os.path.join(args.output, "tokens", f"{label}-T{r.seq_len}")
-            if not os.path.exists(os.path.join(out, "manifest.json")):
-                build_token_stream([(run, 1.0)], out, tok, seq_len=r.seq_len, seed=args.seed, overwrite=True,
-                                   executor="local")
+            build_token_stream([(run, 1.0)], out, tok, seq_len=r.seq_len, seed=args.seed, overwrite=True,
+                               executor="local")  # a finished build with the same key is returned as it is
             streams[(label, r.seq_len)] = out
     reference = {k: os.path.join(args.output, v) for k, v in prep["reference"].items()}
     if prep.get("eval_dir") and not args.eval_dir:
         args.eval_dir = os.path.join(args.output, prep["eval_dir"])
     t_data = time.perf_counter() - t0
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    results = []
-    for it in _items(args, streams, list(runs), reference):
-        res = os.path.join(it.args[0]["out_dir"], "result.json")
-        if os.path.exists(res) and json.loads(Path(res).read_text()).get("finished"):
-            results.append(json.loads(Path(res).read_text()))
-            continue
-        results.append(score_trial(dict(it.args[0], device=device, threads=args.cpus_per_trial, force=False)))
-        logger.info("trial %s done (%.0fs so far)", it.key, time.perf_counter() - t0)
+    from curation.passes import make_executor
+
+    items = [dataclasses.replace(it, runtime={"device": device, "threads": args.cpus_per_trial})
+             for it in _items(args, streams, list(runs), reference)]
+    res = make_executor("local", progress=True).run("trials", score_trial, items, on_error="collect",
+                                                    marker_dir=os.path.join(args.output, "_passes", "trials"))
+    results = [r for r in res.results if r is not None]
     summary = analyse(results, specs, n_boot=args.bootstrap)
     settings = {"preset": "gpu", "proxies": args.proxies.split(","), "budgets": args.budgets, "seeds": args.seeds,
                 "degradations": [s.label for s in specs], "device": torch.cuda.get_device_name(0)
                 if device == "cuda" else device, "git": _git(),
-                "seconds": {"data": t_data, "total": time.perf_counter() - t0}}  # fmt: skip
+                "seconds": {"data": t_data, "total": time.perf_counter() - t0}, "failed_trials": sorted(res.failed)}
     paths = write_outputs(args.output, summary, settings, "sensitivity_gpu")
+    if os.environ.get("GPU_SH_RESULTS"):  # bench/gpu.sh: what comes back from the device is under its results
+        import shutil
+
+        for p in paths:
+            if os.path.exists(p):
+                shutil.copyfile(p, os.path.join(os.environ["GPU_SH_RESULTS"], os.path.basename(p)))
     print(Path(paths[1]).read_text())
-    return 0
+    if res.failed:
+        logger.error("failed trials (rerun to retry): %s", sorted(res.failed))
+    return 1 if res.failed else 0
 
 
 def prepare_gpu_preset(args: argparse.Namespace) -> int:
@@ -517,9 +518,8 @@ def prepare_gpu_preset(args: argparse.Namespace) -> int:
     domains = [d for d in args.domains.split(",") if d]
     pool, reference = _pool_from_corpora(args, domains)
     prefix = os.path.join(args.output, "tokenizer", "sp")
-    if not os.path.exists(prefix + ".model"):
-        os.makedirs(os.path.dirname(prefix), exist_ok=True)
-        train_tokenizer([os.path.dirname(pool[0])], prefix, vocab_size=args.vocab_size, seed=args.seed)
+    os.makedirs(os.path.dirname(prefix), exist_ok=True)
+    train_tokenizer([os.path.dirname(pool[0])], prefix, vocab_size=args.vocab_size, seed=args.seed)
     rel = lambda p: os.path.relpath(p, args.output)  # noqa: E731
     prep = {"pool": [rel(p) for p in pool], "reference": {k: rel(v) for k, v in reference.items()},
             "tokenizer": rel(prefix + ".model"), "budgets": args.budgets, "pool_bytes": args.pool_bytes}
@@ -596,14 +596,12 @@ def main(argv: list[str] | None = None) -> int:
     # 2-3. mixes, tokenizer, token streams
     runs = _mix_runs(args, inputs, specs)
     tok = args.tokenizer
-    if tok is None:
+    if tok is None:  # reused when trained on the same inputs with the same settings
         from curation.tokens import train_tokenizer
 
         prefix = os.path.join(args.output, "tokenizer", "sp")
-        tok = prefix + ".model"
-        if not os.path.exists(tok):
-            os.makedirs(os.path.dirname(prefix), exist_ok=True)
-            tok = train_tokenizer([runs["clean"]], prefix, vocab_size=args.vocab_size, seed=args.seed)
+        os.makedirs(os.path.dirname(prefix), exist_ok=True)
+        tok = train_tokenizer([runs["clean"]], prefix, vocab_size=args.vocab_size, seed=args.seed)
     streams = {(label, r.seq_len): _stream(args, label, run, tok, r.seq_len)
                for label, run in runs.items() for r in recipes}
     sizes = {k: json.loads(Path(v, "manifest.json").read_text()) for k, v in streams.items()}

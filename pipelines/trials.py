@@ -1,17 +1,19 @@
 """Ablation trials: mix x seed, each one ``train_small.eval.score`` run (proxy training, held-out loss,
 few-shot tasks), as one pass (:mod:`curation.passes`).
 
-An item is one trial; its key names the marker (``<output>/_passes/trials/<mix>-seed<s>.json``) and its
-params hold the trial key, a hash of everything the result depends on (the stream's manifest, recipe,
-budget, evaluation settings, held-out data), so a rerun skips the trials that finished for the same
-settings and runs the others. On Ray each trial asks for one GPU where the cluster has GPUs, else
-``cpus_per_trial`` CPUs; at most ``--workers`` trials are in flight. A failed trial does not stop the
-others: it is logged, and the next run retries it.
+An item is one trial; its key names the marker (``<output>/_passes/trials``). The pass owns the resume: the
+trial's ``score`` arguments (stream, recipe, budget, evaluation settings, held-out data) are hashed, the
+stream's ``manifest.json`` is a declared input (a rebuilt stream recomputes the trial) and ``result.json`` a
+declared output (a trial whose result is gone runs again); threads and device are runtime settings, not part
+of the hash. On Ray each trial asks for one GPU where the cluster has GPUs, else ``cpus_per_trial`` CPUs; at
+most ``--workers`` trials are in flight. A failed trial does not stop the others: it is logged, and the next
+run retries it.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import logging
@@ -19,7 +21,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from curation.passes import ExecConfig, Executor, Item, marker_path, read_marker
+from curation.passes import Executor, Item, make_executor
 from pipelines.mixes import Mix
 
 logger = logging.getLogger("ablate")
@@ -76,17 +78,23 @@ def trial_items(args: argparse.Namespace, mixes: list[Mix], streams: dict[str, s
                     extra={"mix": m.name, "mix_spec": m.to_json(), "trial_key": key}, force=True,
                 )  # fmt: skip
                 item_key = f"{m.name}-seed{s}" if arch is None else f"{m.name}-{arch}-seed{s}"
-                items.append(Item(item_key, (spec,), params={"trial_key": key}))
+                items.append(trial_item(item_key, spec))
     return items
+
+
+def trial_item(key: str, spec: dict[str, Any]) -> Item:
+    """One trial as a pass item: ``spec`` (``score``'s arguments) hashed, the stream's manifest an input,
+    ``result.json`` an output."""
+    return Item(key, (spec,), inputs=(os.path.join(spec["data_dir"], "manifest.json"),),
+                outputs=(os.path.join(spec["out_dir"], "result.json"),))
 
 
 def trials_executor(args: argparse.Namespace) -> Executor:
     """Trials run on Ray (an embedded cluster or ``--address``) unless ``--executor local`` asks for this
     process: each is minutes of training, so running several at once pays for Ray's start-up."""
-    mode = "local" if args.executor == "local" else "ray"
-    return Executor(ExecConfig(mode=mode, num_workers=args.workers, address=args.address,
-                               max_retries=args.max_retries, memory_per_worker=args.memory_per_worker,
-                               progress=args.progress, dashboard=args.dashboard))
+    return make_executor("local" if args.executor == "local" else "ray", num_workers=args.workers,
+                         address=args.address, max_retries=args.max_retries,
+                         memory_per_worker=args.memory_per_worker, progress=args.progress, dashboard=args.dashboard)
 
 
 def _gpus(ex: Executor) -> int:
@@ -106,12 +114,11 @@ def run_trials(args: argparse.Namespace, items: list[Item], ex: Executor) -> tup
 
     marker_dir = os.path.join(args.output, "_passes", "trials")
     # a rerun whose trials are all finished neither starts Ray nor looks for GPUs
-    done = all(read_marker(marker_path(marker_dir, it.key), ex.item_hash("trials", score_trial, "1", None, it))[0]
-               for it in items)
+    done = all(ex.completed("trials", score_trial, items, marker_dir=marker_dir))
     gpus = 0 if done else _gpus(ex)
     device = args.device or ("cuda" if gpus else "cpu")
     threads = 1 if gpus else args.cpus_per_trial
-    items = [Item(it.key, (dict(it.args[0], threads=threads, device=device),), params=it.params) for it in items]
+    items = [dataclasses.replace(it, runtime={"threads": threads, "device": device}) for it in items]
     logger.info("%d trials (%s per trial)", len(items), "1 GPU" if gpus else f"{args.cpus_per_trial} CPUs")
     res = ex.run("trials", score_trial, items, marker_dir=marker_dir, on_error="collect",
                  num_cpus=1 if gpus else args.cpus_per_trial, num_gpus=1 if gpus and ex.uses_ray else 0)

@@ -43,10 +43,14 @@ def test_trials_per_family_with_distinct_keys_and_folders(tmp_path):
     assert {it.args[0]["arch"] for it in both} == {"openelm", "mobilellm"}
     assert all(it.args[0]["reference"] == ["wiki=/data/wiki.txt"] for it in both)
     assert len({it.args[0]["out_dir"] for it in both}) == 8
-    keys = {(it.args[0]["arch"], it.key.split("-")[0], it.args[0]["seed"]): it.params["trial_key"] for it in both}
+    keys = {(it.args[0]["arch"], it.key.split("-")[0], it.args[0]["seed"]): it.args[0]["extra"]["trial_key"]
+            for it in both}
+    # the pass owns the resume: the stream's manifest is an input, result.json an output
+    assert all(it.inputs == (str(tmp_path / "tokens" / it.key.split("-")[0] / "manifest.json"),) for it in plain)
+    assert all(it.outputs[0].endswith("result.json") for it in both)
     assert keys[("openelm", "raw", 0)] != keys[("mobilellm", "raw", 0)]
     # a reference domain changes what a trial measures: another key than the plain trial's
-    assert keys[("openelm", "raw", 0)] != plain[0].params["trial_key"]
+    assert keys[("openelm", "raw", 0)] != plain[0].args[0]["extra"]["trial_key"]
 
 
 def _result(arch, mix, seed, bpb):

@@ -328,14 +328,17 @@ def _write_examples(path: Path, tasks: dict[str, dict[str, Any]]) -> None:
     _write_table(path, rows)
 
 
-def score_trial(spec: dict[str, Any]) -> dict[str, Any]:
-    """``score(**spec)`` with ``spec["threads"]`` torch threads: one trial of an ablation (a Ray task body).
+def score_trial(spec: dict[str, Any], *, threads: int = 1, device: str | None = None) -> dict[str, Any]:
+    """``score(**spec)`` on ``device`` with ``threads`` torch threads: one trial of an ablation (a pass item's
+    body; threads and device are runtime settings, not part of what the trial computes).
 
     ``spec["arch"]`` picks the proxy family (see :func:`score`); results carry ``arch``, so
     :func:`train_small.eval.agreement.rank_agreement_from_results` can compare the families' leaderboards."""
     spec = dict(spec)
-    torch.set_num_threads(max(1, int(spec.pop("threads", 1))))
-    return score(**spec)
+    threads = int(spec.pop("threads", threads))
+    device = spec.pop("device", device)
+    torch.set_num_threads(max(1, threads))
+    return score(**spec, device=device)
 
 
 def _texts_sha(texts: dict[str, list[str]] | None) -> str | None:

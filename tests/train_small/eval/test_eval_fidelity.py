@@ -117,9 +117,14 @@ def test_partial_task_sets_are_never_core(tmp_path):
     assert res["core_partial"] == pytest.approx(res["tasks"]["copa"]["centered_accuracy"])
     assert res["core_partial_tasks"] == 1 and res["core_missing"] == [t for t in CORE_TASKS if t != "copa"]
     assert res["centered_mean"] == pytest.approx(np.mean([r["centered_accuracy"] for r in res["tasks"].values()]))
+    # all 22 labels, but in other files and at 0 shots: not DCLM's CORE, and the result says why, per task
+    # (aggregate() with DCLM's own definitions is tested in test_eval_start_token.py)
     full = evaluate(model, tok, tmp_path, [_copa_like(tmp_path, t) for t in CORE_TASKS])
-    assert full["core_is_full_dclm_core"] and full["core_missing"] == [] and "core_partial" not in full
-    assert full["core"] == pytest.approx(1.0)
+    assert full["core_missing"] == [] and not full["core_is_full_dclm_core"] and full["core"] is None
+    assert set(full["core_departures"]) == set(CORE_TASKS)
+    assert all(any(d.startswith("file:") for d in v) for v in full["core_departures"].values())
+    assert any(d.startswith("shots: 0") for d in full["core_departures"]["arc_easy"])
+    assert full["core_partial"] == pytest.approx(1.0) and full["core_partial_tasks"] == 22
 
 
 def test_long_continuations_are_skipped_and_counted_never_cut(tmp_path):

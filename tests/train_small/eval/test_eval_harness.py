@@ -99,7 +99,7 @@ def test_forced_answers_all_formats(tmp_path):
         TaskSpec("lm_anti", str(tmp_path / "lm_anti.jsonl"), LM, continuation_delimiter=""),
         TaskSpec("schema", str(tmp_path / "schema.jsonl"), SCHEMA, random_baseline=50.0, continuation_delimiter=""),
     ]
-    res = evaluate(model, tok, tmp_path, specs, prepend_eos=True)
+    res = evaluate(model, tok, tmp_path, specs, start_token="eos")
     t = res["tasks"]
     # CharTok maps " a" to 2 tokens, so no prefix space is added: continuation follows the context directly
     assert t["mc"]["accuracy"] == 1.0 and t["mc"]["acc_sum"] == 1.0
