@@ -425,10 +425,20 @@ def e2e_ours(paths: list[str], workdir: str, workers: int, exact: bool = False, 
             "executor": runner.executor.cfg.mode, "ray_start_s": runner.executor.ray_start_s}
 
 
-def datatrove_minhash(w: Path, workers: int, n: int, first: list, reread: Callable[[], Any], last: list) -> None:
+def xxh64_str(text: str) -> int:
+    """datatrove's default MinHash hash (xxhash64 of the shingle string) as datatrove calls it: the installed
+    xxhash 4 takes bytes only, so the string is encoded first (UTF-8, what xxhash 3 did itself)."""
+    import xxhash
+
+    return xxhash.xxh64_intdigest(text.encode())
+
+
+def datatrove_minhash(w: Path, workers: int, n: int, first: list, reread: Callable[[], Any], last: list,
+                      hash_fc: str = "sha1") -> None:
     """datatrove's 4-stage MinHash (5-grams, 14 x 8) in folder ``w``, ``n`` tasks: stage 1 runs ``first`` (a
     reader, possibly more steps) and then the signatures; stages 2-3 find buckets and clusters; stage 4 runs
-    ``reread()``, the dedup filter and then ``last`` (a writer, possibly more steps)."""
+    ``reread()``, the dedup filter and then ``last`` (a writer, possibly more steps). ``hash_fc``: datatrove's
+    ``sha1`` option, or ``xxhash`` (its default, 64-bit; through :func:`xxh64_str`)."""
     from datatrove.executor import LocalPipelineExecutor
     from datatrove.pipeline.dedup.minhash import (
         MinhashConfig,
@@ -439,11 +449,12 @@ def datatrove_minhash(w: Path, workers: int, n: int, first: list, reread: Callab
     )
     from datatrove.utils.hashing import HashConfig
 
-    # datatrove's default xxhash path breaks with the installed xxhash 4 (str input); its sha1 option works
     cfg = MinhashConfig(
-        n_grams=NGRAM, num_buckets=BANDS, hashes_per_bucket=ROWS, hash_config=HashConfig(hash_fc="sha1")
+        n_grams=NGRAM, num_buckets=BANDS, hashes_per_bucket=ROWS, hash_config=HashConfig(hash_fc=hash_fc)
     )
     sig_step = MinhashDedupSignature(str(w / "sigs"), config=cfg, language=_split_tokenizer())
+    if hash_fc == "xxhash":
+        sig_step._hash_func = xxh64_str
     LocalPipelineExecutor(pipeline=[*first, sig_step], tasks=n, workers=workers, logging_dir=str(w / "logs1")).run()
     LocalPipelineExecutor(pipeline=[MinhashDedupBuckets(str(w / "sigs"), str(w / "buckets"), config=cfg)],
                           tasks=cfg.num_buckets, workers=workers, logging_dir=str(w / "logs2")).run()
