@@ -26,8 +26,8 @@ Questions and targets (issues 4 and 12):
 2. the whole fuzzy dedup (read parquet, signatures, buckets, clusters, filter, write parquet),
    2 workers, wall time, ours through the runner as a user runs it (its default executor:
    in-process under 16 MiB of input, else an embedded Ray whose start-up is counted) vs
-   datatrove's four-stage MinHash pipeline, at the quick size of 2,000 documents (target >= 1,
-   issue 12) and at 20,000 documents (target >= 3); and the largest process of each side (USS,
+   datatrove's four-stage MinHash pipeline, at the quick size of 2,000 documents (target >= 2, as
+   first set; issue 20) and at 20,000 documents (target >= 3, issue 12); and the largest process of each side (USS,
    bench/_procmem.py; Ray's own servers reported apart), target >= 1.
 Scale (memory and time at N and 10 N documents) is bench/scale.py's question.
 """
@@ -55,7 +55,9 @@ from _common import measure as timed  # noqa: E402  (``measure`` below runs a fu
 
 CACHE = Path(os.environ.get("DEDUP_BENCH_CACHE", "/tmp/dedup_bench_cache"))
 NGRAM, BANDS, ROWS = 5, 14, 8
-E2E_QUICK_TARGET, E2E_TARGET = 1.0, 3.0  # issue 12: >= 1x at the quick size, >= 3x at 20k documents
+# 2,000 documents: >= 2x, the target set before the first measurement (issue 12 lowered it to 1x after a miss;
+# issue 20 restores it); 20,000 documents: >= 3x (issue 12)
+E2E_QUICK_TARGET, E2E_TARGET = 2.0, 3.0
 SKETCH_TARGET = 1.0  # issue 20: the signature step from the same shingle hashes >= rensa's
 
 
