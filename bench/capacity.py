@@ -17,6 +17,7 @@ import argparse
 import json
 import math
 import os
+import re
 import sys
 from typing import Any
 
@@ -30,33 +31,39 @@ STORAGE_END = "<!-- storage:end -->"
 GiB, TB, MB = 2**30, 1e12, 1e6
 
 
-def _rows(name: str) -> tuple[list[dict[str, Any]], str]:
+def _rows(name: str, results: str = RESULTS) -> tuple[list[dict[str, Any]], str]:
     for suffix, mode in ((".json", "full"), (".quick.json", "quick")):
-        path = os.path.join(RESULTS, name + suffix)
+        path = os.path.join(results, name + suffix)
         if os.path.exists(path):
             with open(path) as f:
-                return json.load(f), f"{name}{suffix} ({mode}, commit {_commit(path)})"
+                rows = json.load(f)
+            rows = rows if isinstance(rows, list) else [rows]
+            return rows, f"{name}{suffix} ({mode}, commit {rows[0].get('commit', '?') if rows else '?'})"
     return [], f"{name}: not measured"
-
-
-def _commit(path: str) -> str:
-    with open(path) as f:
-        rows = json.load(f)
-    return str((rows[0] if isinstance(rows, list) and rows else {}).get("commit", "?"))
 
 
 def _row(rows: list[dict[str, Any]], name: str) -> dict[str, Any] | None:
     return next((r for r in rows if r.get("name") == name), None)
 
 
-def measured_rates() -> dict[str, Any]:
+def _with(rows: list[dict[str, Any]], key: str) -> dict[str, Any] | None:
+    """The first row that carries ``key`` (bench/scale.py stores its run details on one row only)."""
+    return next((r for r in rows if isinstance(r.get(key), dict)), None)
+
+
+# Which global-stage costs grow with the text (per byte) and which with the document count alone.
+PER_BYTE = ("exact_dedup", "minhash_dedup", "bff_dedup", "quality_score")
+PER_DOC = ("url_dedup", "quality_top_fraction")
+
+
+def measured_rates(results: str = RESULTS) -> dict[str, Any]:
     """Per-core rates from the benchmark results (None where a benchmark has not run)."""
     rates: dict[str, Any] = {"sources": {}}
-    rows, src = _rows("extract")
+    rows, src = _rows("extract", results)
     r = _row(rows, "extract_real_pages")
     rates["extract_mb_s"] = r["ours"] if r else None
     rates["sources"]["extraction"] = src
-    rows, src = _rows("heuristics")
+    rows, src = _rows("heuristics", results)
     r = _row(rows, "refinedweb_langid_chain_vs_reading")
     if r:  # CPU seconds to read the parquet and run the chain with language ID over `text MB`
         mb = float(r["input"].split(" MB")[0].split()[-1])
@@ -64,29 +71,73 @@ def measured_rates() -> dict[str, Any]:
     else:
         rates["heuristics_mb_s"] = None
     rates["sources"]["heuristics"] = src
-    rows, src = _rows("scale")
-    r = _row(rows, "scale_time")
-    if r and "n10" in r:
+    rows, src = _rows("scale", results)
+    r = _with(rows, "n10")
+    if r:
         big = r["n10"]
-        workers = 2
-        per_doc = {k: v * workers / big["docs"] for k, v in big["fit_seconds"].items()}
-        # the per-shard application of the same stages (CPU seconds summed over workers)
-        per_doc["apply"] = sum(big["stage_cpu_seconds"].values()) / big["docs"]
-        rates["global_core_s_per_doc"] = per_doc
+        m = re.search(r"(\d+) workers", r.get("input", ""))
+        workers = int(m.group(1)) if m else 2
+        # a global stage: its fit (wall seconds x the workers that ran it) plus its per-shard application
+        # (CPU seconds summed over workers), per document of the measured run
+        names = set(big["fit_seconds"]) | set(big["stage_cpu_seconds"]) - {"read"}
+        rates["global_core_s_per_doc"] = {
+            k: (big["fit_seconds"].get(k, 0.0) * workers + big["stage_cpu_seconds"].get(k, 0.0)) / big["docs"]
+            for k in sorted(names)}
         rates["scale_doc_bytes"] = big["text_bytes"] / big["docs"]
     else:
         rates["global_core_s_per_doc"] = None
     rates["sources"]["dedup and selection"] = src
-    rows, src = _rows("tokens")
+    rows, src = _rows("tokens", results)
     r = _row(rows, "tokens_build_per_cpu_second_vs_raw_sentencepiece_1w")
     rates["tokens_per_s"] = r["ours"] if r else None
     rates["sources"]["tokens"] = src
-    rows, src = _rows("pipeline")
-    r = _row(rows, "pipeline_vs_datatrove")
-    rates["pipeline_mb_s"] = r.get("mb_per_s_per_core_ours") if r else None
-    rates["pipeline_mb_s_datatrove"] = r.get("mb_per_s_per_core_datatrove") if r else None
+    rows, src = _rows("pipeline", results)
+    r = _row(rows, "pipeline_dclm_recipe_per_core")
+    rates["pipeline"] = r
+    rates["pipeline_mb_s"] = r["ours"] if r else None
     rates["sources"]["whole recipe"] = src
     return rates
+
+
+def per_doc_cost(rates: dict[str, Any], name: str, doc_bytes: float) -> float | None:
+    """Core-seconds per document of a global stage at ``doc_bytes`` of text per document: costs that grow with
+    the text (hashing, shingling, n-grams, scoring) scale with doc_bytes / the measured run's bytes per
+    document; the others (URL keys, selection) are per document."""
+    per = rates.get("global_core_s_per_doc") or {}
+    if name not in per:
+        return None
+    if name in PER_BYTE:
+        return per[name] * doc_bytes / rates["scale_doc_bytes"]
+    return per[name]
+
+
+def check_against_pipeline(rates: dict[str, Any], tolerance: float = 0.25) -> dict[str, Any] | None:
+    """The model's rate for bench/pipeline.py's DCLM recipe (heuristics, exact text + URL dedup, MinHash, fastText
+    score) at its document size and measured funnel, against the rate that run measured end to end."""
+    r = rates.get("pipeline")
+    if not r or not rates.get("heuristics_mb_s") or not rates.get("global_core_s_per_doc"):
+        return None
+    funnel = r.get("funnel") or {}
+    docs = funnel.get("read")
+    if not docs:
+        return None
+    doc_bytes = r["input"] and float(re.search(r"\(([\d,.]+) MB of text\)", r["input"]).group(1)) * MB / docs
+    names = list(funnel)
+    # documents entering each global stage: the kept count of the stage before it
+    entering = {n: funnel[names[i - 1]] for i, n in enumerate(names) if i}
+    core = docs * doc_bytes / MB / rates["heuristics_mb_s"]
+    parts = {"read + heuristics + language ID": core}
+    for name in ("exact_dedup", "url_dedup", "minhash_dedup", "quality_score"):
+        c = per_doc_cost(rates, name, doc_bytes)
+        if c is None or name not in entering:
+            return None
+        parts[name] = c * entering[name]
+        core += parts[name]
+    predicted = docs * doc_bytes / MB / core
+    measured = r["ours"]
+    off = predicted / measured - 1
+    return {"predicted_mb_s": predicted, "measured_mb_s": measured, "off": off, "agrees": abs(off) <= tolerance,
+            "tolerance": tolerance, "doc_bytes": doc_bytes, "core_s_parts": parts}
 
 
 def model(args: argparse.Namespace, rates: dict[str, Any]) -> list[dict[str, Any]]:
@@ -101,8 +152,12 @@ def model(args: argparse.Namespace, rates: dict[str, Any]) -> list[dict[str, Any
     final_text = text_d * args.keep_quality
     budget = args.memory_per_worker * GiB
     working = budget - 320 * 2**20  # a task's fixed cost (filters/dedup/common.TASK_OVERHEAD)
-    g = rates.get("global_core_s_per_doc") or {}
     stages = []
+
+    def cost(names: tuple[str, ...], n_docs: float) -> float | None:
+        per = [per_doc_cost(rates, k, args.doc_bytes) for k in names]
+        return None if any(c is None for c in per) else sum(per) * n_docs  # type: ignore[misc]
+
 
     def add(name: str, read: float, write: float, shuffle: float, memory: str, disk: float, core_s: float | None,
             note: str = "", partitions: float = 0) -> None:
@@ -120,22 +175,22 @@ def model(args: argparse.Namespace, rates: dict[str, Any]) -> list[dict[str, Any
     parts_exact = max(4, after_h * 128 / working)
     add("exact dedup (text, URL)", 2 * text_h * 0.35, 2 * after_h * 24, 2 * after_h * 24,
         f"reduce: {after_h / parts_exact / 1e6:.1f}M docs x 128 B ({parts_exact:,.0f} partitions)", 2 * after_h * 24,
-        _core(g, ("exact_dedup", "url_dedup"), after_h), "(h1, h2, node) per document, by hash range", 2 * parts_exact)
+        cost(("exact_dedup", "url_dedup"), after_h), "(h1, h2, node) per document, by hash range", 2 * parts_exact)
     parts_mh = max(4, after_h * 14 * 128 / working)
     mh_bytes = after_h * (14 * 16 + 448)
     add("MinHash-LSH (5-grams, 14x8)", text_h * 0.35, mh_bytes, after_h * 14 * 16,
-        f"reduce: one of {parts_mh:,.0f} partitions, 1.8 KB/doc", mh_bytes, _core(g, ("minhash_dedup",), after_h),
+        f"reduce: one of {parts_mh:,.0f} partitions, 1.8 KB/doc", mh_bytes, cost(("minhash_dedup",), after_h),
         "band records 224 B/doc shuffled; signatures 448 B/doc for verification; components one pass per round",
         parts_mh)
     filter_bytes = ngrams * 1.5
     parts_bff = max(4, filter_bytes / (working / 2))
     add("BFF paragraph dedup (global)", text_d * 0.35 + ngrams * 12, ngrams * 12, ngrams * 12,
         f"filter slice {filter_bytes / parts_bff / GiB:.2f} GiB ({parts_bff:,.0f} partitions of a "
-        f"{filter_bytes / GiB:,.0f} GiB filter)", ngrams * 12, _core(g, ("bff_dedup",), after_d),
+        f"{filter_bytes / GiB:,.0f} GiB filter)", ngrams * 12, cost(("bff_dedup",), after_d),
         "n-gram hash + paragraph per n-gram, streamed per partition in corpus order", 2 * parts_bff)
     add("fastText score + top fraction", text_d * 0.35, final_text * 0.35 + after_d * 12, after_d * 12,
         "quality model (~40 MB) + one batch; driver O(2^16 + max_candidates)", after_d * 12,
-        _core(g, ("quality_top_fraction",), after_d, extra=("apply",)),
+        cost(("quality_score", "quality_top_fraction"), after_d),
         "exact k-th key by radix select over 12-byte keys")
     tokens = final_text * args.tokens_per_byte
     add("tokenize + pack + global shuffle", final_text * 0.35 + 3 * tokens * 2, 2 * tokens * 2, tokens * 2,
@@ -144,13 +199,6 @@ def model(args: argparse.Namespace, rates: dict[str, Any]) -> list[dict[str, Any
     for s in stages:
         s["docs_final"] = final_docs
     return stages
-
-
-def _core(per_doc: dict[str, float], names: tuple[str, ...], docs: float, extra: tuple[str, ...] = ()) -> float | None:
-    if not per_doc:
-        return None
-    found = [per_doc[k] for k in names + extra if k in per_doc]
-    return sum(found) * docs if found else None
 
 
 def _b(x: float) -> str:
@@ -165,11 +213,13 @@ def _t(seconds: float | None) -> str:
         return "not measured"
     if seconds >= 3600:
         return f"{seconds / 3600:,.1f} h"
+    if seconds < 60:
+        return f"{seconds:,.0f} s"
     return f"{seconds / 60:,.0f} min"
 
 
 def render(args: argparse.Namespace) -> str:
-    rates = measured_rates()
+    rates = measured_rates(getattr(args, "results", RESULTS))
     stages = model(args, rates)
     slots = {n: n * min(args.cores, int((args.node_memory - 8) // args.memory_per_worker)) for n in args.nodes}
     lines = [BEGIN, "",
@@ -197,24 +247,42 @@ def render(args: argparse.Namespace) -> str:
                      f"{_b(s['disk'])} | {hours} | " + " | ".join(walls) + " |")
     lines.append(f"| **total** | | | | | | {total_core / 3600:,.0f} | "
                  + " | ".join(f"**{_t(total[n])}**" for n in args.nodes) + " |")
+    missing = [s["stage"] for s in stages if s["core_s"] is None]
+    if missing:
+        lines += ["", "**Not measured, left out of the total:** " + ", ".join(missing) + "."]
     lines += ["", "Rates used (core-seconds of work; measured on 2 shared x86-64 cores, no GPU):", ""]
     if rates.get("heuristics_mb_s"):
         lines.append(f"- read + RefinedWeb heuristics with language ID: {rates['heuristics_mb_s']:.1f} MB/s per core")
     if rates.get("extract_mb_s"):
         lines.append(f"- HTML extraction (resiliparse): {rates['extract_mb_s']:.1f} MB of HTML/s per core")
     if rates.get("global_core_s_per_doc"):
-        per = ", ".join(f"{k} {v * 1e6:.0f} µs" for k, v in sorted(rates["global_core_s_per_doc"].items()))
-        lines.append(f"- global stages per document (fit wall x workers / documents, at the 10·N scale point): {per}")
+        per = ", ".join(f"{k} {v * 1e6:,.0f} µs" for k, v in sorted(rates["global_core_s_per_doc"].items()))
+        lines.append(f"- global stages per document of {rates['scale_doc_bytes']:,.0f} bytes (fit wall x workers + "
+                     f"per-shard CPU, / documents, at the 10·N scale point): {per}; "
+                     f"{', '.join(PER_BYTE)} scaled to {args.doc_bytes:,} bytes per document, the others per document")
     if rates.get("tokens_per_s"):
         lines.append(f"- tokenize + pack + shuffle: {rates['tokens_per_s']:,.0f} tokens/s per core")
-    mh = (rates.get("global_core_s_per_doc") or {}).get("minhash_dedup")
+    mh = per_doc_cost(rates, "minhash_dedup", rates.get("scale_doc_bytes") or 1.0)
     if mh and rates.get("scale_doc_bytes"):
         tb_docs = 1e12 / rates["scale_doc_bytes"]
         lines.append(f"- MinHash dedup of 1 TB of text on 1,280 cores at this rate: {_t(mh * tb_docs / 1280)} "
                      "(Data-Juicer's published Ray MinHash: 30 min for 1 TB on 1,280 cores)")
+    chk = check_against_pipeline(rates)
     if rates.get("pipeline_mb_s"):
-        lines.append(f"- the whole recipe end to end (bench/pipeline.py): {rates['pipeline_mb_s']:.2f} MB/s per core "
-                     f"(datatrove's nearest pipeline: {rates['pipeline_mb_s_datatrove']:.2f})")
+        lines.append(f"- the DCLM recipe end to end (`bench/pipeline.py`, row `pipeline_dclm_recipe_per_core`): "
+                     f"{rates['pipeline_mb_s']:.2f} MB/s per core, {1e6 / rates['pipeline_mb_s'] / 3600:,.0f} "
+                     "core-hours per TB of input text")
+    if chk:
+        verdict = (f"agrees within {chk['tolerance']:.0%}" if chk["agrees"] else
+                   f"**disagrees by more than {chk['tolerance']:.0%}: the model's per-stage rates do not add up to "
+                   "the measured run; read the totals above with that error**")
+        lines += ["", f"Check: for that run's recipe, document size ({chk['doc_bytes']:,.0f} bytes) and funnel, these "
+                  f"rates predict {chk['predicted_mb_s']:.2f} MB/s per core; it measured {chk['measured_mb_s']:.2f} "
+                  f"({chk['off']:+.0%}): the model {verdict}. At the measured rate, the same recipe (no BFF, "
+                  f"selection or tokens) over the assumed corpus takes "
+                  f"{args.docs * args.doc_bytes / MB / chk['measured_mb_s'] / 3600:,.0f} core-hours."]
+    elif rates.get("pipeline_mb_s") is None:
+        lines += ["", "Check: not made (no `pipeline_dclm_recipe_per_core` row in bench/results/pipeline.json)."]
     lines += ["", "Sources: " + "; ".join(f"{k}: `{v}`" for k, v in rates["sources"].items()), "", END]
     return "\n".join(lines)
 
@@ -284,22 +352,34 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shard-gib", type=float, default=1.0,
                    help="GiB of parquet per input shard, for the object counts (default 1: --max-shard-bytes)")
     p.add_argument("--print", action="store_true", help="print the block instead of writing docs/scale.md")
+    p.add_argument("--results", default=RESULTS, help="the folder of result JSON files (default bench/results)")
+    p.add_argument("--doc", default=DOC, help="the document whose generated block is rewritten (default docs/scale.md)")
+    p.add_argument("--check", action="store_true", help="do not write; exit 1 when the document's block is stale")
     args = p.parse_args(argv)
     block, storage = render(args), storage_block(args)
     if args.print:
         print(block)
         print(storage)
         return 0
-    text = open(DOC).read()
-    for begin, end, new in ((BEGIN, END, block), (STORAGE_BEGIN, STORAGE_END, storage)):
-        if begin.split(" (")[0] not in text:
+    with open(args.doc) as f:
+        text = f.read()
+    new = text
+    for begin, end, body in ((BEGIN, END, block), (STORAGE_BEGIN, STORAGE_END, storage)):
+        if begin.split(" (")[0] not in new or end not in new:
+            if begin == BEGIN:
+                raise SystemExit(f"{args.doc} has no capacity markers ({BEGIN.split(' (')[0]!r} ... {END!r})")
             continue
-        head, rest = text.split(begin.split(" (")[0], 1)
-        tail = rest.split(end, 1)[1]
-        text = head + new + tail
-    with open(DOC, "w") as f:
-        f.write(text)
-    print(f"updated {DOC}")
+        head, rest = new.split(begin.split(" (")[0], 1)
+        new = head + body + rest.split(end, 1)[1]
+    if args.check:
+        if new != text:
+            print(f"{args.doc}'s generated blocks are out of date: run python bench/capacity.py", file=sys.stderr)
+            return 1
+        return 0
+    if new != text:
+        with open(args.doc, "w") as f:
+            f.write(new)
+        print(f"updated {args.doc}")
     return 0
 
 

@@ -2,7 +2,7 @@
 """Deduplication: MinHash speed against rensa, datasketch and datatrove, and our fuzzy dedup end to end.
 
     python bench/dedup.py --quick          # about a minute: 2,000 demo documents
-    python bench/dedup.py --signatures-only  # the signature rows only (--quick: ~10 s, full: ~1-2 min)
+    python bench/dedup.py --signatures-only  # the signature rows only, merged into dedup.json (~1-2 min)
     python bench/dedup.py                  # full: signatures on 10,000, end to end at 2,000 and 20,000 documents
 
 Documents are the demo pool's (``demopool.make_doc``: clean prose with 6% exact and
@@ -17,16 +17,17 @@ Questions and targets (issues 4 and 12):
       (``RMinHash.digest_matrix_from_token_sets``), as a user would feed it. The row keeps
       each side's CPU seconds per stage (measured again stage by stage);
    b. the signature step alone from the same uint64 shingle hashes, vs rensa's
-      ``digest_matrix_from_flat_token_hashes`` (no target: it shows where time goes;
-      rensa's R-MinHash is a different, cheaper sketch, see the row's note);
+      ``digest_matrix_from_flat_token_hashes`` (target >= 1.0, issue 20; rensa's R-MinHash
+      is a different, cheaper sketch, see the row's note): row a's lead over rensa is our
+      Arrow shingling against Python's, this row is the sketch alone;
    c. text in, signatures out, vs datasketch fed the same normalised 5-grams (target >= 10)
       and vs datatrove's ``MinhashDedupSignature`` with its own normalisation (target >= 2),
       on fewer documents (they run per document in Python);
 2. the whole fuzzy dedup (read parquet, signatures, buckets, clusters, filter, write parquet),
    2 workers, wall time, ours through the runner as a user runs it (its default executor:
    in-process under 16 MiB of input, else an embedded Ray whose start-up is counted) vs
-   datatrove's four-stage MinHash pipeline, at the quick size of 2,000 documents (target >= 1,
-   issue 12) and at 20,000 documents (target >= 3); and the largest process of each side (USS,
+   datatrove's four-stage MinHash pipeline, at the quick size of 2,000 documents (target >= 2, as
+   first set; issue 20) and at 20,000 documents (target >= 3, issue 12); and the largest process of each side (USS,
    bench/_procmem.py; Ray's own servers reported apart), target >= 1.
 Scale (memory and time at N and 10 N documents) is bench/scale.py's question.
 """
@@ -54,7 +55,10 @@ from _common import measure as timed  # noqa: E402  (``measure`` below runs a fu
 
 CACHE = Path(os.environ.get("DEDUP_BENCH_CACHE", "/tmp/dedup_bench_cache"))
 NGRAM, BANDS, ROWS = 5, 14, 8
-E2E_QUICK_TARGET, E2E_TARGET = 1.0, 3.0  # issue 12: >= 1x at the quick size, >= 3x at 20k documents
+# 2,000 documents: >= 2x, the target set before the first measurement (issue 12 lowered it to 1x after a miss;
+# issue 20 restores it); 20,000 documents: >= 3x (issue 12)
+E2E_QUICK_TARGET, E2E_TARGET = 2.0, 3.0
+SKETCH_TARGET = 1.0  # issue 20: the signature step from the same shingle hashes >= rensa's
 
 
 # --------------------------------------------------------------------------- data
@@ -300,13 +304,16 @@ def signature_rows(texts: list[str], peer_texts: list[str], reps: int) -> list[d
             t_ours,
             t_ref,
             "rensa RMinHash.digest_matrix_from_flat_token_hashes (same uint64 shingle hashes)",
-            None,
+            SKETCH_TARGET,
             f"{desc}; {sum(len(x) for _, x in pre):,} shingles already hashed; signature step only",
             kind="time",
-            note="where the time goes, no target: ours is the classic estimator (112 independent functions, "
-            "a multiply, an add and a minimum per shingle and function); rensa 0.5's R-MinHash fills slots "
-            "by Fast Similarity Sketching (each shingle picks a slot and rank in a few bucket rounds, "
-            "per-slot hashes only for slots left empty), about O(shingles + K log K) per document",
+            ns_per_shingle_ours=t_ours.median / max(1, sum(len(x) for _, x in pre)) * 1e9,
+            ns_per_shingle_reference=t_ref.median / max(1, sum(len(x) for _, x in pre)) * 1e9,
+            note="not the same sketch: ours is the classic estimator (112 independent functions, a multiply, "
+            "an add and a minimum per shingle and function, 8 shingles per pass of a numba kernel over 32-bit "
+            "SIMD lanes); rensa 0.5's R-MinHash fills slots by Fast Similarity Sketching (each shingle picks a "
+            "slot and rank in a few bucket rounds, per-slot hashes only for slots left empty), about "
+            "O(shingles + K log K) per document",
         )
     )
 
@@ -420,10 +427,20 @@ def e2e_ours(paths: list[str], workdir: str, workers: int, exact: bool = False, 
             "executor": runner.executor.cfg.mode, "ray_start_s": runner.executor.ray_start_s}
 
 
-def datatrove_minhash(w: Path, workers: int, n: int, first: list, reread: Callable[[], Any], last: list) -> None:
+def xxh64_str(text: str) -> int:
+    """datatrove's default MinHash hash (xxhash64 of the shingle string) as datatrove calls it: the installed
+    xxhash 4 takes bytes only, so the string is encoded first (UTF-8, what xxhash 3 did itself)."""
+    import xxhash
+
+    return xxhash.xxh64_intdigest(text.encode())
+
+
+def datatrove_minhash(w: Path, workers: int, n: int, first: list, reread: Callable[[], Any], last: list,
+                      hash_fc: str = "sha1") -> None:
     """datatrove's 4-stage MinHash (5-grams, 14 x 8) in folder ``w``, ``n`` tasks: stage 1 runs ``first`` (a
     reader, possibly more steps) and then the signatures; stages 2-3 find buckets and clusters; stage 4 runs
-    ``reread()``, the dedup filter and then ``last`` (a writer, possibly more steps)."""
+    ``reread()``, the dedup filter and then ``last`` (a writer, possibly more steps). ``hash_fc``: datatrove's
+    ``sha1`` option, or ``xxhash`` (its default, 64-bit; through :func:`xxh64_str`)."""
     from datatrove.executor import LocalPipelineExecutor
     from datatrove.pipeline.dedup.minhash import (
         MinhashConfig,
@@ -434,11 +451,12 @@ def datatrove_minhash(w: Path, workers: int, n: int, first: list, reread: Callab
     )
     from datatrove.utils.hashing import HashConfig
 
-    # datatrove's default xxhash path breaks with the installed xxhash 4 (str input); its sha1 option works
     cfg = MinhashConfig(
-        n_grams=NGRAM, num_buckets=BANDS, hashes_per_bucket=ROWS, hash_config=HashConfig(hash_fc="sha1")
+        n_grams=NGRAM, num_buckets=BANDS, hashes_per_bucket=ROWS, hash_config=HashConfig(hash_fc=hash_fc)
     )
     sig_step = MinhashDedupSignature(str(w / "sigs"), config=cfg, language=_split_tokenizer())
+    if hash_fc == "xxhash":
+        sig_step._hash_func = xxh64_str
     LocalPipelineExecutor(pipeline=[*first, sig_step], tasks=n, workers=workers, logging_dir=str(w / "logs1")).run()
     LocalPipelineExecutor(pipeline=[MinhashDedupBuckets(str(w / "sigs"), str(w / "buckets"), config=cfg)],
                           tasks=cfg.num_buckets, workers=workers, logging_dir=str(w / "logs2")).run()
@@ -490,8 +508,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--signatures-only",
         action="store_true",
-        help="run only the signature comparisons (seconds), not the end-to-end or scale runs; "
-        "results go to bench/results/dedup_signatures[.quick].json unless --out is given",
+        help="run only the signature comparisons (seconds), not the end-to-end runs; their rows replace the "
+        "rows of the same name in bench/results/dedup[.quick].json (or --out), the others are kept as they were, "
+        "each with the commit it measured",
     )
     args = ap.parse_args(argv)
     out = args.out or os.path.join(RESULTS, f"dedup{'.quick' if args.quick else ''}.json")
@@ -514,8 +533,18 @@ def main(argv: list[str] | None = None) -> int:
                 f"{r['ratio']:.2f}x (target {r['target']})",
                 flush=True,
             )
-        if args.signatures_only:  # a partial run never overwrites the whole script's results
-            save(results, "dedup_signatures", argparse.Namespace(quick=args.quick, out=args.out))
+        if args.signatures_only:  # the other rows stay as measured, each with its own commit
+            kept = []
+            if os.path.exists(out):
+                with open(out) as f:
+                    names = {r["name"] for r in results}
+                    kept = [r for r in json.load(f) if r.get("name") not in names]
+            save(results, "dedup", argparse.Namespace(quick=args.quick, out=out))
+            with open(out) as f:
+                fresh = json.load(f)
+            with open(out, "w") as f:
+                json.dump(fresh + kept, f, indent=1, default=float)
+                f.write("\n")
             return 0
 
         # 2. end to end, at the quick size (both modes) and at 20k documents (full runs); equal repetitions

@@ -50,6 +50,7 @@ MODEL_NAMES = {1: "cbow", 2: "sg", 3: "supervised"}
 _FNV_OFFSET = np.uint32(2166136261)
 _FNV_PRIME = np.uint32(16777619)
 _KSUB = 256  # ProductQuantizer: 8 bits per sub-quantiser code
+TOKEN_BLOCK = 1 << 16  # tokens whose rows are gathered at once in ``hidden``
 
 
 class UnsupportedModel(ValueError):
@@ -249,7 +250,7 @@ class BatchPredictor:
         rows, owner = self.subword_rows(vocab, skip=EOS)
         n = model.nwords
         ar = np.arange(n)
-        self._vocab_sum = self._sum_rows(np.concatenate([ar, rows]), np.concatenate([ar, owner]), n)
+        self._vocab_sum = self._sum_rows(np.concatenate([ar, rows]), np.concatenate([ar, owner]), n)  # (n, dim)
         self._vocab_cnt = (np.bincount(owner, minlength=n) + 1).astype(np.float64)
         self._reset_cache()
         if model.loss == "hs":
@@ -260,12 +261,12 @@ class BatchPredictor:
 
     def _reset_cache(self) -> None:
         self._index = {w: i for i, w in enumerate(self.model.words)}
-        self._sums = [self._vocab_sum]  # blocks of (dim, tokens), concatenated lazily
+        self._sums = [self._vocab_sum]  # blocks of (tokens, dim), concatenated lazily
         self._cnts = [self._vocab_cnt]
         self._size = self.model.nwords
         if "" not in self._index:  # an empty token (from leading/trailing spaces) contributes nothing
             self._index[""] = self._size
-            self._sums.append(np.zeros((self.model.dim, 1)))
+            self._sums.append(np.zeros((1, self.model.dim)))
             self._cnts.append(np.zeros(1))
             self._size += 1
 
@@ -336,14 +337,14 @@ class BatchPredictor:
         return np.concatenate(out_rows).astype(np.int64), np.concatenate(out_tok)
 
     def _sum_rows(self, rows: np.ndarray, owner: np.ndarray, n: int) -> np.ndarray:
-        """Sum of ``input[rows]`` per owner: float64 (dim, n)."""
-        out = np.empty((self.model.dim, n), dtype=np.float64)
+        """Sum of ``input[rows]`` per owner: float64 (n, dim), a token's sum in one row."""
+        out = np.empty((n, self.model.dim), dtype=np.float64)
         for d in range(self.model.dim):
-            out[d] = np.bincount(owner, weights=self._input_t[d][rows], minlength=n)
+            out[:, d] = np.bincount(owner, weights=self._input_t[d][rows], minlength=n)
         return out
 
     def _lookup(self, distinct: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-        """(dim, n) row sums and (n,) row counts of the distinct tokens of a batch."""
+        """(n, dim) row sums and (n,) row counts of the distinct tokens of a batch."""
         keys = distinct.to_pylist()
         get = self._index.get
         idx = np.fromiter((get(w, -1) for w in keys), dtype=np.int64, count=len(keys))
@@ -368,9 +369,9 @@ class BatchPredictor:
             idx[miss] = new
             self._size += len(miss)
         if len(self._sums) > 1:
-            self._sums = [np.concatenate(self._sums, axis=1)]
+            self._sums = [np.concatenate(self._sums, axis=0)]
             self._cnts = [np.concatenate(self._cnts)]
-        return self._sums[0][:, idx], self._cnts[0][idx]
+        return self._sums[0][idx], self._cnts[0][idx]
 
     # ---- prediction
     def hidden(self, texts: pa.Array) -> np.ndarray:
@@ -384,10 +385,10 @@ class BatchPredictor:
             texts = pc.replace_substring(texts, "\x00", " ")
         # empty tokens (at leading/trailing spaces) and labels are kept here: they add nothing
         values, parents = _flatten(pc.ascii_split_whitespace(texts))
-        total = np.zeros((m.dim, n), dtype=np.float64)
+        total = np.zeros((n, m.dim), dtype=np.float64)
         count = np.ones(n, dtype=np.float64)  # the EOS row
         if self._eos >= 0:
-            total += self._vocab_sum[:, self._eos : self._eos + 1]
+            total += self._vocab_sum[self._eos]
         if len(values):
             enc = pc.dictionary_encode(values)
             codes = np.asarray(enc.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
@@ -400,12 +401,23 @@ class BatchPredictor:
                 keep = np.arange(len(codes)) <= first_eos[parents]
                 codes, parents = codes[keep], parents[keep]
                 count[eos_docs] = 0.0
-                total[:, eos_docs] = 0.0
+                total[eos_docs] = 0.0
             dsum, dcnt = self._lookup(enc.dictionary)
-            for d in range(m.dim):
-                total[d] += np.bincount(parents, weights=dsum[d][codes], minlength=n)
+            # a text's tokens are contiguous and in order (parents never decrease): its sum is one
+            # np.add.reduceat over the gathered (tokens, dim) rows, in blocks of TOKEN_BLOCK tokens so
+            # that the gathered rows stay small (8 MiB), instead of one bincount per dimension
+            tok = np.searchsorted(parents, np.arange(n + 1))
+            d0 = 0
+            while d0 < n:
+                d1 = min(max(int(np.searchsorted(tok, tok[d0] + TOKEN_BLOCK, side="right")) - 1, d0 + 1), n)
+                s, e = int(tok[d0]), int(tok[d1])
+                if e > s:
+                    seg = tok[d0:d1]
+                    has = np.flatnonzero(tok[d0 + 1 : d1 + 1] > seg)
+                    total[d0 + has] += np.add.reduceat(dsum[codes[s:e]], seg[has] - s, axis=0)
+                d0 = d1
             count += np.bincount(parents, weights=dcnt[codes], minlength=n)
-        return (total / count).T
+        return total / count[:, None]
 
     def predict(self, texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
         """(label index, probability) of the most likely label of every text, as

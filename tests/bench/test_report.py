@@ -22,7 +22,7 @@ def _row(name, ratio, target, commit="abc1234"):
             "commit": commit}
 
 
-def test_full_results_win_over_quick_and_missed_targets_say_so(tmp_path):
+def test_full_and_quick_side_by_side_with_their_commits_and_missed_targets_say_so(tmp_path):
     rep = _report()
     res = tmp_path / "results"
     res.mkdir()
@@ -30,10 +30,14 @@ def test_full_results_win_over_quick_and_missed_targets_say_so(tmp_path):
     (res / "alpha.quick.json").write_text(json.dumps([_row("fast", 9.9, 5.0, "quick01")]))
     (res / "beta.quick.json").write_text(json.dumps([_row("only_quick", 2.0, None)]))
     block = rep.render(rep.load(str(res)))
-    lines = {ln.split("|")[2].strip(): ln for ln in block.splitlines() if ln.startswith("| `")}
-    assert "**met**" in lines["fast"] and "full" in lines["fast"] and "quick01" not in block
-    assert "**missed**" in lines["slow"]
-    assert "quick" in lines["only_quick"] and "| – |" in lines["only_quick"]
+    lines = {ln.split("|")[2].strip(): [c.strip() for c in ln.split("|")[1:-1]] for ln in block.splitlines()
+             if ln.startswith("| `")}
+    # script, row, ours, reference, target, then ratio/met/reps/commit for full, then for quick
+    assert lines["fast"][5:9] == ["6", "**met**", "3", "`abc1234`"]
+    assert lines["fast"][9:13] == ["9.9", "**met**", "3", "`quick01`"]
+    assert lines["slow"][6] == "**missed**" and lines["slow"][9:] == ["–"] * 4
+    assert lines["only_quick"][2] == "–" and lines["only_quick"][5:9] == ["–"] * 4
+    assert lines["only_quick"][9:13] == ["2", "–", "3", "`abc1234`"]
 
 
 def test_check_mode_detects_a_table_that_drifted(tmp_path):

@@ -5,7 +5,8 @@ normalise (unicodedata), split on whitespace, SipHash each word (pandas, one wor
 call), a polynomial over each n-gram's word hashes modulo 2**64 with the length mixed
 in and fmix64, then for every function k the minimum of ``(a_k * (h >> 32) + b_k) mod
 2**32``. The vectorised code (byte split, dictionary-encoded word hashes, Horner over
-shifted views, per-function blocks) must give exactly the same signatures.
+shifted views, the compiled signature kernel) must give exactly the same signatures; the
+kernel and its numpy reference agree on every layout of offsets and hashes.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from filters.dedup.minhash import (
     shingle_hashes,
     signature_keys,
     signatures_from_hashes,
+    signatures_numpy,
 )
 
 from .conftest import real_documents
@@ -220,6 +222,31 @@ def test_signatures_independent_of_batch_composition_and_block_size():
         np.testing.assert_array_equal(signatures_from_hashes(sh_off, h, a, b, block=block), whole)
     # 64-bit hashes or their 32-bit keys
     np.testing.assert_array_equal(signatures_from_hashes(sh_off, signature_keys(h), a, b), whole)
+
+
+def test_compiled_kernel_equals_numpy_reference_on_every_layout():
+    """The numba kernel against signatures_numpy: documents of 0..40 shingles (the kernel takes eight at a
+    time, then the rest one by one), offsets not starting at 0, 64-bit hashes and 32-bit keys, any num_perm;
+    bad offsets are refused instead of read out of bounds."""
+    rng = np.random.default_rng(4)
+    lengths = rng.choice(np.arange(41), size=500)
+    lengths[:10] = [0, 1, 7, 8, 9, 15, 16, 17, 0, 0]
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    h = rng.integers(0, 2**64, size=int(offsets[-1]) + 5, dtype=np.uint64)
+    for k in (1, 13, 112, 130):
+        a, b = hash_params(k, k)
+        got = signatures_from_hashes(offsets, h, a, b)
+        np.testing.assert_array_equal(got, signatures_numpy(offsets, h, a, b))
+        assert (got[lengths == 0] == SIG_EMPTY).all()
+        np.testing.assert_array_equal(signatures_from_hashes(offsets + 5, h, a, b),
+                                      signatures_numpy(offsets + 5, h, a, b))
+        np.testing.assert_array_equal(signatures_from_hashes(offsets, signature_keys(h), a, b), got)
+    assert signatures_from_hashes(np.zeros(1, np.int64), h[:0], a, b).shape == (0, len(a))
+    with pytest.raises(ValueError, match="offsets"):
+        signatures_from_hashes(np.array([0, len(h) + 1]), h, a, b)
+    with pytest.raises(ValueError, match="offsets"):
+        signatures_from_hashes(np.array([0, 5, 3]), h, a, b)
 
 
 def test_hash_params_are_seeded_odd_and_checked():
