@@ -446,20 +446,62 @@ def _load_segments(files: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return np.concatenate(nodes), np.concatenate(poss).astype(np.int64), off, np.concatenate(datas)
 
 
+def _collapse_identical(off: np.ndarray, data: np.ndarray, node: np.ndarray, pos: np.ndarray,
+                        keep: str) -> tuple[np.ndarray, np.ndarray]:
+    """(into the suffix array?, wholly covered?) per segment, from groups of byte-identical segments.
+
+    A hot anchor's contexts are often the same text (the anchor deep inside a repeated passage). Within a
+    group of identical segments, the same (node, pos) twice is one occurrence (kept once); every later
+    occurrence repeats all of the first's windows, so it is covered whole and needs no suffix sorting
+    (``keep="none"``: every member of a group of two occurrences or more is covered whole). The first
+    goes into the suffix array, where other segments find their matches against it.
+    """
+    n = len(node)
+    segs = pa.LargeBinaryArray.from_buffers(pa.large_binary(), n, [None, pa.py_buffer(off), pa.py_buffer(data)])
+    code = segs.dictionary_encode().indices.to_numpy(zero_copy_only=False)
+    order = np.lexsort((pos, node, code))
+    c, nd, ps = code[order], node[order], pos[order]
+    new_grp = np.ones(n, dtype=bool)
+    new_grp[1:] = c[1:] != c[:-1]
+    same = np.zeros(n, dtype=bool)
+    same[1:] = ~new_grp[1:] & (nd[1:] == nd[:-1]) & (ps[1:] == ps[:-1])
+    grp = np.cumsum(new_grp) - 1
+    distinct = np.bincount(grp, weights=~same).astype(np.int64)
+    into_sa = np.zeros(n, dtype=bool)
+    whole = np.zeros(n, dtype=bool)
+    into_sa[order] = new_grp
+    if keep == "first":
+        whole[order] = ~new_grp & ~same
+    else:
+        whole[order] = (distinct[grp] >= 2) & ~same
+        whole[order[new_grp & (distinct[grp] >= 2)]] = True
+    return into_sa, whole
+
+
 def _verify(files: list[str], wd: str, key: str, cfg: SubstringConfig) -> dict[str, Any]:
     """Mark the repeated windows among one item's segments (one suffix array); covered intervals per shard."""
     node, pos, off, data = _load_segments(files)
     tk = tokens_of(data, off, cfg.unit, with_ids=False)
-    ids = exact_ids(tk, cfg.unit)
-    mnode, mpos = mark_windows(ids, tk.doc_off, node, pos, cfg.min_len, cfg.keep)
+    n_tok = np.diff(tk.doc_off)
+    into_sa, whole = _collapse_identical(off, data, node, pos, cfg.keep) if len(node) else (
+        np.zeros(0, bool), np.zeros(0, bool))
+    ids = exact_ids(tk, cfg.unit)[np.repeat(into_sa, n_tok)]
+    seg_off = np.zeros(int(into_sa.sum()) + 1, dtype=np.int64)
+    np.cumsum(n_tok[into_sa], out=seg_off[1:])
+    mnode, mpos = mark_windows(ids, seg_off, node[into_sa], pos[into_sa], cfg.min_len, cfg.keep)
     inode, istart, iend = window_intervals(mnode, mpos, cfg.min_len)
+    full = whole & (n_tok >= cfg.min_len)
+    inode = np.concatenate([inode, node[full]])
+    istart = np.concatenate([istart, pos[full]])
+    iend = np.concatenate([iend, pos[full] + n_tok[full]])
     shard_of = (inode >> np.uint64(32)).astype(np.int64)
     shards = np.unique(shard_of)
     for sh in shards.tolist():
         sel = shard_of == sh
         save_arrays(_marks_path(wd, sh, key), node=inode[sel], start=istart[sel], end=iend[sel])
-    return {"segments": int(len(node)), "tokens": int(len(ids)), "bytes": int(len(data)),
-            "marked_windows": int(len(mnode)), "shards": shards.tolist()}
+    return {"segments": int(len(node)), "tokens": int(n_tok.sum()), "sorted_tokens": int(len(ids)),
+            "bytes": int(len(data)), "marked_windows": int(len(mnode)), "whole_segments": int(full.sum()),
+            "shards": shards.tolist()}
 
 
 def _decide(shard: PhaseShard, s: int, files: list[str], cfg: SubstringConfig, out_path: str) -> dict[str, Any]:
@@ -678,7 +720,10 @@ class SubstringDedup(GlobalStage):
             "context_segments": sum(c["segments"] for c in ctxs),
             "context_bytes": sum(v["bytes"] for v in ver),
             "verify_items": n_items,
+            "context_tokens": sum(v["tokens"] for v in ver),
+            "context_tokens_sorted": sum(v["sorted_tokens"] for v in ver),
             "marked_windows": sum(v["marked_windows"] for v in ver),
+            "segments_covered_whole": sum(v["whole_segments"] for v in ver),
             "documents_with_repeats": sum(d["covered_docs"] for d in dec),
             "documents_cut": sum(v["documents"] for v in cut.values()),
             "bytes_removed_with_cuts": sum(v["bytes"] for v in cut.values()),

@@ -33,13 +33,21 @@ as passes over a corpus:
 
 from __future__ import annotations
 
+import ctypes
+import functools
+import glob
+import logging
+import os
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pydivsufsort
 from pydivsufsort import divsufsort, kasai
 
 from .hashing import _buffer_view, as_large_string, hash_tokens, range_hashes
+
+logger = logging.getLogger(__name__)
 
 UNITS = ("word", "byte")
 KEEPS = ("first", "none")
@@ -199,6 +207,17 @@ def anchors(h: np.ndarray, k_off: np.ndarray, w: int) -> tuple[np.ndarray, np.nd
     return doc[sel], local[sel]
 
 
+@functools.cache
+def _one_openmp_thread() -> None:
+    """Run libdivsufsort on one thread: a task holds one CPU, and the OpenMP team of the wheel's private
+    libgomp costs ~17 ms per call in spin-up and barriers (0.3 ms for a small input on one thread)."""
+    for lib in glob.glob(os.path.join(os.path.dirname(pydivsufsort.__file__) + ".libs", "libgomp*")):
+        try:
+            ctypes.CDLL(lib).omp_set_num_threads(1)
+        except (OSError, AttributeError) as e:  # another build: leave its threads as they are
+            logger.debug("could not set libdivsufsort's OpenMP threads: %s", e)
+
+
 def _segments_array(ids: np.ndarray, seg_off: np.ndarray) -> np.ndarray:
     """Segments of positive ids, each followed by a 0 separator (one shared symbol; see mark_windows)."""
     n_seg = len(seg_off) - 1
@@ -229,6 +248,7 @@ def mark_windows(ids: np.ndarray, seg_off: np.ndarray, seg_node: np.ndarray, seg
     seg_off = np.asarray(seg_off, dtype=np.int64)
     if len(ids) == 0 or len(seg_off) < 2:
         return np.zeros(0, np.uint64), np.zeros(0, np.int64)
+    _one_openmp_thread()
     arr = _segments_array(ids, seg_off)
     sa = divsufsort(arr).astype(np.int64)
     lcp = kasai(arr, sa.astype(np.int32) if len(arr) < 2**31 else sa)
