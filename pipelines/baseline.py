@@ -75,12 +75,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.input:
         inputs = inputs_from_args(args.input)
     else:
-        from demopool import generate_pool
+        from demopool import GENERATOR_VERSION, generate_pool
 
         demo_dir = args.demo_dir or os.path.join(os.path.dirname(os.path.abspath(args.output)), "demo_pool")
         pool_json = os.path.join(demo_dir, "pool.json")
         pool = storage.read_json(pool_json) if storage.exists(pool_json) else {}
-        if (pool.get("n_docs"), pool.get("seed")) != (args.demo_docs, args.seed):
+        wanted = (args.demo_docs, args.seed, GENERATOR_VERSION)
+        if (pool.get("n_docs"), pool.get("seed"), pool.get("version")) != wanted:
             logger.info("writing the demo pool (%d docs) to %s", args.demo_docs, demo_dir)
             generate_pool(demo_dir, n_docs=args.demo_docs, seed=args.seed)
         inputs = [InputSpec(p) for p in _demo_files(demo_dir)]
