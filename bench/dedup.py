@@ -641,8 +641,9 @@ def substring_rows(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
             f"{what}, {mb:.1f} MB, {len(paths)} parquet shards; 50 words, keep first; ours: fit as passes in this "
             "process + applied to every shard", kind="rate", identical_output=same, text_mb=mb,
             fraction_bytes_removed=s["fraction_bytes_removed"], documents_cut=s["documents_cut"],
-            documents_removed=s["documents_removed"], anchor_density=s["anchor_density"],
-            repeated_anchors=s["repeated_anchors"], verify_items=s["verify_items"]))
+            documents_removed=s["documents_removed"], anchor_density=s["anchor_density"], tokens=s["tokens"],
+            anchors=s["anchors"], repeated_anchors=s["repeated_anchors"], context_bytes=s["context_bytes"],
+            verify_items=s["verify_items"]))
 
     # memory: N and 10 N through the runner on Ray; the single suffix array at 10 N
     n_small = args.docs or (2000 if args.quick else 20000)
