@@ -541,7 +541,7 @@ def _decide(shard: PhaseShard, s: int, files: list[str], cfg: SubstringConfig, o
                                         words.start[w0:w1], words.end[w0:w1])
                 if not ranges:
                     continue
-                reason = decide(b"", ranges, left, cfg.min_words_after)
+                reason = decide(ranges, left, cfg.min_words_after)
                 src = str(sources[j])
                 if reason is None:
                     acc = cut.setdefault(src, [0, 0])

@@ -376,7 +376,7 @@ def apply_cuts(data: bytes, ranges: list[tuple[int, int]] | tuple) -> bytes:
     return b"".join(out)
 
 
-def decide(data: bytes, ranges: list[tuple[int, int]], words_left: int, min_words_after: int) -> str | None:
+def decide(ranges: list[tuple[int, int]], words_left: int, min_words_after: int) -> str | None:
     """The drop reason of a document after its cuts (None: kept, cut or not)."""
     if not ranges:
         return None
@@ -421,5 +421,5 @@ def reference_dedup(texts: list[str], min_len: int, unit: str = "word", keep: st
         wa, wb = words.doc_off[d], words.doc_off[d + 1]
         ranges, left = cut_plan(tok.start[a:b], tok.end[a:b], len(data), istart[sel], iend[sel], unit,
                                 words.start[wa:wb], words.end[wa:wb])
-        out.append((decide(data, ranges, left, min_words_after), apply_cuts(data, ranges)))
+        out.append((decide(ranges, left, min_words_after), apply_cuts(data, ranges)))
     return out

@@ -18,7 +18,6 @@ from filters.dedup.synthetic import vocabulary
 
 from .conftest import apply_stage, docs, local_ctx, write_shards
 
-
 VOCAB = vocabulary(5000)  # letters only: MinHash's normalisation folds digits
 
 
