@@ -40,8 +40,8 @@ binary built from source). Targets fixed before measuring (:data:`SUBSTRING_TARG
    half the single-array speed);
 4. the largest process through the runner on Ray (2 workers, --memory-per-worker 384M, min_partitions 1) at
    N and 10 N demo documents (ratio N / 10 N, target >= 0.8; flat once N fills the budget's partitions and
-   verify items: the full run's N = 20,000 does, the quick run's 2,000 does not), and at 10 N against the
-   single suffix array's process (target >= 1);
+   verify items: the full run's N = 20,000 does, the quick run's 1,000, run in-process, does not), and at
+   10 N against the single suffix array's process (target >= 1);
 5. the demo pool through the baseline recipe (heuristics, exact, MinHash, BFF, substring): recall on the
    planted passages' later occurrences (target >= 0.99); the fraction of bytes removed is in the rows.
 """
@@ -543,8 +543,9 @@ def substring_reference(paths: list[str], min_len: int = 50, unit: str = "word")
             "bytes_removed": sum(len(t.encode()) - (0 if r else len(d)) for t, (r, d) in zip(texts, res))}
 
 
-def substring_runner(paths: list[str], workdir: str, workers: int) -> dict[str, Any]:
-    """SubstringDedup alone through the runner on Ray (the largest process is what the parent samples)."""
+def substring_runner(paths: list[str], workdir: str, workers: int, executor: str = "ray") -> dict[str, Any]:
+    """SubstringDedup alone through the runner on Ray (``executor="local"``: in this process, the quick mode);
+    the largest process is what the parent samples."""
     import logging
 
     logging.basicConfig(level=logging.WARNING)
@@ -552,7 +553,7 @@ def substring_runner(paths: list[str], workdir: str, workers: int) -> dict[str, 
     from curation.runner import InputSpec, RunConfig, Runner
     from filters.dedup import SubstringDedup
 
-    cfg = RunConfig(output_dir=workdir, num_workers=workers, progress=False, report=False, executor="ray",
+    cfg = RunConfig(output_dir=workdir, num_workers=workers, progress=False, report=False, executor=executor,
                     memory_per_worker=parse_size(SUBSTRING_MEMORY))
     t0 = time.perf_counter()
     res = Runner([SubstringDedup(min_partitions=1)], [InputSpec(p, "parquet", "demo") for p in paths], cfg).run()
@@ -646,18 +647,20 @@ def substring_rows(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
             verify_items=s["verify_items"]))
 
     # memory: N and 10 N through the runner on Ray; the single suffix array at 10 N
-    n_small = args.docs or (2000 if args.quick else 20000)
+    n_small = args.docs or (1000 if args.quick else 20000)
     small = demo_shards(n_small, docs_per_shard=max(500, n_small // 8))
     large = demo_shards(10 * n_small, docs_per_shard=max(500, n_small // 8))
-    a = measure("substring_runner", paths=small, workdir=str(tmp / "run_n"), workers=args.workers)
-    b = measure("substring_runner", paths=large, workdir=str(tmp / "run_10n"), workers=args.workers)
+    mode = "local" if args.quick else "ray"  # --quick: in-process (no Ray start), to stay near a minute
+    a = measure("substring_runner", paths=small, workdir=str(tmp / "run_n"), workers=args.workers, executor=mode)
+    b = measure("substring_runner", paths=large, workdir=str(tmp / "run_10n"), workers=args.workers, executor=mode)
     c = measure("substring_reference", paths=large)
     for name, r in (("N", a), ("10N", b), ("one suffix array, 10N", c)):
         print(f"  substring memory {name}: largest process {r['largest_ours_mib']:.0f} MiB "
               f"({r['largest_ours_process']}), {r['wall_s']:.1f} s", flush=True)
     inp = (f"demo pool, {n_small:,} and {10 * n_small:,} documents in parquet shards of {max(500, n_small // 8):,}; "
-           f"SubstringDedup (50 words, min_partitions 1) alone through the runner on Ray, {args.workers} workers, "
-           f"--memory-per-worker {SUBSTRING_MEMORY}")
+           f"SubstringDedup (50 words, min_partitions 1) alone through the runner "
+           f"{'in-process (--quick)' if args.quick else f'on Ray, {args.workers} workers'}, --memory-per-worker "
+           f"{SUBSTRING_MEMORY}")
     mbps = b["result"]["text_bytes"] / 1e6 / (b["result"]["seconds"] * args.workers)
     rows.append(compare("substring_memory_n_vs_10n", "MiB (largest driver/task process, USS)",
                         b["largest_ours_mib"], a["largest_ours_mib"], f"the same stage at N = {n_small:,}",
