@@ -15,13 +15,19 @@ import os
 import pyarrow.parquet as pq
 
 
+def _truth_file(pool: str, name: str) -> str:
+    """A truth file of the pool: under ``_truth/`` (bookkeeping, never an input) or, in older pools, beside the data."""
+    inside = os.path.join(pool, "_truth", name)
+    return inside if os.path.exists(inside) else os.path.join(pool, name)
+
+
 def planted_passage_report(run: str, pool: str) -> dict:
     """Recall on the planted passages' later occurrences in the substring stage's input, and the removed
     bytes outside every planted occurrence: ``in_duplicate_groups`` when the removed words also occur in
     another copy of the same original (the truth's exact and near duplicates: a real repeat the stage is
     right to cut), ``elsewhere`` otherwise."""
-    passages = [json.loads(line)["text"].encode() for line in open(os.path.join(pool, "passages.jsonl"))]
-    truth = {(r := json.loads(line))["id"]: r for line in open(os.path.join(pool, "truth.jsonl"))}
+    passages = [json.loads(line)["text"].encode() for line in open(_truth_file(pool, "passages.jsonl"))]
+    truth = {(r := json.loads(line))["id"]: r for line in open(_truth_file(pool, "truth.jsonl"))}
     gdir = next(d for d in sorted(os.listdir(os.path.join(run, "global"))) if d.endswith("_substring_dedup"))
     state = json.load(open(os.path.join(run, "global", gdir, "state.json")))["state"]
     phase = int(gdir.split("_")[0]) - 1

@@ -920,10 +920,11 @@ def generate_pool(
     for s in shards:
         files.setdefault(s.format, []).append(s.relpath)
     passages = [passage_text(seed, k) for k in range(n_passages(n_docs))]
-    with open(os.path.join(out_dir, "passages.jsonl.tmp"), "w", encoding="utf-8") as f:
+    where = truth.out_dir  # beside the truth files
+    with open(os.path.join(where, "passages.jsonl.tmp"), "w", encoding="utf-8") as f:
         for k, text in enumerate(passages):
             f.write(json.dumps({"passage": k, "text": text, "words": len(text.split())}, ensure_ascii=False) + "\n")
-    os.replace(os.path.join(out_dir, "passages.jsonl.tmp"), os.path.join(out_dir, "passages.jsonl"))
+    os.replace(os.path.join(where, "passages.jsonl.tmp"), os.path.join(where, "passages.jsonl"))
     manifest = {
         "generator": "demopool",
         "version": GENERATOR_VERSION,
