@@ -87,6 +87,16 @@ def measured_rates(results: str = RESULTS) -> dict[str, Any]:
     else:
         rates["global_core_s_per_doc"] = None
     rates["sources"]["dedup and selection"] = src
+    rows, src = _rows("dedup_substring", results)
+    r = _row(rows, "substring_vs_one_suffix_array_real") or _row(rows, "substring_vs_one_suffix_array_demo")
+    if r:  # MB of text per CPU second of the whole stage, and its measured volumes per text byte
+        mb = r["text_mb"] * 1e6
+        rates["substring"] = {"mb_s": r["ours"], "anchors_per_byte": r["anchors"] / mb,
+                              "repeated_per_byte": r["repeated_anchors"] / mb,
+                              "context_per_byte": r["context_bytes"] / mb, "row": r["name"]}
+    else:
+        rates["substring"] = None
+    rates["sources"]["exact substrings"] = src
     rows, src = _rows("tokens", results)
     r = _row(rows, "tokens_build_per_cpu_second_vs_raw_sentencepiece_1w")
     rates["tokens_per_s"] = r["ours"] if r else None
@@ -160,9 +170,9 @@ def model(args: argparse.Namespace, rates: dict[str, Any]) -> list[dict[str, Any
 
 
     def add(name: str, read: float, write: float, shuffle: float, memory: str, disk: float, core_s: float | None,
-            note: str = "", partitions: float = 0) -> None:
+            note: str = "", partitions: float = 0, optional: bool = False) -> None:
         stages.append({"stage": name, "read": read, "write": write, "shuffle": shuffle, "memory": memory,
-                       "disk": disk, "core_s": core_s, "note": note, "partitions": partitions})
+                       "disk": disk, "core_s": core_s, "note": note, "partitions": partitions, "optional": optional})
 
     if args.warc:
         html = text * args.html_per_text
@@ -188,6 +198,20 @@ def model(args: argparse.Namespace, rates: dict[str, Any]) -> list[dict[str, Any
         f"filter slice {filter_bytes / parts_bff / GiB:.2f} GiB ({parts_bff:,.0f} partitions of a "
         f"{filter_bytes / GiB:,.0f} GiB filter)", ngrams * 12, cost(("bff_dedup",), after_d),
         "n-gram hash + paragraph per n-gram, streamed per partition in corpus order", 2 * parts_bff)
+    sub = rates.get("substring")
+    if sub:
+        anchors = text_d * sub["anchors_per_byte"]
+        repeated = text_d * sub["repeated_per_byte"]
+        contexts = text_d * sub["context_per_byte"]
+        item_tokens = working / 192  # filters/dedup/substring.py VERIFY_BYTES_PER_TOKEN (words)
+        parts_sub = max(4, anchors * 80 / working)
+        add("exact substrings (opt-in: --dedup ...,substring)", 4 * text_d * 0.35,
+            anchors * 20 + repeated * 36 + contexts + text_d * 0.35, anchors * 20 + repeated * 36 + contexts,
+            f"repeats: one of {parts_sub:,.0f} partitions, 80 B/anchor; verify: {item_tokens / 1e6:.1f}M context "
+            "tokens x 192 B", anchors * 20 + repeated * 36 + contexts, text_d / MB / sub["mb_s"],
+            f"minimizer anchors ({sub['anchors_per_byte'] * 1e3:.1f} per KB of text) by hash; contexts of repeated "
+            f"ones ({sub['context_per_byte']:.3f} B per text byte, measured: {sub['row']}); not in the total",
+            2 * parts_sub, optional=True)
     add("fastText score + top fraction", text_d * 0.35, final_text * 0.35 + after_d * 12, after_d * 12,
         "quality model (~40 MB) + one batch; driver O(2^16 + max_candidates)", after_d * 12,
         cost(("quality_score", "quality_top_fraction"), after_d),
@@ -239,9 +263,9 @@ def render(args: argparse.Namespace) -> str:
         for n in args.nodes:
             w = None if core is None else core / slots[n]
             walls.append(_t(w))
-            if w is not None:
+            if w is not None and not s["optional"]:
                 total[n] += w
-        total_core += core or 0.0
+        total_core += 0.0 if s["optional"] else core or 0.0
         hours = "–" if core is None else f"{core / 3600:,.0f}"
         lines.append(f"| {s['stage']} | {_b(s['read'])} | {_b(s['write'])} | {_b(s['shuffle'])} | {s['memory']} | "
                      f"{_b(s['disk'])} | {hours} | " + " | ".join(walls) + " |")
@@ -260,6 +284,9 @@ def render(args: argparse.Namespace) -> str:
         lines.append(f"- global stages per document of {rates['scale_doc_bytes']:,.0f} bytes (fit wall x workers + "
                      f"per-shard CPU, / documents, at the 10·N scale point): {per}; "
                      f"{', '.join(PER_BYTE)} scaled to {args.doc_bytes:,} bytes per document, the others per document")
+    if rates.get("substring"):
+        lines.append(f"- exact substrings (50 words, fit + apply): {rates['substring']['mb_s']:.1f} MB of text/s per "
+                     "core (opt-in stage, not in the total)")
     if rates.get("tokens_per_s"):
         lines.append(f"- tokenize + pack + shuffle: {rates['tokens_per_s']:,.0f} tokens/s per core")
     mh = per_doc_cost(rates, "minhash_dedup", rates.get("scale_doc_bytes") or 1.0)

@@ -30,6 +30,21 @@ Questions and targets (issues 4 and 12):
    first set; issue 20) and at 20,000 documents (target >= 3, issue 12); and the largest process of each side (USS,
    bench/_procmem.py; Ray's own servers reported apart), target >= 1.
 Scale (memory and time at N and 10 N documents) is bench/scale.py's question.
+
+Exact-substring dedup (``--substring``, issue 21; results in bench/results/dedup_substring[.quick].json;
+no peer runs here: google-research/deduplicate-text-datasets and datatrove's wrapper of it are a Rust
+binary built from source). Targets fixed before measuring (:data:`SUBSTRING_TARGETS`):
+3. throughput, MB of text per CPU second, of the whole stage (fit as passes, then applied to every shard,
+   in this process) against one suffix array over the whole corpus in one process (``reference_dedup``,
+   the same rule, output checked identical), on demo-pool documents and on real samples from
+   ../shared/data (Gutenberg books, Wikipedia, web text): target >= 0.5 (distribution may cost at most
+   half the single-array speed);
+4. the largest process through the runner on Ray (2 workers, --memory-per-worker 384M, min_partitions 1) at
+   N and 10 N demo documents (ratio N / 10 N, target >= 0.8; flat once N fills the budget's partitions and
+   verify items: the full run's N = 20,000 does, the quick run's 1,000, run in-process, does not), and at
+   10 N against the single suffix array's process (target >= 1);
+5. the demo pool through the baseline recipe (heuristics, exact, MinHash, BFF, substring): recall on the
+   planted passages' later occurrences (target >= 0.99); the fraction of bytes removed is in the rows.
 """
 
 from __future__ import annotations
@@ -92,8 +107,10 @@ def _write_shard(args: tuple[int, int, int, int, str]) -> str:
 
 
 def demo_shards(n_docs: int, seed: int = 0, docs_per_shard: int = 25_000, procs: int = 2) -> list[str]:
-    """The first ``n_docs`` documents of the demo pool as parquet shards (cached on disk)."""
-    folder = CACHE / f"demo_{n_docs}_{seed}_{docs_per_shard}"
+    """The first ``n_docs`` documents of the demo pool as parquet shards (cached on disk, per generator version)."""
+    from demopool import GENERATOR_VERSION
+
+    folder = CACHE / f"demo_v{GENERATOR_VERSION}_{n_docs}_{seed}_{docs_per_shard}"
     done = folder / "DONE"
     bounds = list(range(0, n_docs, docs_per_shard)) + [n_docs]
     paths = [str(folder / f"shard-{k:05d}.parquet") for k in range(len(bounds) - 1)]
@@ -484,6 +501,231 @@ def e2e_datatrove(paths: list[str], workdir: str, workers: int) -> dict[str, Any
     return {"kept": kept, "seconds": time.perf_counter() - t0}
 
 
+# --------------------------------------------------------------------------- 3-5. exact-substring dedup
+
+SUBSTRING_TARGETS = {"substring_vs_one_suffix_array": 0.5, "substring_memory_n_vs_10n": 0.8,
+                     "substring_memory_vs_one_suffix_array": 1.0, "substring_demo_pool_planted_recall": 0.99}
+#: the budget of the memory rows: small, and min_partitions=1, so that partitions and verify items are full
+#: (sized by the budget, not by the corpus) at both sizes of the full run; below that size memory grows with
+#: the data up to the budget
+SUBSTRING_MEMORY = "384M"
+
+
+def _outcome_digest(rows: list[tuple[str, str | None, bytes]]) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for doc_id, reason, data in rows:
+        h.update(f"{doc_id}\0{reason}\0".encode() + data + b"\1")
+    return h.hexdigest()
+
+
+def substring_ours(paths: list[str], workdir: str, min_len: int = 50, unit: str = "word") -> dict[str, Any]:
+    """SubstringDedup's fit (passes, in this process) and its application to every shard; the outcome's digest."""
+    import pyarrow.parquet as pq
+
+    from curation.passes import ExecConfig, Executor
+    from curation.stage import GlobalContext, PhaseShard, ShardContext
+    from filters.dedup import SubstringDedup
+
+    shutil.rmtree(workdir, ignore_errors=True)
+    shards = [PhaseShard(f"s{i:05d}", p, p) for i, p in enumerate(paths)]
+    ex = Executor(ExecConfig(mode="local", num_workers=1, progress=False))
+    ctx = GlobalContext(shards=shards, workdir=workdir, executor=ex, memory_per_worker=2 << 30)
+    stage = SubstringDedup(min_len=min_len, unit=unit)
+    stage.load_state(stage.fit(ctx))
+    out: list[tuple[str, str | None, bytes]] = []
+    for sh in shards:
+        for batch in pq.ParquetFile(sh.path).iter_batches(batch_size=4096):
+            res = stage.process(pa.Table.from_batches([batch]), ShardContext(sh.shard_id, sh.path))
+            got = dict(zip(res.kept.column("id").to_pylist(), res.kept.column("text").to_pylist()))
+            why = dict(zip(res.dropped.column("id").to_pylist(), res.dropped.column("reason").to_pylist()))
+            for i in batch.column(0).to_pylist():
+                out.append((i, why.get(i), b"" if i in why else got[i].encode()))
+    return {"digest": _outcome_digest(out), "summary": stage.state.summary}
+
+
+def substring_reference(paths: list[str], min_len: int = 50, unit: str = "word") -> dict[str, Any]:
+    """One suffix array over every document (the same rule, one process): read the shards, decide, digest."""
+    import pyarrow.parquet as pq
+
+    from filters.dedup.substring_core import reference_dedup
+
+    ids, texts = [], []
+    for p in paths:
+        t = pq.read_table(p, columns=["id", "text"])
+        ids += t.column("id").to_pylist()
+        texts += t.column("text").to_pylist()
+    res = reference_dedup(texts, min_len, unit, "first", 50)
+    return {"digest": _outcome_digest([(i, r, b"" if r else data) for i, (r, data) in zip(ids, res)]),
+            "bytes_removed": sum(len(t.encode()) - (0 if r else len(d)) for t, (r, d) in zip(texts, res))}
+
+
+def substring_runner(paths: list[str], workdir: str, workers: int, executor: str = "ray") -> dict[str, Any]:
+    """SubstringDedup alone through the runner on Ray (``executor="local"``: in this process, the quick mode);
+    the largest process is what the parent samples."""
+    import logging
+
+    logging.basicConfig(level=logging.WARNING)
+    from curation.cli import parse_size
+    from curation.runner import InputSpec, RunConfig, Runner
+    from filters.dedup import SubstringDedup
+
+    cfg = RunConfig(output_dir=workdir, num_workers=workers, progress=False, report=False, executor=executor,
+                    memory_per_worker=parse_size(SUBSTRING_MEMORY))
+    t0 = time.perf_counter()
+    res = Runner([SubstringDedup(min_partitions=1)], [InputSpec(p, "parquet", "demo") for p in paths], cfg).run()
+    summary = next(g["summary"] for g in res.stats["global"] if g["name"] == "substring_dedup")
+    return {"seconds": time.perf_counter() - t0, "ok": res.ok, "text_bytes": summary["text_bytes"],
+            "fraction_bytes_removed": summary["fraction_bytes_removed"], "partitions": summary["partitions"],
+            "verify_items": summary["verify_items"]}
+
+
+def real_sample_shards(folder: Path, per_shard: int = 2000) -> list[str]:
+    """Real text from ../shared/data as parquet shards: Gutenberg books, 8 Wikipedia files, web jsonl (cached)."""
+    import gzip
+
+    from curation.schema import docs_table
+    from curation.storage import write_parquet_atomic
+
+    data = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "corpora"
+    if not data.is_dir():
+        raise SystemExit("../shared/data is absent: the real-sample rows need it")
+    done = folder / "DONE"
+    if done.exists():
+        return sorted(str(p) for p in folder.glob("real-*.parquet"))
+    folder.mkdir(parents=True, exist_ok=True)
+    docs: list[tuple[str, str, str]] = []  # (id, text, source)
+    for p in sorted((data / "text" / "gutenberg").glob("*.txt")):
+        docs.append((f"gutenberg/{p.name}", p.read_text(encoding="utf-8", errors="replace"), "gutenberg"))
+    import re
+
+    for p in sorted((data / "text" / "wikipedia_enwiki_2018").glob("wiki_*"))[:8]:
+        raw = p.read_text(encoding="utf-8", errors="replace")
+        for k, m in enumerate(re.finditer(r"<doc [^>]*>(.*?)</doc>", raw, re.S)):
+            if m.group(1).strip():
+                docs.append((f"wikipedia/{p.name}/{k}", m.group(1).strip(), "wikipedia"))
+    for pattern in ("c4/*.json.gz", "redpajama/*.jsonl", "dolma/cc_en_head-*.jsonl.gz"):
+        for p in sorted(data.glob(pattern)):
+            opener = gzip.open if p.suffix == ".gz" else open
+            with opener(p, "rt", encoding="utf-8") as f:
+                for k, line in enumerate(f):
+                    text = json.loads(line).get("text") if line.strip() else None
+                    if isinstance(text, str) and text.strip():
+                        docs.append((f"web/{p.name}/{k}", text, "web"))
+    paths = []
+    for k in range(0, len(docs), per_shard):
+        part = docs[k : k + per_shard]
+        path = str(folder / f"real-{k // per_shard:05d}.parquet")
+        write_parquet_atomic(path, docs_table([d[0] for d in part], [d[1] for d in part], "real"))
+        paths.append(path)
+    done.write_text(json.dumps({"docs": len(docs), "sources": sorted({d[2] for d in docs})}))
+    return paths
+
+
+def substring_rows(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
+    import pyarrow.parquet as pq
+
+    rows: list[dict[str, Any]] = []
+    reps = args.reps or 3
+    n = args.docs or (2000 if args.quick else 20000)
+    per = max(500, n // 8)
+    sets = [("demo", demo_shards(n, docs_per_shard=per), f"{n:,} demo-pool documents")]
+    if not args.quick or args.real:
+        sets.append(("real", real_sample_shards(CACHE / "real_samples"), "real text from ../shared/data (74 "
+                     "Gutenberg books with their licence boilerplate, 8 files of English Wikipedia, C4 / RedPajama "
+                     "/ Dolma web samples)"))
+    for tag, paths, what in sets:
+        mb = sum(len(t.encode()) for p in paths
+                 for t in pq.read_table(p, columns=["text"]).column("text").to_pylist()) / 1e6
+        last: dict[str, Any] = {}
+
+        def ours(paths: list[str] = paths, tag: str = tag, last: dict = last) -> None:
+            last["ours"] = substring_ours(paths, str(tmp / f"sub_{tag}"))
+
+        def ref(paths: list[str] = paths, last: dict = last) -> None:
+            last["ref"] = substring_reference(paths)
+
+        t_o = timed(ours, reps)
+        t_r = timed(ref, reps)
+        same = last["ours"]["digest"] == last["ref"]["digest"]
+        s = last["ours"]["summary"]
+        print(f"  substring {tag}: ours {mb / t_o.median:.2f} MB/CPU s, one suffix array {mb / t_r.median:.2f}, "
+              f"identical {same}, {100 * s['fraction_bytes_removed']:.2f}% of bytes removed", flush=True)
+        rows.append(compare(
+            f"substring_vs_one_suffix_array_{tag}", "MB of text per CPU second",
+            Timing([mb / v for v in t_o.values], "cpu"), Timing([mb / v for v in t_r.values], "cpu"),
+            "one suffix array over the whole corpus in one process (reference_dedup: same rule, same output)",
+            SUBSTRING_TARGETS["substring_vs_one_suffix_array"],
+            f"{what}, {mb:.1f} MB, {len(paths)} parquet shards; 50 words, keep first; ours: fit as passes in this "
+            "process + applied to every shard", kind="rate", identical_output=same, text_mb=mb,
+            fraction_bytes_removed=s["fraction_bytes_removed"], documents_cut=s["documents_cut"],
+            documents_removed=s["documents_removed"], anchor_density=s["anchor_density"], tokens=s["tokens"],
+            anchors=s["anchors"], repeated_anchors=s["repeated_anchors"], context_bytes=s["context_bytes"],
+            verify_items=s["verify_items"]))
+
+    # memory: N and 10 N through the runner on Ray; the single suffix array at 10 N
+    n_small = args.docs or (1000 if args.quick else 20000)
+    small = demo_shards(n_small, docs_per_shard=max(500, n_small // 8))
+    large = demo_shards(10 * n_small, docs_per_shard=max(500, n_small // 8))
+    mode = "local" if args.quick else "ray"  # --quick: in-process (no Ray start), to stay near a minute
+    a = measure("substring_runner", paths=small, workdir=str(tmp / "run_n"), workers=args.workers, executor=mode)
+    b = measure("substring_runner", paths=large, workdir=str(tmp / "run_10n"), workers=args.workers, executor=mode)
+    c = measure("substring_reference", paths=large)
+    for name, r in (("N", a), ("10N", b), ("one suffix array, 10N", c)):
+        print(f"  substring memory {name}: largest process {r['largest_ours_mib']:.0f} MiB "
+              f"({r['largest_ours_process']}), {r['wall_s']:.1f} s", flush=True)
+    inp = (f"demo pool, {n_small:,} and {10 * n_small:,} documents in parquet shards of {max(500, n_small // 8):,}; "
+           f"SubstringDedup (50 words, min_partitions 1) alone through the runner "
+           f"{'in-process (--quick)' if args.quick else f'on Ray, {args.workers} workers'}, --memory-per-worker "
+           f"{SUBSTRING_MEMORY}")
+    mbps = b["result"]["text_bytes"] / 1e6 / (b["result"]["seconds"] * args.workers)
+    rows.append(compare("substring_memory_n_vs_10n", "MiB (largest driver/task process, USS)",
+                        b["largest_ours_mib"], a["largest_ours_mib"], f"the same stage at N = {n_small:,}",
+                        SUBSTRING_TARGETS["substring_memory_n_vs_10n"], inp, kind="time",
+                        ray_fixed_mib={"N": a["ray_fixed_peak_mib"], "10N": b["ray_fixed_peak_mib"]},
+                        seconds={"N": a["result"]["seconds"], "10N": b["result"]["seconds"]},
+                        largest_process={"N": a["largest_ours_process"], "10N": b["largest_ours_process"]},
+                        wall_mb_per_s_per_core_10n=mbps, partitions={"N": a["result"]["partitions"],
+                                                                     "10N": b["result"]["partitions"]},
+                        verify_items={"N": a["result"]["verify_items"], "10N": b["result"]["verify_items"]},
+                        note="wall_mb_per_s_per_core_10n counts Ray's start and per-task latency at these small "
+                        "shards; the work per core is the throughput rows' MB per CPU second"))
+    rows.append(compare("substring_memory_vs_one_suffix_array", "MiB (largest process, USS)",
+                        b["largest_ours_mib"], c["largest_ours_mib"],
+                        f"one suffix array over the {10 * n_small:,} documents in one process",
+                        SUBSTRING_TARGETS["substring_memory_vs_one_suffix_array"], inp, kind="time",
+                        same_bytes_removed=round(c["result"]["bytes_removed"] / b["result"]["text_bytes"], 6)
+                        == b["result"]["fraction_bytes_removed"]))
+
+    # the demo pool through the baseline recipe: the planted passages
+    from demopool.passages import planted_passage_report
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pipelines"))
+    import baseline
+
+    run, pool = tmp / "baseline", tmp / "demo_pool"
+    t0 = time.perf_counter()
+    rc = baseline.main(["-o", str(run), "--demo-dir", str(pool), "--blocks", "heuristics,dedup", "--dedup",
+                        "exact,minhash,bff,substring", "--no-tokens", "--executor", "local", "--log-level", "WARNING"])
+    if rc:
+        raise RuntimeError("the baseline run on the demo pool failed")
+    rep = planted_passage_report(str(run), str(pool))
+    s = rep["summary"]
+    print(f"  demo pool: {rep['removed']}/{rep['later_occurrences']} later planted occurrences removed, "
+          f"{100 * s['fraction_bytes_removed']:.2f}% of bytes, outside passages {rep['outside_bytes']}", flush=True)
+    rows.append(compare(
+        "substring_demo_pool_planted_recall", "recall on later occurrences of planted passages",
+        rep["recall"], 1.0, "the planted truth (passages.jsonl)",
+        SUBSTRING_TARGETS["substring_demo_pool_planted_recall"],
+        "demo pool (2,000 documents, seed 0) through pipelines/baseline.py --blocks heuristics,dedup --dedup "
+        "exact,minhash,bff,substring (in-process)", kind="rate", later_occurrences=rep["later_occurrences"],
+        removed=rep["removed"], bytes_removed_outside_passages=rep["outside_bytes"],
+        fraction_bytes_removed=s["fraction_bytes_removed"], documents_cut=s["documents_cut"],
+        seconds=time.perf_counter() - t0))
+    return rows
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -512,7 +754,19 @@ def main(argv: list[str] | None = None) -> int:
         "rows of the same name in bench/results/dedup[.quick].json (or --out), the others are kept as they were, "
         "each with the commit it measured",
     )
+    ap.add_argument("--substring", action="store_true",
+                    help="run only the exact-substring rows (3-5 above); results go to "
+                    "bench/results/dedup_substring[.quick].json unless --out is given")
+    ap.add_argument("--real", action="store_true", help="with --substring --quick: also the real-sample row")
     args = ap.parse_args(argv)
+    if args.substring:
+        tmp = Path(tempfile.mkdtemp(prefix="substring_bench_"))
+        try:
+            rows = substring_rows(args, tmp)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        save(rows, "dedup_substring", argparse.Namespace(quick=args.quick, out=args.out))
+        return 0
     out = args.out or os.path.join(RESULTS, f"dedup{'.quick' if args.quick else ''}.json")
     reps = args.reps or (3 if args.quick else 5)
     reps_e2e_small = args.reps or 3

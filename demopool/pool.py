@@ -8,7 +8,8 @@
     out_dir/dolma/dolma-cc-00000.jsonl.gz ...         ({"id", "text", "source", "added", "created", "metadata"})
     out_dir/warc/warc-cc-00000.warc.gz                crawled HTML pages, Common Crawl style (``demopool.warc``)
     out_dir/_truth/truth.jsonl, _truth/truth.parquet  one row per document: id, category, format, file,
-                                                      row, dup_of, lang, topic, n_words
+                                                      row, dup_of, lang, topic, n_words, passage
+    out_dir/_truth/passages.jsonl                     the planted repeated passages: passage, text, words
     out_dir/_truth/pool.json                          the manifest (also returned)
 
 The ground truth and the manifest live under ``_truth/``: a name beginning with ``_`` is
@@ -51,6 +52,13 @@ repeated      0.03   a few lines repeated many times: dropped (Gopher repetition
 bullets       0.03   bullet-list pages: dropped (Gopher bullet-line ratio)
 ============  =====  ============================================================================
 
+Planted repeated passages (for exact-substring dedup): ``max(2, n_docs // 250)`` passages of 60-90
+words of the same prose; a clean document carries one with probability ``PASSAGE_RATE`` (4%), drawn
+from its own hash, appended to its last paragraph (so a copy of it made by an exact or near duplicate
+carries it too). ``truth.passage`` names the passage a document carries (null for none);
+``passages.jsonl`` holds their texts. Documents that carry none are byte-identical to what the
+generator wrote before passages existed (version 2), and no document changes category.
+
 ``clean_prose(rng, n_words)`` is the clean-prose generator, exported for other modules
 (e.g. offline positives for a quality classifier). Command line::
 
@@ -79,7 +87,10 @@ from demopool import lexicon as L
 
 logger = logging.getLogger(__name__)
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3  # 3: planted repeated passages in 4% of the clean documents
+#: share of clean documents that carry a planted passage, and the passages' length in words
+PASSAGE_RATE = 0.04
+PASSAGE_WORDS = (60, 90)
 CATEGORIES: dict[str, float] = {
     "clean": 0.52,
     "long": 0.02,
@@ -304,10 +315,12 @@ def clean_prose(rng: random.Random, n_words: int, topic: str | None = None) -> s
     return "\n".join(paragraphs)
 
 
-def _clean_doc(rng: random.Random, n_words: int) -> tuple[str, str]:
+def _clean_doc(rng: random.Random, n_words: int, passage: str | None = None) -> tuple[str, str]:
     topic = rng.choice(TOPIC_NAMES)
     t = _TOPICS[topic]
     body = clean_prose(rng, n_words, topic)
+    if passage is not None:  # appended to the last paragraph: inside it, so that BFF keeps the paragraph
+        body = f"{body} {passage}"
     lines = []
     if rng.random() < 0.5:
         lines.append(_title(rng, t))
@@ -543,7 +556,7 @@ def _n_words_clean(rng: random.Random) -> int:
 
 
 class _Doc:
-    __slots__ = ("index", "category", "text", "lang", "topic", "dup_of")
+    __slots__ = ("index", "category", "text", "lang", "topic", "dup_of", "passage")
 
     def __init__(self, index: int, category: str, text: str, lang: str = "en", topic: str | None = None,
                  dup_of: int | None = None) -> None:
@@ -553,13 +566,43 @@ class _Doc:
         self.lang = lang
         self.topic = topic
         self.dup_of = dup_of
+        self.passage: int | None = None
 
 
-def _make_original(seed: int, index: int, category: str) -> _Doc:
+def n_passages(n_docs: int) -> int:
+    """How many distinct passages a pool of ``n_docs`` documents plants."""
+    return max(2, n_docs // 250)
+
+
+def passage_text(seed: int, k: int) -> str:
+    """Planted passage ``k``: whole sentences of prose, at least ``PASSAGE_WORDS[0]`` words (usually under
+    ``PASSAGE_WORDS[1]``), a pure function of ``(seed, k)``."""
+    rng = random.Random(_mix(seed, k, 9))
+    t = _TOPICS[TOPIC_NAMES[k % len(TOPIC_NAMES)]]
+    target = rng.randint(*PASSAGE_WORDS)
+    sents: list[str] = []
+    n = 0
+    while n < target and (n < PASSAGE_WORDS[0] or n + 12 <= PASSAGE_WORDS[1]):
+        sents.append(_sentence(rng, t))
+        n += len(sents[-1].split())
+    return " ".join(sents)
+
+
+def passage_of(seed: int, index: int, n_docs: int) -> int | None:
+    """The passage a clean document ``index`` carries (None for most): its own hash, not its text's random draws."""
+    if _mix(seed, index, 8) / 2.0**64 >= PASSAGE_RATE:
+        return None
+    return _mix(seed, index, 10) % n_passages(n_docs)
+
+
+def _make_original(seed: int, index: int, category: str, n_docs: int = 0) -> _Doc:
     rng = random.Random(_mix(seed, index, 2))
     if category == "clean":
-        text, topic = _clean_doc(rng, _n_words_clean(rng))
-        return _Doc(index, category, text, topic=topic)
+        k = passage_of(seed, index, n_docs) if n_docs else None
+        text, topic = _clean_doc(rng, _n_words_clean(rng), passage_text(seed, k) if k is not None else None)
+        doc = _Doc(index, category, text, topic=topic)
+        doc.passage = k
+        return doc
     if category == "long":
         text, topic = _clean_doc(rng, rng.randint(3000, 8000))
         return _Doc(index, category, text, topic=topic)
@@ -587,10 +630,12 @@ def make_doc(seed: int, index: int, n_docs: int) -> _Doc:
         if root is None:
             category = "clean"
         else:
-            orig = _make_original(seed, root, "clean")
+            orig = _make_original(seed, root, "clean", n_docs)
             text = orig.text if category == "exact_dup" else _near_dup(rng, orig.text)
-            return _Doc(index, category, text, topic=orig.topic, dup_of=root)
-    return _make_original(seed, index, category)
+            doc = _Doc(index, category, text, topic=orig.topic, dup_of=root)
+            doc.passage = orig.passage  # a copy carries its original's passage (a near copy maybe edited)
+            return doc
+    return _make_original(seed, index, category, n_docs)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -678,6 +723,7 @@ TRUTH_SCHEMA = pa.schema([
     ("lang", pa.string()),
     ("topic", pa.string()),
     ("n_words", pa.int64()),
+    ("passage", pa.int64()),
 ])
 
 
@@ -769,10 +815,12 @@ def _write_shard(out_dir: str, seed: int, n_docs: int, shards: list[_Shard], sha
         if doc.dup_of is not None:
             dup = _doc_id(seed, _shard_of(shards, doc.dup_of), doc.dup_of)
         counts[doc.category] = counts.get(doc.category, 0) + 1
+        if doc.passage is not None:
+            counts["_passage_carriers"] = counts.get("_passage_carriers", 0) + 1
         return {
             "id": _doc_id(seed, shard, doc.index), "category": doc.category, "format": fmt,
             "file": shard.relpath, "row": doc.index - shard.start, "dup_of": dup, "lang": doc.lang,
-            "topic": doc.topic, "n_words": len(doc.text.split()),
+            "topic": doc.topic, "n_words": len(doc.text.split()), "passage": doc.passage,
         }
 
     if fmt == "warc":
@@ -915,6 +963,12 @@ def generate_pool(
     files: dict[str, list[str]] = {}
     for s in shards:
         files.setdefault(s.format, []).append(s.relpath)
+    passages = [passage_text(seed, k) for k in range(n_passages(n_docs))]
+    where = truth.out_dir  # beside the truth files
+    with open(os.path.join(where, "passages.jsonl.tmp"), "w", encoding="utf-8") as f:
+        for k, text in enumerate(passages):
+            f.write(json.dumps({"passage": k, "text": text, "words": len(text.split())}, ensure_ascii=False) + "\n")
+    os.replace(os.path.join(where, "passages.jsonl.tmp"), os.path.join(where, "passages.jsonl"))
     manifest = {
         "generator": "demopool",
         "version": GENERATOR_VERSION,
@@ -926,7 +980,9 @@ def generate_pool(
         "categories": {c: counts.get(c, 0) for c in CATEGORIES},
         "category_probabilities": CATEGORIES,
         "kept_categories": list(KEPT_CATEGORIES),
-        "truth": [f"{TRUTH_DIR}/truth.jsonl", f"{TRUTH_DIR}/truth.parquet"],
+        "truth": [f"{TRUTH_DIR}/truth.jsonl", f"{TRUTH_DIR}/truth.parquet", f"{TRUTH_DIR}/passages.jsonl"],
+        "planted_passages": {"passages": len(passages), "rate": PASSAGE_RATE, "words": list(PASSAGE_WORDS),
+                             "carriers": counts.get("_passage_carriers", 0)},
     }
     path = manifest_path(out_dir)
     with open(path + ".tmp", "w") as f:

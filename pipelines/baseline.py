@@ -76,11 +76,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.input:
         inputs = inputs_from_args(args.input)
     else:
-        from demopool import generate_pool, pool_files, read_manifest
+        from demopool import GENERATOR_VERSION, generate_pool, pool_files, read_manifest
 
         demo_dir = args.demo_dir or _default_demo_dir(args.output)
         pool = read_manifest(demo_dir) or {}
-        if (pool.get("n_docs"), pool.get("seed")) != (args.demo_docs, args.seed):
+        wanted = (args.demo_docs, args.seed, GENERATOR_VERSION)
+        if (pool.get("n_docs"), pool.get("seed"), pool.get("version")) != wanted:
             logger.info("writing the demo pool (%d docs) to %s", args.demo_docs, demo_dir)
             generate_pool(demo_dir, n_docs=args.demo_docs, seed=args.seed)
         inputs = [InputSpec(p) for p in pool_files(demo_dir)]

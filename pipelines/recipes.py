@@ -11,7 +11,7 @@ build their stages here, so the two can never drift apart::
 
 The recipe reads top to bottom: HTML extraction (when an input is a WARC file), heuristics
 (RefinedWeb, optionally C4), decontamination,
-dedup (exact, MinHash, BFF, in the order given), the fastText quality score and a
+dedup (exact, MinHash, BFF, exact substrings, in the order given), the fastText quality score and a
 selection (top fraction of the pool, or a threshold). Every block can be switched off
 for ablations.
 """
@@ -28,7 +28,8 @@ from typing import Any
 from curation.stage import Stage
 
 BLOCKS = ("heuristics", "dedup", "quality")
-DEDUP_METHODS = ("exact", "minhash", "bff")
+DEDUP_METHODS = ("exact", "minhash", "bff")  # the default --dedup (DCLM-Baseline's)
+DEDUP_CHOICES = (*DEDUP_METHODS, "substring")  # substring: ExactSubstr (RefinedWeb), opt-in
 EXTRACTORS = ("resiliparse", "trafilatura")
 
 
@@ -54,18 +55,30 @@ class RecipeOptions:
     extractor: str = "resiliparse"
     langid_backend: str = "fasttext"
     langid_model: str | None = None
+    substring_min_len: int | None = None
+    substring_unit: str = "word"
+    substring_keep: str = "first"
+    substring_min_words_after: int = 50
 
     def __post_init__(self) -> None:
         if isinstance(self.dedup, str):  # "exact,minhash" as on the command line
             object.__setattr__(self, "dedup", tuple(m for m in self.dedup.split(",") if m))
         object.__setattr__(self, "dedup", tuple(self.dedup))
-        unknown = [m for m in self.dedup if m not in DEDUP_METHODS]
+        unknown = [m for m in self.dedup if m not in DEDUP_CHOICES]
         if unknown:
-            raise ValueError(f"unknown dedup method(s) {unknown}; choose from {list(DEDUP_METHODS)}")
+            raise ValueError(f"unknown dedup method(s) {unknown}; choose from {list(DEDUP_CHOICES)}")
+        self.substring_config()  # bad substring settings fail here, not in the middle of a run
         if self.extractor not in EXTRACTORS:
             raise ValueError(f"unknown extractor {self.extractor!r}; choose from {list(EXTRACTORS)}")
         if not 0.0 <= self.quality_top_fraction <= 1.0:
             raise ValueError(f"quality_top_fraction must be in [0, 1], got {self.quality_top_fraction}")
+
+    def substring_config(self) -> Any:
+        """The :class:`filters.dedup.SubstringConfig` of the ``substring_*`` options."""
+        from filters.dedup import SubstringConfig
+
+        return SubstringConfig(min_len=self.substring_min_len, unit=self.substring_unit, keep=self.substring_keep,
+                               min_words_after=self.substring_min_words_after)
 
     def overrides(self) -> dict[str, Any]:
         """The fields that differ from the defaults (JSON-able: tuples as lists)."""
@@ -124,15 +137,18 @@ def decontam_stages(eval_dir: str | None, n: int = 13) -> list[Stage]:
     return [Decontaminate(eval_dir, n=n)]
 
 
-def dedup_stages(methods: Sequence[str] = DEDUP_METHODS) -> list[Stage]:
+def dedup_stages(methods: Sequence[str] = DEDUP_METHODS, substring: Any = None) -> list[Stage]:
     """Dedup in the order given: ``exact`` (normalised text, then URL), ``minhash`` (fuzzy, LSH), ``bff``
-    (Bloom paragraph dedup, DCLM's order-dependent step)."""
-    from filters.dedup import BloomDedup, ExactDedup, MinHashDedup
+    (Bloom paragraph dedup, DCLM's order-dependent step), ``substring`` (repeated spans of 50+ words,
+    RefinedWeb's ExactSubstr; ``substring``: its :class:`filters.dedup.SubstringConfig`, default settings
+    when None)."""
+    from filters.dedup import BloomDedup, ExactDedup, MinHashDedup, SubstringDedup
 
     build = {
         "exact": lambda: [ExactDedup(key="text"), ExactDedup(key="url")],
         "minhash": lambda: [MinHashDedup()],
         "bff": lambda: [BloomDedup()],
+        "substring": lambda: [SubstringDedup(substring) if substring is not None else SubstringDedup()],
     }
     stages: list[Stage] = []
     for m in methods:
@@ -171,7 +187,7 @@ def baseline_recipe(blocks: Sequence[str], options: RecipeOptions, output_dir: s
         stages += heuristics_stages(options.c4, options.langid_backend, options.langid_model)
     stages += decontam_stages(options.decontam)
     if "dedup" in blocks:
-        stages += dedup_stages(options.dedup)
+        stages += dedup_stages(options.dedup, options.substring_config())
     if "quality" in blocks:
         stages += quality_stages(options.quality_model, os.path.join(output_dir, "quality_model"),
                                  options.quality_label, options.quality_top_fraction, options.quality_threshold)
@@ -201,7 +217,22 @@ def add_recipe_arguments(group: Any, *, decontam: bool = True) -> None:
                            "(llm-foundry jsonl, e.g. ../shared/data/eval); runs after the heuristics")
     group.add_argument("--dedup", default=",".join(DEDUP_METHODS),
                        help="dedup methods in order: exact (normalised text and URL), minhash (fuzzy, LSH), "
-                       "bff (Bloom paragraph dedup, DCLM's order-dependent step); default %(default)s")
+                       "bff (Bloom paragraph dedup, DCLM's order-dependent step), substring (every span of "
+                       "--substring-min-len or more units repeated in the corpus, RefinedWeb's ExactSubstr; not in "
+                       "the default); default %(default)s")
+    group.add_argument("--substring-min-len", type=int, default=None, metavar="N",
+                       help="--dedup substring: the shortest repeated span removed, in --substring-unit units "
+                       "(default 50 words, or 200 bytes)")
+    group.add_argument("--substring-unit", default="word", choices=("word", "byte"),
+                       help="--dedup substring: count spans in words (maximal non-whitespace runs) or in UTF-8 "
+                       "bytes; cuts fall on word boundaries either way (default %(default)s)")
+    group.add_argument("--substring-keep", default="first", choices=("first", "none"),
+                       help="--dedup substring: keep the first occurrence of a repeated span in corpus order and "
+                       "cut the others (first), or cut every occurrence (none, as deduplicate-text-datasets "
+                       "does); default %(default)s")
+    group.add_argument("--substring-min-words-after", type=int, default=50, metavar="N",
+                       help="--dedup substring: drop a cut document left with fewer words "
+                       "(substring:too_short_after; nothing left: substring:removed_spans); default %(default)s")
     group.add_argument("--quality-model", default=None,
                        help="fastText .bin quality classifier (e.g. DCLM's released one); default: train the "
                        "offline default classifier into <output>/quality_model (see filters/quality)")
@@ -220,7 +251,9 @@ def options_from_args(args: argparse.Namespace, *, decontam: str | None = None) 
     return RecipeOptions(c4=args.c4, decontam=decontam, dedup=args.dedup, quality_model=args.quality_model,
                          quality_label=args.quality_label, quality_top_fraction=args.quality_top_fraction,
                          quality_threshold=args.quality_threshold, extractor=args.extractor,
-                         langid_backend=args.langid_backend, langid_model=args.langid_model)
+                         langid_backend=args.langid_backend, langid_model=args.langid_model,
+                         substring_min_len=args.substring_min_len, substring_unit=args.substring_unit,
+                         substring_keep=args.substring_keep, substring_min_words_after=args.substring_min_words_after)
 
 
 def options_from_flags(flags: Sequence[str]) -> dict[str, Any]:

@@ -88,6 +88,16 @@ def _parser() -> argparse.ArgumentParser:
         help="recompute every shard and bucket instead of reusing what an interrupted build completed (OUT/_work)",
     )
     b.add_argument(
+        "--rehydrate",
+        nargs="?",
+        const="fineweb2",
+        default=None,
+        metavar="TABLE",
+        help="upsample each document by its duplicate cluster's size (dup_cluster_size, written by exact and MinHash "
+        "dedup): alone, FineWeb-2's table (1:1,2:2,3:3,5:5,100:8,1000:1: sizes 5-99 packed 5 times, 1000+ once); or "
+        "SIZE:COPIES pairs; off by default; recorded in the manifest",
+    )
+    b.add_argument(
         "--on-error",
         choices=["skip", "raise"],
         default="skip",
@@ -173,6 +183,7 @@ def _main(argv: list[str] | None = None) -> int:
         keep_work=args.keep_work,
         on_error=args.on_error,
         resume=not args.no_resume,
+        rehydrate=args.rehydrate,
     )
     manifest = build_token_stream(specs, args.out, tokenizer, config, executor=args.executor,
                                   num_workers=args.workers, address=args.address)

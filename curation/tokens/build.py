@@ -40,7 +40,15 @@ import numpy as np
 from curation import storage
 from curation.passes import Executor, Item, PassResult, digest
 from curation.tokens.manifest import make_manifest, source_summary
-from curation.tokens.mix import SourceSpec, as_specs, extra_windows, resolve_source, source_names, target_windows
+from curation.tokens.mix import (
+    SourceSpec,
+    as_specs,
+    extra_windows,
+    rehydration_table,
+    resolve_source,
+    source_names,
+    target_windows,
+)
 from curation.tokens.pack import pack_tails, tokenize_shard
 from curation.tokens.shuffle import _read_range, scatter_shard, shuffle_bucket, write_stream
 from curation.tokens.tokenizer import load_tokenizer
@@ -76,6 +84,10 @@ class TokenStreamConfig:
     keep_work: keep the intermediate files and pass markers in ``<out>/_work``.
     resume: reuse a finished build, or the items an interrupted build completed (same inputs and settings, so
         the output is the same as a clean build's); False recomputes everything.
+    rehydrate: pack each document as many times as its duplicate cluster's size gives (the curated runs'
+        ``dup_cluster_size``, written by exact and MinHash dedup) by a step table: ``"fineweb2"`` (FineWeb-2's
+        published weights), ``"1:1,2:2,5:4"`` (cluster size from : copies) or pairs; None (default) packs
+        each document once. See mix.py; the table and the copies made are in the manifest.
     """
 
     seq_len: int = 2048
@@ -94,8 +106,10 @@ class TokenStreamConfig:
     overwrite: bool = False
     keep_work: bool = False
     resume: bool = True
+    rehydrate: Any = None
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "rehydrate", rehydration_table(self.rehydrate))
         if self.seq_len < 1:
             raise ValueError(f"seq_len must be >= 1, got {self.seq_len}")
         if self.on_error not in ("skip", "raise"):
@@ -256,7 +270,8 @@ class _Build:
         for i, r in enumerate(resolved):
             for j, (f, size) in enumerate(zip(r["files"], sizes[i])):
                 out = storage.join(self.work, "packed", f"{i:03d}", f"{j:06d}.bin")
-                args = (f, out, cfg.seq_len, self.eos_id, self.dt.name, cfg.text_column, cfg.batch_size)
+                args = (f, out, cfg.seq_len, self.eos_id, self.dt.name, cfg.text_column, cfg.batch_size,
+                        cfg.rehydrate)
                 items.append(Item(f"{i:03d}-{j:06d}", args, inputs=(f,), weight=size, outputs=(out,)))
         config = {"tokenizer": tok_sha, "seq_len": cfg.seq_len, "eos_id": self.eos_id, "dtype": self.dt.name,
                   "text_column": cfg.text_column}
@@ -383,9 +398,9 @@ class _Build:
 
 
 def _tokenize_item(path: str, out: str, seq_len: int, eos_id: int, dtype: str, text_column: str, batch_size: int,
-                   model: bytes) -> dict[str, Any]:
+                   rehydrate: Any, model: bytes) -> dict[str, Any]:
     """tokenize_shard (the tokenizer comes last: the pass's shared argument)."""
-    result = tokenize_shard(path, model, out, seq_len, eos_id, dtype, text_column, batch_size)
+    result = tokenize_shard(path, model, out, seq_len, eos_id, dtype, text_column, batch_size, rehydrate)
     result.pop("seconds", None)  # timings live in the pass markers
     return result
 

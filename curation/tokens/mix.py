@@ -13,6 +13,15 @@ Each source takes either a *weight* or a *token budget*:
 * budgets (all sources): ``tokens`` per source, upsampled by repetition when a
   budget exceeds what the source holds.
 
+Rehydration (off by default): deduplication keeps one document per duplicate cluster and
+records the cluster's size on it (``dup_cluster_size``, filters/dedup). FineWeb-2 found that
+putting some of the duplicates back helps ("rehydration"): a document is packed
+``copies(dup_cluster_size)`` times, by a step table ``{smallest size: copies}``. The default
+table is FineWeb-2's published one (:data:`FINEWEB2_REHYDRATION`: 1 -> 1, 2 -> 2, 3 -> 3,
+4 -> 3, 5-99 -> 5, 100-999 -> 8, 1000+ -> 1, the largest clusters being assumed
+boilerplate). Copies go in later passes over the shard (see pack.py), never next to each
+other; the window mix below then works on the rehydrated windows.
+
 Counts are in windows (``seq_len + 1`` tokens each, the unit of packing), so a
 source's share is within one window of its target (largest-remainder rounding).
 A source needing ``T`` windows out of ``W`` takes ``T // W`` full copies of
@@ -34,6 +43,44 @@ from curation import storage
 from curation.tokens.tokenizer import parquet_files
 
 _SUFFIX = {"": 1, "k": 10**3, "m": 10**6, "b": 10**9, "g": 10**9, "t": 10**12}
+#: FineWeb-2's upsampling weights (its README, "Deduplication"): cluster size from -> copies
+FINEWEB2_REHYDRATION: tuple[tuple[int, int], ...] = ((1, 1), (2, 2), (3, 3), (5, 5), (100, 8), (1000, 1))
+CLUSTER_COLUMN = "dup_cluster_size"
+
+
+def rehydration_table(spec: Any) -> tuple[tuple[int, int], ...] | None:
+    """A step table from ``None`` (off), ``"fineweb2"``, ``"1:1,2:2,5:4"`` (cluster size from : copies), a dict
+    or pairs. Sizes start at 1 and rise; copies are >= 1."""
+    if spec is None or spec is False:
+        return None
+    if spec is True or (isinstance(spec, str) and spec.strip().lower() == "fineweb2"):
+        return FINEWEB2_REHYDRATION
+    if isinstance(spec, str):
+        try:
+            pairs = [tuple(int(x) for x in part.split(":")) for part in spec.split(",") if part.strip()]
+        except ValueError:
+            raise ValueError(f"rehydration table {spec!r}: write SIZE:COPIES pairs, e.g. 1:1,2:2,5:4") from None
+    elif isinstance(spec, dict):
+        pairs = [(int(k), int(v)) for k, v in spec.items()]
+    else:
+        pairs = [tuple(int(x) for x in p) for p in spec]
+    if any(len(p) != 2 for p in pairs) or not pairs:
+        raise ValueError(f"rehydration table {spec!r}: write SIZE:COPIES pairs, e.g. 1:1,2:2,5:4")
+    table = tuple(sorted((int(a), int(b)) for a, b in pairs))
+    sizes = [a for a, _ in table]
+    if sizes[0] != 1 or len(set(sizes)) != len(sizes):
+        raise ValueError(f"rehydration table {spec!r}: the sizes must start at 1 and differ")
+    if any(c < 1 for _, c in table):
+        raise ValueError(f"rehydration table {spec!r}: copies must be >= 1 (dedup already removed the rest)")
+    return table
+
+
+def rehydration_copies(sizes: np.ndarray, table: tuple[tuple[int, int], ...]) -> np.ndarray:
+    """Copies of each document: the table's entry for the largest size <= its cluster size (null/< 1: size 1)."""
+    keys = np.array([a for a, _ in table], dtype=np.int64)
+    copies = np.array([b for _, b in table], dtype=np.int64)
+    s = np.maximum(np.asarray(sizes, dtype=np.int64), 1)
+    return copies[np.searchsorted(keys, s, side="right") - 1]
 
 
 @dataclass(frozen=True)

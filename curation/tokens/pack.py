@@ -14,6 +14,12 @@ is dropped. Either way the dropped tokens are counted in the manifest.
 
 Documents whose text is null or empty are skipped and counted (``null_docs``,
 ``empty_docs``): they would only add a bare EOS.
+
+Rehydration (``rehydrate``, a table of mix.py): a document packed ``c`` times appears in
+passes 0 .. c-1 over the shard, each pass in row order over the documents that still have a
+copy to give, so copies of one document sit a shard's worth of tokens apart, in different
+windows (the global shuffle then scatters the windows). ``docs`` counts documents once;
+``copies``/``copy_tokens`` count the extra copies.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from curation import storage
+from curation.tokens.mix import CLUSTER_COLUMN, rehydration_copies
 from curation.tokens.tokenizer import processor_from_bytes
 
 
@@ -47,56 +54,88 @@ def tokenize_shard(
     dtype: str,
     text_column: str = "text",
     batch_size: int = 1024,
+    rehydrate: Any = None,
 ) -> dict[str, Any]:
     """Tokenise and pack one parquet shard; write its full windows (raw bytes) to ``out_path``.
 
     Returns counts plus ``tail`` (the leftover tokens, a numpy array). The output
     holds ``windows * (seq_len + 1)`` tokens in ``dtype``, row-major, in document order.
+    ``rehydrate``: a table of :func:`curation.tokens.mix.rehydration_table` (the shard must have
+    ``dup_cluster_size``), or None.
     """
     t0 = time.perf_counter()
     sp = processor_from_bytes(model)
     dt = np.dtype(dtype)
     window = seq_len + 1
     carry = np.empty(0, dtype=dt)
-    docs = null_docs = empty_docs = doc_tokens = windows = 0
+    docs = null_docs = empty_docs = doc_tokens = windows = copies = copy_tokens = 0
     by_source: dict[str, list[int]] = {}  # corpus source (the ``source`` column) -> [documents, tokens]
     schema = check_text_column(path, text_column)
     columns = [text_column] + (["source"] if "source" in schema.names and text_column != "source" else [])
+    if rehydrate:
+        if CLUSTER_COLUMN not in schema.names:
+            raise ValueError(f"{path}: no column {CLUSTER_COLUMN!r} to rehydrate by; it is written by exact and "
+                             "MinHash dedup (filters/dedup): curate with them, or build without rehydration")
+        columns.append(CLUSTER_COLUMN)
+    passes = 1
+    r = 0
     with storage.atomic_open(out_path, "wb") as f:
-        for batch in storage.iter_parquet_batches(path, batch_size=batch_size, columns=columns):
-            texts = batch.column(0).to_pylist()
-            keep = [bool(t) for t in texts]
-            valid = [t for t, k in zip(texts, keep) if k]
-            null_docs += sum(t is None for t in texts)
-            empty_docs += sum(t == "" for t in texts)
-            if not valid:
-                continue
-            docs += len(valid)
-            flat, lengths = encode_batch(sp, valid, eos_id, dt)
-            doc_tokens += flat.size
-            if len(columns) > 1:
-                sources = [s for s, k in zip(batch.column(1).to_pylist(), keep) if k]
-                for src, n in zip(sources, lengths.tolist()):
-                    acc = by_source.setdefault(str(src), [0, 0])
-                    acc[0] += 1
-                    acc[1] += n
-            buf = np.concatenate([carry, flat]) if carry.size else flat
-            full = buf.size // window
-            if full:
-                f.write(buf[: full * window].tobytes())
-                windows += full
-            carry = buf[full * window :].copy()
+        while r < passes:  # pass r packs the documents with more than r copies (all of them in pass 0)
+            for batch in storage.iter_parquet_batches(path, batch_size=batch_size, columns=columns):
+                texts = batch.column(0).to_pylist()
+                keep = [bool(t) for t in texts]
+                if rehydrate:
+                    n_copies = rehydration_copies(_cluster_sizes(batch.column(len(columns) - 1)), rehydrate)
+                    if r == 0:
+                        passes = max(passes, int(n_copies.max(initial=1)))
+                    keep = [k and c > r for k, c in zip(keep, n_copies.tolist())]
+                if r == 0:
+                    null_docs += sum(t is None for t in texts)
+                    empty_docs += sum(t == "" for t in texts)
+                valid = [t for t, k in zip(texts, keep) if k]
+                if not valid:
+                    continue
+                flat, lengths = encode_batch(sp, valid, eos_id, dt)
+                doc_tokens += flat.size
+                if r == 0:
+                    docs += len(valid)
+                else:
+                    copies += len(valid)
+                    copy_tokens += flat.size
+                if "source" in columns[1:]:
+                    sources = [s for s, k in zip(batch.column(columns.index("source", 1)).to_pylist(), keep) if k]
+                    for src, n in zip(sources, lengths.tolist()):
+                        acc = by_source.setdefault(str(src), [0, 0])
+                        acc[0] += r == 0
+                        acc[1] += n
+                buf = np.concatenate([carry, flat]) if carry.size else flat
+                full = buf.size // window
+                if full:
+                    f.write(buf[: full * window].tobytes())
+                    windows += full
+                carry = buf[full * window :].copy()
+            r += 1
     return {
         "file": path,
         "docs": docs,
         "null_docs": null_docs,
         "empty_docs": empty_docs,
         "doc_tokens": doc_tokens,
+        "copies": copies,
+        "copy_tokens": copy_tokens,
         "by_source": {k: {"docs": v[0], "doc_tokens": v[1]} for k, v in sorted(by_source.items())},
         "windows": windows,
         "tail": carry,
         "seconds": time.perf_counter() - t0,
     }
+
+
+def _cluster_sizes(column: Any) -> np.ndarray:
+    """A cluster-size column as int64 (nulls: 1)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    return np.asarray(pc.fill_null(column.cast(pa.int64()), 1).to_numpy(zero_copy_only=False), dtype=np.int64)
 
 
 def check_text_column(path: str, text_column: str) -> Any:

@@ -1,4 +1,5 @@
-"""Deduplication stages: exact (text / URL), MinHash-LSH fuzzy, and BFF-style Bloom paragraph dedup.
+"""Deduplication stages: exact (text / URL), MinHash-LSH fuzzy, BFF-style Bloom paragraph dedup, and
+exact-substring dedup (suffix arrays within a partition, minimizer anchors across partitions).
 
 All are :class:`curation.stage.GlobalStage` s (fit over every shard as a sequence of resumable
 passes, then applied per shard), except :class:`BloomDedupShard`, a per-shard
@@ -11,6 +12,7 @@ from .bloom_global import BffDecisions, BloomConfig, BloomDedup
 from .common import RemovalLists
 from .exact import ExactDedup, ExactDedupConfig
 from .minhash import MinHashConfig, MinHashDedup, minhash_signatures, s_curve
+from .substring import SubstringConfig, SubstringDecisions, SubstringDedup
 
 __all__ = [
     "BffDecisions",
@@ -23,6 +25,9 @@ __all__ = [
     "MinHashConfig",
     "MinHashDedup",
     "RemovalLists",
+    "SubstringConfig",
+    "SubstringDecisions",
+    "SubstringDedup",
     "bloom_size",
     "minhash_signatures",
     "s_curve",

@@ -228,6 +228,12 @@ def partition_files(folder: str, num_partitions: int, chunks_by_shard: list[dict
 # --------------------------------------------------------------------------- corpus size (parquet footers)
 
 
+def _column_names(path: str) -> list[str]:
+    fs, p = storage.fs_path(path)
+    with fs.open(p, "rb") as f:
+        return pq.ParquetFile(f).schema_arrow.names
+
+
 def shard_footer(path: str) -> dict[str, int]:
     """Rows and uncompressed text-column bytes of one parquet shard, from its footer (no data read)."""
     fs, p = storage.fs_path(path)
@@ -258,12 +264,23 @@ def shard_items(shards: list[PhaseShard], args: Any, sizes: list[dict[str, int]]
 # --------------------------------------------------------------------------- removal lists
 
 
+#: the column that carries, on every kept document, how many documents of the input it stands for
+CLUSTER_COLUMN = "dup_cluster_size"
+KEPT_SCHEMA = pa.schema([pa.field("id", pa.string()), pa.field("members", pa.int64())])
+
+
 @dataclass(frozen=True)
 class RemovalLists(FittedState):
-    """The fitted state of a removal-list dedup: per shard id, the parquet list of ids to drop, and the reason."""
+    """The fitted state of a removal-list dedup: per shard id, the parquet list of ids to drop, and the reason;
+    ``kept``: per shard id, the parquet list (id, members) of kept documents that stand for removed ones."""
 
     reason: str = "dedup"
     removal: dict[str, str] = field(default_factory=dict)
+    kept: dict[str, str] = field(default_factory=dict)
+
+
+def sizes_path(wd: str, to: int, frm: int) -> str:
+    return storage.join(wd, "sizes", f"to{to:06d}", f"from{frm:06d}.npz")
 
 
 def gather_removals(
@@ -274,6 +291,7 @@ def gather_removals(
     batch_size: int,
     watch_labels: list[int],
     watch_nodes: list[int],
+    wd: str,
     shard_ids: list[str],
 ) -> dict[str, Any]:
     """One shard's removal list from ``parts`` (npz with ``node``, ``label``), reading the shard in batches.
@@ -281,6 +299,9 @@ def gather_removals(
     The list is a parquet file of (id, cluster = the kept copy's ``shard_id#row``, nbytes).
     Returns per-source counts of removed documents and bytes, up to three removed members of
     each label in ``watch_labels`` and the ids of those members and of ``watch_nodes`` in this shard.
+    The removed documents' weights (their ``dup_cluster_size``, 1 when the column is absent: the
+    documents each stands for) are summed per kept copy and sent to the kept copy's shard
+    (``wd/sizes/to<shard>/from<this shard>.npz``; ``size_to`` lists the shards sent to).
     """
     nodes, labels = [], []
     for p in parts:
@@ -301,10 +322,11 @@ def gather_removals(
                 lst.append(nd)
     want = {n for n in watch_nodes if n >> ROW_BITS == shard_idx} | {n for v in members.values() for n in v}
     want_rows = np.array(sorted(n & int(ROW_MASK) for n in want), dtype=np.int64)
-    ids_out, nbytes_out, sources_out = [], [], []
+    ids_out, nbytes_out, sources_out, weights_out = [], [], [], []
     resolved: dict[str, str] = {}
     start = 0
-    columns = ["id", "source", "text"] if len(rows) else ["id"]
+    has_weight = CLUSTER_COLUMN in _column_names(shard.path)
+    columns = ["id", "source", "text"] + ([CLUSTER_COLUMN] if has_weight else []) if len(rows) else ["id"]
     if len(rows) or len(want_rows):
         for batch in storage.iter_parquet_batches(shard.path, batch_size=batch_size, columns=columns):
             end = start + batch.num_rows
@@ -314,6 +336,8 @@ def gather_removals(
                 ids_out.append(picked.column("id").cast(pa.string()))
                 nbytes_out.append(pc.binary_length(picked.column("text").cast(pa.large_binary())).cast(pa.int64()))
                 sources_out.append(picked.column("source").cast(pa.string()))
+                if has_weight:
+                    weights_out.append(cluster_weights(picked))
             wlo, whi = np.searchsorted(want_rows, [start, end])
             if whi > wlo:
                 got = batch.column(0).take(pa.array(want_rows[wlo:whi] - start)).to_pylist()
@@ -330,7 +354,69 @@ def gather_removals(
     storage.write_parquet_atomic(out_path, pa.table({"id": ids, "cluster": clusters, "nbytes": nbytes},
                                                schema=REMOVAL_SCHEMA))
     per_source = count_by_source(_concat(sources_out, pa.string()), nbytes)
-    return {"path": out_path, "removed": len(rows), "per_source": per_source, "members": members, "ids": resolved}
+    weight = np.concatenate(weights_out) if weights_out else np.ones(len(rows), dtype=np.int64)
+    size_to = []
+    if len(label):  # the removed documents' weights, summed per kept copy, to the kept copy's shard
+        uniq, inv = np.unique(label, return_inverse=True)
+        total = np.bincount(inv, weights=weight).astype(np.int64)
+        target = node_shard(uniq)
+        for t in np.unique(target).tolist():
+            sel = target == t
+            save_arrays(sizes_path(wd, t, shard_idx), row=node_row(uniq[sel]), members=total[sel])
+            size_to.append(t)
+    return {"path": out_path, "removed": len(rows), "per_source": per_source, "members": members, "ids": resolved,
+            "size_to": size_to}
+
+
+def cluster_weights(table: pa.Table) -> np.ndarray:
+    """Each row's ``dup_cluster_size`` (the documents it stands for; 1 where absent or null)."""
+    if CLUSTER_COLUMN not in table.column_names:
+        return np.ones(table.num_rows, dtype=np.int64)
+    col = pc.fill_null(table.column(CLUSTER_COLUMN).cast(pa.int64()), 1)
+    return np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+def gather_kept(shard: PhaseShard, shard_idx: int, files: list[str], out_path: str, batch_size: int) -> dict[str, Any]:
+    """The kept copies of this shard that stand for removed documents: (id, members) where ``members`` is the
+    sum of the weights the gathers sent (``process`` adds it to the copy's own ``dup_cluster_size``)."""
+    rows, weights = [], []
+    for f in files:
+        a = load_arrays(f)
+        rows.append(a["row"])
+        weights.append(a["members"])
+    row = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+    w = np.concatenate(weights) if weights else np.zeros(0, np.int64)
+    uniq, inv = np.unique(row, return_inverse=True)
+    members = np.bincount(inv, weights=w).astype(np.int64) if len(row) else np.zeros(0, np.int64)
+    ids: list[pa.Array] = []
+    start = 0
+    if len(uniq):
+        for batch in storage.iter_parquet_batches(shard.path, batch_size=batch_size, columns=["id"]):
+            end = start + batch.num_rows
+            lo, hi = np.searchsorted(uniq, [start, end])
+            if hi > lo:
+                ids.append(batch.column(0).take(pa.array(uniq[lo:hi] - start)).cast(pa.string()))
+            start = end
+            if hi == len(uniq):
+                break
+    got = _concat(ids, pa.string())
+    if len(got) != len(uniq):
+        raise RuntimeError(f"kept sizes of {shard.shard_id}: rows beyond the end of {shard.path}")
+    storage.write_parquet_atomic(out_path, pa.table({"id": got, "members": pa.array(members, pa.int64())},
+                                                    schema=KEPT_SCHEMA))
+    return {"path": out_path, "kept_with_duplicates": int(len(uniq)), "members": int(members.sum())}
+
+
+def cluster_sizes(ctx: GlobalContext, shards: list[PhaseShard], gathers: Any, wd: str, conf: dict[str, Any],
+                  batch_size: int, name: str) -> list[dict[str, Any]]:
+    """The ``sizes`` pass (an item per shard): the kept lists of :func:`gather_kept` from the gathers' results."""
+    sources = [[s for s, g in enumerate(gathers.results) if i in g["size_to"]] for i in range(len(shards))]
+    return ctx.run_pass(
+        "sizes", gather_kept,
+        shard_items(shards, lambda i, s: (s, i, [sizes_path(wd, i, f) for f in sources[i]],
+                                          storage.join(wd, "kept", f"{i:06d}.parquet"), batch_size)),
+        config={**conf, "gather": gathers.digest}, progress=f"{name}: cluster sizes",
+    ).results
 
 
 def _concat(parts: list[pa.Array | pa.ChunkedArray], type_: pa.DataType) -> pa.Array:
@@ -407,33 +493,51 @@ class RemovalListStage(GlobalStage):
 
     def __init__(self) -> None:
         super().__init__()
-        self._cache: tuple[str, pa.Array] | None = None
+        self._cache: tuple[str, pa.Array, pa.Table] | None = None
 
-    def _removed_ids(self, shard_id: str) -> pa.Array:
+    def _shard_lists(self, shard_id: str) -> tuple[pa.Array, pa.Table]:
         if self._cache is not None and self._cache[0] == shard_id:
-            return self._cache[1]
+            return self._cache[1], self._cache[2]
         path = self.state.removal.get(shard_id)
         if path is None:
             ids = pa.array([], pa.string())
         else:
             ids = storage.read_parquet(path, columns=["id"]).column("id").combine_chunks()
-        self._cache = (shard_id, ids)
-        return ids
+        kept_path = self.state.kept.get(shard_id)
+        kept = storage.read_parquet(kept_path) if kept_path is not None else KEPT_SCHEMA.empty_table()
+        self._cache = (shard_id, ids, kept.combine_chunks())
+        return ids, self._cache[2]
 
     def process(self, table: pa.Table, shard: ShardContext | None = None) -> StageResult:
+        """Drop the shard's removed ids; every kept row gets ``dup_cluster_size``: the documents it stands for
+        (its own, 1 when the column is absent, plus those of the duplicates removed in its favour)."""
         if shard is None:
             raise ValueError(f"{self.name}: process() needs the ShardContext (shard_id)")
-        removed = self._removed_ids(shard.shard_id)
+        removed, kept = self._shard_lists(shard.shard_id)
+        ids = table.column("id").cast(pa.string())
+        size = cluster_weights(table)
+        if len(kept) and table.num_rows:
+            at = pc.fill_null(pc.index_in(ids, value_set=kept.column("id")), -1).to_numpy(zero_copy_only=False)
+            add = np.append(kept.column("members").to_numpy(), 0)  # index -1: not in the list, nothing to add
+            size = size + add[at]
+        column = pa.array(size, pa.int64())
+        if CLUSTER_COLUMN in table.column_names:
+            table = table.set_column(table.schema.get_field_index(CLUSTER_COLUMN), CLUSTER_COLUMN, column)
+        else:
+            table = table.append_column(CLUSTER_COLUMN, column)
         if table.num_rows == 0 or len(removed) == 0:
             return split_by_reason(table, None)
-        hit = pc.is_in(table.column("id").cast(pa.string()), value_set=removed)
+        hit = pc.is_in(ids, value_set=removed)
         reasons = pc.if_else(hit, pa.scalar(self.state.reason), pa.scalar(None, pa.string()))
         return split_by_reason(table, reasons)
 
 
 def removal_states(
     reason: str, shards: list[PhaseShard], gathers: list[dict[str, Any]], summary: dict[str, Any],
-    plots: tuple[str, ...] = (),
+    plots: tuple[str, ...] = (), kept: list[dict[str, Any]] | None = None,
 ) -> RemovalLists:
+    if kept is not None:
+        summary = {**summary, "kept_with_duplicates": sum(k["kept_with_duplicates"] for k in kept)}
     return RemovalLists(summary=summary, plots=plots, reason=reason,
-                        removal={s.shard_id: g["path"] for s, g in zip(shards, gathers)})
+                        removal={s.shard_id: g["path"] for s, g in zip(shards, gathers)},
+                        kept={s.shard_id: k["path"] for s, k in zip(shards, kept or [])})

@@ -49,6 +49,7 @@ from .common import (
     RemovalListStage,
     buffer_records,
     check_fits,
+    cluster_sizes,
     corpus_size,
     gather_removals,
     load_arrays,
@@ -196,7 +197,7 @@ class ExactDedup(RemovalListStage):
     """
 
     name = "exact_dedup"
-    version = "2"
+    version = "3"  # 3: dup_cluster_size on kept documents
 
     def __init__(self, config: ExactDedupConfig | None = None, /, **kwargs: Any) -> None:
         super().__init__()
@@ -248,12 +249,13 @@ class ExactDedup(RemovalListStage):
             "gather", gather_removals,
             shard_items(shards, lambda i, s: (s, i, [removed_path(wd, i, p) for p in sources[i]],
                                               storage.join(wd, "removal", f"{i:06d}.parquet"), cfg.batch_size, [],
-                                              watch)),
+                                              watch, wd)),
             config={**conf, "reduce": reduces.digest}, shared=[s.shard_id for s in shards],
             progress=f"{self.name}: removal lists",
         )
+        kept = cluster_sizes(ctx, shards, gathers, wd, conf, cfg.batch_size, self.name)
         summary = summarize_clusters(self.method, reduces.results, gathers.results)
         summary.update({"documents_in": n_docs, "partitions": parts})
         logger.info("%s: %d clusters, %d documents removed", self.name, summary["clusters"],
                     summary["documents_removed"])
-        return removal_states(self.reason, shards, gathers.results, summary)
+        return removal_states(self.reason, shards, gathers.results, summary, kept=kept)

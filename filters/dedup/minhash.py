@@ -75,6 +75,7 @@ from .common import (
     RemovalListStage,
     buffer_records,
     check_fits,
+    cluster_sizes,
     corpus_size,
     gather_removals,
     load_arrays,
@@ -599,7 +600,7 @@ class MinHashDedup(RemovalListStage):
     """
 
     name = "minhash_dedup"
-    version = "2"
+    version = "3"  # 3: dup_cluster_size on kept documents
     reason = "dedup:minhash"
 
     def __init__(self, config: MinHashConfig | None = None, /, **kwargs: Any) -> None:
@@ -665,10 +666,11 @@ class MinHashDedup(RemovalListStage):
             "gather", gather_removals,
             shard_items(shards, lambda i, s: (s, i, cc.removed_files[i],
                                               storage.join(wd, "removal", f"{i:06d}.parquet"), cfg.batch_size,
-                                              labels, nodes)),
+                                              labels, nodes, wd)),
             config={**conf, "components": cc.digest}, shared=[s.shard_id for s in shards],
             progress="minhash: removal lists",
         )
+        kept = cluster_sizes(ctx, shards, gathers, wd, conf, cfg.batch_size, "minhash")
         summary = summarize_clusters("minhash", _with_examples(cc.cluster_stats, gathers.results), gathers.results)
         est_hist = np.sum([r["est_hist"] for r in reduces.results], axis=0).astype(int).tolist() if parts else []
         summary.update({
@@ -690,7 +692,7 @@ class MinHashDedup(RemovalListStage):
             summary["s_curve_measured"] = res["curve"]
             plots = (res["plot"],) if res["plot"] else ()
         logger.info("minhash: %d clusters, %d documents removed", summary["clusters"], summary["documents_removed"])
-        return removal_states(self.reason, shards, gathers.results, summary, plots)
+        return removal_states(self.reason, shards, gathers.results, summary, plots, kept=kept)
 
 
 def _with_examples(stats: list[dict[str, Any]], gathers: list[dict[str, Any]]) -> list[dict[str, Any]]:

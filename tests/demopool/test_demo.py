@@ -240,6 +240,34 @@ def test_planted_categories_under_dclm_heuristics(pool):
     assert sum(dclm_reason(x) is not None for x in ne) >= 0.9 * len(ne)  # (and language ID drops the rest)
 
 
+def test_planted_passages(pool):
+    """Repeated passages for exact-substring dedup: in ~4% of the clean documents (and in the copies of those),
+    inside their last paragraph, listed in passages.jsonl and truth.passage; no other document holds one."""
+    out, manifest, truth, docs, _ = pool
+    folder = out / "_truth" if (out / "_truth" / "passages.jsonl").exists() else out  # beside the truth files
+    passages = [orjson.loads(x) for x in (folder / "passages.jsonl").read_bytes().splitlines()]
+    assert [p["passage"] for p in passages] == list(range(8)) == list(range(manifest["planted_passages"]["passages"]))
+    assert all(p["words"] >= 60 and p["words"] == len(p["text"].split()) for p in passages)
+    carriers = [t for t in truth if t["passage"] is not None]
+    assert manifest["planted_passages"]["carriers"] == len(carriers)
+    clean = [t for t in truth if t["category"] == "clean"]
+    own = [t for t in carriers if t["category"] == "clean"]
+    assert 0.02 * len(clean) < len(own) < 0.06 * len(clean)
+    assert {t["category"] for t in carriers} <= {"clean", "exact_dup", "near_dup"}
+    assert len({t["passage"] for t in own}) == len(passages)  # every passage is planted, most of them often
+    for t in truth:
+        text = docs[t["id"]]["text"]
+        held = [p["passage"] for p in passages if p["text"] in text]
+        if t["category"] in ("clean", "exact_dup"):
+            assert held == ([t["passage"]] if t["passage"] is not None else []), t["id"]
+            if held:
+                assert text.count(passages[held[0]]["text"]) == 1
+                line = next(ln for ln in text.split("\n") if passages[held[0]]["text"] in ln)
+                assert len(line.split()) > passages[held[0]]["words"]  # inside a paragraph, not a line of its own
+        elif t["category"] != "near_dup":
+            assert not held, t["id"]
+
+
 def test_warc_pages(pool):
     """The WARC shard: one HTML capture per document plus request / metadata records and a few non-HTML
     captures (dropped by the reader with reasons), boilerplate around the article that main-content
@@ -300,7 +328,8 @@ def test_regenerating_smaller_pool_removes_stale_shards(tmp_path):
     m = generate_pool(str(out), n_docs=100, seed=1)
     listed = {rel for spec in m["formats"].values() for rel in spec["files"]}
     on_disk = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file() and p.parent != out}
-    assert on_disk == listed | {"_truth/pool.json", "_truth/truth.jsonl", "_truth/truth.parquet"}
+    assert on_disk == listed | {"_truth/pool.json", "_truth/truth.jsonl", "_truth/truth.parquet",
+                                "_truth/passages.jsonl"}
 
 
 def test_small_pool_and_shard_cap(tmp_path):

@@ -137,7 +137,8 @@ def test_resume_at_the_item(tmp_path):
     wd = tmp_path / "fit"
     state, ctx = _fit(ExactDedup(docs_per_partition=400, min_partitions=2), shards, wd)
     parts = state.summary["partitions"]
-    assert pass_counts(ctx) == {"footers": (3, 0), "map": (3, 0), "reduce": (parts, 0), "gather": (3, 0)}
+    assert pass_counts(ctx) == {"footers": (3, 0), "map": (3, 0), "reduce": (parts, 0), "gather": (3, 0),
+                                "sizes": (3, 0)}
     chunks = sorted(glob.glob(str(wd / "exact" / "map" / "p*" / "s000001-c*.npz")))
     before = {p: open(p, "rb").read() for p in chunks}
     for p in [*chunks, *glob.glob(str(wd / "exact" / "removed" / "s*" / "p00003.npz")),
@@ -150,7 +151,8 @@ def test_resume_at_the_item(tmp_path):
     stray = sorted(glob.glob(str(wd / "exact" / "map" / "p00003" / "s000000-c*.npz")))[0]
     shutil.copy(stray, wd / "exact" / "map" / "p00003" / "s000009-c0000.npz")
     again, ctx2 = _fit(ExactDedup(docs_per_partition=400, min_partitions=2), shards, wd)
-    assert pass_counts(ctx2) == {"footers": (0, 3), "map": (1, 2), "reduce": (1, parts - 1), "gather": (1, 2)}
+    assert pass_counts(ctx2) == {"footers": (0, 3), "map": (1, 2), "reduce": (1, parts - 1), "gather": (1, 2),
+                                 "sizes": (0, 3)}
     assert {p: open(p, "rb").read() for p in chunks} == before
     clean, _ = _fit(ExactDedup(docs_per_partition=400, min_partitions=2), shards, tmp_path / "clean")
     assert removal_bytes(again) == removal_bytes(clean) and again.summary == clean.summary
