@@ -700,9 +700,7 @@ def substring_rows(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
 
     # the demo pool through the baseline recipe: the planted passages
     from demopool.passages import planted_passage_report
-
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pipelines"))
-    import baseline
+    from pipelines import baseline
 
     run, pool = tmp / "baseline", tmp / "demo_pool"
     t0 = time.perf_counter()
