@@ -203,7 +203,8 @@ def word_flags(words: pa.Array, letter_re: str, symbol_only_re: str) -> tuple[np
     odd = nonempty[(bits & 4).astype(bool)]
     if len(odd):
         sub = words.take(pa.array(odd))
-        letter[odd] = as_numpy(pc.match_substring_regex(sub, letter_re))
+        # Python's str.isalpha (its Unicode tables: DCLM and datatrove test letters with it)
+        letter[odd] = [any(c.isalpha() for c in w) for w in sub.to_pylist()]
         symbol[odd] = as_numpy(pc.match_substring_regex(sub, symbol_only_re))
     return letter, symbol
 
