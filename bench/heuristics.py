@@ -360,10 +360,61 @@ def eval_candidates() -> list[dict]:
              "input": f"{len(texts)} texts, {mb:.1f} MB", **res} for name, res in results.items()]
 
 
+def dclm_parity(quick: bool) -> list[dict]:
+    """Both variants against DCLM's own code (``tests/filters/heuristics/dclm_parity.py``: its mappers run by
+    ``../shared/tools/dclm_reference``, ours by the recipe's command line) on the dev set and on the held-out
+    CleanEval pages; one row per variant, set and measure, the per-document diffs in the rows."""
+    from tests.filters.heuristics import dclm_parity as P
+
+    if not P.oracle_available():
+        sys.exit("../shared/tools/dclm_reference and ../shared/data are needed")
+    sets = {"dev": P.dev_docs(windows_per_doc=1 if quick else 6)}
+    if not quick:
+        sets["heldout"] = P.heldout_docs()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="dclmparity") as tmp:  # no dots: DCLM's module discovery needs that
+        tmp = Path(tmp)
+        empty = tmp / "empty_domains.txt"
+        empty.write_text("")
+        for set_name, docs in sets.items():
+            P.write_jsonl(docs, tmp / f"{set_name}.jsonl")
+            print(f"{set_name}: {len(docs)} documents; running DCLM's mappers ...", flush=True)
+            oracle = P.run_oracle(tmp / f"{set_name}.jsonl", tmp / f"{set_name}_dclm.jsonl", tmp)
+            inp = f"{len(docs)} documents ({set_name}: " + (
+                "the real web samples of shared/data/corpora and seeded line windows of them)" if set_name == "dev"
+                else "CleanEval's 798 real pages, resiliparse main-content text; not looked at while building)")
+            for variant in ("dclm-exact", "dclm"):
+                ours = P.run_ours(tmp / f"{set_name}.jsonl", variant, tmp / f"{set_name}_{variant}", empty)
+                res = P.compare(docs, oracle, ours)
+                P.attribute(docs, res["diffs"], empty)
+                extra = P.summary_outside_fixes(res)
+                summary = {k: v for k, v in res.items() if k != "diffs"} | extra
+                print(f"  {variant}: {summary}")
+                base = {"input": inp, "reps": 1, "summary": summary, "diffs": res["diffs"],
+                        "reference_name": "DCLM's mappers (dclm_baseline_refinedweb.yaml, language ID off, "
+                        "no banned domains), ../shared/tools/dclm_reference"}  # fmt: skip
+                if variant == "dclm-exact":
+                    measures = (("keep_drop", "keep/drop agreement with DCLM", res["keep_drop_agreement"], 0.999),
+                                ("identical_text", "identical final text among documents both keep",
+                                 res["identical_text_of_both_kept"], 0.99))  # fmt: skip
+                else:
+                    measures = (("keep_drop_outside_intent_fixes", "keep/drop agreement with DCLM, disagreements "
+                                 "that a listed intent fix explains excepted",
+                                 extra["keep_drop_agreement_outside_intent_fixes"], 0.999),)  # fmt: skip
+                for key, metric, value, target in measures:
+                    rows.append({"name": f"{variant}:{set_name}:{key}", "metric": metric, "ours": value,
+                                 "reference": 1.0, "ratio": value, "target": target,
+                                 "met": bool(value is not None and value >= target), **base})  # fmt: skip
+    return rows
+
+
 def main() -> None:
     ap = bench_parser(__doc__)
     ap.add_argument("--langid", action="store_true",
                     help="run the language-ID candidate evaluation instead (writes heuristics_langid.json)")
+    ap.add_argument("--dclm-parity", action="store_true",
+                    help="compare both heuristics variants with DCLM's own code document by document instead "
+                    "(../shared/tools/dclm_reference; writes dclm_parity.json)")
     ap.add_argument("--repeat", type=int, default=None, help="copies of the real samples (default 3, quick 1)")
     ap.add_argument("--synthetic", type=int, default=None, help="synthetic pages (default 3000, quick 400)")
     args = ap.parse_args()
@@ -371,6 +422,9 @@ def main() -> None:
     pa.set_io_thread_count(1)
     if args.langid:
         save(eval_candidates(), "heuristics_langid", args)
+        return
+    if args.dclm_parity:
+        save(dclm_parity(args.quick), "dclm_parity", args)
         return
     reps = args.reps or (1 if args.quick else 3)
     repeat = args.repeat or (1 if args.quick else 3)

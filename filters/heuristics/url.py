@@ -360,8 +360,8 @@ class URLRemoval(Mapper):
     ``gate="always"`` (default) removes TLD-based URLs from every page, each TLD as written.
     ``gate="start_tld"`` is DCLM as it runs: only pages whose text starts with a TLD (any case:
     ``"The ..."`` starts with ``th``) lose their TLD-based URLs. (DCLM escapes the TLDs twice,
-    which changes none of the 1,591 in its list.) IPv4 addresses go from every page either way. Pages left empty are dropped
-    (``url_removal:empty``) unless ``drop_empty=False``.
+    which changes none of the 1,591 in its list.) IPv4 addresses go from every page either way.
+    Pages left empty are dropped (``url_removal:empty``) unless ``drop_empty=False``.
 
     Python's ``re`` semantics: ``\\s`` is any ``str.isspace`` character and ``\\b`` is Unicode. RE2
     (Arrow) does the work with ``\\s`` spelt out; its ``\\b`` is ASCII, so pages where a ``\\b``
