@@ -204,7 +204,9 @@ def word_flags(words: pa.Array, letter_re: str, symbol_only_re: str) -> tuple[np
     if len(odd):
         sub = words.take(pa.array(odd))
         # Python's str.isalpha (its Unicode tables: DCLM and datatrove test letters with it)
-        letter[odd] = [any(c.isalpha() for c in w) for w in sub.to_pylist()]
+        from filters.heuristics._words import char_counts
+
+        letter[odd] = char_counts(sub, "isalpha") > 0
         symbol[odd] = as_numpy(pc.match_substring_regex(sub, symbol_only_re))
     return letter, symbol
 

@@ -24,16 +24,16 @@ uniseg on random strings of every Word_Break class.
 
 Most of a page needs no segmenter at all, and the library is only called for what does:
 
-1. Characters of Word_Break class Other, CR, LF, Newline or WSegSpace break on both sides
-   (no UAX #29 rule joins them to a neighbour; an Extend/Format/ZWJ after one attaches to
-   it and starts no word). The ASCII ones (whitespace and punctuation other than
-   ``_ . ' : , ; "``) cut a text into chunks that are segmented independently, with the
-   same words as in context.
-2. A chunk that is ASCII letters and digits, with only ``. ' : , ; "`` around them, is one
-   word (WB5, WB8-WB10; the mid-word rules WB6/7 and WB11/12 need a letter or digit on both
-   sides). Arrow finds these with one regex over the batch's *distinct* chunks.
-3. The other distinct chunks (``don't``, ``9:00``, ``it’s``, ``café``, CJK runs) go to the
-   library, once per batch each.
+1. ASCII whitespace always breaks (Word_Break CR, LF, Newline, WSegSpace or Other: no
+   UAX #29 rule joins them to a neighbour, and an Extend/Format/ZWJ after one attaches to
+   it and starts no word), so a text is cut into chunks at ASCII whitespace and each chunk
+   is segmented on its own, with the same words as in context.
+2. A chunk that is ASCII letters and digits with only ASCII punctuation other than ``_``
+   around them is one word: letters and digits join (WB5, WB8-WB10), and the mid-word
+   rules (WB6/7, WB11/12) need a letter or digit on both sides of ``. ' : , ;``. Arrow finds
+   these with one regex over the batch's *distinct* chunks.
+3. The other distinct chunks (``don't``, ``9:00``, ``it’s``, ``café``, URLs, CJK runs) go
+   to the library, once per batch each.
 """
 
 from __future__ import annotations
@@ -49,10 +49,9 @@ FASTTEXT_SPACES = b" \n\r\t\x0b\x0c\x00"
 _FT_WS = np.zeros(256, dtype=bool)
 _FT_WS[np.frombuffer(FASTTEXT_SPACES, np.uint8)] = True
 
-#: ASCII characters of Word_Break class Other/CR/LF/Newline/WSegSpace (see the module docstring)
-CHUNK_BREAKS = "".join(chr(c) for c in range(128) if not chr(c).isalnum() and chr(c) not in "_.':,;\"")
-_CHUNK_RE = "[" + "".join(f"\\x{ord(c):02x}" for c in CHUNK_BREAKS) + "]+"
-_ONE_WORD_RE = r"^[.':,;\"]*(?P<w>[A-Za-z0-9]+)[.':,;\"]*$"
+#: ASCII punctuation but "_" (Word_Break Other, MidLetter, MidNum, MidNumLet, Single/Double_Quote)
+_PUNCT = r"[!-/:-@\[-\^`{-~]"
+_ONE_WORD_RE = rf"^{_PUNCT}*(?P<w>[A-Za-z0-9]+){_PUNCT}*$"
 
 
 def _decode_at(data: np.ndarray, pos: np.ndarray) -> np.ndarray:
@@ -130,33 +129,72 @@ def fasttext_counts(strings: pa.Array) -> np.ndarray:
     return np.diff(np.searchsorted(pos, rel)).astype(np.int64)
 
 
-def _segment(chunks: list[str]) -> list[list[str]]:
+def _segment(chunks: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """The UAX #29 words starting with a letter or digit of every chunk (no chunk holds ASCII whitespace),
+    with the index of their chunk. One library call on the chunks joined by "\\n": a line feed breaks on
+    both sides and, like the start of a text, lets nothing attach across it, so each chunk segments as alone.
+    """
     from unicode_segmentation_rs import split_word_bounds
 
-    return [[w for w in split_word_bounds(c) if w[0].isalnum()] for c in chunks]
+    pieces = pa.array(split_word_bounds("\n".join(chunks.to_pylist())), pa.large_string())
+    char_starts = np.concatenate([[0], np.cumsum(A.lengths(pieces))[:-1]]).astype(np.int64)
+    chunk_starts = np.concatenate([[0], np.cumsum(A.lengths(chunks) + 1)[:-1]]).astype(np.int64)
+    owner = np.searchsorted(chunk_starts, char_starts, side="right") - 1
+    rel, data = A._bytes_of(pieces)
+    word = isalnum_at(data, rel[:-1]) if len(pieces) else np.zeros(0, dtype=bool)
+    return pieces.filter(pa.array(word)), owner[word]
+
+
+def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """``concatenate([arange(s, s + n) for s, n in zip(starts, lengths)])``, vectorised."""
+    before = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    return np.repeat(starts - before, lengths) + np.arange(int(lengths.sum()), dtype=np.int64)
 
 
 def uax29_words(texts: pa.Array) -> tuple[pa.Array, np.ndarray]:
     """DCLM's n-gram words of every text (``split_words(model="uniseg", ignore_punctuation=True)``):
     the UAX #29 words whose first character is alphanumeric, flat, with the index of their text."""
+    values, slots, parents = _uax29(texts)
+    return values.take(pa.array(slots)), parents
+
+
+def uax29_codes(texts: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`uax29_words` as (an id per word, equal iff the strings are; each word's length in
+    characters; the index of its text), encoded once per distinct chunk's word, not per word."""
+    values, slots, parents = _uax29(texts)
+    codes = A.as_numpy(pc.dictionary_encode(values).indices).astype(np.int64)
+    return codes[slots], A.lengths(values)[slots], parents
+
+
+def _uax29(texts: pa.Array) -> tuple[pa.Array, np.ndarray, np.ndarray]:
+    """(the words of every distinct chunk, in slots; the slot of every word of the texts; its text)."""
     texts = A._as_large(texts)
-    chunks, cp = A.split(texts, _CHUNK_RE, regex=True)
+    chunks, cp = A.flatten(pc.ascii_split_whitespace(texts))  # every ASCII space is a break (class 1)
     keep = A.as_numpy(pc.greater(pc.binary_length(chunks), 0))
     chunks, cp = chunks.filter(pa.array(keep)), cp[keep]
     if len(chunks) == 0:
-        return pa.array([], pa.large_string()), np.zeros(0, dtype=np.int64)
+        return pa.array([], pa.large_string()), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     enc = pc.dictionary_encode(chunks)
     distinct = enc.dictionary
     codes = A.as_numpy(enc.indices).astype(np.int64)
-    # one word (its core) for most distinct chunks; the others from the segmenter, once each
-    words_of = pc.struct_field(pc.extract_regex(distinct, _ONE_WORD_RE), "w").to_pylist()
-    hard = [i for i, w in enumerate(words_of) if w is None]
-    for i, ws in zip(hard, _segment(distinct.take(pa.array(hard, pa.int64())).to_pylist())):
-        words_of[i] = ws
-    lists = pa.array([[w] if isinstance(w, str) else w for w in words_of], pa.large_list(pa.large_string()))
-    taken = lists.take(pa.array(codes))  # every chunk occurrence takes its distinct chunk's words
-    words, parents = A.flatten(taken)
-    return words, cp[parents]
+    # one word (the core) for most distinct chunks; the others from the segmenter, once each
+    core = pc.struct_field(pc.extract_regex(distinct, _ONE_WORD_RE), "w")
+    is_hard = A.as_numpy(pc.is_null(core))
+    hard = np.flatnonzero(is_hard)
+    if len(hard):
+        flat, owner = _segment(distinct.take(pa.array(hard)))
+    else:
+        flat, owner = pa.array([], pa.large_string()), np.zeros(0, dtype=np.int64)
+    n_words = np.ones(len(distinct), dtype=np.int64)
+    n_words[hard] = np.bincount(owner, minlength=len(hard))
+    offsets = np.concatenate([[0], np.cumsum(n_words)]).astype(np.int64)
+    easy = np.flatnonzero(~is_hard)
+    src = np.empty(int(offsets[-1]), dtype=np.int64)  # slot of a distinct chunk's word -> its source
+    src[offsets[easy]] = np.arange(len(easy))
+    src[_ranges(offsets[hard], n_words[hard])] = len(easy) + np.arange(int(n_words[hard].sum()))
+    values = pa.concat_arrays([core.filter(pa.array(~is_hard)).cast(pa.large_string()), flat]).take(pa.array(src))
+    per = n_words[codes]  # every chunk occurrence takes its distinct chunk's words
+    return values, _ranges(offsets[codes], per), np.repeat(cp, per)
 
 
 def python_whitespace_class() -> str:

@@ -293,11 +293,16 @@ class GopherQuality(_SharesWords):
 def _stop_word_counts(words: pa.Array, wp: np.ndarray, n: int, stop_words: Sequence[str], how: str) -> np.ndarray:
     stop = pa.array(sorted(set(stop_words)), pa.large_string())
     if how == "occurrences":  # every occurrence, case-insensitive (str.lower)
-        hit = A.as_numpy(pc.is_in(pc.utf8_lower(words), value_set=stop))
         if not all(w.isascii() for w in stop_words):
             raise ValueError("stop words must be ASCII")
-        # Python lowercases no non-ASCII word to an ASCII one (Arrow's simple mapping takes "İ" to "i")
-        return A.per_doc(wp, n, hit & A.as_numpy(pc.string_is_ascii(words)))
+        # only words as long as a stop word can be one; and only ASCII ones: str.lower turns no non-ASCII
+        # word into an ASCII stop word (Kelvin's K is the only such letter), Arrow's utf8_lower takes "İ" to "i"
+        size = np.diff(A._bytes_of(A._as_large(words))[0]) if len(words) else np.zeros(0, np.int64)
+        lo, hi = min(map(len, stop_words)), max(map(len, stop_words))
+        cand = np.flatnonzero((size >= lo) & (size <= hi))
+        sub = words.take(pa.array(cand))
+        hit = A.as_numpy(pc.is_in(pc.ascii_lower(sub), value_set=stop)) & A.as_numpy(pc.string_is_ascii(sub))
+        return np.bincount(wp[cand[hit]], minlength=n).astype(np.float64)
     idx = A.as_numpy(pc.fill_null(pc.index_in(words, value_set=stop), -1)).astype(np.int64)  # distinct, as written
     hit = idx >= 0
     if not hit.any():
@@ -446,8 +451,9 @@ class GopherRepetition(_SharesWords):
         return rb.build()
 
     def _ngram_words(self, table: pa.Table, texts: pa.Array, v: GopherVariant, todo: np.ndarray
-                     ) -> tuple[pa.Array, np.ndarray]:  # fmt: skip
-        """The n-gram words of the pages still pending (``todo``), parents renumbered."""
+                     ) -> tuple[pa.Array | tuple[np.ndarray, np.ndarray], np.ndarray]:  # fmt: skip
+        """The n-gram words of the pages still pending (``todo``), parents renumbered: the strings, or
+        (ids, lengths) (see ``_ngrams.NGrams``)."""
         if v.ngram_words == "whitespace":
             words, wp = self.split_words(table, texts)
             if len(todo) == len(texts):
@@ -457,7 +463,8 @@ class GopherRepetition(_SharesWords):
             keep = pos[wp] >= 0
             return words.filter(pa.array(keep)), pos[wp[keep]]
         sub = texts.take(pa.array(todo)) if len(todo) < len(texts) else texts
-        return W.uax29_words(sub)  # DCLM: uniseg words, ignore_punctuation=True
+        codes, wlen, parents = W.uax29_codes(sub)  # DCLM: uniseg words, ignore_punctuation=True
+        return (codes, wlen), parents
 
     def _ngram_reasons(self, words: pa.Array, wp: np.ndarray, n_docs: int, text_len: np.ndarray,
                        v: GopherVariant) -> np.ndarray:  # fmt: skip

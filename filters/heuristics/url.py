@@ -323,22 +323,57 @@ class URLWordsFilter(Filter):
         return rb.build()
 
     def _decide_dclm(self, urls: pa.Array) -> pa.Array:
+        """DCLM's matching: RE2 on ASCII URLs (there ASCII ``\\b`` and case folding are Python's), Python's
+        ``re`` with DCLM's patterns on the others."""
+        n = len(urls)
+        rb = A.ReasonBuilder(n)
+        ascii_ok = A.as_numpy(pc.fill_null(pc.string_is_ascii(urls), False))
+        low = pc.utf8_lower(pc.fill_null(urls, ""))
+        strict, hard, soft = (self._lists[k] for k in ("strict", "hard", "soft"))
+        if strict:
+            squashed = low
+            if self.strict_remove_chars:
+                squashed = pc.replace_substring_regex(low, "[" + _re2_literal(self.strict_remove_chars) + "]", "")
+            alts = "|".join(_re2_literal(w) for w in strict)
+            rb.set(ascii_ok & A.as_numpy(pc.match_substring_regex(squashed, alts)), "url:strict_word")
+        if hard:
+            alts = "|".join(_re2_literal(w) for w in sorted(hard, key=lambda w: (-len(w), w)))
+            rb.set(ascii_ok & A.as_numpy(pc.match_substring_regex(low, rf"\b(?:{alts})\b")), "url:hard_word")
+        python_rows = ~ascii_ok & A.as_numpy(pc.is_valid(urls))
+        if soft and self.soft_threshold is not None:
+            # findall's strings are whole \w runs for words made of word characters; a URL holding a word
+            # with others ("s&m") between \b goes to Python (the trie prefers the longer match there)
+            odd = [w for w in soft if not re.fullmatch(r"[a-z0-9_]+", w)]
+            if odd:
+                alts = "|".join(_re2_literal(w) for w in odd)
+                python_rows |= ascii_ok & A.as_numpy(pc.match_substring_regex(low, rf"\b(?:{alts})\b"))
+            toks, tp = A.split(low, "[^a-z0-9_]+", regex=True)
+            idx = A.as_numpy(pc.fill_null(pc.index_in(toks, value_set=pa.array(soft, pa.string())), -1))
+            idx = idx.astype(np.int64)
+            m = idx >= 0
+            distinct = np.bincount(np.unique(tp[m] * len(soft) + idx[m]) // len(soft), minlength=n)
+            rb.set(ascii_ok & ~python_rows & (distinct >= self.soft_threshold), "url:soft_words")
+        rows = np.flatnonzero(python_rows & rb.pending)
+        if len(rows):
+            reasons = [self._dclm_one(u) for u in urls.take(pa.array(rows)).to_pylist()]
+            for reason in ("url:strict_word", "url:hard_word", "url:soft_words"):
+                mask = np.zeros(n, dtype=bool)
+                mask[rows[[r == reason for r in reasons]]] = True
+                rb.set(mask, reason)
+        return rb.build()
+
+    def _dclm_one(self, url: str) -> str | None:
+        """One URL through DCLM's three filters, with Python's ``re``."""
         strict, hard, soft = (self._re.get(k) for k in ("strict", "hard", "soft"))
-        drop = str.maketrans("", "", self.strict_remove_chars)
-        out: list[str | None] = []
-        for url in urls.to_pylist():
-            reason = None
-            if url is not None:
-                low = url.lower()
-                if strict is not None and strict.search(low.translate(drop)):
-                    reason = "url:strict_word"
-                elif hard is not None and hard.search(low):
-                    reason = "url:hard_word"
-                elif (soft is not None and self.soft_threshold is not None
-                      and len(set(soft.findall(low))) >= self.soft_threshold):  # fmt: skip
-                    reason = "url:soft_words"
-            out.append(reason)
-        return pa.array(out, pa.string())
+        low = url.lower()
+        if strict is not None and strict.search(low.translate(str.maketrans("", "", self.strict_remove_chars))):
+            return "url:strict_word"
+        if hard is not None and hard.search(low):
+            return "url:hard_word"
+        if soft is not None and self.soft_threshold is not None and \
+                len(set(soft.findall(low))) >= self.soft_threshold:  # fmt: skip
+            return "url:soft_words"
+        return None
 
 
 def _word_pattern(words: list[str], whole_words: bool) -> re.Pattern:
@@ -394,8 +429,9 @@ class URLRemoval(Mapper):
         re2_tlds = "(?:" + "|".join(_re2_literal(k) for k in keys) + ")"
         ascii_keys = [k for k in keys if k.isascii()]
         wide_keys = [k for k in keys if not k.isascii()]
+        # a \b next to a non-ASCII character: after an ASCII TLD, or before a scheme or an IPv4 address
         risky = [r"\.(?:" + "|".join(_re2_literal(k) for k in ascii_keys) + r")[^\x00-\x7f]",
-                 r"[^\x00-\x7f](?:(?:https?|ftp)://|[0-9])"]  # fmt: skip
+                 r"[^\x00-\x7f](?:(?:https?|ftp)://|" + dotted + ")"]  # fmt: skip
         if wide_keys:
             risky.append(r"\.(?:" + "|".join(_re2_literal(k) for k in wide_keys) + ")")
         self._compiled = {
