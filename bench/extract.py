@@ -16,6 +16,12 @@ seconds of this one process (so MB/s is per core even on a busy machine):
    reader uses, against warcio (the parser datatrove's WarcReader uses); target >= 1.5x.
 4. ``chars_kept_*``: characters of text each extractor keeps (no target: a fact for the README),
    with side-by-side excerpts written to ``bench/results/extract_excerpts.md``.
+5. ``quality_cleaneval_*``: extraction quality against people's cleaned text: the 739 CleanEval
+   pages with a gold standard (``../shared/data/extraction/cleaneval``), token precision, recall and
+   F1 of each extractor option (resiliparse main content, our trafilatura backend) and of
+   datatrove's Trafilatura on the same pages (the reference; no target: a choice made on quality
+   as well as speed). Tokens are lowercased word-character runs, compared as multisets per page; micro
+   (all pages' tokens pooled) and macro (mean over pages) figures.
 
     python bench/extract.py --quick      # ~40 s on 2 cores
     python bench/extract.py              # full run (2,000 demo pages, 5 repetitions): ~3 minutes
@@ -182,6 +188,76 @@ def write_excerpts(real: list[tuple[str, str, str]], texts: dict[str, list[str]]
     print(f"wrote {EXCERPTS}")
 
 
+CLEANEVAL = ROOT / ".." / "shared" / "data" / "extraction" / "cleaneval"
+
+
+def cleaneval_pages(limit: int | None = None) -> list[tuple[str, str, str]]:
+    """(name, decoded HTML, gold text) of every CleanEval page with a gold standard; the gold's ``URL:``
+    line and its ``<p>``/``<h>``/``<l>`` paragraph markers removed."""
+    import re
+
+    from filters.extract import _as_str
+
+    out = []
+    for sub in ("cleaneval-dev", "cleaneval-final"):
+        for gold in sorted((CLEANEVAL / sub / "GoldStandard").glob("*.txt"), key=lambda p: int(p.stem)):
+            html = CLEANEVAL / sub / "input" / f"{gold.stem}.html"
+            if not html.exists():
+                continue
+            text = gold.read_text(encoding="utf-8", errors="replace")
+            text = re.sub(r"^URL:[^\n]*\n", "", text)
+            text = re.sub(r"<[phl]>", " ", text)
+            out.append((f"{sub}/{gold.stem}", _as_str(html.read_bytes()), text))
+    return out[:limit] if limit else out
+
+
+def token_scores(extracted: list[str], gold: list[str]) -> dict[str, float]:
+    """Token precision / recall / F1 (lowercased \\w+ runs as multisets per page), micro and macro."""
+    import re
+    from collections import Counter
+
+    tok = re.compile(r"\w+")
+    hit = n_ext = n_gold = 0
+    per_page = []
+    for e, g in zip(extracted, gold):
+        ce, cg = Counter(tok.findall((e or "").lower())), Counter(tok.findall(g.lower()))
+        h, ne, ng = sum((ce & cg).values()), sum(ce.values()), sum(cg.values())
+        hit, n_ext, n_gold = hit + h, n_ext + ne, n_gold + ng
+        p, r = (h / ne if ne else 0.0), (h / ng if ng else 0.0)
+        per_page.append((p, r, 2 * p * r / (p + r) if p + r else 0.0))
+    p, r = hit / n_ext, hit / n_gold
+    n = len(per_page)
+    return {"precision": p, "recall": r, "f1": 2 * p * r / (p + r),
+            "macro_precision": sum(x[0] for x in per_page) / n, "macro_recall": sum(x[1] for x in per_page) / n,
+            "macro_f1": sum(x[2] for x in per_page) / n}  # fmt: skip
+
+
+def quality_rows(limit: int | None) -> list[dict]:
+    from datatrove.pipeline.extractors import Trafilatura
+
+    pages = cleaneval_pages(limit)
+    if not pages:
+        print("../shared/data/extraction/cleaneval is absent: quality rows skipped")
+        return []
+    html, gold = [h for _, h, _ in pages], [g for _, _, g in pages]
+    peer = Trafilatura(favour_precision=True, deduplicate=False, timeout=None)
+    ref = token_scores([peer.extract(h) or "" for h in html], gold)
+    inp = f"{len(pages)} CleanEval 2007 pages with people's cleaned text (token multisets per page)"
+    rows = []
+    for backend in ("resiliparse", "trafilatura"):
+        ex = HtmlExtractor(backend)
+        ex.setup()
+        sc = token_scores([t or "" for t in ex.extract_many(html)], gold)
+        print(f"quality_cleaneval_{backend}: {sc}")
+        rows.append({"name": f"quality_cleaneval_{backend}", "metric": "token F1 against the gold text (micro)",
+                     "ours": sc["f1"], "reference": ref["f1"], "ratio": sc["f1"] / ref["f1"], "target": None,
+                     "met": None, "reference_name": "datatrove Trafilatura (favour_precision, same pages)",
+                     "input": inp, "reps": 1, "ours_backend": backend, "ours_scores": sc,
+                     "reference_scores": ref})  # fmt: skip
+    print(f"quality_cleaneval reference (datatrove Trafilatura): {ref}")
+    return rows
+
+
 def main() -> int:
     p = bench_parser(__doc__)
     p.add_argument("--demo-docs", type=int, default=None,
@@ -198,6 +274,7 @@ def main() -> int:
     demo_rows, _ = extract_rows("demo_pages", [h for _, _, h in demo], reps, "generated demo")
     rows += demo_rows
     rows += parse_rows(reps)
+    rows += quality_rows(150 if args.quick else None)
     write_excerpts(real, texts, rows)
     save(rows, "extract", args)
     return 0

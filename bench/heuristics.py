@@ -18,7 +18,17 @@ CPU seconds with Arrow on one thread, so MB/s are per core even on a busy machin
 4. ``refinedweb_chain_vs_reading`` / ``refinedweb_langid_chain_vs_reading``: reading the
    input parquet + DCLM's RefinedWeb chain, without and with language ID, vs reading
    alone. Target (with language ID) >= 0.03.
-5. ``stage:*``: per stage, to show where the time goes (no targets).
+5. ``refinedweb_{dclm-exact,dclm}_vs_datatrove_chain``: DCLM's RefinedWeb chain (no language ID), each
+   variant, vs datatrove's chain of row 1 on the same documents: the lead the exact word breaking must keep,
+   target >= 5x (not the same work: see the row); ``..._vs_datatrove_counterparts``: vs datatrove's URL and
+   Gopher filters alone (no target).
+6. ``stage:*``: per stage, to show where the time goes (no targets).
+7. ``word_breaks_vs_uniseg`` / ``word_breaks_vs_icu``: DCLM's n-gram words (UAX #29) of the real pages, ours
+   vs uniseg (DCLM's segmenter; documents differing recorded) and ICU (no targets).
+
+``--dclm-parity`` instead compares both heuristics variants with DCLM's own code document by document
+(``../shared/tools/dclm_reference``, ``tests/filters/heuristics/dclm_parity.py``) into
+``bench/results/dclm_parity.json``: targets >= 99.9% keep/drop agreement and >= 99% identical text.
 
 ``--langid`` instead runs the evaluation of every installed candidate (fastText lid.176,
 py3langid, and with the ``bench`` extra langid.py and lingua) into
@@ -248,6 +258,27 @@ def bench_chains(table: pa.Table, reps: int) -> list[dict]:
     else:
         print("spaCy not installed (bench extra): datatrove's default-tokenizer chain skipped, and C4 counts "
               "sentences with datatrove's regex splitter")
+    # DCLM's RefinedWeb chain, both variants (no language ID): vs datatrove's chain above (the lead the exact
+    # word breaking must keep: target 5x) and vs datatrove's counterparts of this recipe's rules alone
+    for variant in ("dclm-exact", "dclm"):
+        stages = refinedweb_stages(variant=variant, language=False)
+        for st in stages:
+            st.setup()
+        t_ours = measure(lambda s=stages: run_ours(s, table), reps)
+        for suffix, dt, target, ref_name in (
+            ("datatrove_chain", datatrove_chain(), 5.0, DT + ": URL, Gopher repetition and quality, C4, FineWeb "
+             "(the chain of the first row; not the same work: ours removes URLs, collapses newlines and applies "
+             "RefinedWeb's line corrections, datatrove applies C4's and FineWeb's rules)"),
+            ("datatrove_counterparts", datatrove_chain()[:3], None, DT + ": URLFilter, GopherRepetitionFilter, "
+             "GopherQualityFilter only (datatrove's counterparts of this recipe's rules; ours does more work: URL "
+             "removal, newline collapse, RefinedWeb's line corrections)"),
+        ):
+            t_dt = measure(lambda d=dt: run_datatrove(d, table), reps)
+            name = f"refinedweb_{variant}_vs_{suffix}"
+            print(f"{name}: ours {mb / t_ours.median:.2f} MB/s, datatrove {mb / t_dt.median:.2f} MB/s")
+            rows.append(compare(name, "CPU seconds for the input (ratio = MB/s per core, ours / datatrove)", t_ours,
+                                t_dt, ref_name, target, inp, kind="time", ours_mb_per_s=mb / t_ours.median,
+                                reference_mb_per_s=mb / t_dt.median))
     # per stage, to show where the time goes
     ours, dt = our_chain(langid=True), datatrove_chain(langid=True)
     pairs = [(ours[0:2], dt[0])] + [([s], f) for s, f in zip(ours[2:], dt[1:])]
@@ -258,6 +289,66 @@ def bench_chains(table: pa.Table, reps: int) -> list[dict]:
         print(f"  {name:32s} ours {mb / t1.median:8.2f} MB/s   datatrove {mb / t2.median:8.2f} MB/s")
         rows.append(compare(f"stage:{name}", "CPU seconds, every document through this stage alone", t1, t2,
                             f"datatrove {dt_f.name}", None, inp, kind="time", ours_mb_per_s=mb / t1.median))
+    return rows
+
+
+def bench_word_breaks(reps: int, quick: bool) -> list[dict]:
+    """DCLM's n-gram words (UAX #29 words starting with a letter or digit) of the real pages: ours
+    (``_words.uax29_words``: unicode-segmentation-rs on the chunks that need it) vs uniseg (DCLM's own
+    segmenter) and, when installed, ICU's word iterator (PyICU); documents whose words differ from uniseg's."""
+    from filters.heuristics._words import uax29_words
+
+    texts = load_real_docs().column("text").to_pylist()
+    if quick:
+        texts = texts[:40]
+    mb = mb_of(texts)
+    arr = pa.array(texts, pa.large_string())
+    inp = f"{len(texts)} real pages and documents of shared/data, {mb:.1f} MB"
+
+    def ours() -> list[list[str]]:
+        words, parents = uax29_words(arr)
+        out: list[list[str]] = [[] for _ in texts]
+        for w, p in zip(words.to_pylist(), parents.tolist()):
+            out[p].append(w)
+        return out
+
+    rows = []
+    try:
+        from uniseg.wordbreak import words as uniseg_words
+    except ImportError:
+        print("uniseg not installed (test/bench extra): word-break rows skipped")
+        return rows
+    ref = [[w for w in uniseg_words(t) if w[0].isalnum()] for t in texts]
+    t_ours = measure(ours, reps)
+    t_ref = measure(lambda: [[w for w in uniseg_words(t) if w[0].isalnum()] for t in texts], reps)
+    diff = sum(a != b for a, b in zip(ours(), ref))
+    rows.append(compare("word_breaks_vs_uniseg", "CPU seconds for the pages (ratio = MB/s per core, ours / uniseg)",
+                        t_ours, t_ref, "uniseg 0.10.1 words(), DCLM's segmenter, same pages", None, inp, kind="time",
+                        documents_differing=diff, ours_mb_per_s=mb / t_ours.median,
+                        reference_mb_per_s=mb / t_ref.median))  # fmt: skip
+    try:
+        import icu
+    except ImportError:
+        print("PyICU not installed (bench extra): the ICU word-break row skipped")
+        return rows
+    bi = icu.BreakIterator.createWordInstance(icu.Locale.getRoot())
+
+    def icu_words(text: str) -> list[str]:
+        us = icu.UnicodeString(text)
+        bi.setText(us)
+        out, prev = [], 0
+        for b in bi:
+            out.append(str(us[prev:b]))
+            prev = b
+        return [w for w in out if w[0].isalnum()]
+
+    t_icu = measure(lambda: [icu_words(t) for t in texts], reps)
+    diff_icu = sum(a != b for a, b in zip((icu_words(t) for t in texts), ref))
+    rows.append(compare("word_breaks_vs_icu", "CPU seconds for the pages (ratio = MB/s per core, ours / ICU)",
+                        t_ours, t_icu, f"ICU {icu.ICU_VERSION} word BreakIterator (PyICU {icu.VERSION}), root locale; "
+                        f"differs from uniseg on {diff_icu} documents (dictionary segmentation of CJK)", None, inp,
+                        kind="time", documents_differing=diff_icu, ours_mb_per_s=mb / t_ours.median,
+                        reference_mb_per_s=mb / t_icu.median))  # fmt: skip
     return rows
 
 
@@ -360,10 +451,61 @@ def eval_candidates() -> list[dict]:
              "input": f"{len(texts)} texts, {mb:.1f} MB", **res} for name, res in results.items()]
 
 
+def dclm_parity(quick: bool) -> list[dict]:
+    """Both variants against DCLM's own code (``tests/filters/heuristics/dclm_parity.py``: its mappers run by
+    ``../shared/tools/dclm_reference``, ours by the recipe's command line) on the dev set and on the held-out
+    CleanEval pages; one row per variant, set and measure, the per-document diffs in the rows."""
+    from tests.filters.heuristics import dclm_parity as P
+
+    if not P.oracle_available():
+        sys.exit("../shared/tools/dclm_reference and ../shared/data are needed")
+    sets = {"dev": P.dev_docs(windows_per_doc=1 if quick else 6)}
+    if not quick:
+        sets["heldout"] = P.heldout_docs()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="dclmparity") as tmp:  # no dots: DCLM's module discovery needs that
+        tmp = Path(tmp)
+        empty = tmp / "empty_domains.txt"
+        empty.write_text("")
+        for set_name, docs in sets.items():
+            P.write_jsonl(docs, tmp / f"{set_name}.jsonl")
+            print(f"{set_name}: {len(docs)} documents; running DCLM's mappers ...", flush=True)
+            oracle = P.run_oracle(tmp / f"{set_name}.jsonl", tmp / f"{set_name}_dclm.jsonl", tmp)
+            inp = f"{len(docs)} documents ({set_name}: " + (
+                "the real web samples of shared/data/corpora and seeded line windows of them)" if set_name == "dev"
+                else "CleanEval's 798 real pages, resiliparse main-content text; not looked at while building)")
+            for variant in ("dclm-exact", "dclm"):
+                ours = P.run_ours(tmp / f"{set_name}.jsonl", variant, tmp / f"{set_name}_{variant}", empty)
+                res = P.compare(docs, oracle, ours)
+                P.attribute(docs, res["diffs"], empty)
+                extra = P.summary_outside_fixes(res)
+                summary = {k: v for k, v in res.items() if k != "diffs"} | extra
+                print(f"  {variant}: {summary}")
+                base = {"input": inp, "reps": 1, "summary": summary, "diffs": res["diffs"],
+                        "reference_name": "DCLM's mappers (dclm_baseline_refinedweb.yaml, language ID off, "
+                        "no banned domains), ../shared/tools/dclm_reference"}  # fmt: skip
+                if variant == "dclm-exact":
+                    measures = (("keep_drop", "keep/drop agreement with DCLM", res["keep_drop_agreement"], 0.999),
+                                ("identical_text", "identical final text among documents both keep",
+                                 res["identical_text_of_both_kept"], 0.99))  # fmt: skip
+                else:
+                    measures = (("keep_drop_outside_intent_fixes", "keep/drop agreement with DCLM, disagreements "
+                                 "that a listed intent fix explains excepted",
+                                 extra["keep_drop_agreement_outside_intent_fixes"], 0.999),)  # fmt: skip
+                for key, metric, value, target in measures:
+                    rows.append({"name": f"{variant}:{set_name}:{key}", "metric": metric, "ours": value,
+                                 "reference": 1.0, "ratio": value, "target": target,
+                                 "met": bool(value is not None and value >= target), **base})  # fmt: skip
+    return rows
+
+
 def main() -> None:
     ap = bench_parser(__doc__)
     ap.add_argument("--langid", action="store_true",
                     help="run the language-ID candidate evaluation instead (writes heuristics_langid.json)")
+    ap.add_argument("--dclm-parity", action="store_true",
+                    help="compare both heuristics variants with DCLM's own code document by document instead "
+                    "(../shared/tools/dclm_reference; writes dclm_parity.json)")
     ap.add_argument("--repeat", type=int, default=None, help="copies of the real samples (default 3, quick 1)")
     ap.add_argument("--synthetic", type=int, default=None, help="synthetic pages (default 3000, quick 400)")
     args = ap.parse_args()
@@ -372,6 +514,9 @@ def main() -> None:
     if args.langid:
         save(eval_candidates(), "heuristics_langid", args)
         return
+    if args.dclm_parity:
+        save(dclm_parity(args.quick), "dclm_parity", args)
+        return
     reps = args.reps or (1 if args.quick else 3)
     repeat = args.repeat or (1 if args.quick else 3)
     n_synth = args.synthetic if args.synthetic is not None else (400 if args.quick else 3000)
@@ -379,6 +524,7 @@ def main() -> None:
     rows = bench_chains(table, reps)
     rows += bench_reading(table, reps)
     rows += bench_langid(reps, args.quick)
+    rows += bench_word_breaks(reps, args.quick)
     save(rows, "heuristics", args)
 
 

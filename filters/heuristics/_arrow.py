@@ -203,7 +203,10 @@ def word_flags(words: pa.Array, letter_re: str, symbol_only_re: str) -> tuple[np
     odd = nonempty[(bits & 4).astype(bool)]
     if len(odd):
         sub = words.take(pa.array(odd))
-        letter[odd] = as_numpy(pc.match_substring_regex(sub, letter_re))
+        # Python's str.isalpha (its Unicode tables: DCLM and datatrove test letters with it)
+        from filters.heuristics._words import char_counts
+
+        letter[odd] = char_counts(sub, "isalpha") > 0
         symbol[odd] = as_numpy(pc.match_substring_regex(sub, symbol_only_re))
     return letter, symbol
 

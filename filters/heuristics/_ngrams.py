@@ -58,18 +58,24 @@ class NGrams:
     here needs them (the top n-gram of a page without repeats is handled apart).
     """
 
-    def __init__(self, words: pa.Array, parents: np.ndarray, n_docs: int, start: int = 1) -> None:
+    def __init__(self, words: pa.Array | tuple[np.ndarray, np.ndarray], parents: np.ndarray, n_docs: int,
+                 start: int = 1) -> None:  # fmt: skip
+        """``words``: the strings, or already (an id per word, equal iff the strings are; lengths)."""
         self.parents = parents
         self.n_docs = n_docs
-        self.wlen = A.lengths(words).astype(np.int64)
+        given = words if isinstance(words, tuple) else None
+        self.wlen = (given[1] if given else A.lengths(words)).astype(np.int64)
         self.cum = np.concatenate([[0], np.cumsum(self.wlen)])
         counts = np.bincount(parents, minlength=n_docs)
         self.doc_start = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
         self.doc_len = counts.astype(np.int64)
-        w = len(words)
+        w = len(parents)
         # one past each word's document end: a window [j, j + n) fits iff j + n <= doc_end[j]
         self.doc_end = (self.doc_start + self.doc_len)[parents] if w else np.zeros(0, np.int64)
-        codes = A.as_numpy(pc.dictionary_encode(words).indices).astype(np.int64) if w else np.zeros(0, np.int64)
+        if given:
+            codes = given[0].astype(np.int64)
+        else:
+            codes = A.as_numpy(pc.dictionary_encode(words).indices).astype(np.int64) if w else np.zeros(0, np.int64)
         self.codes = codes
         self.ndict = int(codes.max()) + 1 if w else 1
         if start >= 2 and w and n_docs * self.ndict * self.ndict < 2**62:

@@ -9,15 +9,16 @@ available through ``variant``:
   (mlfoundations/dclm ``baselines/mappers/filters/content_filters.py``:
   ``page_length_filter`` .. ``stop_word_filter`` and
   ``massive_web_repetition_filters``), the rules run by
-  ``baselines_configs/dclm_baseline_refinedweb.yaml``. Words are whitespace
-  tokens (``str.split``); the page length counts tokens starting with a letter
-  or digit; the symbol ratio adds ``#``, ``...``, ``. . .`` and ``…``; bullets are
-  ``● • * -`` at the start of stripped non-empty lines; stop words are counted
-  with repetition, case-insensitively. Repetition counts *all* occurrences of a
-  repeated line/paragraph/n-gram, over stripped non-empty segments, and n-grams
-  are built on word tokens without punctuation (DCLM uses uniseg's UAX #29 word
-  break; we approximate it with letter/digit/mark runs that may contain inner
-  ``' ’ . , :``, a documented approximation).
+  ``baselines_configs/dclm_baseline_refinedweb.yaml``, reproduced exactly (checked
+  document by document against DCLM's own code, ``bench/results/dclm_parity.json``).
+  The page length counts fastText's tokens starting with a letter or digit
+  (``split_words(model="fasttext")``: fastText splits on ASCII whitespace only); the
+  other word rules use ``str.split()``; the symbol ratio adds ``#``, ``...``, ``. . .``
+  and ``…``; bullets are ``● • * -`` at the start of stripped non-empty lines; stop
+  words are counted with repetition, case-insensitively. Repetition counts *all*
+  occurrences of a repeated line/paragraph/n-gram, over stripped non-empty segments,
+  and n-grams are built on Unicode (UAX #29) words starting with a letter or digit,
+  as DCLM's uniseg words (``_words.py`` says how, with which library).
 * ``"datatrove"``: huggingface/datatrove ``GopherQualityFilter`` and
   ``GopherRepetitionFilter`` semantics, with whitespace word tokens (datatrove's
   default English tokenizer is spaCy; pass a whitespace tokenizer there to
@@ -47,6 +48,7 @@ import pyarrow.compute as pc
 from curation.stage import Filter, ShardContext, StageResult, empty_dropped, split_by_reason
 from filters.heuristics import _arrow as A
 from filters.heuristics import _ngrams as G
+from filters.heuristics import _words as W
 
 logger = logging.getLogger(__name__)
 
@@ -71,8 +73,9 @@ class GopherVariant:
     :class:`GopherRepetition` are written once)."""
 
     # --- quality
-    #: tokens that count toward the page length: "letter_or_number" (starting with one)
-    #: or "not_symbol" (not made only of punctuation/symbols)
+    #: tokens that count toward the page length: "fasttext" (DCLM: fastText's tokens starting
+    #: with a letter or digit, see _words.fasttext_counts) or "not_symbol" (whitespace tokens
+    #: not made only of punctuation/symbols)
     doc_words: str
     #: mean word length over the counted tokens (else over all tokens)
     mean_over_counted: bool
@@ -102,7 +105,8 @@ class GopherVariant:
     zero_is_off: bool
     #: order of the four segment rules (the first failing one gives the reason)
     segment_rules: tuple[str, ...]
-    #: n-gram words: "letter_number" (UAX #29-like words without punctuation) or "whitespace"
+    #: n-gram words: "uax29" (DCLM: Unicode word boundaries, words starting with a letter or
+    #: digit, see _words.uax29_words) or "whitespace"
     ngram_words: str
     #: n-gram fractions over the words' characters (else over ``len(text)``)
     ngram_over_word_chars: bool
@@ -113,13 +117,13 @@ class GopherVariant:
 
 
 DCLM = GopherVariant(
-    doc_words="letter_or_number", mean_over_counted=False,
+    doc_words="fasttext", mean_over_counted=False,
     symbol_rules=(("symbol_ratio", ("#", "...", ". . .", "\u2026")),), lines="nonblank",
     bullets=("\u25cf", "\u2022", "*", "-"), ellipses=("...", ". . .", "\u2026"), ratio_as_product=True,
     non_alpha_as_complement=True, stop_words="occurrences",
     segments="nonblank", count_first=True, single_segment_passes=True, chars_of_segments=True, zero_is_off=False,
     segment_rules=("dup_line_frac", "dup_para_frac", "dup_line_char_frac", "dup_para_char_frac"),
-    ngram_words="letter_number", ngram_over_word_chars=True, top_tie="longest", dup_scan="covered",
+    ngram_words="uax29", ngram_over_word_chars=True, top_tie="longest", dup_scan="covered",
 )  # fmt: skip
 DATATROVE = GopherVariant(
     doc_words="not_symbol", mean_over_counted=True,
@@ -240,8 +244,12 @@ class GopherQuality(_SharesWords):
         rb.set(n_words == 0, p + "no_words")
         # per-word classes from a byte table (regexes only for non-ASCII words)
         has_letter, symbol_only = A.word_flags(words, _HAS_LETTER, _SYMBOL_ONLY)
-        counted = A.starts_with_letter_or_number(words) if v.doc_words == "letter_or_number" else ~symbol_only
-        n_counted = A.per_doc(wp, n, counted)
+        if v.doc_words == "fasttext":
+            counted = None
+            n_counted = W.fasttext_counts(texts)
+        else:
+            counted = ~symbol_only
+            n_counted = A.per_doc(wp, n, counted)
         if self.min_doc_words is not None:
             rb.set(n_counted < self.min_doc_words, p + "short_doc")
         if self.max_doc_words is not None:
@@ -284,8 +292,17 @@ class GopherQuality(_SharesWords):
 
 def _stop_word_counts(words: pa.Array, wp: np.ndarray, n: int, stop_words: Sequence[str], how: str) -> np.ndarray:
     stop = pa.array(sorted(set(stop_words)), pa.large_string())
-    if how == "occurrences":  # every occurrence, case-insensitive
-        return A.per_doc(wp, n, A.as_numpy(pc.is_in(pc.utf8_lower(words), value_set=stop)))
+    if how == "occurrences":  # every occurrence, case-insensitive (str.lower)
+        if not all(w.isascii() for w in stop_words):
+            raise ValueError("stop words must be ASCII")
+        # only words as long as a stop word can be one; and only ASCII ones: str.lower turns no non-ASCII
+        # word into an ASCII stop word (Kelvin's K is the only such letter), Arrow's utf8_lower takes "İ" to "i"
+        size = np.diff(A._bytes_of(A._as_large(words))[0]) if len(words) else np.zeros(0, np.int64)
+        lo, hi = min(map(len, stop_words)), max(map(len, stop_words))
+        cand = np.flatnonzero((size >= lo) & (size <= hi))
+        sub = words.take(pa.array(cand))
+        hit = A.as_numpy(pc.is_in(pc.ascii_lower(sub), value_set=stop)) & A.as_numpy(pc.string_is_ascii(sub))
+        return np.bincount(wp[cand[hit]], minlength=n).astype(np.float64)
     idx = A.as_numpy(pc.fill_null(pc.index_in(words, value_set=stop), -1)).astype(np.int64)  # distinct, as written
     hit = idx >= 0
     if not hit.any():
@@ -434,8 +451,9 @@ class GopherRepetition(_SharesWords):
         return rb.build()
 
     def _ngram_words(self, table: pa.Table, texts: pa.Array, v: GopherVariant, todo: np.ndarray
-                     ) -> tuple[pa.Array, np.ndarray]:  # fmt: skip
-        """The n-gram words of the pages still pending (``todo``), parents renumbered."""
+                     ) -> tuple[pa.Array | tuple[np.ndarray, np.ndarray], np.ndarray]:  # fmt: skip
+        """The n-gram words of the pages still pending (``todo``), parents renumbered: the strings, or
+        (ids, lengths) (see ``_ngrams.NGrams``)."""
         if v.ngram_words == "whitespace":
             words, wp = self.split_words(table, texts)
             if len(todo) == len(texts):
@@ -445,12 +463,8 @@ class GopherRepetition(_SharesWords):
             keep = pos[wp] >= 0
             return words.filter(pa.array(keep)), pos[wp[keep]]
         sub = texts.take(pa.array(todo)) if len(todo) < len(texts) else texts
-        # UAX #29-like words without punctuation (DCLM: uniseg words, ignore_punctuation=True)
-        spaced = pc.replace_substring_regex(sub, r"[^\pL\pN\pM_'’.,:]+", " ")
-        words, wp = A.split_whitespace(spaced)
-        words = pc.utf8_trim(words, characters="'’.,:_")
-        keep = A.starts_with_letter_or_number(words)
-        return words.filter(pa.array(keep)), wp[keep]
+        codes, wlen, parents = W.uax29_codes(sub)  # DCLM: uniseg words, ignore_punctuation=True
+        return (codes, wlen), parents
 
     def _ngram_reasons(self, words: pa.Array, wp: np.ndarray, n_docs: int, text_len: np.ndarray,
                        v: GopherVariant) -> np.ndarray:  # fmt: skip

@@ -1,17 +1,26 @@
 """URL stages of the RefinedWeb recipe (Penedo et al. 2023, "The RefinedWeb Dataset
 for Falcon LLM", arXiv:2306.01116, §G.1) as run by DCLM
 (``baselines_configs/dclm_baseline_refinedweb.yaml``): move the URL into its own
-column, ban domains (UT1 blocklist format), ban URL words (strict substrings, hard
-whole words, soft words with >= 2 hits), optionally drop "high-quality" domains
-(kept for curated sources, ``refinedweb.yaml``), remove URLs from the text and
-collapse runs of newlines.
+column, ban domains, ban URL words (strict substrings, hard whole words, soft words
+with >= 2 hits), optionally drop "high-quality" domains (kept for curated sources,
+``refinedweb.yaml``), remove URLs from the text and collapse runs of newlines.
 
-Where DCLM's implementation departs from its evident intent we follow the intent
-and say so: DCLM removes every ``"www"`` from the host before an exact match
-(so ``www.x.com`` never matched ``x.com``); we strip a leading ``www.`` and by
-default also match parent domains, as UT1 lists mean them. DCLM only removes URLs
-from a page when the page *starts* with a TLD (``Blacklist.match``); we remove them
-everywhere. The word lists shipped in ``filters/data`` are small defaults only.
+The word lists and the TLD list are DCLM's own (``filters/data``, MIT, origin noted
+there). Word matching follows DCLM's Python ``re`` (``\\b`` and case folding are Unicode):
+URL words with the same regular expressions in Python (one URL per document: cheap);
+URL removal with RE2 over the batch where RE2 and Python agree, and Python's ``re`` on the
+few pages where they might not (a non-ASCII character against a ``\\b``).
+
+Two DCLM behaviours are evidently accidents; ``refinedweb_stages(variant="dclm")`` follows
+the intent and ``variant="dclm-exact"`` reproduces them (``filters/heuristics/README.md``):
+
+* domains: DCLM deletes every ``"www"`` from ``urlparse(url).netloc`` (port included)
+  and matches the result exactly (``URLDomainFilter(match="dclm-exact")``); by default
+  a leading ``www.`` is stripped from the host and parent domains match too, as UT1 lists
+  mean them (``match="suffix"``);
+* URL removal: DCLM removes TLD-based URLs only from pages whose text *starts* with a TLD
+  (``Blacklist(...).compiled.match``: ``URLRemoval(gate="start_tld")``; 743 of 1,313 real
+  pages did); by default URLs are removed from every page, as DCLM's docstring says.
 """
 
 from __future__ import annotations
@@ -27,15 +36,16 @@ import pyarrow.compute as pc
 
 from curation.stage import Filter, Mapper
 from filters.heuristics import _arrow as A
+from filters.heuristics import _words as W
 
 logger = logging.getLogger(__name__)
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 DEFAULT_DOMAINS = DATA / "banned_domains_ut1.txt"
-DEFAULT_STRICT = DATA / "banned_url_words_strict.txt"
-DEFAULT_HARD = DATA / "banned_url_words_hard.txt"
-DEFAULT_SOFT = DATA / "banned_url_words_soft.txt"
-DEFAULT_TLDS = DATA / "tlds.txt"
+DEFAULT_STRICT = DATA / "dclm_url_words_strict.txt"  # DCLM's lists (filters/data/README.md)
+DEFAULT_HARD = DATA / "dclm_url_words_hard.txt"
+DEFAULT_SOFT = DATA / "dclm_url_words_soft.txt"
+DEFAULT_TLDS = DATA / "dclm_iana_tlds.txt"
 
 #: refinedweb.yaml's second url_substring_filter: curated sources that RefinedWeb
 #: excludes from the web crawl because they are added separately.
@@ -108,14 +118,28 @@ class MoveURL(Mapper):
         return table.set_column(idx, table.schema.field("url"), url), None
 
 
+def dclm_netloc(url: str) -> str:
+    """DCLM's key for ``exact_domain_match``: ``urlparse(url).netloc``, lowercased, every ``"www"``
+    deleted (``ignore_chars: ['www']``); port and user info stay. Raises ValueError where urlparse does."""
+    from urllib.parse import urlparse
+
+    return urlparse(url).netloc.lower().replace("www", "")
+
+
 class URLDomainFilter(Filter):
     """Drop documents whose host is on a domain list (UT1 format).
 
     ``blocklist_path`` defaults to the small list shipped in ``filters/data``;
-    ``domains`` adds entries. With ``match_subdomains`` (default) ``a.b.example.com``
-    is banned by ``example.com``; without it only the host itself is matched
-    (DCLM's ``exact_domain_match``). Documents without a URL are kept.
+    ``domains`` adds entries. ``match="suffix"`` (default): the lowercased host, a leading
+    ``www.`` stripped (``strip_www``), and with ``match_subdomains`` ``a.b.example.com`` is
+    banned by ``example.com``; documents without a URL are kept. ``match="dclm-exact"``: DCLM's
+    ``url_substring_filter(exact_domain_match=True, ignore_chars=['www'])`` as it runs: the list
+    read as DCLM reads it (every line, lowercased, not stripped), the key :func:`dclm_netloc`
+    (a missing URL is ``""``), and a URL that ``urlparse`` rejects (``http://[x``) dropped as
+    ``url:invalid`` (DCLM's mapper raises there and loses the page).
     """
+
+    MATCHES = ("suffix", "dclm-exact")
 
     name = "url_domains"
 
@@ -126,14 +150,18 @@ class URLDomainFilter(Filter):
         domains: Iterable[str] = (),
         match_subdomains: bool = True,
         strip_www: bool = True,
+        match: str = "suffix",
         reason: str = "url:banned_domain",
         name: str | None = None,
     ) -> None:
+        if match not in self.MATCHES:
+            raise ValueError(f"match must be one of {self.MATCHES}, got {match!r}")
+        self.match = match
         self.blocklist_path = str(blocklist_path) if blocklist_path is not None else None
         if self.blocklist_path is not None and not Path(self.blocklist_path).is_file():
             raise ValueError(f"blocklist_path {self.blocklist_path!r} is not a file")
         self.domains = tuple(sorted({d.strip().lower() for d in domains if d.strip()}))
-        if self.blocklist_path is None and not self.domains:
+        if self.blocklist_path is None and not self.domains and match != "dclm-exact":
             raise ValueError("give blocklist_path and/or domains")
         self.match_subdomains = match_subdomains
         self.strip_www = strip_www
@@ -144,6 +172,12 @@ class URLDomainFilter(Filter):
 
     def setup(self) -> None:
         entries = set(self.domains)
+        if self.match == "dclm-exact":
+            if self.blocklist_path is not None:
+                with open(self.blocklist_path, encoding="utf-8") as fh:
+                    entries.update(line.lower() for line in fh.read().splitlines())
+            self._set = pa.array(sorted(entries), pa.string())
+            return
         if self.blocklist_path is not None:
             entries.update(e.lstrip(".") for e in read_list(self.blocklist_path))
         if self.strip_www:
@@ -154,6 +188,8 @@ class URLDomainFilter(Filter):
     def decide(self, table: pa.Table) -> pa.Array:
         if self._set is None:
             self.setup()
+        if self.match == "dclm-exact":
+            return self._decide_dclm(_url_column(table).cast(pa.string()))
         host = url_hosts(_url_column(table).cast(pa.string()), self.strip_www)
         hit = A.as_numpy(pc.fill_null(pc.is_in(host, value_set=self._set), False))
         if self.match_subdomains:
@@ -169,6 +205,19 @@ class URLDomainFilter(Filter):
                 cur = nxt
         return pa.array(np.where(hit, self.reason, None).tolist(), pa.string())
 
+    def _decide_dclm(self, urls: pa.Array) -> pa.Array:
+        keys, invalid = [], []
+        for i, url in enumerate(pc.fill_null(urls, "").to_pylist()):
+            try:
+                keys.append(dclm_netloc(url))
+            except ValueError:
+                keys.append(None)
+                invalid.append(i)
+        hit = A.as_numpy(pc.fill_null(pc.is_in(pa.array(keys, pa.string()), value_set=self._set), False))
+        out = np.where(hit, self.reason, None)
+        out[invalid] = "url:invalid"
+        return pa.array(out.tolist(), pa.string())
+
 
 class URLWordsFilter(Filter):
     """Banned words in the URL (RefinedWeb §G.1; DCLM ``url_substring_filter`` x3):
@@ -178,9 +227,12 @@ class URLWordsFilter(Filter):
     * hard: a whole word of the lowercased URL (words are runs of ``[a-z0-9]``);
     * soft: at least ``soft_threshold`` (2) distinct soft words as whole words.
 
-    Each list defaults to a small file in ``filters/data``; pass a path or ``[]``.
-    ``case_sensitive_words=True`` matches hard/soft words against the URL as
-    written (datatrove's ``URLFilter`` behaviour) instead of lowercased (DCLM).
+    Each list defaults to DCLM's file in ``filters/data``; pass a path or ``[]``.
+    By default the matching is DCLM's (``url_substring_filter`` with retrie's patterns): Python
+    ``re``, case-insensitive, on ``url.lower()``; hard and soft words between Unicode ``\\b``
+    (so ``_`` and digits join a word, and ``s&m`` is a word), soft words counted as the distinct
+    strings ``findall`` returns. ``case_sensitive_words=True`` is datatrove's ``URLFilter``
+    instead: the URL split into ``[a-zA-Z0-9]`` runs as written, hard/soft words whole runs.
     """
 
     name = "url_words"
@@ -229,10 +281,14 @@ class URLWordsFilter(Filter):
             "hard": self._load(self.hard_words, self.hard_words_path),
             "soft": self._load(self.soft_words, self.soft_words_path),
         }
+        # DCLM's patterns (retrie tries; an alternation longest first matches the same strings)
+        self._re = {k: _word_pattern(v, whole_words=k != "strict") for k, v in self._lists.items() if v}
 
     def decide(self, table: pa.Table) -> pa.Array:
         if self._lists is None:
             self.setup()
+        if not self.case_sensitive_words:
+            return self._decide_dclm(_url_column(table).cast(pa.string()))
         urls = pc.utf8_lower(_url_column(table).cast(pa.string()))
         n = len(urls)
         rb = A.ReasonBuilder(n)
@@ -243,7 +299,9 @@ class URLWordsFilter(Filter):
             squashed = urls
             if self.strict_remove_chars:
                 squashed = pc.replace_substring_regex(urls, "[" + re.escape(self.strict_remove_chars) + "]", "")
-            pattern = "|".join(re.escape(w) for w in strict)
+            # datatrove normalises its list the way it normalises the URL ("g-spot" finds "blogspot")
+            drop = str.maketrans("", "", self.strict_remove_chars)
+            pattern = "|".join(re.escape(w.translate(drop)) for w in strict if w.translate(drop))
             rb.set(valid & A.as_numpy(pc.match_substring_regex(squashed, pattern)), "url:strict_word")
         hard, soft = self._lists["hard"], self._lists["soft"]
         if hard or (soft and self.soft_threshold is not None):
@@ -264,45 +322,170 @@ class URLWordsFilter(Filter):
                 rb.set(valid & (distinct >= self.soft_threshold), "url:soft_words")
         return rb.build()
 
+    def _decide_dclm(self, urls: pa.Array) -> pa.Array:
+        """DCLM's matching: RE2 on ASCII URLs (there ASCII ``\\b`` and case folding are Python's), Python's
+        ``re`` with DCLM's patterns on the others."""
+        n = len(urls)
+        rb = A.ReasonBuilder(n)
+        ascii_ok = A.as_numpy(pc.fill_null(pc.string_is_ascii(urls), False))
+        low = pc.utf8_lower(pc.fill_null(urls, ""))
+        strict, hard, soft = (self._lists[k] for k in ("strict", "hard", "soft"))
+        if strict:
+            squashed = low
+            if self.strict_remove_chars:
+                squashed = pc.replace_substring_regex(low, "[" + _re2_literal(self.strict_remove_chars) + "]", "")
+            alts = "|".join(_re2_literal(w) for w in strict)
+            rb.set(ascii_ok & A.as_numpy(pc.match_substring_regex(squashed, alts)), "url:strict_word")
+        if hard:
+            alts = "|".join(_re2_literal(w) for w in sorted(hard, key=lambda w: (-len(w), w)))
+            rb.set(ascii_ok & A.as_numpy(pc.match_substring_regex(low, rf"\b(?:{alts})\b")), "url:hard_word")
+        python_rows = ~ascii_ok & A.as_numpy(pc.is_valid(urls))
+        if soft and self.soft_threshold is not None:
+            # findall's strings are whole \w runs for words made of word characters; a URL holding a word
+            # with others ("s&m") between \b goes to Python (the trie prefers the longer match there)
+            odd = [w for w in soft if not re.fullmatch(r"[a-z0-9_]+", w)]
+            if odd:
+                alts = "|".join(_re2_literal(w) for w in odd)
+                python_rows |= ascii_ok & A.as_numpy(pc.match_substring_regex(low, rf"\b(?:{alts})\b"))
+            toks, tp = A.split(low, "[^a-z0-9_]+", regex=True)
+            idx = A.as_numpy(pc.fill_null(pc.index_in(toks, value_set=pa.array(soft, pa.string())), -1))
+            idx = idx.astype(np.int64)
+            m = idx >= 0
+            distinct = np.bincount(np.unique(tp[m] * len(soft) + idx[m]) // len(soft), minlength=n)
+            rb.set(ascii_ok & ~python_rows & (distinct >= self.soft_threshold), "url:soft_words")
+        rows = np.flatnonzero(python_rows & rb.pending)
+        if len(rows):
+            reasons = [self._dclm_one(u) for u in urls.take(pa.array(rows)).to_pylist()]
+            for reason in ("url:strict_word", "url:hard_word", "url:soft_words"):
+                mask = np.zeros(n, dtype=bool)
+                mask[rows[[r == reason for r in reasons]]] = True
+                rb.set(mask, reason)
+        return rb.build()
 
-def _tld_alternation(tlds: list[str]) -> str:
-    return "|".join(re.escape(t) for t in sorted(set(tlds), key=lambda t: (-len(t), t)))
+    def _dclm_one(self, url: str) -> str | None:
+        """One URL through DCLM's three filters, with Python's ``re``."""
+        strict, hard, soft = (self._re.get(k) for k in ("strict", "hard", "soft"))
+        low = url.lower()
+        if strict is not None and strict.search(low.translate(str.maketrans("", "", self.strict_remove_chars))):
+            return "url:strict_word"
+        if hard is not None and hard.search(low):
+            return "url:hard_word"
+        if soft is not None and self.soft_threshold is not None and \
+                len(set(soft.findall(low))) >= self.soft_threshold:  # fmt: skip
+            return "url:soft_words"
+        return None
+
+
+def _word_pattern(words: list[str], whole_words: bool) -> re.Pattern:
+    """DCLM's ``Blacklist(words, match_substrings=not whole_words).compiled``: the same strings,
+    case-insensitive, between ``\\b`` for whole words."""
+    body = "(?:" + "|".join(re.escape(w) for w in sorted(words, key=lambda w: (-len(w), w))) + ")"
+    return re.compile(r"\b" + body + r"\b" if whole_words else body, re.IGNORECASE)
+
+
+def _re2_literal(s: str) -> str:
+    return "".join(c if c.isalnum() and c.isascii() else f"\\x{{{ord(c):x}}}" for c in s)
 
 
 class URLRemoval(Mapper):
-    """Remove URLs (a host with a known TLD, or an IPv4 address, with optional scheme
-    and path) from the text, with up to 10 preceding spaces (DCLM
-    ``url_removal_modifier``). The TLD must be lowercase, as in DCLM."""
+    """Remove URLs from the text (DCLM ``url_removal_modifier``): a host ending in a known TLD
+    (lowercase, followed by a word boundary), or an IPv4 address, each with an optional scheme,
+    the rest of the URL and up to 10 whitespace characters before it.
+
+    ``gate="always"`` (default) removes TLD-based URLs from every page, each TLD as written.
+    ``gate="start_tld"`` is DCLM as it runs: only pages whose text starts with a TLD (any case:
+    ``"The ..."`` starts with ``th``) lose their TLD-based URLs. (DCLM escapes the TLDs twice,
+    which changes none of the 1,591 in its list.) IPv4 addresses go from every page either way.
+    Pages left empty are dropped (``url_removal:empty``) unless ``drop_empty=False``.
+
+    Python's ``re`` semantics: ``\\s`` is any ``str.isspace`` character and ``\\b`` is Unicode. RE2
+    (Arrow) does the work with ``\\s`` spelt out; its ``\\b`` is ASCII, so pages where a ``\\b``
+    meets a non-ASCII character (``example.comé``, ``中192.168.0.1``, an IDN TLD) are done with
+    Python's ``re`` and the same expressions.
+    """
 
     name = "url_removal"
+    GATES = ("always", "start_tld")
 
-    def __init__(self, *, tlds_path: str | Path = DEFAULT_TLDS, drop_empty: bool = True) -> None:
+    def __init__(self, *, tlds_path: str | Path = DEFAULT_TLDS, gate: str = "always", drop_empty: bool = True) -> None:
         if not Path(tlds_path).is_file():
             raise ValueError(f"tlds_path {tlds_path!r} is not a file")
+        if gate not in self.GATES:
+            raise ValueError(f"gate must be one of {self.GATES}, got {gate!r}")
         self.tlds_path = str(tlds_path)
+        self.gate = gate
         self.drop_empty = drop_empty
-        self._patterns: tuple[str, str] | None = None
+        self._compiled: dict | None = None
 
     def setup(self) -> None:
-        tlds = _tld_alternation(read_list(self.tlds_path))
-        url = (
-            r"\s{0,10}(?:(?:https?|ftp)://)?[-a-zA-Z0-9@:%._+~#=]{1,256}\.(?:" + tlds + r")\b"
-            r"[-a-zA-Z0-9()@:%_+.~#?&/=]*"
-        )
-        ipv4 = r"\s{0,10}\b(?:(?:https?|ftp)://)?(?:[0-2]?[0-9]{1,2}\.){3}[0-2]?[0-9]{1,2}[-a-zA-Z0-9()@:%_+.~#?&/=]*"
-        self._patterns = (url, ipv4)
+        with open(self.tlds_path, encoding="utf-8") as fh:
+            tlds = [t for t in fh.read().splitlines() if t]
+        keys = sorted(set(tlds), key=lambda k: (-len(k), k))
+        ws = W.python_whitespace_class()
+        scheme = r"(?:(?:https?|ftp)://)?"
+        host, rest = r"[-a-zA-Z0-9@:%._+~#=]{1,256}\.", r"[-a-zA-Z0-9()@:%_+.~#?&/=]*"
+        dotted = r"(?:[0-2]?[0-9]{1,2}\.){3}[0-2]?[0-9]{1,2}"
+        py_tlds = "(?:" + "|".join(re.escape(k) for k in keys) + ")"
+        re2_tlds = "(?:" + "|".join(_re2_literal(k) for k in keys) + ")"
+        ascii_keys = [k for k in keys if k.isascii()]
+        wide_keys = [k for k in keys if not k.isascii()]
+        # a \b next to a non-ASCII character: after an ASCII TLD, or before a scheme or an IPv4 address
+        risky = [r"\.(?:" + "|".join(_re2_literal(k) for k in ascii_keys) + r")[^\x00-\x7f]",
+                 r"[^\x00-\x7f](?:(?:https?|ftp)://|" + dotted + ")"]  # fmt: skip
+        if wide_keys:
+            risky.append(r"\.(?:" + "|".join(_re2_literal(k) for k in wide_keys) + ")")
+        self._compiled = {
+            "re2_url": f"[{ws}]{{0,10}}{scheme}{host}{re2_tlds}\\b{rest}",
+            "re2_ip": f"[{ws}]{{0,10}}\\b{scheme}{dotted}{rest}",
+            "re2_risky": "|".join(risky),
+            "py_url": re.compile(rf"\s{{0,10}}{scheme}{host}{py_tlds}\b{rest}"),
+            "py_ip": re.compile(rf"\s{{0,10}}\b{scheme}{dotted}{rest}"),
+            "gate": re.compile(py_tlds, re.IGNORECASE),
+            "gate_chars": max(map(len, keys)),
+        }
+
+    def _gated(self, texts: pa.Array) -> np.ndarray:
+        """Pages whose text starts with a TLD, case-insensitively (DCLM's ``tlds_regex.match``)."""
+        c = self._compiled
+        if self.gate == "always":
+            return np.ones(len(texts), dtype=bool)
+        heads = pc.utf8_slice_codeunits(texts, 0, c["gate_chars"]).to_pylist()  # a match is no longer
+        return np.array([c["gate"].match(h) is not None for h in heads], dtype=bool)
 
     def transform(self, table: pa.Table) -> tuple[pa.Table, pa.Array | None]:
-        if self._patterns is None:
+        if self._compiled is None:
             self.setup()
+        c = self._compiled
         texts = A.texts_of(table)
-        for pat in self._patterns:
-            texts = pc.replace_substring_regex(texts, pat, "")
-        out = table.set_column(table.column_names.index("text"), table.schema.field("text"), texts)
+        gated = self._gated(texts)
+        risky = A.as_numpy(pc.match_substring_regex(texts, c["re2_risky"]))
+        easy = np.flatnonzero(~risky)
+        out = texts
+        if len(easy):
+            sub = texts.take(pa.array(easy)) if len(easy) < len(texts) else texts
+            g = gated[easy]
+            if g.any():
+                removed = pc.replace_substring_regex(sub, c["re2_url"], "")
+                sub = pc.if_else(pa.array(g), removed, sub) if not g.all() else removed
+            sub = pc.replace_substring_regex(sub, c["re2_ip"], "")
+            out = sub
+        hard = np.flatnonzero(risky)
+        if len(hard):  # Python's re on the pages where RE2's ASCII \b could differ
+            fixed = []
+            for i, t in zip(hard.tolist(), texts.take(pa.array(hard)).to_pylist()):
+                if gated[i]:
+                    t = c["py_url"].sub("", t)
+                fixed.append(c["py_ip"].sub("", t))
+            order = np.concatenate([easy, hard])
+            merged = pa.concat_arrays([out.cast(pa.large_string()), pa.array(fixed, pa.large_string())]) \
+                if len(easy) else pa.array(fixed, pa.large_string())  # fmt: skip
+            out = merged.take(pa.array(np.argsort(order, kind="stable")))
+        out = out.cast(table.schema.field("text").type)
+        res = table.set_column(table.column_names.index("text"), table.schema.field("text"), out)
         if not self.drop_empty:
-            return out, None
-        empty = A.as_numpy(pc.equal(pc.binary_length(texts), 0))
-        return out, pa.array(np.where(empty, "url_removal:empty", None).tolist(), pa.string())
+            return res, None
+        empty = A.as_numpy(pc.equal(pc.binary_length(out), 0))
+        return res, pa.array(np.where(empty, "url_removal:empty", None).tolist(), pa.string())
 
 
 class NewlineCollapse(Mapper):

@@ -1,12 +1,12 @@
 """Parity of the ``variant="dclm"`` stages and the RefinedWeb line filter with a
 straightforward per-document reading of DCLM's functions (mlfoundations/dclm
 ``baselines/mappers``; DCLM itself is not a PyPI package). The references below
-are written from those functions' documented behaviour, one document at a time,
-with plain Python strings; the stages under test are the vectorised ones.
-
-Two deliberate approximations are shared by both sides, so they do not show up
-here: DCLM's fastText word tokenizer is ``str.split`` and uniseg's UAX #29 words
-are letter/digit runs (see filters/heuristics/gopher.py).
+are written from those functions' behaviour, one document at a time, with plain
+Python strings and the libraries DCLM calls: fastText's own tokenizer for word
+counts, a UAX #29 segmenter for the n-gram words (unicode_segmentation_rs, checked
+against uniseg, DCLM's, in test_words.py), Python's ``re``. The stages under test are
+the vectorised ones. DCLM's own code is run on the real samples by the slow parity
+test (test_dclm_oracle.py).
 """
 
 from __future__ import annotations
@@ -19,13 +19,19 @@ import pytest
 from filters.heuristics import GopherQuality, GopherRepetition, RefinedWebLineFilter
 from tests.filters.heuristics.test_parity_datatrove import ours_keep
 
-regex = pytest.importorskip("regex")
+fasttext = pytest.importorskip("fasttext")
+split_word_bounds = pytest.importorskip("unicode_segmentation_rs").split_word_bounds
 
 
 # ---------------------------------------------------------------- references (per document)
+def ft_words(text: str) -> int:
+    """DCLM split_words(model="fasttext", ignore_punctuation=True)."""
+    return len([w for w in fasttext.FastText.tokenize(text) if w[0].isalnum()])
+
+
 def ref_quality(text: str) -> bool:
     words = text.split()
-    if not 50 <= len([w for w in words if regex.match(r"[\p{L}\p{N}]", w)]) <= 100_000:
+    if not 50 <= ft_words(text) <= 100_000:
         return False
     if not words or not 3 <= sum(map(len, words)) / len(words) <= 10:
         return False
@@ -43,12 +49,8 @@ def ref_quality(text: str) -> bool:
 
 
 def ref_ngram_words(text: str) -> list[str]:
-    out = []
-    for w in regex.sub(r"[^\p{L}\p{N}\p{M}_'’.,:]+", " ", text).split():
-        w = w.strip("'’.,:_")
-        if w and regex.match(r"[\p{L}\p{N}]", w):
-            out.append(w)
-    return out
+    """DCLM split_words(model="uniseg", ignore_punctuation=True), with a UAX #29 library."""
+    return [w for w in split_word_bounds(text) if w[0].isalnum()]
 
 
 def ref_repetition(text: str) -> bool:
@@ -98,7 +100,7 @@ COUNTER = re.compile(
 
 def ref_lines(text: str) -> str | None:
     """DCLM's modifiers in recipe order; None when the page is dropped."""
-    n_before = len([w for w in text.split() if w[0].isalnum()])
+    n_before = ft_words(text)
     steps = [
         lambda ln: not ln or sum(c.isupper() for c in ln) / len(ln) <= 0.5,
         lambda ln: not ln or sum(c.isdigit() for c in ln) / len(ln) <= 0.999999,
@@ -123,7 +125,7 @@ def ref_lines(text: str) -> str | None:
         text = "\n".join(out).strip()
         if not text:
             return None
-    n_after = len([w for w in text.split() if w[0].isalnum()])
+    n_after = ft_words(text)
     if n_before == 0 or (n_before - n_after) / n_before > 0.05:
         return None
     return text

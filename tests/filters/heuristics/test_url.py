@@ -51,7 +51,9 @@ def test_url_words_strict_hard_soft():
 
 def test_default_lists_load_and_threshold_arg():
     f = URLWordsFilter()
-    assert reasons(f, "t", urls=["http://x.com/xxx"]) == ["url:strict_word"]
+    # DCLM's lists: "2girls1cup" is a strict word, "xxx" a hard one
+    assert reasons(f, "t", "t", urls=["http://x.com/2girls1cup", "http://x.com/xxx"]) == ["url:strict_word",
+                                                                                          "url:hard_word"]
     with pytest.raises(ValueError):
         URLWordsFilter(soft_threshold=0)
     with pytest.raises(ValueError):
