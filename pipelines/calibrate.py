@@ -122,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "(runs/gpu_calibration, carried to the device)")
     g.add_argument("--prepare-only", action="store_true",
                    help="stop after the token streams (e.g. to carry them to a GPU machine)")
+    g.add_argument("--analyse-only", action="store_true",
+                   help="train nothing: analyse the trials of this grid that have finished (their result.json), "
+                   "and list the ones that have not")
     e = p.add_argument_group("evaluation")
     e.add_argument("--eval-dir", default=None,
                    help="llm-foundry eval folder for the task metrics (default: ../shared/data/eval when present; "
@@ -571,6 +574,8 @@ def main(argv: list[str] | None = None) -> int:
     os.makedirs(args.output, exist_ok=True)
     if args.gpu_preset:
         return prepare_gpu_preset(args) if args.prepare_only else run_gpu_preset(args, specs, recipes)
+    if args.analyse_only:
+        return analyse_existing(args, specs)
     t0 = time.perf_counter()
 
     # 1. clean text and references
@@ -623,8 +628,7 @@ def main(argv: list[str] | None = None) -> int:
     from pipelines.trials import run_trials, trials_executor
 
     items = _items(args, streams, list(runs), reference)
-    ex = trials_executor(args)
-    results, failed = run_trials(args, items, ex)
+    results, failed = run_trials(args, items, trials_executor(args))
     # 5. analysis
     summary = analyse(results, specs, n_boot=args.bootstrap)
     settings = {
@@ -640,8 +644,48 @@ def main(argv: list[str] | None = None) -> int:
     paths = write_outputs(args.output, summary, settings, "sensitivity_gpu" if args.gpu_preset else "sensitivity")
     print(Path(paths[1]).read_text())
     print("\n".join(paths))
-    expected = len(items)
-    return 0 if len(results) == expected and not failed else 1
+    return 0 if len(results) == len(items) and not failed else 1
+
+
+def analyse_existing(args: argparse.Namespace, specs: list) -> int:
+    """``--analyse-only``: the finished trials under ``<output>/trials`` of this grid (proxies x budgets x
+    clean and the degradations), analysed without training or rebuilding anything; the trials of the grid
+    that have not finished are listed in the settings (``trials_not_run``)."""
+    labels = ["clean"] + [s.label for s in specs]
+    want = {(p, b, m, s) for p in args.proxies.split(",") for b in args.budgets for m in labels
+            for s in range(args.seeds)}
+    found: dict[tuple, dict[str, Any]] = {}
+    for path in sorted(Path(args.output, "trials").glob("*/result.json")):
+        r = json.loads(path.read_text())
+        e = r.get("extra") or {}
+        key = (e.get("proxy"), int(e.get("budget", -1)), e.get("mix"), r.get("seed"))
+        if key not in want or not r.get("finished"):
+            continue
+        if key in found:
+            raise SystemExit(f"error: two finished trials for {key}: {found[key]['out_dir']} and {path.parent}")
+        r["out_dir"] = str(path.parent)  # where its per-document files are, seen from here
+        found[key] = r
+    missing = sorted("-".join(map(str, k)) for k in want - set(found))
+    logger.info("--analyse-only: %d finished trials of %d; not run: %s", len(found), len(want), missing)
+    summary = analyse(list(found.values()), specs, n_boot=args.bootstrap)
+    manifests = {p.parent.name: json.loads(p.read_text()) for p in Path(args.output, "tokens").glob("*/manifest.json")}
+    settings = {
+        "proxies": args.proxies.split(","), "budgets": args.budgets, "seeds": args.seeds,
+        "degradations": [s.label for s in specs], "vocab_size": args.vocab_size,
+        "achieved": {m: _degraded_share(os.path.join(args.output, "mixes", m)) for m in labels
+                     if os.path.isdir(os.path.join(args.output, "mixes", m, "data"))},
+        "stream_tokens": {k: int(m["num_windows"]) * int(m["seq_len"]) for k, m in manifests.items()},
+        "reference": sorted({d for r in found.values() for d in (r.get("reference") or {}).get("domains", {})}),
+        "eval_dir": args.eval_dir, "tasks": args.tasks, "max_examples": args.max_examples,
+        "num_fewshot": args.num_fewshot, "bootstrap": args.bootstrap, "trials_not_run": missing,
+        "trial_commits": sorted({str(r.get("git_commit")) + (" (dirty)" if r.get("git_dirty") else "")
+                                 for r in found.values()}),
+        "analysed_by": _git(),
+    }  # fmt: skip
+    paths = write_outputs(args.output, summary, settings)
+    print(Path(paths[1]).read_text())
+    print("\n".join(paths))
+    return 0
 
 
 def _git() -> dict[str, Any]:

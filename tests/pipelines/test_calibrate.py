@@ -57,6 +57,15 @@ def test_calibration_end_to_end_and_resume(tmp_path: Path) -> None:
     stamps = {p: p.stat().st_mtime_ns for p in results}
     assert main(argv) == 0  # resumes: nothing retrained
     assert {p: p.stat().st_mtime_ns for p in results} == stamps
+    # --analyse-only reads the finished trials of the grid and trains nothing: the same rows
+    again = json.loads((out / "sensitivity.json").read_text())["rows"]
+    assert main(argv + ["--analyse-only"]) == 0
+    only = json.loads((out / "sensitivity.json").read_text())
+    assert only["rows"] == again and only["settings"]["trials_not_run"] == []
+    assert {p: p.stat().st_mtime_ns for p in results} == stamps
+    # a grid wider than what ran: analysed as far as it goes, the rest listed
+    assert main(argv + ["--analyse-only", "--seeds", "3"]) == 0
+    assert len(json.loads((out / "sensitivity.json").read_text())["settings"]["trials_not_run"]) == 2
 
 
 def test_a_budget_larger_than_a_mix_is_refused(tmp_path: Path) -> None:
