@@ -41,10 +41,13 @@ def test_budget_skips_steps_it_cannot_finish_and_records_every_step(tmp_path):
     assert [s["step"] for s in status["steps"]] == STEPS, proc.stdout[-2000:]
     assert status["mode"] == "run" and status["budget_s"] == 1
     calibrate = (ROOT / "pipelines" / "calibrate.py").exists()
+    prepared = (ROOT / "runs" / "gpu_calibration" / "prepared.json").exists()
     for s in status["steps"]:
         assert s["status"] == "skipped" and s["seconds"] == 0, s
         if s["step"] == "sensitivity" and not calibrate:
             assert "issue 17" in s["reason"]
+        elif s["step"] == "sensitivity" and not prepared:  # its input is not there: said before the budget
+            assert "prepared.json absent" in s["reason"] and "--prepare-only" in s["reason"]
         else:
             assert s["reason"] == "out of the time budget", s
         assert not Path(s["log"]).exists()  # nothing ran
