@@ -40,7 +40,8 @@
 # --dry-run (GPU_SH_RESULTS default runs/gpu_sh_dry): the preflight (a Triton launch under TRITON_INTERPRET=1),
 # the wheel check (every line satisfied by the environment or by a wheel in .whl/, .whl/ under 64 MiB, and the
 # install itself), the collection of every test the run will run, --help of every script, the parity step's code on
-# CPU with a tiny model, the sensitivity module's --help when it exists, and the budget arithmetic. Exit 0 when all
+# CPU with a tiny model, the sensitivity module's --help and its preset's in-process path on generated text (a CPU
+# proxy) when it exists, and the budget arithmetic. Exit 0 when all
 # pass. Targets of the benchmarks are fixed in the scripts (bench/kernels.py, bench/train.py).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -389,6 +390,9 @@ if [ "$MODE" = dry ]; then
     --seq-len 32 --micro-batch 2 --out "$GDIR/parity_cpu.json"
   if [ -f pipelines/calibrate.py ]; then
     step sensitivity_help 60 "" "$PY" -m pipelines.calibrate --help
+    # the preset's in-process path (degrade, tokens, trials, analysis) on CPU with this environment's packages
+    step sensitivity_cpu 180 "" "$PY" -m pytest -q -p no:cacheprovider tests/pipelines/test_calibrate.py \
+      -k gpu_preset_runs_in_process
   else
     skip sensitivity_help "pipelines/calibrate.py is not there yet (issue 17)"
   fi

@@ -19,10 +19,12 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from curation.passes import Executor, Item, make_executor
-from pipelines.mixes import Mix
+
+if TYPE_CHECKING:  # annotations only: importing the mixes builds recipe options (filters), which the
+    from pipelines.mixes import Mix  # accelerator's in-process calibration does without
 
 logger = logging.getLogger("ablate")
 
