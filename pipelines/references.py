@@ -22,7 +22,6 @@ report (documents read, kept, dropped per reason, bytes), which the ablation rec
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -47,20 +46,12 @@ def reference_files(path: str) -> list[str]:
     return [os.path.realpath(f) for f in _files(path)]
 
 
-def _sha(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def check_classifier_overlap(model_path: str, reference: dict[str, str]) -> dict[str, Any]:
     """Refuse (ValueError) a quality classifier whose positive training files are a reference domain's files.
 
     Reads the classifier's metadata (``<model>.json``, written by ``python -m filters.quality train``).
     Returns what was compared; a classifier without metadata cannot be checked (``checked: False``)."""
-    from filters.quality.model import sidecar_path
+    from filters.quality.model import file_sha256, sidecar_path
 
     meta_path = sidecar_path(model_path)
     if not os.path.exists(meta_path):
@@ -75,7 +66,7 @@ def check_classifier_overlap(model_path: str, reference: dict[str, str]) -> dict
         for ref in reference_files(path):
             hit = pos_paths.get(ref)
             if hit is None:
-                digest = _sha(ref)
+                digest = file_sha256(ref)
                 hit = pos_sha.get(digest)
             if hit is not None:
                 raise ValueError(

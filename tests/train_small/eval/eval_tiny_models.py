@@ -5,6 +5,21 @@ from __future__ import annotations
 import torch
 
 ALPHA = "abcdefghijklmnopqrstuvwxyz"
+TEXT = ("The king rode out at dawn. The queen stayed in the tower and read the letters. "
+        "A knight of the realm came to the gate, and the guards let him in. ") * 40  # fmt: skip
+
+
+def train_curation_tokenizer(root) -> str:  # noqa: ANN001
+    """Our curation tokenizer (SentencePiece BPE, dummy prefix, whitespace kept, Llama-style ids: unk 0, <s> 1,
+    </s> 2) trained on a little text in ``root``; returns the .model path."""
+    import pyarrow.parquet as pq
+
+    from curation.schema import docs_table
+    from curation.tokens.tokenizer import train_tokenizer
+
+    lines = TEXT.replace(". ", ".\n").split("\n")
+    pq.write_table(docs_table([str(i) for i in range(len(lines))], lines, "t"), root / "docs.parquet")
+    return train_tokenizer([str(root / "docs.parquet")], str(root / "tok"), vocab_size=300)
 
 
 class CharTok:

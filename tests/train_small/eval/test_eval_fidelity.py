@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from eval_tiny_models import ALPHA, CharTok, TableLM, TinyCausal, alphabet_table
+from eval_tiny_models import ALPHA, CharTok, TableLM, TinyCausal, alphabet_table, train_curation_tokenizer
 
 from train_small.eval.harness import (
     Request,
@@ -23,22 +23,12 @@ from train_small.eval.harness import (
 from train_small.eval.tasks import CORE_TASKS, LM, MC, TaskSpec, builtin_spec
 
 SHARED = Path(__file__).resolve().parents[3] / ".." / "shared" / "data"
-TEXT = ("The king rode out at dawn. The queen stayed in the tower and read the letters. "
-        "A knight of the realm came to the gate, and the guards let him in. ") * 40  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def sp(tmp_path_factory) -> SentencePieceTokenizer:
     """Our curation tokenizer (SentencePiece BPE, dummy prefix, whitespace kept), trained on a little text."""
-    import pyarrow.parquet as pq
-
-    from curation.schema import docs_table
-    from curation.tokens.tokenizer import train_tokenizer
-
-    root = tmp_path_factory.mktemp("sp")
-    lines = TEXT.replace(". ", ".\n").split("\n")
-    pq.write_table(docs_table([str(i) for i in range(len(lines))], lines, "t"), root / "docs.parquet")
-    return SentencePieceTokenizer(train_tokenizer([str(root / "docs.parquet")], str(root / "tok"), vocab_size=300))
+    return SentencePieceTokenizer(train_curation_tokenizer(tmp_path_factory.mktemp("sp")))
 
 
 def test_sentencepiece_boundary_is_written_once(sp):

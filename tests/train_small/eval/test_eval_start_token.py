@@ -9,28 +9,18 @@ from pathlib import Path
 
 import pytest
 import torch
+from eval_tiny_models import TEXT, train_curation_tokenizer
 
 from train_small.eval.harness import SentencePieceTokenizer, aggregate, evaluate
 from train_small.eval.prompts import start_token_id
 from train_small.eval.reference import reference_loss
 from train_small.eval.tasks import CORE_TASKS, MC, TaskSpec, builtin_spec, dclm_departures
 
-TEXT = ("The king rode out at dawn. The queen stayed in the tower and read the letters. "
-        "A knight of the realm came to the gate, and the guards let him in. ") * 40  # fmt: skip
-
 
 @pytest.fixture(scope="module")
 def sp_model(tmp_path_factory) -> Path:
     """Our curation tokenizer (Llama-style ids: unk 0, <s> 1, </s> 2), trained on a little text."""
-    import pyarrow.parquet as pq
-
-    from curation.schema import docs_table
-    from curation.tokens.tokenizer import train_tokenizer
-
-    root = tmp_path_factory.mktemp("sp")
-    lines = TEXT.replace(". ", ".\n").split("\n")
-    pq.write_table(docs_table([str(i) for i in range(len(lines))], lines, "t"), root / "docs.parquet")
-    return Path(train_tokenizer([str(root / "docs.parquet")], str(root / "tok"), vocab_size=300))
+    return Path(train_curation_tokenizer(tmp_path_factory.mktemp("sp")))
 
 
 class FirstTokens(torch.nn.Module):
