@@ -15,6 +15,9 @@ for mode in "${modes[@]}"; do
     echo "=== bench/$b.py $mode ($(date +%T))"
     $PY "bench/$b.py" $mode || failed+=("$b $mode")
   done
+  # exact-substring dedup writes its own rows (dedup_substring*.json): a separate run of bench/dedup.py
+  echo "=== bench/dedup.py --substring $mode ($(date +%T))"
+  $PY bench/dedup.py --substring $mode || failed+=("dedup --substring $mode")
 done
 $PY bench/report.py
 $PY bench/capacity.py
