@@ -100,6 +100,8 @@ def leaderboard(results: list[dict[str, Any]], mixes: list[Mix], primary: str = 
             d = difference(sc, list(range(n_raw)), list(range(n_raw, n_raw + len(docs[r["mix"]]))), n_boot=n_boot)
             interval = [sign * d["interval"][0], sign * d["interval"][1]]  # raw - mix, oriented: > 0 is better
             r["delta_interval"] = sorted(interval)
+        if r["mix"] in docs and "raw" in docs:  # every reference domain: raw - mix bits per byte, with its interval
+            r["domain_deltas_vs_raw"] = domain_differences(docs["raw"], docs[r["mix"]], n_boot)
         ratio = _epoch_ratio(raw.get("epochs"), r.get("epochs"))
         r["epoch_ratio_vs_raw"] = ratio
         if min(r["seeds"], raw["seeds"]) < 2:
@@ -115,6 +117,22 @@ def leaderboard(results: list[dict[str, Any]], mixes: list[Mix], primary: str = 
             clear = interval is None or min(interval) > 0
             r["beats_raw"] = bool(delta > noise and clear)
     return rows
+
+
+def domain_differences(raw: list[dict[str, np.ndarray]], mix: list[dict[str, np.ndarray]],
+                       n_boot: int = 1000) -> dict[str, dict[str, Any]]:
+    """Per reference domain: raw's mean bits per byte minus the mix's (> 0: the mix is better), its paired
+    bootstrap interval over the domain's documents, and both seed spreads."""
+    from train_small.eval.decide import difference, reference_scores
+
+    out = {}
+    for name in sorted(set(raw[0]["domain"])):
+        pick = [{k: (v[np.asarray(d["domain"]) == name]) for k, v in d.items()} for d in raw + mix]
+        sc = reference_scores(pick, "nll")
+        d = difference(sc, list(range(len(raw))), list(range(len(raw), len(raw) + len(mix))), n_boot=n_boot)
+        out[name] = {"delta": d["difference"], "interval": d["interval"], "spread_raw": d["spread_a"],
+                     "spread_mix": d["spread_b"]}
+    return out
 
 
 def _epoch_ratio(a: float | None, b: float | None) -> float | None:
@@ -232,6 +250,17 @@ def write_leaderboard(out: str, rows: list[dict[str, Any]], settings: dict[str, 
     elif not status["floor_checked"]:
         md += [f"*{status['reason']}.*", ""]
     md += leaderboard_markdown(rows, primary, title)
+    per = [r for r in rows if r.get("domain_deltas_vs_raw")]
+    if per:
+        domains = sorted({d for r in per for d in r["domain_deltas_vs_raw"]})
+        md += ["", "Per reference domain, raw − mix in bits per byte (> 0: the mix is better) [95% bootstrap interval "
+               "over the domain's documents]" + ("; not a ranking: the proxies are below their n-gram floor"
+                                                 if not status["ranked"] else "") + ":", "",
+               "| mix | " + " | ".join(domains) + " |", "|---|" + "---|" * len(domains)]
+        for r in per:
+            cells = [f"{v['delta']:+.3f} [{v['interval'][0]:+.3f}, {v['interval'][1]:+.3f}]"
+                     for v in (r["domain_deltas_vs_raw"][d] for d in domains)]
+            md.append(f"| {r['mix']} | " + " | ".join(cells) + " |")
     task_keys = sorted({k for r in rows for k in r if k.startswith("task/") and k.endswith("/accuracy")})
     if task_keys:
         md += ["", "## Few-shot accuracy per task (mean over seeds)", ""]
