@@ -171,11 +171,15 @@ def _tokens_arg(v: str) -> int | str:
         raise argparse.ArgumentTypeError(f"--total-tokens takes a number or 'smallest', got {v!r}") from None
 
 
-def _smallest_stream(streams: dict[str, str], seq_len: int) -> int:
+def _smallest_stream(streams: dict[str, str], seq_len: int, tokens_per_step: int) -> int:
+    """The smallest mix's stream in tokens, rounded down to whole optimizer steps: the trainer rounds a budget up
+    to whole steps, and one step more than the stream holds would repeat part of that mix."""
     sizes = {m: int(json.loads(Path(p, "manifest.json").read_text())["num_windows"]) * seq_len
              for m, p in streams.items()}
-    logger.info("--total-tokens smallest: %d (stream tokens per mix: %s)", min(sizes.values()), sizes)
-    return min(sizes.values())
+    budget = max(tokens_per_step, min(sizes.values()) // tokens_per_step * tokens_per_step)
+    logger.info("--total-tokens smallest: %d (whole steps of %d; stream tokens per mix: %s)", budget,
+                tokens_per_step, sizes)
+    return budget
 
 
 def needed_message(calibration: str | None, budget: int | None, recipe: str) -> str | None:
@@ -243,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     tok = tokenizer_for(args, runs["raw"])
     streams = {m.name: token_stream(args, m, runs[m.curation_key], tok, recipe.seq_len) for m in mixes}
     if args.total_tokens == "smallest":
-        args.total_tokens = _smallest_stream(streams, recipe.seq_len)
+        args.total_tokens = _smallest_stream(streams, recipe.seq_len, recipe.tokens_per_step)
     reference_report = classifier_check = None
     if args.heldout_ref:  # English only, no overlap with the pool, not the quality classifier's positives
         from pipelines.references import check_classifier_overlap, clean_references

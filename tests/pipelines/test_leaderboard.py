@@ -78,3 +78,24 @@ def test_mixes_repeated_very_differently_are_not_compared(tmp_path: Path) -> Non
     again = {r["mix"]: r for r in leaderboard(results, MIXES, "reference/weighted_bits_per_byte", n_boot=100,
                                               allow_repetition=True)}
     assert again["baseline"]["beats_raw"] is True
+
+
+def test_smallest_stream_budget_never_repeats_the_smallest_mix(tmp_path):
+    """``--total-tokens smallest`` gives a budget whose whole optimizer steps fit in every mix's stream: the trainer
+    rounds a budget up to whole steps, so a budget equal to a stream size that is not a multiple of the step would
+    read part of the smallest mix twice."""
+    import json
+
+    from pipelines.ablate import _smallest_stream
+    from train_small.recipes import get_recipe
+
+    recipe = get_recipe("cpu-1m")
+    streams = {}
+    for mix, windows in {"raw": 1889, "baseline": 526}.items():  # 526 windows: not a whole number of steps
+        (tmp_path / mix).mkdir()
+        (tmp_path / mix / "manifest.json").write_text(json.dumps({"num_windows": windows}))
+        streams[mix] = str(tmp_path / mix)
+    budget = _smallest_stream(streams, recipe.seq_len, recipe.tokens_per_step)
+    steps = get_recipe("cpu-1m", total_tokens=budget).total_steps(0)
+    assert steps * recipe.tokens_per_step <= 526 * recipe.seq_len  # no window of the smallest mix read twice
+    assert (steps + 1) * recipe.tokens_per_step > 526 * recipe.seq_len  # and no whole step left unused
