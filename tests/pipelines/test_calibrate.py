@@ -106,3 +106,14 @@ def test_gpu_preset_runs_in_process_from_a_prepared_folder(tmp_path: Path) -> No
     # the degraded mix really is degraded: a quarter of its documents carry the mark
     marks = pq.read_table(next((out / "mixes" / "shuffle-25" / "data").glob("*.parquet"))).column("degraded")
     assert 0.1 < 1 - marks.null_count / len(marks) < 0.4
+
+
+def test_reliable_needs_the_interval_above_chance_not_only_the_point() -> None:
+    """A decision accuracy of 1.0 from a few seed pairs whose order flips when the documents are resampled is not
+    called reliable; 0.9 with an interval above chance is; 0.85 is not, whatever its interval."""
+    from pipelines.calibrate import reliable
+
+    assert not reliable({"decision_accuracy": 1.0, "interval": [0.0, 1.0]})
+    assert reliable({"decision_accuracy": 0.9, "interval": [0.5, 1.0]})
+    assert reliable({"decision_accuracy": 1.0, "interval": [1.0, 1.0]})
+    assert not reliable({"decision_accuracy": 0.85, "interval": [0.8, 0.9]})
