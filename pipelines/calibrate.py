@@ -413,11 +413,15 @@ def plot(path: str, summary: dict[str, Any]) -> None:
     kinds = sorted({(r["degradation"], r["fraction"]) for r in summary["rows"]})
     if not kinds:
         return
-    fig, axes = plt.subplots(1, len(kinds), figsize=(4.2 * len(kinds), 3.6), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(1, len(kinds), figsize=(4.2 * len(kinds), 3.6), squeeze=False, sharey=True, sharex=True)
     styles = {"reference_bpb": "-", "task_gold_bpb": "--", "task_prob_correct_centered": ":",
               "task_accuracy": "-."}
+    colors = dict(zip(styles, ["C0", "C1", "C2", "C3"]))
+    proxies = sorted({r["proxy"] for r in summary["rows"]}, key=lambda p: min(r["params"] or 0 for r in summary["rows"]
+                                                                             if r["proxy"] == p))
+    markers = dict(zip(proxies, "osD^v<>"))
     for ax, (kind, frac) in zip(axes[0], kinds):
-        for proxy in sorted({r["proxy"] for r in summary["rows"]}):
+        for proxy in proxies:
             for metric, ls in styles.items():
                 rs = sorted((r for r in summary["rows"] if (r["degradation"], r["fraction"], r["proxy"], r["metric"])
                              == (kind, frac, proxy, metric)), key=lambda r: r["tokens"])
@@ -427,7 +431,8 @@ def plot(path: str, summary: dict[str, Any]) -> None:
                 y = [r["decision_accuracy"] for r in rs]
                 err = [[r["decision_accuracy"] - r["interval"][0] for r in rs],
                        [r["interval"][1] - r["decision_accuracy"] for r in rs]]
-                ax.errorbar(x, y, yerr=err, ls=ls, marker="o", capsize=3, label=f"{proxy} {metric}")
+                ax.errorbar(x, y, yerr=err, ls=ls, marker=markers.get(proxy, "o"), color=colors[metric], capsize=3,
+                            label=f"{proxy} {metric}", alpha=0.85)
         ax.axhline(0.9, color="grey", lw=0.8)
         ax.axhline(0.5, color="grey", lw=0.8, ls=":")
         ax.set_xscale("log")
@@ -435,8 +440,12 @@ def plot(path: str, summary: dict[str, Any]) -> None:
         ax.set_xlabel("training tokens")
         ax.set_ylim(-0.05, 1.05)
     axes[0][0].set_ylabel("decision accuracy")
-    axes[0][-1].legend(fontsize=6, loc="lower right")
-    fig.tight_layout()
+    handles: dict[str, Any] = {}  # one legend for the figure: every (proxy, metric) drawn in any panel
+    for ax in axes[0]:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(lab, h)
+    fig.legend(list(handles.values()), list(handles), fontsize=7, loc="lower center", ncol=min(4, len(handles)))
+    fig.tight_layout(rect=(0, 0.08 + 0.04 * ((len(handles) - 1) // 4), 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
