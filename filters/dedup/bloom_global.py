@@ -75,7 +75,6 @@ from curation.stage import (
     PhaseShard,
     ShardContext,
     StageResult,
-    split_by_reason,
 )
 from curation.stats import count_by_source
 
@@ -93,6 +92,7 @@ from .bloom import (
 )
 from .common import (
     PartitionChunks,
+    apply_shard_decisions,
     buffer_records,
     check_fits,
     chunk_path,
@@ -100,6 +100,7 @@ from .common import (
     load_arrays,
     merge_per_source,
     ordered_shards,
+    read_decisions,
     save_arrays,
     shard_items,
     working_memory,
@@ -554,47 +555,18 @@ class BloomDedup(GlobalStage):
         return BffDecisions(summary=summary, decisions={s.shard_id: g["path"] for s, g in zip(shards, gathers.results)})
 
     # applying the decisions --------------------------------------------------------------
-    def _shard_decisions(self, shard_id: str) -> dict[str, tuple[str, list[int]]]:
-        if self._cache is not None and self._cache[0] == shard_id:
-            return self._cache[1]
-        path = self.state.decisions.get(shard_id)
-        out: dict[str, tuple[str, list[int]]] = {}
-        if path is not None:
-            t = storage.read_parquet(path)
-            for i, a, p in zip(t.column("id").to_pylist(), t.column("action").to_pylist(),
-                               t.column("paragraphs").to_pylist()):
-                out[i] = (a, p)
-        self._cache = (shard_id, out)
-        return out
+    def _shard_decisions(self, shard_id: str) -> dict[str, tuple[Any, ...]]:
+        if self._cache is None or self._cache[0] != shard_id:
+            self._cache = (shard_id, read_decisions(self.state.decisions.get(shard_id), ("paragraphs",)))
+        return self._cache[1]
 
     def process(self, table: pa.Table, shard: ShardContext | None = None) -> StageResult:
         if shard is None:
             raise ValueError(f"{self.name}: process() needs the ShardContext (shard_id)")
-        dec = self._shard_decisions(shard.shard_id)
-        if table.num_rows == 0 or not dec:
-            return split_by_reason(table, None)
-        ids = table.column("id").to_pylist()
-        hit = [i for i, x in enumerate(ids) if x in dec]
-        if not hit:
-            return split_by_reason(table, None)
-        reasons: list[str | None] = [None] * table.num_rows
-        texts = table.column("text").take(pa.array(hit)).to_pylist()
-        repl_rows, repl = [], []
-        for r, t in zip(hit, texts):
-            action, cut = dec[ids[r]]
-            if action != "cut":
-                reasons[r] = action
-                continue
-            cut_set = set(cut)
-            out = "".join(("\n" if i else "") + s for i, s in enumerate(t.split("\n")) if i not in cut_set)
-            if not out.strip():
-                reasons[r] = REASON_EMPTY
-            repl_rows.append(r)
-            repl.append(out)
-        if repl_rows:
-            mask = np.zeros(table.num_rows, dtype=bool)
-            mask[repl_rows] = True
-            new_text = pc.replace_with_mask(table.column("text").combine_chunks(), pa.array(mask),
-                                            pa.array(repl, pa.large_string()))
-            table = table.set_column(table.schema.get_field_index("text"), "text", new_text)
-        return split_by_reason(table, pa.array(reasons, pa.string()))
+
+        def cut(text: str, fields: tuple[Any, ...]) -> tuple[str, str | None]:
+            drop = set(fields[0])
+            out = "".join(("\n" if i else "") + s for i, s in enumerate(text.split("\n")) if i not in drop)
+            return out, (REASON_EMPTY if not out.strip() else None)
+
+        return apply_shard_decisions(table, self._shard_decisions(shard.shard_id), cut)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import io as _io
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -541,3 +542,43 @@ def removal_states(
     return RemovalLists(summary=summary, plots=plots, reason=reason,
                         removal={s.shard_id: g["path"] for s, g in zip(shards, gathers)},
                         kept={s.shard_id: k["path"] for s, k in zip(shards, kept or [])})
+
+
+def read_decisions(path: str | None, fields: tuple[str, ...]) -> dict[str, tuple[Any, ...]]:
+    """One shard's decision file as ``{id: (action, *fields)}`` (empty when the shard has none)."""
+    if path is None:
+        return {}
+    t = storage.read_parquet(path)
+    cols = [t.column(c).to_pylist() for c in ("id", "action", *fields)]
+    return {i: (a, *rest) for i, a, *rest in zip(*cols)}
+
+
+def apply_shard_decisions(table: pa.Table, dec: dict[str, tuple[Any, ...]],
+                    cut: Callable[[str, tuple[Any, ...]], tuple[str, str | None]]) -> StageResult:
+    """A shard's decisions applied to a batch: a document whose action is not ``"cut"`` is dropped with the
+    action as its reason; a ``"cut"`` document's text is replaced by ``cut(text, fields)``, which also returns
+    a drop reason or None (the text is replaced either way, so what is dropped is what was decided)."""
+    if table.num_rows == 0 or not dec:
+        return split_by_reason(table, None)
+    ids = table.column("id").to_pylist()
+    hit = [i for i, x in enumerate(ids) if x in dec]
+    if not hit:
+        return split_by_reason(table, None)
+    reasons: list[str | None] = [None] * table.num_rows
+    texts = table.column("text").take(pa.array(hit)).to_pylist()
+    repl_rows, repl = [], []
+    for r, t in zip(hit, texts):
+        action, *fields = dec[ids[r]]
+        if action != "cut":
+            reasons[r] = action
+            continue
+        new, reasons[r] = cut(t, tuple(fields))
+        repl_rows.append(r)
+        repl.append(new)
+    if repl_rows:
+        mask = np.zeros(table.num_rows, dtype=bool)
+        mask[repl_rows] = True
+        new_text = pc.replace_with_mask(table.column("text").combine_chunks(), pa.array(mask),
+                                        pa.array(repl, table.schema.field("text").type))
+        table = table.set_column(table.schema.get_field_index("text"), "text", new_text)
+    return split_by_reason(table, pa.array(reasons, pa.string()))

@@ -68,12 +68,12 @@ from curation.stage import (
     PhaseShard,
     ShardContext,
     StageResult,
-    split_by_reason,
 )
 
 from .common import (
     ROW_MASK,
     PartitionChunks,
+    apply_shard_decisions,
     buffer_records,
     check_fits,
     corpus_size,
@@ -84,6 +84,7 @@ from .common import (
     partition_count,
     partition_files,
     partition_of,
+    read_decisions,
     save_arrays,
     shard_items,
     working_memory,
@@ -740,46 +741,20 @@ class SubstringDedup(GlobalStage):
         }
 
     # applying the decisions --------------------------------------------------------------
-    def _shard_decisions(self, shard_id: str) -> dict[str, tuple[str, list[int], list[int]]]:
-        if self._cache is not None and self._cache[0] == shard_id:
-            return self._cache[1]
-        path = self.state.decisions.get(shard_id)
-        out: dict[str, tuple[str, list[int], list[int]]] = {}
-        if path is not None:
-            t = storage.read_parquet(path)
-            for i, a, s, e in zip(t.column("id").to_pylist(), t.column("action").to_pylist(),
-                                  t.column("starts").to_pylist(), t.column("ends").to_pylist()):
-                out[i] = (a, s, e)
-        self._cache = (shard_id, out)
-        return out
+    def _shard_decisions(self, shard_id: str) -> dict[str, tuple[Any, ...]]:
+        if self._cache is None or self._cache[0] != shard_id:
+            self._cache = (shard_id, read_decisions(self.state.decisions.get(shard_id), ("starts", "ends")))
+        return self._cache[1]
 
     def process(self, table: pa.Table, shard: ShardContext | None = None) -> StageResult:
         if shard is None:
             raise ValueError(f"{self.name}: process() needs the ShardContext (shard_id)")
-        dec = self._shard_decisions(shard.shard_id)
-        if table.num_rows == 0 or not dec:
-            return split_by_reason(table, None)
-        ids = table.column("id").to_pylist()
-        hit = [i for i, x in enumerate(ids) if x in dec]
-        if not hit:
-            return split_by_reason(table, None)
-        reasons: list[str | None] = [None] * table.num_rows
-        texts = table.column("text").take(pa.array(hit)).to_pylist()
-        repl_rows, repl = [], []
-        for r, t in zip(hit, texts):
-            action, starts, ends = dec[ids[r]]
-            if action != "cut":
-                reasons[r] = action
-                continue
-            repl_rows.append(r)
-            repl.append(apply_cuts(t.encode("utf-8"), list(zip(starts, ends))).decode("utf-8"))
-        if repl_rows:
-            mask = np.zeros(table.num_rows, dtype=bool)
-            mask[repl_rows] = True
-            new_text = pc.replace_with_mask(table.column("text").combine_chunks(), pa.array(mask),
-                                            pa.array(repl, table.schema.field("text").type))
-            table = table.set_column(table.schema.get_field_index("text"), "text", new_text)
-        return split_by_reason(table, pa.array(reasons, pa.string()))
+
+        def cut(text: str, fields: tuple[Any, ...]) -> tuple[str, str | None]:
+            starts, ends = fields
+            return apply_cuts(text.encode("utf-8"), list(zip(starts, ends))).decode("utf-8"), None
+
+        return apply_shard_decisions(table, self._shard_decisions(shard.shard_id), cut)
 
 
 __all__ = ["DECISION_SCHEMA", "REASON_EMPTY", "REASON_SHORT", "SubstringConfig", "SubstringDecisions",
