@@ -276,15 +276,6 @@ def _items(args: argparse.Namespace, streams: dict[tuple[str, int], str], labels
 # ------------------------------------------------------------------------------------------------ analysis
 
 
-def _read_table(path: str) -> dict[str, Any]:
-    import numpy as np
-    import pyarrow.parquet as pq
-
-    t = pq.read_table(path)
-    return {c: (np.asarray(t.column(c).to_pylist(), dtype=object) if t.schema.field(c).type in ("string",
-            "large_string") else t.column(c).to_numpy()) for c in t.column_names}  # fmt: skip
-
-
 RELIABLE_DA = 0.9  # decision accuracy that calls an ordering reliable (issue 17)
 RELIABLE_LOWER = 0.5  # ... with the lower end of its interval over documents above chance
 
@@ -298,7 +289,14 @@ def reliable(row: dict[str, Any]) -> bool:
 
 def analyse(results: list[dict[str, Any]], specs: list, n_boot: int = 1000) -> dict[str, Any]:
     """The sensitivity rows and the smallest reliable (proxy, budget) per degradation and metric."""
-    from train_small.eval.decide import decision_accuracy, difference, floor_verdict, reference_scores, task_scores
+    from train_small.eval.decide import (
+        decision_accuracy,
+        difference,
+        floor_verdict,
+        read_items,
+        reference_scores,
+        task_scores,
+    )
 
     groups: dict[tuple[str, int], dict[str, list[dict[str, Any]]]] = {}
     for r in results:
@@ -310,9 +308,9 @@ def analyse(results: list[dict[str, Any]], specs: list, n_boot: int = 1000) -> d
         clean = sorted(mixes.get("clean", []), key=lambda r: r["seed"])
         if not clean:
             continue
-        docs = {m: [_read_table(os.path.join(r["out_dir"], "reference_docs.parquet")) for r in rs]
+        docs = {m: [read_items(os.path.join(r["out_dir"], "reference_docs.parquet")) for r in rs]
                 for m, rs in mixes.items()}
-        examples = {m: [_read_table(os.path.join(r["out_dir"], "task_examples.parquet")) for r in rs]
+        examples = {m: [read_items(os.path.join(r["out_dir"], "task_examples.parquet")) for r in rs]
                     for m, rs in mixes.items()} if clean[0].get("tasks") else {}
         verdict = floor_verdict(docs["clean"], n_boot=n_boot)
         floors.append({"proxy": proxy, "params": clean[0].get("num_params"), "tokens": budget,

@@ -37,11 +37,9 @@ def _per_doc(result: dict[str, Any]) -> dict[str, np.ndarray] | None:
     path = os.path.join(str(result.get("out_dir", "")), "reference_docs.parquet")
     if not result.get("out_dir") or not os.path.exists(path):
         return None
-    import pyarrow.parquet as pq
+    from train_small.eval.decide import read_items
 
-    t = pq.read_table(path)
-    return {c: (np.asarray(t.column(c).to_pylist(), dtype=object) if c == "domain" else t.column(c).to_numpy())
-            for c in t.column_names}
+    return read_items(path)
 
 
 def leaderboard(results: list[dict[str, Any]], mixes: list[Mix], primary: str = PRIMARY, *,

@@ -27,6 +27,18 @@ from typing import Any
 
 import numpy as np
 
+
+def read_items(path: str) -> dict[str, np.ndarray]:
+    """A trial's per-item table (``reference_docs.parquet`` or ``task_examples.parquet``) as columns: string
+    columns (domain, task) as object arrays, numbers as numpy arrays -- what the functions below take."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    t = pq.read_table(path)
+    return {c: (np.asarray(t.column(c).to_pylist(), dtype=object)
+                if pa.types.is_string(t.schema.field(c).type) or pa.types.is_large_string(t.schema.field(c).type)
+                else t.column(c).to_numpy()) for c in t.column_names}
+
 __all__ = ["ItemScores", "bootstrap_counts", "decision_accuracy", "difference", "floor_verdict",
            "reference_scores", "task_scores"]
 
