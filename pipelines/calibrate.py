@@ -246,6 +246,7 @@ def _items(args: argparse.Namespace, streams: dict[tuple[str, int], str], labels
     """One pass item per (proxy, budget, mix, seed)."""
     import hashlib
 
+    from curation.tokens.manifest import stream_identity
     from pipelines.trials import trial_item
     from train_small.recipes import get_recipe
 
@@ -257,9 +258,8 @@ def _items(args: argparse.Namespace, streams: dict[tuple[str, int], str], labels
                 stream = streams[(label, rec.seq_len)]
                 for s in range(args.seeds):
                     name = f"{proxy}-{budget}-{label}-seed{s}"
-                    manifest = hashlib.sha256(Path(stream, "manifest.json").read_bytes()).hexdigest()
-                    what = [proxy, budget, label, s, manifest, sorted(reference.items()), args.eval_dir, args.tasks,
-                            args.max_examples, args.num_fewshot, args.eval_seed]
+                    what = [proxy, budget, label, s, stream_identity(stream), sorted(reference.items()),
+                            args.eval_dir, args.tasks, args.max_examples, args.num_fewshot, args.eval_seed]
                     key = hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
                     spec = dict(
                         data_dir=stream, recipe=proxy, out_dir=os.path.join(args.output, "trials", f"{name}-{key[:8]}"),

@@ -2,12 +2,13 @@
 few-shot tasks), as one pass (:mod:`curation.passes`).
 
 An item is one trial; its key names the marker (``<output>/_passes/trials``). The pass owns the resume: the
-trial's ``score`` arguments (stream, recipe, budget, evaluation settings, held-out data) are hashed, the
-stream's ``manifest.json`` is a declared input (a rebuilt stream recomputes the trial) and ``result.json`` a
-declared output (a trial whose result is gone runs again); threads and device are runtime settings, not part
-of the hash. On Ray each trial asks for one GPU where the cluster has GPUs, else ``cpus_per_trial`` CPUs; at
-most ``--workers`` trials are in flight. A failed trial does not stop the others: it is logged, and the next
-run retries it.
+trial's ``score`` arguments (stream, recipe, budget, evaluation settings, held-out data) are hashed with the
+stream's content digest (``curation.tokens.manifest.stream_identity``: the token windows, not the manifest's
+bookkeeping, so a stream rebuilt with the same windows resumes and one with other windows recomputes) and
+``result.json`` is a declared output (a trial whose result is gone runs again); threads and device are runtime
+settings, not part of the hash. On Ray each trial asks for one GPU where the cluster has GPUs, else
+``cpus_per_trial`` CPUs; at most ``--workers`` trials are in flight. A failed trial does not stop the others: it
+is logged, and the next run retries it.
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ import hashlib
 import json
 import logging
 import os
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from curation.passes import Executor, Item, make_executor
+from curation.tokens.manifest import stream_identity
 
 if TYPE_CHECKING:  # annotations only: importing the mixes builds recipe options (filters), which the
     from pipelines.mixes import Mix  # accelerator's in-process calibration does without
@@ -30,10 +31,9 @@ logger = logging.getLogger("ablate")
 
 
 def trial_key(mix: Mix, seed: int, stream: str, args: argparse.Namespace, heldout: Any, arch: str | None = None) -> str:
-    manifest = Path(stream, "manifest.json").read_bytes()
     payload = {
         "mix": [mix.name, mix.curation_key, mix.to_json()["weights"]], "seed": seed,
-        "manifest": hashlib.sha256(manifest).hexdigest(),
+        "stream": stream_identity(stream),
         "recipe": args.recipe, "total_tokens": args.total_tokens, "max_steps": args.max_steps,
         "eval": [args.eval_dir, args.tasks, args.max_examples, args.num_fewshot, args.eval_seed],
         "heldout": heldout, "max_heldout_tokens": args.max_heldout_tokens,
@@ -53,8 +53,7 @@ def trial_key(mix: Mix, seed: int, stream: str, args: argparse.Namespace, heldou
 
 
 def _train_key(stream: str, seed: int, args: argparse.Namespace, arch: str | None = None) -> str:
-    manifest = hashlib.sha256(Path(stream, "manifest.json").read_bytes()).hexdigest()
-    payload = [manifest, seed, args.recipe, args.total_tokens, args.max_steps] + ([arch] if arch else [])
+    payload = [stream_identity(stream), seed, args.recipe, args.total_tokens, args.max_steps] + ([arch] if arch else [])
     return hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:8]
 
 
@@ -85,10 +84,14 @@ def trial_items(args: argparse.Namespace, mixes: list[Mix], streams: dict[str, s
 
 
 def trial_item(key: str, spec: dict[str, Any]) -> Item:
-    """One trial as a pass item: ``spec`` (``score``'s arguments) hashed, the stream's manifest an input,
-    ``result.json`` an output."""
-    return Item(key, (spec,), inputs=(os.path.join(spec["data_dir"], "manifest.json"),),
-                outputs=(os.path.join(spec["out_dir"], "result.json"),))
+    """One trial as a pass item: ``spec`` (``score``'s arguments) hashed, ``result.json`` an output. The stream's
+    identity is in the spec: its content digest (``extra.stream``), so a stream rebuilt with the same windows
+    (new folder times, new manifest bookkeeping) resumes its trials; a stream built before content digests
+    has none, and its manifest is a declared input instead (a rebuilt stream recomputes the trial)."""
+    ident = stream_identity(spec["data_dir"])
+    spec = {**spec, "extra": {**spec.get("extra", {}), "stream": ident}}
+    inputs = () if not ident.startswith("manifest:") else (os.path.join(spec["data_dir"], "manifest.json"),)
+    return Item(key, (spec,), inputs=inputs, outputs=(os.path.join(spec["out_dir"], "result.json"),))
 
 
 def trials_executor(args: argparse.Namespace) -> Executor:

@@ -19,11 +19,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from curation.tokens.manifest import stream_identity
 from curation.tokens.stream import TokenStream
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TokenStream", "open_token_stream", "manifest_sha256", "to_batch"]
+__all__ = ["TokenStream", "open_token_stream", "manifest_sha256", "stream_identity", "to_batch"]
 
 
 def manifest_sha256(data_dir: str | Path) -> str | None:

@@ -38,7 +38,7 @@ from typing import Any
 import torch
 
 from train_small.configs import ModelConfig, get_config
-from train_small.data import TokenStream, manifest_sha256, open_token_stream, to_batch
+from train_small.data import TokenStream, manifest_sha256, open_token_stream, stream_identity, to_batch
 from train_small.model import DecoderLM, build_model, flops_per_token
 from train_small.recipes import RECIPES, Recipe, get_recipe
 
@@ -153,6 +153,7 @@ def train(
     opt = torch.optim.AdamW(_param_groups(model, recipe.weight_decay), lr=recipe.lr, betas=recipe.betas,
                             eps=recipe.eps, fused=fused)
     data_hash = manifest_sha256(data_dir)
+    data_id = stream_identity(data_dir)  # content: a stream rebuilt with the same windows resumes
 
     step, position = 0, 0
     latest = _latest_checkpoint(ckpt_dir) if resume else None
@@ -167,8 +168,8 @@ def train(
         if differ:
             raise ValueError(f"{latest} was written for another model config ({differ} differ); pass the same "
                              "config_overrides or --no-resume")
-        if state.get("data_manifest_sha256") != data_hash:
-            raise ValueError(f"{latest} was trained on different data (manifest hash differs)")
+        if state.get("data_identity", "manifest:" + str(state.get("data_manifest_sha256"))) != data_id:
+            raise ValueError(f"{latest} was trained on different data (the token streams' content digests differ)")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         step, position = int(state["step"]), int(state["data_position"])
@@ -185,7 +186,8 @@ def train(
     meta = {
         "recipe": recipe.to_dict(), "model_config": cfg.to_dict(), "num_params": num_params,
         "total_steps": total_steps, "token_budget": recipe.token_budget(num_params),
-        "data_dir": str(data_dir), "data_manifest_sha256": data_hash, "data_windows": len(data),
+        "data_dir": str(data_dir), "data_manifest_sha256": data_hash, "data_identity": data_id,
+        "data_windows": len(data),
         "git_commit": _git_commit(), "torch": torch.__version__, "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "flops_per_token": fpt, "peak_flops": peak, "mfu_formula": MFU_FORMULA, "resumed_from_step": step,
@@ -257,7 +259,7 @@ def train(
             sums.zero_()
             n_in_window, window_t, window_tokens = 0, time.perf_counter(), 0
         if step % recipe.ckpt_every == 0 or step == end_step:
-            ckpt_path = _save(model, opt, recipe, cfg, step, position, data_hash, ckpt_dir, device)
+            ckpt_path = _save(model, opt, recipe, cfg, step, position, (data_hash, data_id), ckpt_dir, device)
     if writer is not None:
         writer.close()
     if ckpt_path is not None and step == total_steps:
@@ -272,11 +274,11 @@ def train(
             "epochs": step * recipe.global_batch / max(len(data), 1)}
 
 
-def _save(model, opt, recipe, cfg, step, position, data_hash, ckpt_dir: Path, device, keep_last: int = 2) -> Path:
+def _save(model, opt, recipe, cfg, step, position, data_ids: tuple, ckpt_dir: Path, device, keep_last: int = 2) -> Path:
     state = {
         "model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "data_position": position,
-        "recipe": recipe.to_dict(), "model_config": cfg.to_dict(), "data_manifest_sha256": data_hash,
-        "rng_cpu": torch.get_rng_state(),
+        "recipe": recipe.to_dict(), "model_config": cfg.to_dict(), "data_manifest_sha256": data_ids[0],
+        "data_identity": data_ids[1], "rng_cpu": torch.get_rng_state(),
         "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
     }
     path = ckpt_dir / f"step_{step:07d}.pt"

@@ -381,7 +381,7 @@ class _Build:
             bitems.append(Item(f"{b:05d}", (b, parts, path, cfg.seq_len, dt.name), outputs=(path,)))
         config = {"buckets": k, "seq_len": cfg.seq_len, "dtype": dt.name}
         sh = self.run("shuffle", shuffle_bucket, bitems, config, count=lambda r: r["windows"], after=[sc])
-        return [{"name": name, "windows": r["windows"]} for name, r in zip(names, sh.results)], k
+        return [_file_entry(name, r) for name, r in zip(names, sh.results)], k
 
     def write_in_order(self, plan: list[tuple], upstream: str, out_dir: str) -> list[dict[str, Any]]:
         """Pass 3 without shuffling: one file per packed shard, its windows in order."""
@@ -391,10 +391,19 @@ class _Build:
             lambda i, j, path, n, fr, ex, out: (path, out, n, cfg.seq_len, dt.name, fr, ex))
         res = self.run("write", _unshuffled_shard, items, {"seq_len": cfg.seq_len, "dtype": dt.name},
                        after=[upstream])
-        return [{"name": out.rsplit("/", 1)[-1], "windows": r["windows"]} for out, r in zip(outs, res.results)]
+        return [_file_entry(out.rsplit("/", 1)[-1], r) for out, r in zip(outs, res.results)]
 
 
 # --------------------------------------------------------------------------------------------- item functions
+
+
+def _file_entry(name: str, result: dict[str, Any]) -> dict[str, Any]:
+    """A manifest ``files`` entry: the name, its windows and the sha256 of its windows' bytes (absent in a
+    pass result written before digests existed)."""
+    entry = {"name": name, "windows": result["windows"]}
+    if result.get("sha256"):
+        entry["sha256"] = result["sha256"]
+    return entry
 
 
 def _tokenize_item(path: str, out: str, seq_len: int, eos_id: int, dtype: str, text_column: str, batch_size: int,
@@ -409,8 +418,9 @@ def _unshuffled_shard(packed: str, out: str, n: int, seq_len: int, dtype: str, f
     """Shuffle off: the shard's windows in order, ``full_reps`` times, then the extra copies."""
     dt = np.dtype(dtype)
     w = np.frombuffer(_read_range(packed, 0, n * (seq_len + 1) * dt.itemsize), dt).reshape(n, seq_len + 1)
-    rows = write_stream(out, [*([w] * full_reps), w[np.asarray(extra, dtype=np.int64)]], seq_len, dt)
-    return {"file": out, "windows": rows}
+    sha = hashlib.sha256()
+    rows = write_stream(out, [*([w] * full_reps), w[np.asarray(extra, dtype=np.int64)]], seq_len, dt, sha)
+    return {"file": out, "windows": rows, "sha256": sha.hexdigest()}
 
 
 # --------------------------------------------------------------------------------------------- helpers

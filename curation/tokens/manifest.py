@@ -3,6 +3,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -64,6 +68,27 @@ def _stream_tokens_by_corpus_source(per_source: list[dict[str, Any]]) -> dict[st
     return {k: round(v) for k, v in sorted(out.items())}
 
 
+def content_sha256(files: list[dict[str, Any]], seq_len: int, dtype: str, eos_id: int, tokenizer_sha256: str | None
+                   ) -> str | None:
+    """What a trainer reads, as one digest: the windows' bytes file by file in manifest order (each file's
+    ``sha256``), their shape and type, and the tokenizer. Two streams with the same digest train the same
+    model whatever their folder, build time, source paths or mix bookkeeping; None when a file has no digest
+    (a stream built before digests existed)."""
+    if not files or any(not f.get("sha256") for f in files):
+        return None
+    payload = {"format": FORMAT, "seq_len": seq_len, "dtype": dtype, "eos_id": eos_id,
+               "tokenizer_sha256": tokenizer_sha256, "files": [[f["windows"], f["sha256"]] for f in files]}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def stream_identity(data_dir: str | os.PathLike) -> str:
+    """What the token stream in ``data_dir`` trains on, as one string, for resuming trials and checkpoints: its
+    manifest's ``content_sha256`` (token windows, shape, tokenizer), else ``manifest:<sha256 of manifest.json>``
+    (a stream built before content digests). A stream rebuilt with the same windows keeps its identity."""
+    raw = Path(data_dir, "manifest.json").read_bytes()
+    return json.loads(raw).get("content_sha256") or "manifest:" + hashlib.sha256(raw).hexdigest()
+
+
 def make_manifest(cfg: TokenStreamConfig, specs: list[SourceSpec], per_source: list[dict[str, Any]],
                   files: list[dict[str, Any]], total_windows: int, k: int, dt: np.dtype, tok: Any,
                   tok_json: dict[str, Any]) -> dict[str, Any]:
@@ -96,4 +121,5 @@ def make_manifest(cfg: TokenStreamConfig, specs: list[SourceSpec], per_source: l
         "stream_tokens_by_corpus_source_est": _stream_tokens_by_corpus_source(per_source),
         "recipe_hashes": [s["recipe_hash"] for s in per_source],
         "skipped_shards": sum(len(s["skipped_shards"]) for s in per_source),
+        "content_sha256": content_sha256(files, cfg.seq_len, dt.name, tok.eos_id, tok_json.get("sha256")),
     }

@@ -23,6 +23,7 @@ are a random partition: the same as DCLM's two-level shuffle.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import numpy as np
@@ -122,15 +123,20 @@ def windows_batch(windows: np.ndarray, schema: pa.Schema) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays([pa.FixedSizeListArray.from_arrays(values, width)], schema=schema)
 
 
-def write_stream(path: str, windows_iter: Any, seq_len: int, dtype: np.dtype) -> int:
-    """Write (n, seq_len+1) arrays as record batches of one Arrow IPC stream file (atomic). Returns rows."""
+def write_stream(path: str, windows_iter: Any, seq_len: int, dtype: np.dtype, sha: Any = None) -> int:
+    """Write (n, seq_len+1) arrays as record batches of one Arrow IPC stream file (atomic). Returns rows.
+    ``sha``: a ``hashlib`` object fed the windows' bytes in the order written (the file's content digest,
+    independent of the Arrow framing)."""
     schema = token_schema(seq_len, dtype)
     rows = 0
     with storage.atomic_open(path, "wb") as f:
         with pa.ipc.new_stream(f, schema) as writer:
             for w in windows_iter:
                 if len(w):
+                    w = np.ascontiguousarray(w)
                     writer.write_batch(windows_batch(w, schema))
+                    if sha is not None:
+                        sha.update(memoryview(w).cast("B"))
                     rows += len(w)
             if rows == 0:  # one empty batch: HF datasets cannot open a stream without any
                 writer.write_batch(windows_batch(np.empty((0, seq_len + 1), dtype=dtype), schema))
@@ -162,7 +168,9 @@ def shuffle_bucket(
     allw = np.concatenate(chunks) if chunks else np.empty((0, window), dtype=dt)
     allk = np.concatenate(keys) if keys else np.empty(0, dtype=np.uint64)
     order = np.argsort(allk, kind="stable")
+    sha = hashlib.sha256()
     rows = write_stream(
-        out_path, (allw[order[c : c + rows_per_batch]] for c in range(0, order.size, rows_per_batch)), seq_len, dt
+        out_path, (allw[order[c : c + rows_per_batch]] for c in range(0, order.size, rows_per_batch)), seq_len, dt,
+        sha,
     )
-    return {"bucket": bucket, "file": out_path, "windows": rows}
+    return {"bucket": bucket, "file": out_path, "windows": rows, "sha256": sha.hexdigest()}

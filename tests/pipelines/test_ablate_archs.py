@@ -79,3 +79,27 @@ def test_leaderboard_ranks_by_reference_bits_and_reports_rank_agreement():
     # one seed: "beats raw" is not decided
     one = leaderboard([r for r in results if r["arch"] == "openelm" and r["seed"] == 0], mixes, primary)
     assert all(r.get("beats_raw") is None for r in one if r["mix"] != "raw")
+
+
+def test_a_stream_rebuilt_with_the_same_windows_keeps_its_trials(tmp_path):
+    """Trial keys and folders follow the stream's content digest, not its manifest's bytes: new bookkeeping (a
+    rebuild: other paths, another build time) resumes the trials, other windows recompute them; a stream without
+    a digest keeps its manifest as the pass input."""
+    import json
+
+    mixes = [DEFAULT_MIXES["raw"]]
+    streams = _streams(tmp_path, ["raw"])
+    man = Path(streams["raw"], "manifest.json")
+
+    def keyed(content, note):
+        man.write_text(json.dumps({"content_sha256": content, "files": [], "note": note}))
+        it = trial_items(_args(tmp_path), mixes, streams, {"clean": ["x"]})[0]
+        return it.args[0]["extra"]["trial_key"], it.args[0]["out_dir"], it.inputs
+
+    k1, out1, inputs = keyed("a" * 64, "first build")
+    assert inputs == ()
+    assert keyed("a" * 64, "rebuilt elsewhere")[:2] == (k1, out1)
+    k3, out3, _ = keyed("b" * 64, "first build")
+    assert k3 != k1 and out3 != out1
+    man.write_text('{"mix": "raw"}')  # built before content digests
+    assert trial_items(_args(tmp_path), mixes, streams, {"clean": ["x"]})[0].inputs == (str(man),)

@@ -214,3 +214,20 @@ def test_recipe_learning_rates_follow_the_stated_rule():
         r = get_recipe(name)
         assert r.lr == scaled_lr(r.tokens_per_step, get_config(r.model).model_dim) < 5.3e-3, name
     assert get_recipe("proxy-20m").lr == 2.2e-3 and get_recipe("tiny").lr == 1e-2
+
+
+def test_resume_follows_the_streams_content_not_its_manifest(learnable_stream, tmp_path):
+    """A checkpoint resumes on a stream whose manifest changed but whose windows did not (content_sha256 the
+    same), and is refused on a stream with other windows."""
+    r = dataclasses.replace(get_recipe("tiny"), total_tokens=4 * 8 * 64)
+    man = learnable_stream / "manifest.json"
+    m = json.loads(man.read_text())
+    man.write_text(json.dumps({**m, "content_sha256": "a" * 64, "note": "first build"}))
+    first = train(r, learnable_stream, tmp_path / "x", max_steps=2, device="cpu", tensorboard=False)
+    assert first["step"] == 2
+    man.write_text(json.dumps({**m, "content_sha256": "a" * 64, "note": "rebuilt, other paths"}))
+    assert train(r, learnable_stream, tmp_path / "x", max_steps=3, device="cpu", tensorboard=False)["step"] == 3
+    assert json.loads((tmp_path / "x" / "run.json").read_text())["resumed_from_step"] == 2
+    man.write_text(json.dumps({**m, "content_sha256": "b" * 64}))
+    with pytest.raises(ValueError, match="different data"):
+        train(r, learnable_stream, tmp_path / "x", device="cpu", tensorboard=False)

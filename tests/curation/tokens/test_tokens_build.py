@@ -394,3 +394,32 @@ def test_an_interrupted_build_resumes_from_its_pass_markers(corpus, tokenizer, t
     build_token_stream([str(run)], out, tokenizer, overwrite=True, keep_work=True, **kw)
     build_token_stream([str(run)], out, tokenizer, overwrite=True, resume=False, **kw)
     assert _passes(out)["tokenize"]["ran"] == 3
+
+
+def test_content_digest_names_the_windows_not_the_folder_or_the_bookkeeping(corpus, tokenizer, tmp_path):
+    """A trial or checkpoint resumes on a stream with the same windows (curation.tokens.manifest.stream_identity):
+    the digest is the windows' bytes file by file, so a rebuild into another folder (other paths in the manifest)
+    keeps it, another shuffle seed changes it, and each file's digest is the sha256 of the windows it holds."""
+    import hashlib
+
+    from curation.tokens.manifest import stream_identity
+
+    a = build_token_stream([corpus["web"], corpus["code"]], str(tmp_path / "a"), tokenizer, seq_len=SEQ, seed=3,
+                           num_shards=2)
+    b = build_token_stream([corpus["web"], corpus["code"]], str(tmp_path / "b"), tokenizer, seq_len=SEQ, seed=3,
+                           num_shards=2)
+    c = build_token_stream([corpus["web"], corpus["code"]], str(tmp_path / "c"), tokenizer, seq_len=SEQ, seed=4,
+                           num_shards=2)
+    assert (tmp_path / "a" / "manifest.json").read_bytes() != (tmp_path / "b" / "manifest.json").read_bytes()
+    assert a["content_sha256"] == b["content_sha256"] != c["content_sha256"]
+    assert len(a["content_sha256"]) == 64
+    ts = TokenStream(str(tmp_path / "a"))
+    assert [f["sha256"] for f in a["files"]] == [hashlib.sha256(ch.tobytes()).hexdigest() for ch in ts.chunks]
+    assert stream_identity(tmp_path / "a") == stream_identity(tmp_path / "b") == a["content_sha256"]
+    # an unshuffled stream has digests too; one without them (built before digests) is named by its manifest
+    plain = build_token_stream([corpus["web"]], str(tmp_path / "p"), tokenizer, seq_len=SEQ, shuffle=False)
+    assert plain["content_sha256"] and all(f["sha256"] for f in plain["files"])
+    old = {k: v for k, v in plain.items() if k != "content_sha256"}
+    (tmp_path / "p" / "manifest.json").write_text(json.dumps(old))
+    assert stream_identity(tmp_path / "p") == "manifest:" + hashlib.sha256(
+        (tmp_path / "p" / "manifest.json").read_bytes()).hexdigest()
