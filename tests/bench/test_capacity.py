@@ -102,6 +102,27 @@ def test_the_model_is_checked_against_the_measured_run_and_says_when_it_is_off(t
     assert "agrees within 25%" in cap.render(_args(res))
 
 
+def test_the_check_splits_the_measured_run_into_its_stages_and_the_time_outside_them(tmp_path):
+    """The run's core-seconds (its text / its rate) = the stage seconds it recorded + the time outside stages;
+    the model's cost of the same stages is compared with the recorded stage seconds, not with the whole run."""
+    cap = _capacity()
+    res = _results(tmp_path, pipeline_mb_s=0.1)  # 1 MB at 0.1 MB/s per core: 10 core-s
+    rows = json.loads((tmp_path / "results" / "pipeline.json").read_text())
+    rows[0]["input"] += "; 2 workers a side"
+    rows[0]["step_seconds"] = {"langid": 2.0, "minhash_dedup": 4.3}  # 6.3 core-s in the stages
+    (tmp_path / "results" / "pipeline.json").write_text(json.dumps(rows))
+    chk = cap.check_against_pipeline(cap.measured_rates(res))
+    assert abs(chk["run_core_s"] - 10.0) < 1e-9 and abs(chk["stage_core_s"] - 6.3) < 1e-9
+    assert abs(chk["outside_core_s"] - 3.7) < 1e-9 and chk["workers"] == 2
+    assert abs(chk["model_core_s"] - 6.3) < 1e-9 and abs(chk["stages_off"]) < 1e-9  # the model: 6.3 core-s
+    block = cap.render(_args(res))
+    assert "its stages took 6 " in block and "(+0%)" in block and "the other 4 (37%) were outside the stages" in block
+    # a row without step seconds (an older result) still gets the end-to-end check, without the split
+    rows[0].pop("step_seconds")
+    (tmp_path / "results" / "pipeline.json").write_text(json.dumps(rows))
+    assert "run_core_s" not in cap.check_against_pipeline(cap.measured_rates(res))
+
+
 def test_docs_scale_md_holds_what_capacity_py_prints():
     """The committed block in docs/scale.md equals what `python bench/capacity.py` renders from bench/results."""
     assert _capacity().main(["--check"]) == 0, "run: python bench/capacity.py"
