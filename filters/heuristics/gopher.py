@@ -37,6 +37,7 @@ batch into whitespace words once between them.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -77,6 +78,10 @@ class GopherVariant:
     #: with a letter or digit, see _words.fasttext_counts) or "not_symbol" (whitespace tokens
     #: not made only of punctuation/symbols)
     doc_words: str
+    #: what a "symbol" character is for ``not_symbol``: "unicode" (every punctuation, symbol or control
+    #: character, \pP\pS\pC) or "datatrove" (datatrove's own fixed set, ``datatrove.utils.text.PUNCTUATION_SET``,
+    #: read from the installed library: it leaves out symbols such as "©", "•", "®", "€" and holds "１")
+    symbol_chars: str
     #: mean word length over the counted tokens (else over all tokens)
     mean_over_counted: bool
     #: symbol-to-word rules: (reason, substrings counted) each
@@ -117,7 +122,7 @@ class GopherVariant:
 
 
 DCLM = GopherVariant(
-    doc_words="fasttext", mean_over_counted=False,
+    doc_words="fasttext", symbol_chars="unicode", mean_over_counted=False,
     symbol_rules=(("symbol_ratio", ("#", "...", ". . .", "\u2026")),), lines="nonblank",
     bullets=("\u25cf", "\u2022", "*", "-"), ellipses=("...", ". . .", "\u2026"), ratio_as_product=True,
     non_alpha_as_complement=True, stop_words="occurrences",
@@ -126,7 +131,7 @@ DCLM = GopherVariant(
     ngram_words="uax29", ngram_over_word_chars=True, top_tie="longest", dup_scan="covered",
 )  # fmt: skip
 DATATROVE = GopherVariant(
-    doc_words="not_symbol", mean_over_counted=True,
+    doc_words="not_symbol", symbol_chars="datatrove", mean_over_counted=True,
     symbol_rules=(("hash_ratio", ("#",)), ("ellipsis_ratio", ("...", "\u2026"))), lines="splitlines",
     bullets=("\u2022", "-"), ellipses=("...", "\u2026"), ratio_as_product=False,
     non_alpha_as_complement=False, stop_words="distinct",
@@ -135,6 +140,19 @@ DATATROVE = GopherVariant(
     ngram_words="whitespace", ngram_over_word_chars=False, top_tie="first", dup_scan="greedy",
 )  # fmt: skip
 VARIANTS = {"dclm": DCLM, "datatrove": DATATROVE}
+
+
+@functools.cache
+def _symbol_only_re(chars: str) -> str:
+    """The RE2 pattern of a word made only of symbol characters (``GopherVariant.symbol_chars``); used on
+    non-ASCII words only (ASCII ones take a byte table, on which both sets agree: ASCII punctuation and
+    controls)."""
+    if chars == "unicode":
+        return _SYMBOL_ONLY
+    from datatrove.utils.text import PUNCTUATION_SET  # the installed datatrove's own set, not a copy
+
+    members = "".join(f"\\x{{{ord(c):x}}}" for c in sorted(PUNCTUATION_SET))
+    return f"^[{members}]+$"
 
 
 def _quiet() -> np.errstate:
@@ -243,7 +261,7 @@ class GopherQuality(_SharesWords):
         n_words = A.per_doc(wp, n)
         rb.set(n_words == 0, p + "no_words")
         # per-word classes from a byte table (regexes only for non-ASCII words)
-        has_letter, symbol_only = A.word_flags(words, _HAS_LETTER, _SYMBOL_ONLY)
+        has_letter, symbol_only = A.word_flags(words, _HAS_LETTER, _symbol_only_re(v.symbol_chars))
         if v.doc_words == "fasttext":
             counted = None
             n_counted = W.fasttext_counts(texts)
