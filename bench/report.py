@@ -73,7 +73,20 @@ def _mode_cells(r: dict[str, Any] | None) -> list[str]:
     """ratio, met, reps, commit of one mode's row (dashes when the mode did not measure it)."""
     if r is None:
         return ["–", "–", "–", "–"]
-    return [_num(r.get("ratio")), _met(r), str(r.get("reps", "–")), f"`{r.get('commit', 'not recorded')}`"]
+    commit = f"`{r.get('commit', 'not recorded')}`"
+    cpu = cpu_name(r.get("machine"))
+    return [_num(r.get("ratio")), _met(r), str(r.get("reps", "–")), f"{commit} {cpu}" if cpu else commit]
+
+
+def cpu_name(machine: Any) -> str:
+    """The CPU model of a row's ``machine`` string ("Intel(R) Xeon(R) Processor, 2 cores, ..." -> "Intel Xeon"):
+    the development machines differ between sessions, and a ratio of vector kernels depends on the CPU."""
+    if not isinstance(machine, str) or not machine:
+        return ""
+    name = machine.split(",", 1)[0]
+    for noise in ("(R)", "(TM)", " Processor", " CPU"):
+        name = name.replace(noise, "")
+    return " ".join(name.split())
 
 
 def render(results: dict[str, dict[str, list[dict[str, Any]]]]) -> str:
@@ -97,7 +110,9 @@ def render(results: dict[str, dict[str, list[dict[str, Any]]]]) -> str:
             lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "Ratios are higher-is-better (reference time / our time, or our rate / reference rate), from "
               "the medians over `reps` repetitions on both sides; each JSON row also holds the minimums, the "
-              "input and the exact command. The quick runs (`--quick`, small inputs) are smoke-sized: start-up "
+              "input and the exact command. The CPU after each commit is the machine that measured it (the "
+              "development machines are not all alike; a ratio of vector kernels depends on the CPU's vector "
+              "width). The quick runs (`--quick`, small inputs) are smoke-sized: start-up "
               "weighs more there, and a target is judged on the full run.", "", END]
     return "\n".join(lines)
 

@@ -40,6 +40,20 @@ def test_full_and_quick_side_by_side_with_their_commits_and_missed_targets_say_s
     assert lines["only_quick"][9:13] == ["2", "–", "3", "`abc1234`"]
 
 
+def test_each_commit_cell_names_the_cpu_that_measured_it(tmp_path):
+    rep = _report()
+    res = tmp_path / "results"
+    res.mkdir()
+    xeon = {**_row("k", 0.8, 1.0), "machine": "Intel(R) Xeon(R) Processor, 2 cores, 24 GiB, load avg 1.1"}
+    epyc = {**_row("k", 1.4, 1.0, "quick01"), "machine": "AMD EPYC, 2 cores, 24 GiB, load avg 1.0"}
+    (res / "alpha.json").write_text(json.dumps([xeon]))
+    (res / "alpha.quick.json").write_text(json.dumps([epyc]))
+    line = next(ln for ln in rep.render(rep.load(str(res))).splitlines() if ln.startswith("| `alpha`"))
+    cells = [c.strip() for c in line.split("|")[1:-1]]
+    assert cells[8] == "`abc1234` Intel Xeon" and cells[12] == "`quick01` AMD EPYC"
+    assert rep.cpu_name(None) == "" and rep.cpu_name("x86_64 CPU, 2 cores") == "x86_64"
+
+
 def test_check_mode_detects_a_table_that_drifted(tmp_path):
     rep = _report()
     res = tmp_path / "results"
