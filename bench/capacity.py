@@ -26,6 +26,9 @@ import re
 import sys
 from typing import Any
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from report import cpu_name  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "bench", "results")
 DOC = os.path.join(ROOT, "docs", "scale.md")
@@ -43,7 +46,9 @@ def _rows(name: str, results: str = RESULTS) -> tuple[list[dict[str, Any]], str]
             with open(path) as f:
                 rows = json.load(f)
             rows = rows if isinstance(rows, list) else [rows]
-            return rows, f"{name}{suffix} ({mode}, commit {rows[0].get('commit', '?') if rows else '?'})"
+            first = rows[0] if rows else {}
+            cpu = cpu_name(first.get("machine"))
+            return rows, f"{name}{suffix} ({mode}, commit {first.get('commit', '?')}{', ' + cpu if cpu else ''})"
     return [], f"{name}: not measured"
 
 
@@ -336,7 +341,12 @@ def render(args: argparse.Namespace) -> str:
                       "assumed corpus it is not, while idle time at the barriers depends on the slowest shard."]
     elif rates.get("pipeline_mb_s") is None:
         lines += ["", "Check: not made (no `pipeline_dclm_recipe_per_core` row in bench/results/pipeline.json)."]
-    lines += ["", "Sources: " + "; ".join(f"{k}: `{v}`" for k, v in rates["sources"].items()), "", END]
+    lines += ["", "Sources: " + "; ".join(f"{k}: `{v}`" for k, v in rates["sources"].items())]
+    cpus = sorted({m.group(1) for v in rates["sources"].values() if (m := re.search(r"commit [^,)]+, ([^)]+)\)$", v))})
+    if len(cpus) > 1:
+        lines.append(f"The rows behind these rates were measured on different CPUs ({', '.join(cpus)}): the "
+                     "development machines differ between sessions, and part of any disagreement above is theirs.")
+    lines += ["", END]
     return "\n".join(lines)
 
 

@@ -126,3 +126,21 @@ def test_the_check_splits_the_measured_run_into_its_stages_and_the_time_outside_
 def test_docs_scale_md_holds_what_capacity_py_prints():
     """The committed block in docs/scale.md equals what `python bench/capacity.py` renders from bench/results."""
     assert _capacity().main(["--check"]) == 0, "run: python bench/capacity.py"
+
+
+def test_sources_name_their_cpu_and_the_block_says_when_the_cpus_differ(tmp_path):
+    cap = _capacity()
+    res = _results(tmp_path)
+    block = cap.render(_args(res))
+    assert "different CPUs" not in block  # rows without a machine: nothing to say
+    for name, machine in (("pipeline.json", "AMD EPYC, 2 cores, 24 GiB"),
+                          ("tokens.json", "Intel(R) Xeon(R) Processor, 2 cores")):
+        path = os.path.join(res, name)
+        with open(path) as f:
+            rows = json.load(f)
+        rows[0]["machine"] = machine
+        with open(path, "w") as f:
+            json.dump(rows, f)
+    block = cap.render(_args(res))
+    assert "`pipeline.json (full, commit p1, AMD EPYC)`" in block and "commit t1, Intel Xeon)" in block
+    assert "measured on different CPUs (AMD EPYC, Intel Xeon)" in block
