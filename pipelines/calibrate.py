@@ -442,8 +442,9 @@ def plot(path: str, summary: dict[str, Any]) -> None:
     for ax in axes[0]:
         for h, lab in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(lab, h)
-    fig.legend(list(handles.values()), list(handles), fontsize=7, loc="lower center", ncol=min(4, len(handles)))
-    fig.tight_layout(rect=(0, 0.08 + 0.04 * ((len(handles) - 1) // 4), 1, 1))
+    ncol = max(1, min(4, len(handles), 2 * len(kinds)))  # a one-panel figure holds two legend columns, not four
+    fig.legend(list(handles.values()), list(handles), fontsize=7, loc="lower center", ncol=ncol)
+    fig.tight_layout(rect=(0, 0.08 + 0.04 * ((len(handles) - 1) // ncol), 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
