@@ -69,19 +69,25 @@ PER_DOC = ("url_dedup", "quality_top_fraction")
 def measured_rates(results: str = RESULTS) -> dict[str, Any]:
     """Per-core rates from the benchmark results (None where a benchmark has not run)."""
     rates: dict[str, Any] = {"sources": {}}
-    rows, src = _rows("extract", results)
+    cpus: set[str] = set()
+
+    def source(label: str, name: str) -> list[dict[str, Any]]:
+        """The rows of one result file, named under ``label`` in the sources with the CPU that measured them."""
+        rows, rates["sources"][label] = _rows(name, results)
+        cpus.add(cpu_name(rows[0].get("machine")) if rows else "")
+        return rows
+
+    rows = source("extraction", "extract")
     r = _row(rows, "extract_real_pages")
     rates["extract_mb_s"] = r["ours"] if r else None
-    rates["sources"]["extraction"] = src
-    rows, src = _rows("heuristics", results)
+    rows = source("heuristics", "heuristics")
     r = _row(rows, "refinedweb_langid_chain_vs_reading")
     if r:  # CPU seconds to read the parquet and run the chain with language ID over `text MB`
         mb = float(r["input"].split(" MB")[0].split()[-1])
         rates["heuristics_mb_s"] = mb / r["ours"]
     else:
         rates["heuristics_mb_s"] = None
-    rates["sources"]["heuristics"] = src
-    rows, src = _rows("scale", results)
+    rows = source("dedup and selection", "scale")
     r = _with(rows, "n10")
     if r:
         big = r["n10"]
@@ -96,8 +102,7 @@ def measured_rates(results: str = RESULTS) -> dict[str, Any]:
         rates["scale_doc_bytes"] = big["text_bytes"] / big["docs"]
     else:
         rates["global_core_s_per_doc"] = None
-    rates["sources"]["dedup and selection"] = src
-    rows, src = _rows("dedup_substring", results)
+    rows = source("exact substrings", "dedup_substring")
     r = _row(rows, "substring_vs_one_suffix_array_real") or _row(rows, "substring_vs_one_suffix_array_demo")
     if r:  # MB of text per CPU second of the whole stage, and its measured volumes per text byte
         mb = r["text_mb"] * 1e6
@@ -106,16 +111,14 @@ def measured_rates(results: str = RESULTS) -> dict[str, Any]:
                               "context_per_byte": r["context_bytes"] / mb, "row": r["name"]}
     else:
         rates["substring"] = None
-    rates["sources"]["exact substrings"] = src
-    rows, src = _rows("tokens", results)
+    rows = source("tokens", "tokens")
     r = _row(rows, "tokens_build_per_cpu_second_vs_raw_sentencepiece_1w")
     rates["tokens_per_s"] = r["ours"] if r else None
-    rates["sources"]["tokens"] = src
-    rows, src = _rows("pipeline", results)
+    rows = source("whole recipe", "pipeline")
     r = _row(rows, "pipeline_dclm_recipe_per_core")
     rates["pipeline"] = r
     rates["pipeline_mb_s"] = r["ours"] if r else None
-    rates["sources"]["whole recipe"] = src
+    rates["cpus"] = sorted(c for c in cpus if c)  # the CPUs that measured the rows behind these rates
     return rates
 
 
@@ -342,9 +345,8 @@ def render(args: argparse.Namespace) -> str:
     elif rates.get("pipeline_mb_s") is None:
         lines += ["", "Check: not made (no `pipeline_dclm_recipe_per_core` row in bench/results/pipeline.json)."]
     lines += ["", "Sources: " + "; ".join(f"{k}: `{v}`" for k, v in rates["sources"].items())]
-    cpus = sorted({m.group(1) for v in rates["sources"].values() if (m := re.search(r"commit [^,)]+, ([^)]+)\)$", v))})
-    if len(cpus) > 1:
-        lines.append(f"The rows behind these rates were measured on different CPUs ({', '.join(cpus)}): the "
+    if len(rates["cpus"]) > 1:
+        lines.append(f"The rows behind these rates were measured on different CPUs ({', '.join(rates['cpus'])}): the "
                      "development machines differ between sessions, and part of any disagreement above is theirs.")
     lines += ["", END]
     return "\n".join(lines)
